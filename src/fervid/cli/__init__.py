@@ -1,0 +1,56 @@
+"""The ``fervid`` command line: a thin layer over the Python API.
+
+Each verb lives in its own module here (``fervid.cli.<verb>``) with two functions:
+``add_parser(subparsers)`` and ``run(args) -> int``. Argument names match the API's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Verb -> module in this package. Modules are imported only when the CLI runs.
+VERBS: dict[str, str] = {
+    "data": "data", "train": "train", "evaluate": "evaluate", "study": "study", "predict": "predict",
+    "video": "video", "export": "export", "bench": "bench", "finetune": "finetune", "models": "models",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="fervid", description="Facial emotion recognition toolkit.")
+    parser.add_argument("--version", action="version", version=f"fervid {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, mod in VERBS.items():
+        try:
+            module = importlib.import_module(f".{mod}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{mod}":
+                continue  # verb not implemented in this build
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    from ..data import FERDataError
+
+    try:
+        return int(args._run(args) or 0)
+    except (FERDataError, FileNotFoundError, KeyError, ValueError) as e:
+        # Expected user errors: one clear line, no traceback.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"fervid {args.verb}: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fervid {args.verb}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..imbalance import STRATEGIES
+    from ..train import TARGETS
+
+    p = sub.add_parser("train", help="train a model (selects on PublicTest, reports PrivateTest once)")
+    p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
+    p.add_argument("--data", help="fer2013.csv(.gz), an image folder or a fervid pack")
+    p.add_argument("--model", help="architecture name (fervid models)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-train-samples", dest="max_train_samples", type=int)
+    p.add_argument("--imbalance", choices=STRATEGIES)
+    p.add_argument("--targets", choices=TARGETS)
+    p.add_argument("--ferplus", help="fer2013new.csv, for --targets ferplus-*")
+    p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other config key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..train import load_config, train
+
+    extra = {}
+    for kv in args.set:
+        if "=" not in kv:
+            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        extra[k] = yaml.safe_load(v)
+    keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",
+            "device", "seed", "out", "progress")
+    flags = {k: getattr(args, k) for k in keys}
+    cfg = load_config(args.config, **{**extra, **{k: v for k, v in flags.items() if v is not None}})
+    if not cfg.data:
+        raise ValueError("no data: give --data PATH or set data: in the config")
+    final = train(cfg, resume=args.resume)
+    print(json.dumps(final, indent=2))
+    return 0

@@ -1,0 +1,76 @@
+"""Class-imbalance strategies: loss weights, focal loss, samplers and dynamic weights.
+
+FER2013's disgust class is 1.5% of training images and happy 25%; each strategy here is
+one config value (``TrainConfig.imbalance``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+STRATEGIES: tuple[str, ...] = ("none", "inverse", "effective", "focal", "oversample", "dynamic", "minority-aug")
+
+
+def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.ndarray:
+    """Per-class loss weights normalised to mean 1 over classes.
+
+    ``inverse``: 1/n_c. ``effective``: the class-balanced weight of Cui et al. 2019,
+    (1-beta)/(1-beta^n_c), i.e. the inverse *effective* number of samples.
+    """
+    n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if kind == "inverse":
+        w = 1.0 / n
+    elif kind == "effective":
+        w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    else:
+        raise ValueError(f"no static weights for {kind!r}")
+    return (w / w.mean()).astype(np.float32)
+
+
+def sample_weights(labels: np.ndarray, counts: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway."""
+    w = np.maximum(np.asarray(counts, dtype=np.float64), 1.0) ** -power
+    return w[labels]
+
+
+def dynamic_weights(recall: np.ndarray, previous: np.ndarray | None, momentum: float = 0.5, power: float = 1.0,
+                    floor: float = 0.05) -> np.ndarray:
+    """Re-estimate class weights from per-class validation recall: classes the model
+    misses get more weight (w_c ~ (1 - recall_c + floor)^power), smoothed with momentum."""
+    w = (1.0 - np.asarray(recall, dtype=np.float64) + floor) ** power
+    w = w / w.mean()
+    if previous is not None:
+        w = momentum * np.asarray(previous, dtype=np.float64) + (1 - momentum) * w
+        w = w / w.mean()
+    return w.astype(np.float32)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: torch.Tensor | None = None,
+               label_smoothing: float = 0.0) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017) for int or soft targets: (1-p_t)^gamma scaled cross-entropy."""
+    logp = F.log_softmax(logits.float(), 1)
+    k = logits.shape[1]
+    if target.ndim == 1:
+        target = F.one_hot(target, k).float()
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / k
+    p = logp.exp()
+    loss = -(target * (1 - p).pow(gamma) * logp)
+    if weight is not None:
+        loss = loss * weight.view(1, -1)
+    return loss.sum(1).mean()
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against a target distribution (``N x K``), optional class weights."""
+    k = logits.shape[1]
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / k
+    logp = F.log_softmax(logits.float(), 1)
+    loss = -(target * logp)
+    if weight is not None:
+        loss = loss * weight.view(1, -1)
+    return loss.sum(1).mean()

@@ -1,0 +1,461 @@
+"""The training loop: one function, readable top to bottom.
+
+Protocol: the model is selected on PublicTest only; PrivateTest is evaluated exactly
+once, with the selected weights, after training ends, and is never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, augment, mix
+from .checkpoint import make_checkpoint, save_atomic
+from .data import FERData, load_dataset
+from .emotions import FER2013, FERPLUS8
+from .imbalance import STRATEGIES, class_weights, dynamic_weights, focal_loss, sample_weights, soft_cross_entropy
+from .models import count_parameters, create_model
+from .preprocess import PreprocessConfig
+
+TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; dumped to ``config.json`` in the run directory."""
+
+    data: str = ""
+    model: str = "fast_cnn"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    out: str = "runs/fervid"
+    epochs: int = 30
+    batch_size: int = 128
+    max_train_samples: int | None = None   # stratified subset of Training, for quick runs and tests
+    optimizer: str = "sgd"                 # sgd (Nesterov) | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"               # cosine | step | plateau | constant
+    warmup_epochs: float = 1.0
+    step_epochs: list[int] = field(default_factory=lambda: [20, 40])
+    step_gamma: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    label_smoothing: float = 0.0
+    grad_clip: float | None = 5.0
+    imbalance: str = "none"                # see fervid.imbalance.STRATEGIES
+    focal_gamma: float = 2.0
+    cb_beta: float = 0.9999
+    oversample_power: float = 1.0
+    targets: str = "fer2013"               # fer2013 | ferplus-{majority,probability,crossentropy,multilabel}
+    ferplus: str | None = None             # path to fer2013new.csv for ferplus-* targets
+    ferplus_classes: int = 8               # 8 (with contempt) or 7 (FER2013 classes)
+    multilabel_threshold: float = 0.3
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    select_metric: str = "accuracy"        # accuracy | macro_f1, on PublicTest
+    early_stopping: int | None = None      # epochs without PublicTest improvement before stopping
+    device: str = "auto"
+    amp: bool = True                       # bf16 autocast where supported
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    workers_threads: int | None = None     # torch CPU threads (None: torch default)
+    progress: bool = True
+    eval_private: bool = True              # evaluate PrivateTest once at the end
+    time_budget_minutes: float | None = None  # fit the epoch count to a wall-clock budget (set after epoch 1)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training config key(s) {unknown}; valid: {sorted(names)}")
+        if isinstance(d.get("augment"), dict):
+            aug = d["augment"]
+            bad = sorted(set(aug) - {f.name for f in fields(AugmentConfig)})
+            if bad:
+                raise ValueError(f"unknown augment key(s) {bad}")
+            d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.imbalance not in STRATEGIES:
+            raise ValueError(f"imbalance must be one of {STRATEGIES}, got {self.imbalance!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+        if self.targets.startswith("ferplus") and not self.ferplus:
+            raise ValueError(f"targets={self.targets} needs ferplus=<path to fer2013new.csv>")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "plateau", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}")
+        if self.select_metric not in ("accuracy", "macro_f1"):
+            raise ValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """A YAML recipe (optional) with keyword overrides applied on top (``None`` = keep)."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        d = yaml.safe_load(Path(path).read_text()) or {}
+    for k, v in overrides.items():
+        if v is not None:
+            d[k] = v
+    return TrainConfig.from_dict(d)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    except AttributeError:
+        return False
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled and cpu_has_bf16())
+    return torch.autocast(device.type, enabled=False)
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices keeping each class's share (every class keeps at least one image)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    classes = np.unique(labels)
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        k = max(1, int(round(n * len(idx) / len(labels))))
+        out.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(out))
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, *, batch_size: int = 512,
+                   device: torch.device | str = "cpu", amp: bool = True, flip: bool = False) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 faces ``N x H x W`` using the model's preprocessing."""
+    from .preprocess import to_tensor
+
+    device = torch.device(device)
+    model.eval()
+    pre: PreprocessConfig = model.preprocess
+    out = []
+    cl = next(model.parameters()).is_contiguous(memory_format=torch.channels_last) if any(True for _ in model.parameters()) else False
+    for i in range(0, len(images), batch_size):
+        x = to_tensor(images[i:i + batch_size], pre, device)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            y = model(x).float()
+            if flip:
+                y = (y + model(torch.flip(x, dims=[3])).float()) / 2
+        out.append(y.cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(pre.labels))
+
+
+def basic_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    labels = list(range(n_classes))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "recall": [float(r) for r in recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)],
+    }
+
+
+# -------------------------------------------------------------------------- the data
+
+@dataclass
+class _Split:
+    images: np.ndarray
+    labels: np.ndarray          # int class for selection metrics (-1: excluded)
+    targets: np.ndarray         # int labels, or N x K floats (soft / multi-label)
+
+
+def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[str, ...]]:
+    if cfg.targets == "fer2013":
+        names = FER2013
+        out = {}
+        for s in ("Training", "PublicTest", "PrivateTest"):
+            if s in data.split_names:
+                d = data.split(s)
+                out[s] = _Split(d.images, d.labels, d.labels)
+        return out, names
+    from .ferplus import align, load_ferplus, targets
+
+    votes_all = load_ferplus(cfg.ferplus, expected_rows=None)  # type: ignore[arg-type]
+    mode = cfg.targets.split("-", 1)[1]
+    names = FERPLUS8 if cfg.ferplus_classes == 8 else FER2013
+    out = {}
+    for s in ("Training", "PublicTest", "PrivateTest"):
+        if s not in data.split_names:
+            continue
+        d = data.split(s)
+        v = align(d, votes_all)
+        if cfg.ferplus_classes == 7:
+            v = np.concatenate([v[:, :7], v[:, 8:]], 1)  # drop contempt votes
+        tgt, keep = targets(v, mode, cfg.multilabel_threshold)  # type: ignore[arg-type]
+        if cfg.ferplus_classes == 7:
+            tgt = tgt[:, :7] if tgt.ndim == 2 else tgt
+        maj, maj_keep = targets(v, "majority")
+        if s == "Training":
+            # FER+ rule: unknown / not-a-face / no-agreement images are not trained on.
+            out[s] = _Split(d.images[keep], np.where(maj_keep, maj, -1)[keep], tgt[keep])
+        else:
+            # Evaluation uses the majority label where one exists (the FER+ test protocol).
+            out[s] = _Split(d.images[maj_keep], maj[maj_keep], maj[maj_keep])
+    return out, names
+
+
+# --------------------------------------------------------------------------- training
+
+def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
+    warm = min(1.0, epoch_f / cfg.warmup_epochs) if cfg.warmup_epochs > 0 else 1.0
+    if cfg.schedule == "cosine":
+        t = min(1.0, max(0.0, (epoch_f - cfg.warmup_epochs) / max(1e-9, cfg.epochs - cfg.warmup_epochs)))
+        f = 0.5 * (1 + math.cos(math.pi * t))
+    elif cfg.schedule == "step":
+        f = cfg.step_gamma ** sum(epoch_f >= e for e in cfg.step_epochs)
+    elif cfg.schedule == "plateau":
+        f = plateau
+    else:
+        f = 1.0
+    return warm * f
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.data``; returns the final metrics. Writes to ``cfg.out``:
+    ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt``, ``best.pt``, ``final.json``."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.workers_threads:
+        torch.set_num_threads(cfg.workers_threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    data = data if data is not None else load_dataset(cfg.data)
+    splits, names = _prepare(cfg, data)
+    train_s, val_s = splits["Training"], splits["PublicTest"]
+    if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
+        strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
+        idx = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
+        train_s = _Split(train_s.images[idx], train_s.labels[idx], train_s.targets[idx])
+    k = len(names)
+    soft = train_s.targets.ndim == 2
+    hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
+    counts = np.bincount(hard_lab, minlength=k)
+
+    model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    pre: PreprocessConfig = model.preprocess
+    fwd = torch.compile(model) if cfg.compile else model
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+
+    # Imbalance: static class weights, a per-sample drawing distribution, or per-sample
+    # augmentation strength; "dynamic" weights start uniform and follow PublicTest recall.
+    weights = np.ones(k, dtype=np.float32)
+    draw: np.ndarray | None = None
+    strength = np.ones(len(hard_lab), dtype=np.float32)
+    if cfg.imbalance in ("inverse", "effective"):
+        weights = class_weights(counts, cfg.imbalance, cfg.cb_beta)
+    elif cfg.imbalance == "oversample":
+        draw = sample_weights(hard_lab, counts, cfg.oversample_power)
+    elif cfg.imbalance == "minority-aug":
+        # Halfway oversampling (n^-0.5) plus stronger geometry/erasing for minority classes,
+        # so repeated minority images are not seen identically.
+        draw = sample_weights(hard_lab, counts, 0.5)
+        share = counts / counts.sum()
+        strength = np.where(share[hard_lab] < np.median(share), 1.6, 1.0).astype(np.float32)
+
+    # Training data lives on the device as uint8 once; batches are gathered by index.
+    x_train = torch.from_numpy(train_s.images).to(device)
+    y_train = torch.from_numpy(train_s.targets).to(device)
+    s_train = torch.from_numpy(strength).to(device)
+
+    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "since_best": 0, "plateau": 1.0, "plateau_bad": 0,
+             "plateau_best": -1.0, "weights": weights.tolist(), "history": []}
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+        ck = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["trainer_state"]
+        cfg.epochs = int(state.get("epochs", cfg.epochs))  # a time-budgeted run keeps its resolved length
+        weights = np.asarray(state["weights"], dtype=np.float32)
+    state.setdefault("epoch_started", state["epoch"])
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    n = len(train_s.images)
+    steps = max(1, n // cfg.batch_size) if draw is None else max(1, n // cfg.batch_size)
+    log_f = open(out / "metrics.jsonl", "a")
+    t_start = time.time()
+    epoch = state["epoch"]
+    while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
+        # Every source of randomness is re-seeded from (seed, epoch): resuming at an epoch
+        # boundary replays exactly what an uninterrupted run would have done.
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        g = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+        gcpu = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        if draw is None:
+            order = torch.randperm(n, generator=gcpu)
+        else:
+            order = torch.multinomial(torch.from_numpy(draw), n, replacement=True, generator=gcpu)
+        w_t = torch.tensor(weights, device=device)
+        model.train()
+        tot_loss = tot_correct = tot_seen = 0.0
+        t0 = time.time()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        for step in bar:
+            lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])
+            for grp in opt.param_groups:
+                grp["lr"] = lr
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
+            x = x_train[idx][:, None].float().div_(255.0)
+            if x.shape[-1] != pre.input_size:
+                x = F.interpolate(x, size=(pre.input_size, pre.input_size), mode="bilinear", antialias=True)
+            x = augment(x, cfg.augment, g, s_train[idx])
+            y = y_train[idx]
+            if cfg.targets == "ferplus-probability":
+                # Probabilistic label drawing (Barsoum et al.): a fresh label from the vote distribution.
+                y = torch.multinomial(y.float(), 1, generator=g)[:, 0]
+            if cfg.augment.mixup > 0 and cfg.targets != "ferplus-multilabel":
+                yy = F.one_hot(y, k).float() if y.ndim == 1 else y.float()
+                x, y = mix(x, yy, cfg.augment, g)
+            x = (x - pre.mean) / pre.std
+            if pre.in_chans != 1:
+                x = x.expand(-1, pre.in_chans, -1, -1)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.amp):
+                logits = fwd(x)
+            logits = logits.float()
+            if cfg.targets == "ferplus-multilabel":
+                loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=None)
+            elif cfg.imbalance == "focal":
+                loss = focal_loss(logits, y, cfg.focal_gamma, None, cfg.label_smoothing)
+            elif y.ndim == 2:
+                loss = soft_cross_entropy(logits, y.float(), w_t, cfg.label_smoothing)
+            else:
+                loss = F.cross_entropy(logits, y, weight=w_t, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            b = len(idx)
+            tot_loss += float(loss) * b
+            hard = y if y.ndim == 1 else y.argmax(1)
+            tot_correct += float((logits.argmax(1) == hard).sum())
+            tot_seen += b
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{tot_loss / tot_seen:.3f}", acc=f"{tot_correct / tot_seen:.3f}",
+                                ips=f"{tot_seen / (time.time() - t0):.0f}", lr=f"{lr:.4f}")
+        bar.close()
+        train_time = time.time() - t0
+        # Model selection: PublicTest only.
+        val_pred = predict_logits(model, val_s.images, device=device, amp=cfg.amp).argmax(1).numpy()
+        vm = basic_metrics(val_s.labels, val_pred, k)
+        score = vm[cfg.select_metric]
+        rec = {"epoch": epoch + 1, "train_loss": tot_loss / tot_seen, "train_acc": tot_correct / tot_seen,
+               "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "val_recall": vm["recall"],
+               "lr": lr, "class_weights": [float(w) for w in weights], "images_per_s": tot_seen / train_time,
+               "epoch_seconds": time.time() - t0}
+        if cfg.time_budget_minutes and epoch == state["epoch_started"]:
+            # Size the run to the budget from the first epoch's duration. The cosine schedule
+            # reads cfg.epochs, and epoch 1 is warm-up, so changing it now is seamless.
+            fit = int(cfg.time_budget_minutes * 60 / max(1e-3, time.time() - t0))
+            cfg.epochs = max(epoch + 2, min(cfg.epochs, fit))
+            tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
+        if cfg.imbalance == "dynamic":
+            weights = dynamic_weights(np.asarray(vm["recall"]), weights)
+        if cfg.schedule == "plateau":
+            if score > state["plateau_best"] + 1e-4:
+                state["plateau_best"], state["plateau_bad"] = score, 0
+            else:
+                state["plateau_bad"] += 1
+                if state["plateau_bad"] >= cfg.plateau_patience:
+                    state["plateau"] *= cfg.plateau_factor
+                    state["plateau_bad"] = 0
+        improved = score > state["best"]
+        if improved:
+            state.update(best=score, best_epoch=epoch + 1, since_best=0)
+            save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1,
+                                        metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}}), best_path)
+        else:
+            state["since_best"] += 1
+        state["epoch"] = epoch + 1
+        state["epochs"] = cfg.epochs
+        state["weights"] = [float(w) for w in weights]
+        state["history"].append({k2: rec[k2] for k2 in ("epoch", "val_accuracy", "val_macro_f1")})
+        save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
+                                    trainer_state=state), last_path)
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
+               f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
+               f"{' *' if improved else ''}")
+        tqdm.write(msg)
+        if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:
+            tqdm.write(f"early stopping: no PublicTest improvement for {cfg.early_stopping} epochs")
+            break
+        epoch += 1
+    log_f.close()
+
+    # The one PrivateTest evaluation, with the weights chosen on PublicTest.
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # with the resolved epoch count
+    final: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+                             "parameters": count_parameters(model), "wall_seconds": time.time() - t_start,
+                             "device": str(device)}
+    ck = torch.load(best_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(ck["state_dict"])
+    for split in ("PublicTest", "PrivateTest"):
+        if split not in splits or (split == "PrivateTest" and not cfg.eval_private):
+            continue
+        s = splits[split]
+        pred = predict_logits(model, s.images, device=device, amp=cfg.amp).argmax(1).numpy()
+        final[split] = basic_metrics(s.labels, pred, k)
+    ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
+    save_atomic(ck, best_path)
+    (out / "final.json").write_text(json.dumps(final, indent=2))
+    return final
