@@ -1,0 +1,150 @@
+"""Figures for datasets (``fervid data show``).
+
+Matplotlib is imported inside the functions and drawn with the Agg canvas directly, so
+importing :mod:`fervid.plots` neither loads matplotlib nor changes its global backend.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .emotions import FERPLUS8, FERPLUS_EXTRA
+
+if TYPE_CHECKING:
+    from .data import FERData
+    from .ferplus import FERPlusVotes
+
+#: One colour per emotion (FERPLUS8 order), then unknown and not-a-face.
+EMOTION_COLORS: dict[str, str] = {
+    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",
+    "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f", "contempt": "#2ca02c",
+    "unknown": "#c7c7c7", "NF": "#000000",
+}
+
+
+def _pick(labels: np.ndarray, label: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    idx = np.flatnonzero(labels == label)
+    if len(idx) > per_class:
+        idx = np.sort(rng.choice(idx, per_class, replace=False))
+    return idx
+
+
+def sample_grid(
+    data: FERData,
+    out: str | os.PathLike,
+    *,
+    split: str | None = None,
+    per_class: int = 8,
+    ferplus: str | os.PathLike | FERPlusVotes | None = None,
+    seed: int = 0,
+    dpi: int = 110,
+) -> Path:
+    """Write a PNG grid of random sample faces: one row per class, ``per_class`` columns.
+
+    Each row is labelled with the class name and its image count (in ``split``, or in
+    all splits when ``split`` is ``None``). With ``ferplus`` (a ``fer2013new.csv`` path
+    or loaded votes) each face gets a bar chart of its ten FER+ votes (eight emotions,
+    unknown, not-a-face) and a caption with the FER+ majority label: green when it agrees
+    with the row's FER2013 label, red when it does not, grey when FER+ excludes the image.
+    Sampling is reproducible for a given ``seed``. Returns the output path.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    title_split = split or "all splits"
+    if split is not None:
+        data = data.split(split)
+    if len(data) == 0:
+        raise ValueError(f"no images in {data.source} ({title_split})")
+
+    votes = None
+    keep = maj = None
+    if ferplus is not None:
+        from .ferplus import FERPlusVotes, align, load_ferplus, targets
+
+        fp = ferplus if isinstance(ferplus, FERPlusVotes) else load_ferplus(ferplus)
+        votes = align(data, fp)
+        maj, keep = targets(votes, "majority", not_face=fp.not_face[data.index])
+
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, int, np.ndarray]] = []
+    for k, name in enumerate(data.label_names):
+        n = int((data.labels == k).sum())
+        rows.append((name, n, _pick(data.labels, k, per_class, rng)))
+    n_unlabelled = int((data.labels < 0).sum())
+    if n_unlabelled:
+        rows.append(("(no label)", n_unlabelled, _pick(data.labels, -1, per_class, rng)))
+
+    has_fp = votes is not None
+    cell_w, face_h, bar_h, cap_h = 1.05, 1.05, (0.38 if has_fp else 0.0), (0.22 if has_fp else 0.08)
+    label_w = 1.35
+    fig_w = label_w + per_class * cell_w
+    legend_cols = 10 if fig_w >= 8.5 else 5
+    top = 0.5 + (0.2 * (1 + 10 // legend_cols) + 0.1 if has_fp else 0.0)
+    fig_h = top + len(rows) * (face_h + bar_h + cap_h) + 0.1
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    FigureCanvasAgg(fig)
+    outer = fig.add_gridspec(len(rows), 1, left=label_w / fig_w, right=0.99, top=1 - top / fig_h,
+                             bottom=0.1 / fig_h, hspace=cap_h / (face_h + bar_h))
+    columns = FERPLUS8 + FERPLUS_EXTRA
+    colors = [EMOTION_COLORS[c] for c in columns]
+    for r, (name, n, idx) in enumerate(rows):
+        if has_fp:
+            inner = outer[r].subgridspec(2, per_class, height_ratios=[face_h, bar_h], hspace=0.04, wspace=0.08)
+        else:
+            inner = outer[r].subgridspec(1, per_class, wspace=0.08)
+        for c in range(per_class):
+            ax = fig.add_subplot(inner[0, c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c == 0:
+                color = "#b8860b" if name == "happy" else EMOTION_COLORS.get(name, "black")
+                ax.set_ylabel(f"{name}\n{n:,} images", rotation=0, ha="right", va="center",
+                              fontsize=10, labelpad=8, color=color)
+            if c >= len(idx):
+                if c == 0:
+                    ax.text(0.5, 0.5, "no images", ha="center", va="center", fontsize=8, color="grey",
+                            transform=ax.transAxes)
+                continue
+            i = int(idx[c])
+            ax.imshow(data.images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            if not has_fp:
+                continue
+            assert votes is not None and keep is not None and maj is not None
+            if keep[i]:
+                fp_name = FERPLUS8[int(maj[i])]
+                agree = data.labels[i] >= 0 and fp_name == data.label_names[int(data.labels[i])]
+                ax.set_title(f"FER+: {fp_name}", fontsize=7, pad=2, color="#1a7f1a" if agree else "#c0392b")
+            else:
+                ax.set_title("FER+: excluded", fontsize=7, pad=2, color="grey")
+            bx = fig.add_subplot(inner[1, c])
+            bx.bar(np.arange(len(columns)), votes[i], color=colors, width=0.85)
+            bx.set_ylim(0, max(10, int(votes[i].sum())))
+            bx.set_xlim(-0.6, len(columns) - 0.4)
+            bx.set_xticks([])
+            bx.set_yticks([])
+            for spine in ("top", "right", "left"):
+                bx.spines[spine].set_visible(False)
+            bx.spines["bottom"].set_color("#999999")
+    title = f"{Path(data.source).name or 'data'} — {title_split}: {len(data):,} images, up to {per_class} random per class (seed {seed})"
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / fig_h, va="top")
+    if has_fp:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=EMOTION_COLORS[c], label="not a face" if c == "NF" else c) for c in columns]
+        fig.legend(handles=handles, loc="upper center", ncol=legend_cols, fontsize=7,
+                   frameon=False, bbox_to_anchor=(0.5, 1 - 0.32 / fig_h), handlelength=1.0, columnspacing=0.8,
+                   title="FER+ votes (10 annotators) under each face; caption: FER+ majority label", title_fontsize=7)
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
