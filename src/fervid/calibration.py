@@ -1,0 +1,177 @@
+"""Calibration: temperature scaling, expected calibration error, reliability bins,
+ensemble weights, and writing a calibrated copy of a checkpoint.
+
+Everything that is *fitted* here is fitted on PublicTest (the validation split) by the
+callers in :mod:`fervid.evaluate`; PrivateTest is only ever scored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE with ``n_bins`` equal-width confidence bins: sum over bins of
+    (bin share) x |accuracy - mean confidence|."""
+    b = reliability_bins(probs, y_true, n_bins)
+    n = b["count"].sum()
+    if n == 0:
+        return float("nan")
+    return float(np.sum(b["count"] / n * np.abs(b["accuracy"] - b["confidence"])))
+
+
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Per confidence bin (equal width on [0, 1]): image count, mean confidence and accuracy
+    (0 for empty bins). Bin ``i`` holds confidences in ``(edges[i], edges[i+1]]``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    s_conf = np.bincount(idx, weights=conf, minlength=n_bins)
+    s_acc = np.bincount(idx, weights=correct, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, s_conf / count, 0.0)
+        acc = np.where(count > 0, s_acc / count, 0.0)
+    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": acc}
+
+
+def nll(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``softmax(logits / temperature)``."""
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / float(temperature)
+    return float(torch.nn.functional.cross_entropy(z, torch.as_tensor(np.asarray(y_true), dtype=torch.long)))
+
+
+def fit_temperature(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, max_iter: int = 200) -> float:
+    """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` (LBFGS on ``log T``).
+
+    Fit on a validation split (PublicTest), never on the split you report.
+    """
+    y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
+    if len(y) == 0:
+        raise ValueError("cannot fit a temperature on zero images")
+    if (y < 0).any():
+        raise ValueError("labels must be class indices >= 0 (drop unlabelled images first)")
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp())
+    if not np.isfinite(t) or t <= 0:
+        raise RuntimeError(f"temperature fit diverged (T={t})")
+    return t
+
+
+def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the NLL of ``sum_m w_m p_m``
+    (softmax-parameterised, LBFGS). Fit on PublicTest, never on the reported split."""
+    if len(member_probs) == 0:
+        raise ValueError("no ensemble members")
+    p = torch.as_tensor(np.stack([np.asarray(m, dtype=np.float64) for m in member_probs]))  # M x N x K
+    y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
+    if len(member_probs) == 1:
+        return np.ones(1)
+    pt = p[:, torch.arange(len(y)), y].clamp_min(1e-12)  # M x N: each member's probability of the true class
+    a = torch.zeros(len(member_probs), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([a], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        w = torch.softmax(a, 0)
+        loss = -torch.log((w[:, None] * pt).sum(0)).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return torch.softmax(a.detach(), 0).numpy()
+
+
+# ------------------------------------------------------------- calibrated checkpoints
+
+def load_checkpoint_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint dict (weights + metadata) behind a bundled name or a file,
+    resolved the same way as :func:`fervid.checkpoint.load_model`."""
+    from .checkpoint import WEIGHTS_DIR, bundled_models, load_safetensors_checkpoint
+
+    name = str(name_or_path)
+    bundled = bundled_models()
+    if name in bundled and not Path(name).exists():
+        b = bundled[name]
+        return load_safetensors_checkpoint(WEIGHTS_DIR / b.file, sha256=b.sha256)
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+    if path.suffix == ".safetensors":
+        return load_safetensors_checkpoint(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: float, out: str | os.PathLike,
+                                info: dict[str, Any] | None = None) -> Path:
+    """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
+    it was fitted). ``out`` ending in ``.safetensors`` writes that format, else a ``.pt``
+    dict. :func:`fervid.checkpoint.load_model` reads the temperature back."""
+    from .checkpoint import save_atomic, save_safetensors_checkpoint
+
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    ckpt = load_checkpoint_dict(name_or_path)
+    ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "trainer_state", "source")}
+    ckpt["temperature"] = float(temperature)
+    ckpt["calibration"] = {"method": "temperature", **(info or {})}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".safetensors":
+        save_safetensors_checkpoint(ckpt, out)
+    else:
+        save_atomic(ckpt, out)
+    return out
+
+
+def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str | os.PathLike, *,
+              split: str = "PublicTest", tta: str = "none", device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
+    """Fit the temperature of ``model`` on ``split`` (PublicTest) of ``data`` (a path or a
+    loaded ``FERData``) and write the calibrated checkpoint to ``out``. Returns the fitted
+    temperature with the NLL and ECE on the fit split before and after."""
+    from .checkpoint import load_model
+    from .data import load_dataset
+    from .inference import align_columns, softmax_np, tta_logits
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    if split not in d.split_names:
+        raise ValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
+    s = d.split(split)
+    s = s.select(s.labels >= 0)
+    m = load_model(model, device=dev)
+    cols = align_columns(m.preprocess.labels, d.label_names)
+    logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy()[:, cols]
+    y = s.labels.astype(np.int64)
+    t0 = float(getattr(m, "temperature", 1.0))
+    t = fit_temperature(logits, y)
+    info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
+            "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
+            "ece_before": expected_calibration_error(softmax_np(logits, t0), y),
+            "ece_after": expected_calibration_error(softmax_np(logits, t), y)}
+    path = write_calibrated_checkpoint(model, t, out, {"fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)),
+                                                       **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")}})
+    info["out"] = str(path)
+    return info

@@ -1,0 +1,46 @@
+"""``fervid study``: models x imbalance strategies x seeds under one fixed budget."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("study", help="train and evaluate a grid (models x imbalance strategies x seeds) under one budget",
+                       description="Every run selects on PublicTest; the table reports PrivateTest, mean +- std over seeds. "
+                                   "Resumable: finished runs (OUT/runs/*/final.json) are not retrained.")
+    p.add_argument("--data", required=True, help="fer2013.csv(.gz), an image folder or a fervid pack")
+    p.add_argument("--models", nargs="+", default=["fast_cnn"], help="architectures (default: fast_cnn)")
+    p.add_argument("--strategies", nargs="+", default=None,
+                   help="imbalance strategies (default: all of fervid.imbalance.STRATEGIES)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--max-train-samples", dest="max_train_samples", type=int, default=8000,
+                   help="stratified training subset per run (0: all)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", dest="workers_threads", type=int, default=None, help="torch CPU threads per run")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other TrainConfig key, YAML-typed")
+    p.add_argument("--out", default="runs/study")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..imbalance import STRATEGIES
+    from ..study import StudyConfig, run_study
+
+    overrides = {}
+    for kv in args.set:
+        if "=" not in kv:
+            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    cfg = StudyConfig(data=args.data, models=list(args.models), strategies=list(args.strategies or STRATEGIES),
+                      seeds=list(args.seeds), epochs=args.epochs, max_train_samples=args.max_train_samples or None,
+                      batch_size=args.batch_size, out=args.out, device=args.device,
+                      workers_threads=args.workers_threads, train_overrides=overrides)
+    run_study(cfg)
+    print(f"wrote {args.out}/study.md, study.png, study.json, results.jsonl")
+    return 0
