@@ -24,10 +24,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .emotions import FER2013, SPLITS, try_canonical
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 IMAGE_SIZE = 48
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -424,7 +428,7 @@ def _split_from_name(filename: str) -> str | None:
     return None
 
 
-def _to_uint8_gray(im: "PIL.Image.Image") -> "PIL.Image.Image":  # type: ignore[name-defined]  # noqa: F821
+def _to_uint8_gray(im: PILImage) -> PILImage:
     """Any Pillow mode -> mode ``L``: 16-bit scaled by 1/257, transparency composited on white."""
     from PIL import Image
 
