@@ -1,0 +1,204 @@
+"""Face detector benchmark: recall, false positives and speed on real photos and video frames.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/detectors.py [--data ../shared/data] [--detectors haar,dlib,...]
+                                             [--repeats 5] [--sweep] [--markdown]
+
+Ground truth: the photos and video frames in ``<data>/media`` (see its README), annotated
+by hand below (boxes ``x, y, w, h`` in the image's own pixels; video frames are 640x360).
+``ignore`` boxes mark real but out-of-scope faces (a child looking straight down, people cut
+by the image border, blurry background faces): a detection there is neither a hit nor a
+false positive. A detection *matches* a face when its centre lies inside the face box and
+its side (square root of the area) is within 0.5x..2x the face's; each face matches at most
+one detection (highest score first); every other detection is a false positive.
+
+Speed: median milliseconds per ``detect`` call on 640x480 images (all test images resized
+to 640x480), over ``--repeats`` passes after one warm-up pass, single process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from fervid.detect import FaceBox, create_detector  # noqa: E402
+from fervid.io import load_image  # noqa: E402
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Item:
+    name: str
+    faces: list[Box]
+    ignore: list[Box] = field(default_factory=list)
+    frame: int | None = None  # video frame index, None for photos
+
+
+PHOTOS = [
+    Item("two_people.jpg", [(233, 27, 178, 179), (786, 65, 170, 169)]),
+    Item("obama.jpg", [(351, 97, 294, 294)]),
+    Item("obama-480p.jpg", [(377, 40, 135, 135)]),
+    # A third, real face (a child looking down, bottom right) and a person cut by the right border.
+    Item("obama_and_biden.jpg", [(742, 418, 194, 193), (1123, 365, 227, 227)],
+         ignore=[(1560, 1000, 240, 260), (1860, 500, 140, 600)]),
+    Item("obama_partial_face.jpg", [(0, 150, 200, 230)]),
+    Item("lin-manuel-miranda.png", [(239, 127, 356, 356)]),
+    Item("32bit.png", [(137, 236, 349, 349)], ignore=[(540, 300, 86, 400)]),
+]
+
+# short_hamilton_clip.mp4 (640x360). Frames 25-75 are left out: only blurry background
+# faces and the performer in extreme profile, cut by the border (nothing clear to score).
+FRAMES = [
+    Item("frame 0", [(56, 186, 31, 31), (519, 41, 59, 59)], frame=0),
+    Item("frame 100", [(189, 90, 100, 100)], frame=100),
+    Item("frame 125", [(185, 45, 95, 95)], frame=125),
+    Item("frame 150", [(202, 28, 101, 101)], frame=150),
+    Item("frame 175", [(199, 64, 105, 105)], frame=175),
+    Item("frame 200", [(245, 45, 100, 100)], frame=200),
+    Item("frame 225", [(40, 65, 66, 66), (153, 93, 68, 68), (313, 37, 60, 97), (360, 73, 107, 107)],
+         ignore=[(590, 60, 50, 120), (0, 200, 200, 160)], frame=225),
+    Item("frame 250", [(37, 64, 57, 57), (162, 100, 62, 62), (320, 40, 55, 95), (372, 82, 96, 96)],
+         ignore=[(590, 60, 50, 140), (0, 200, 200, 160)], frame=250),
+]
+
+# name -> (registered detector, kwargs)
+DETECTORS: dict[str, tuple[str, dict]] = {
+    "haar": ("haar", {}),
+    "haar-profile": ("haar-profile", {}),
+    "haar frontalface_default n=5": ("haar", {"cascade": "haarcascade_frontalface_default.xml", "min_neighbors": 5}),
+    "dlib": ("dlib", {}),
+    "dlib upsample=0": ("dlib", {"upsample": 0}),
+}
+
+SWEEP: dict[str, tuple[str, dict]] = {
+    f"haar {c.split('_', 1)[1].removesuffix('.xml')} n={n} sf={sf}{' eq' if eq else ''}":
+        ("haar", {"cascade": c, "min_neighbors": n, "scale_factor": sf, "equalize": eq})
+    for c in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt.xml", "haarcascade_frontalface_alt2.xml")
+    for n in (3, 4, 5, 8) for sf in (1.1, 1.2) for eq in (False,)
+}
+
+
+def load_items(data: Path) -> list[tuple[Item, np.ndarray]]:
+    import cv2
+
+    media = data / "media"
+    out = [(it, load_image(media / it.name)) for it in PHOTOS]
+    cap = cv2.VideoCapture(str(media / "short_hamilton_clip.mp4"))
+    frames: dict[int, np.ndarray] = {}
+    want = {it.frame for it in FRAMES}
+    i = 0
+    while want - frames.keys():
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i in want:
+            frames[i] = np.ascontiguousarray(f[:, :, ::-1])
+        i += 1
+    cap.release()
+    out += [(it, frames[it.frame]) for it in FRAMES if it.frame in frames]
+    return out
+
+
+def _inside(cx: float, cy: float, b: Box) -> bool:
+    return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
+
+
+def score_item(item: Item, dets: list[FaceBox]) -> tuple[int, int]:
+    """(faces found, false positives) for one image."""
+    matched: set[int] = set()
+    fp = 0
+    for d in sorted(dets, key=lambda d: -d.score):
+        cx, cy, side = d.x + d.w / 2, d.y + d.h / 2, (d.w * d.h) ** 0.5
+        hit = next((j for j, g in enumerate(item.faces) if j not in matched and _inside(cx, cy, g)
+                    and 0.5 <= side / (g[2] * g[3]) ** 0.5 <= 2.0), None)
+        if hit is not None:
+            matched.add(hit)
+        elif not any(_inside(cx, cy, g) for g in item.ignore + item.faces):
+            fp += 1
+        elif not any(_inside(cx, cy, g) for g in item.ignore):
+            fp += 1  # a wrong-sized box on a face, or a duplicate
+    return len(matched), fp
+
+
+def time_detector(det, images: list[np.ndarray], repeats: int) -> float:
+    import cv2
+
+    small = [cv2.resize(im, (640, 480), interpolation=cv2.INTER_AREA) for im in images]
+    for im in small:
+        det.detect(im)
+    times = []
+    for _ in range(repeats):
+        for im in small:
+            t = time.perf_counter()
+            det.detect(im)
+            times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("FERVID_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated names from the table")
+    ap.add_argument("--repeats", type=int, default=5, help="timing passes (0: no timing)")
+    ap.add_argument("--sweep", action="store_true", help="Haar parameter sweep instead (cascade x min_neighbors x equalize)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--per-image", action="store_true", help="print each image's result")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    items = load_items(Path(args.data))
+    table = SWEEP if args.sweep else {k: DETECTORS[k] for k in args.detectors.split(",")}
+    n_photo = sum(len(it.faces) for it, _ in items if it.frame is None)
+    n_frame = sum(len(it.faces) for it, _ in items if it.frame is not None)
+    rows = []
+    for label, (name, kw) in table.items():
+        try:
+            det = create_detector(name, **kw)
+            results = [(it, det.detect(im)) for it, im in items]
+        except ImportError as e:
+            print(f"# {label}: skipped ({e})", file=sys.stderr)
+            continue
+        hp = fp_p = hf = fp_f = 0
+        for it, dets in results:
+            h, f = score_item(it, dets)
+            if args.per_image:
+                print(f"  {label:28s} {it.name:24s} faces {h}/{len(it.faces)}  fp {f}  {[d.box for d in dets]}")
+            if it.frame is None:
+                hp, fp_p = hp + h, fp_p + f
+            else:
+                hf, fp_f = hf + h, fp_f + f
+        ms = time_detector(det, [im for _, im in items], args.repeats) if args.repeats > 0 else float("nan")
+        rows.append((label, hp, fp_p, hf, fp_f, ms))
+
+    print(f"# {len([i for i, _ in items if i.frame is None])} photos ({n_photo} faces), "
+          f"{len([i for i, _ in items if i.frame is not None])} video frames ({n_frame} faces); "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, cv2 {cv2.__version__} "
+          f"({cv2.getNumThreads()} threads)")
+    if args.markdown:
+        print("| detector | photo recall | photo FP | video recall | video FP | ms / 640x480 (median) |")
+        print("|---|---|---|---|---|---|")
+        for label, hp, fp_p, hf, fp_f, ms in rows:
+            print(f"| {label} | {hp}/{n_photo} | {fp_p} | {hf}/{n_frame} | {fp_f} | {ms:.1f} |")
+    else:
+        print(f"{'detector':30s} {'photo recall':>12s} {'FP':>4s} {'video recall':>12s} {'FP':>4s} {'ms/640x480':>11s}")
+        for label, hp, fp_p, hf, fp_f, ms in rows:
+            print(f"{label:30s} {hp:>5d}/{n_photo:<6d} {fp_p:>4d} {hf:>5d}/{n_frame:<6d} {fp_f:>4d} {ms:>11.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""``fervid predict``: emotions of the faces in photos.
+
+    fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME]
+                   [--backend torch|onnx] [--device D] [--threshold P] [--no-progress]
+
+PATH: image files, folders (searched recursively for images) or glob patterns
+(``"photos/**/*.jpg"``). Prints one line per image (``--json``: one JSON object per line:
+``{"path", "width", "height", "faces": [...]}``). ``--out DIR`` writes an annotated copy of
+each image there. An unreadable file gets an error line on stderr naming it; the other
+files are still processed and the exit status is 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("predict", help="recognise the emotions of the faces in photos",
+                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
+    p.add_argument("--detector", default=None,
+                   help="face detector: haar (default), haar-profile, dlib, skip (images already are face crops)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold for labels_above (default 0.3)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def _image_extensions() -> set[str]:
+    from ..data import IMAGE_EXTENSIONS
+
+    return set(IMAGE_EXTENSIONS)
+
+
+def expand_paths(paths: list[str]) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(path, None)`` per image to process, or ``(pattern, error)`` for inputs that
+    match nothing. Folders are searched recursively (image extensions only); an explicit
+    file is always yielded (so a bad file is reported, not skipped)."""
+    exts = _image_extensions()
+    seen: set[str] = set()
+
+    def emit(p: str) -> Iterator[tuple[str, str | None]]:
+        key = os.path.normpath(os.path.abspath(p))
+        if key not in seen:
+            seen.add(key)
+            yield p, None
+
+    for raw in paths:
+        if os.path.isdir(raw):
+            found = sorted(str(f) for f in Path(raw).rglob("*") if f.is_file() and f.suffix.lower() in exts
+                           and not any(part.startswith(".") for part in f.relative_to(raw).parts))
+            if not found:
+                yield raw, "folder contains no images"
+            for f in found:
+                yield from emit(f)
+        elif os.path.exists(raw):
+            yield from emit(raw)
+        elif glob.has_magic(raw):
+            found = sorted(f for f in glob.glob(raw, recursive=True) if os.path.isfile(f))
+            if not found:
+                yield raw, "pattern matches no files"
+            for f in found:
+                yield from emit(f)
+        else:
+            yield raw, "no such file or directory"
+
+
+def _out_path(out_dir: Path, src: str, used: set[Path]) -> Path:
+    p = Path(src)
+    suffix = p.suffix.lower() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".png"
+    cand = out_dir / f"{p.stem}{suffix}"
+    i = 1
+    while cand in used:
+        cand = out_dir / f"{p.stem}_{i}{suffix}"
+        i += 1
+    used.add(cand)
+    return cand
+
+
+def _summary(res) -> str:
+    if not res.faces:
+        return f"{res.source}: no face found"
+    parts = [f"{f.label} {f.confidence:.2f} at ({f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]})" for f in res.faces]
+    return f"{res.source}: {len(res.faces)} face{'s' if len(res.faces) != 1 else ''}: " + "; ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data import FERDataError
+    from ..detect import DEFAULT_DETECTOR
+    from ..recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
+
+    rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
+                            backend=args.backend,
+                            threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
+    rec.load()  # a bad --model fails here, once, before any file is read
+
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    items = list(expand_paths(args.paths))
+    failed = 0
+    used: set[Path] = set()
+    bar = tqdm(items, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True,
+               disable=(not args.progress or len(items) < 2) or None)
+
+    def err(msg: str) -> None:
+        nonlocal failed
+        failed += 1
+        bar.clear()
+        print(f"fervid predict: error: {msg}", file=sys.stderr, flush=True)
+        bar.refresh()
+
+    for path, problem in bar:
+        if problem is not None:
+            err(f"{path}: {problem}")
+            continue
+        try:
+            from ..io import load_image
+
+            rgb = load_image(path)
+            res = rec.predict(rgb)
+            res = dataclasses.replace(res, source=path)
+        except (FERDataError, OSError) as e:
+            err(str(e) if str(path) in str(e) else f"{path}: {e}")
+            continue
+        line = json.dumps(res.to_dict()) if args.json else _summary(res)
+        if bar.disable:
+            print(line, flush=True)
+        else:
+            bar.write(line, file=sys.stdout)
+        if out_dir is not None:
+            from PIL import Image
+
+            from ..draw import annotate
+
+            dest = _out_path(out_dir, path, used)
+            try:
+                Image.fromarray(annotate(rgb, res.faces)).save(dest)
+            except OSError as e:
+                err(f"{dest}: cannot write annotated image ({e})")
+    bar.close()
+    if failed:
+        print(f"fervid predict: {failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed",
+              file=sys.stderr)
+    return 1 if failed else 0

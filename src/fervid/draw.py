@@ -1,0 +1,128 @@
+"""Draw prediction results on images: a box per face, its top emotion and small
+probability bars. Used by ``fervid predict --out`` and the video tools.
+
+>>> from fervid.draw import annotate
+>>> out = annotate(rgb, result.faces)      # a new RGB uint8 array; ``rgb`` is untouched
+
+Works on RGB arrays (OpenCV draws on any channel order; the colours below are RGB, so for
+BGR frames pass ``bgr=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+# One colour per emotion (RGB), readable on photos; unknown labels get grey.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (230, 50, 50),
+    "anger": (230, 50, 50),
+    "disgust": (120, 170, 40),
+    "fear": (150, 80, 200),
+    "happy": (250, 200, 0),
+    "happiness": (250, 200, 0),
+    "sad": (50, 110, 230),
+    "sadness": (50, 110, 230),
+    "surprise": (250, 130, 20),
+    "neutral": (200, 200, 200),
+    "contempt": (160, 100, 60),
+}
+_DEFAULT_COLOR = (180, 180, 180)
+
+
+class FaceLike(Protocol):
+    """What :func:`annotate` needs of a face (``fervid.recognizer.FaceResult`` fits)."""
+
+    box: tuple[int, int, int, int]
+    label: str
+    probabilities: Mapping[str, float]
+
+
+def color_for(label: str) -> tuple[int, int, int]:
+    """The RGB colour used for ``label``."""
+    return EMOTION_COLORS.get(label.lower(), _DEFAULT_COLOR)
+
+
+def _get(face: Any, name: str) -> Any:
+    return face[name] if isinstance(face, Mapping) else getattr(face, name)
+
+
+def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str, Any]], *, bars: bool = True,
+             bgr: bool = False, thickness: int | None = None) -> np.ndarray:
+    """Return a copy of ``image`` (``H x W x 3`` uint8; grey is converted to 3 channels) with
+    each face's box, top label and probability, and (``bars=True``) one small bar per
+    emotion next to the box. ``faces`` are :class:`~fervid.recognizer.FaceResult` objects
+    or their ``to_dict()`` dicts (``box`` as ``(x, y, w, h)`` or ``{"x":..,"y":..,"w":..,"h":..}``)."""
+    import cv2
+
+    if image.ndim == 2:
+        out = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        out = np.ascontiguousarray(image[:, :, :3])
+    else:
+        out = np.ascontiguousarray(image).copy()
+    if out.dtype != np.uint8:
+        raise TypeError(f"annotate takes uint8 images, got {out.dtype}")
+    H, W = out.shape[:2]
+    base = max(H, W)
+    th = thickness or max(1, round(base / 400))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    fscale = max(0.4, base / 1400)
+
+    def c(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+        return rgb[::-1] if bgr else rgb
+
+    for face in faces:
+        box = _get(face, "box")
+        if isinstance(box, Mapping):
+            box = (box["x"], box["y"], box["w"], box["h"])
+        x, y, w, h = (int(v) for v in box)
+        label = str(_get(face, "label"))
+        probs: Mapping[str, float] = _get(face, "probabilities")
+        col = c(color_for(label))
+        cv2.rectangle(out, (x, y), (x + w, y + h), col, th, cv2.LINE_AA)
+
+        text = f"{label} {100 * float(probs.get(label, 0.0)):.0f}%"
+        (tw, tht), bl = cv2.getTextSize(text, font, fscale, max(1, th // 2 + 1))
+        ty = y - 4 if y - tht - bl - 4 >= 0 else min(H - 1, y + h + tht + 4)
+        cv2.rectangle(out, (x, ty - tht - bl), (x + tw + 4, ty + bl // 2), col, -1)
+        cv2.putText(out, text, (x + 2, ty - bl // 2), font, fscale, (0, 0, 0), max(1, th // 2 + 1), cv2.LINE_AA)
+
+        if bars and probs:
+            _draw_bars(out, probs, (x, y, w, h), fscale, c, font)
+    return out
+
+
+def _draw_bars(out: np.ndarray, probs: Mapping[str, float], box: tuple[int, int, int, int], fscale: float,
+               c: Any, font: int) -> None:
+    """A column of small labelled bars beside the box (right side, or left if no room)."""
+    import cv2
+
+    H, W = out.shape[:2]
+    x, y, w, h = box
+    n = len(probs)
+    row = max(8, min(int(h / max(n, 1)), int(22 * fscale / 0.5)))
+    s = fscale * 0.75
+    name_w = max(cv2.getTextSize(k[:8], font, s, 1)[0][0] for k in probs) + 4
+    bar_w = max(20, int(name_w * 1.2))
+    panel_w = name_w + bar_w + 6
+    px = x + w + 4
+    if px + panel_w > W:
+        px = x - panel_w - 4
+    if px < 0:
+        px = max(0, min(W - panel_w, x))
+    py = max(0, min(y, H - row * n))
+    # darken the panel for contrast
+    y1, x1 = min(H, py + row * n), min(W, px + panel_w)
+    if y1 > py and x1 > px:
+        out[py:y1, px:x1] = (out[py:y1, px:x1].astype(np.uint16) * 2 // 5).astype(np.uint8)
+    for i, (k, v) in enumerate(probs.items()):
+        ry = py + i * row
+        cv2.putText(out, k[:8], (px + 2, ry + int(row * 0.75)), font, s, (255, 255, 255), 1, cv2.LINE_AA)
+        bx = px + name_w
+        cv2.rectangle(out, (bx, ry + 2), (bx + bar_w, ry + row - 2), (90, 90, 90), 1)
+        fill = int(round(bar_w * max(0.0, min(1.0, float(v)))))
+        if fill > 0:
+            cv2.rectangle(out, (bx, ry + 2), (bx + fill, ry + row - 2), c(color_for(k)), -1)

@@ -1,0 +1,163 @@
+"""Image loading for prediction: anything a user is likely to hold -> RGB ``uint8`` array.
+
+:func:`load_image` accepts a path, raw bytes, a PIL image or a numpy array and returns a
+contiguous ``H x W x 3`` RGB ``uint8`` array:
+
+- EXIF orientation is applied (a phone portrait comes out upright);
+- transparency (RGBA, LA, palette with transparency) is composited onto **white**;
+- grey, 16-bit and palette images are converted (16-bit is scaled to the image's own max);
+- numpy arrays are taken as **RGB** (like PIL). Pass ``color="bgr"`` for OpenCV frames
+  (``cv2.imread``, ``cv2.VideoCapture.read``): channels are then reversed (BGRA too).
+
+Unreadable, truncated or unsupported inputs raise :class:`ImageLoadError` (a
+:class:`fervid.data.FERDataError`) naming the file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union
+
+import numpy as np
+
+from .data import FERDataError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, "PILImage.Image", np.ndarray]
+"""What :func:`load_image` (and ``EmotionRecognizer.predict``) accept."""
+
+ColorOrder = Literal["rgb", "bgr"]
+
+
+class ImageLoadError(FERDataError):
+    """An image could not be read or decoded (unreadable, truncated, not an image)."""
+
+
+def describe_source(image: object) -> str:
+    """A short human name for an input, used in results and error messages."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"<bytes: {len(image)}>"
+    if isinstance(image, np.ndarray):
+        return f"<array {'x'.join(map(str, image.shape))} {image.dtype}>"
+    return f"<{type(image).__name__}>"
+
+
+def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
+    """Decode ``image`` to a contiguous ``H x W x 3`` RGB ``uint8`` array.
+
+    Args:
+        image: a file path, the encoded bytes of an image file, a PIL image, or a numpy
+            array (``H x W`` grey, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4``; ``uint8``,
+            ``uint16``, ``bool`` or float in ``[0, 1]``).
+        color: channel order of a numpy array input: ``"rgb"`` (default, like PIL) or
+            ``"bgr"`` (OpenCV). Ignored for files, bytes and PIL images, whose order is known.
+
+    Raises:
+        ImageLoadError: unreadable, truncated or unsupported input (the message names the file).
+        FileNotFoundError: a path that does not exist.
+    """
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
+    if isinstance(image, np.ndarray):
+        return _from_array(image, color)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        if path.is_dir():
+            raise ImageLoadError("is a directory, not an image", path)
+        return _decode(path, str(path))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _decode(_io.BytesIO(bytes(image)), describe_source(image))
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a hard dependency
+        raise
+    if isinstance(image, Image.Image):
+        try:
+            return _pil_to_rgb(image)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ImageLoadError(f"cannot convert PIL image ({type(e).__name__}: {e})", describe_source(image)) from e
+    raise TypeError(f"cannot read an image from {type(image).__name__}; pass a path, bytes, a PIL image or a numpy array")
+
+
+def _decode(src: Path | _io.BytesIO, name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(src) as im:
+            im.load()  # decode fully now: a truncated file fails here, not later
+            return _pil_to_rgb(im)
+    except UnidentifiedImageError as e:
+        raise ImageLoadError("not a recognised image file", name) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg.lower() or "premature end" in msg.lower():
+            raise ImageLoadError(f"truncated or corrupt image ({msg})", name) from e
+        raise ImageLoadError(f"unreadable image ({type(e).__name__}: {msg})", name) from e
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"image too large to decode safely ({e})", name) from e
+
+
+def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        return _from_array(arr / max(float(arr.max()), 1.0) if im.mode != "F" or arr.max() > 1 else arr, "rgb")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageLoadError("float image contains NaN or infinity", describe_source(arr))
+        hi = float(arr.max()) if arr.size else 1.0
+        scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] floats or [0, 255] floats
+        return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise ImageLoadError(f"unsupported array dtype {arr.dtype}", describe_source(arr))
+
+
+def _from_array(arr: np.ndarray, color: ColorOrder) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        g = _to_uint8(arr)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(f"expected an H x W, H x W x 3 or H x W x 4 array, got shape {arr.shape}", describe_source(arr))
+    a = _to_uint8(arr)
+    if color == "bgr":
+        a = a[:, :, [2, 1, 0, 3]] if a.shape[2] == 4 else a[:, :, ::-1]
+    if a.shape[2] == 4:
+        alpha = a[:, :, 3:4].astype(np.float32) / 255.0
+        a = (a[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` RGB uint8 -> ``H x W`` grey uint8 (ITU-R 601 luma, as PIL and OpenCV)."""
+    if rgb.ndim == 2:
+        return rgb
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)

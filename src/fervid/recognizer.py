@@ -1,0 +1,365 @@
+"""The Python API for photos: find faces, classify their emotion, get typed results.
+
+>>> from fervid.recognizer import EmotionRecognizer
+>>> rec = EmotionRecognizer()                      # bundled "default" model, Haar detector
+>>> result = rec.predict("two_people.jpg")         # path, bytes, PIL image or numpy array
+>>> for face in result.faces:
+...     print(face.box, face.label, round(face.confidence, 2), face.labels_above)
+>>> result.to_json()                               # or .to_dict(), .to_dataframe()
+
+Colour order: numpy arrays are taken as **RGB** (like PIL). For OpenCV frames
+(``cv2.imread``, ``cv2.VideoCapture.read``), which are BGR, pass ``color="bgr"``:
+``rec.predict(frame, color="bgr")``.
+
+Each face is cropped around its detected box with the model's own margin
+(``preprocess.face_margin`` of the box side on every side), squared, converted to grey
+and resized to the model's ``input_size``; pixels outside the image repeat the border.
+Probabilities are the softmax of the logits divided by the model's calibration
+temperature, so they sum to 1.
+
+Nothing is loaded when this module is imported or the recognizer is created: the model
+and the detector load on first use (or call :meth:`EmotionRecognizer.load`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
+from .io import ColorOrder, ImageInput, describe_source, load_image
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .backends import Classifier
+
+DEFAULT_THRESHOLD = 0.3
+"""Default probability threshold for :attr:`FaceResult.labels_above`."""
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class FaceResult:
+    """The emotion of one face.
+
+    Attributes:
+        box: ``(x, y, w, h)`` of the detected face in the original image's pixels.
+        score: the detector's score (scale depends on the detector; 1.0 for ``skip`` and
+            :meth:`EmotionRecognizer.predict_faces`).
+        probabilities: every emotion label -> probability (temperature applied; sums to 1),
+            in the model's label order.
+        label: the most probable emotion.
+        confidence: its probability.
+        ambiguity: normalised entropy of ``probabilities``, 0 (one certain emotion) .. 1
+            (all equally likely).
+        labels_above: labels whose probability is at least the recognizer's ``threshold``
+            (default 0.3), most probable first: the plausible readings of an ambiguous face.
+    """
+
+    box: tuple[int, int, int, int]
+    score: float
+    probabilities: dict[str, float]
+    label: str
+    confidence: float
+    ambiguity: float
+    labels_above: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        x, y, w, h = self.box
+        return {
+            "box": {"x": x, "y": y, "w": w, "h": h},
+            "score": round(float(self.score), 4),
+            "label": self.label,
+            "confidence": float(self.confidence),
+            "probabilities": {k: float(v) for k, v in self.probabilities.items()},
+            "ambiguity": float(self.ambiguity),
+            "labels_above": list(self.labels_above),
+        }
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """All faces found in one image (an empty ``faces`` list when there is none).
+
+    Attributes:
+        source: the path, or a short description of an in-memory input.
+        width, height: the image size in pixels (after EXIF orientation).
+        faces: one :class:`FaceResult` per face, left to right.
+        labels: the model's emotion labels (the keys of every face's probabilities).
+    """
+
+    source: str
+    width: int
+    height: int
+    faces: list[FaceResult] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __iter__(self):
+        return iter(self.faces)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.source, "width": self.width, "height": self.height,
+                "faces": [f.to_dict() for f in self.faces]}
+
+    def to_json(self, **kwargs: Any) -> str:
+        """One JSON object (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per face (see :func:`results_to_dataframe`); needs pandas."""
+        return results_to_dataframe([self])
+
+
+def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
+    """One row per face: ``path, face, x, y, w, h, score, label, confidence, ambiguity,
+    labels_above`` (``"|"``-joined) and one probability column per emotion label.
+    Images without faces contribute no rows. Needs pandas (``pip install 'fervid[pandas]'``)."""
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError("to_dataframe needs pandas: pip install 'fervid[pandas]'") from e
+    results = list(results)
+    labels: list[str] = []
+    for r in results:
+        labels += [lab for lab in r.labels if lab not in labels]
+    rows = []
+    for r in results:
+        for i, f in enumerate(r.faces):
+            x, y, w, h = f.box
+            rows.append({"path": r.source, "face": i, "x": x, "y": y, "w": w, "h": h, "score": f.score,
+                         "label": f.label, "confidence": f.confidence, "ambiguity": f.ambiguity,
+                         "labels_above": "|".join(f.labels_above), **f.probabilities})
+    cols = ["path", "face", "x", "y", "w", "h", "score", "label", "confidence", "ambiguity", "labels_above", *labels]
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------- ambiguity
+
+def _normalized_entropy(p: np.ndarray) -> float:
+    try:
+        from .ambiguity import normalized_entropy
+    except ImportError:  # fallback until fervid.ambiguity exists
+        p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
+        k = p.shape[-1]
+        if k < 2:
+            return 0.0
+        nz = p[p > 0]
+        return float(np.clip(-(nz * np.log(nz)).sum() / math.log(k), 0.0, 1.0))
+    return float(normalized_entropy(p))
+
+
+def _labels_above(p: np.ndarray, labels: Sequence[str], threshold: float) -> tuple[str, ...]:
+    try:
+        from .ambiguity import labels_above
+    except ImportError:  # fallback until fervid.ambiguity exists
+        order = np.argsort(-np.asarray(p), kind="stable")
+        return tuple(labels[i] for i in order if p[i] >= threshold)
+    return tuple(labels_above(p, labels, threshold))
+
+
+# --------------------------------------------------------------------------- cropping
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
+    """Square ``size x size`` grey crop around ``box`` grown by ``margin`` (share of the box
+    side) on every side; parts outside the image repeat the border pixels."""
+    import cv2
+
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    H, W = gray.shape[:2]
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + s), min(H, y0 + s)
+    if ix1 <= ix0 or iy1 <= iy0:
+        raise ValueError(f"face box {box} lies outside the {W}x{H} image")
+    crop = gray[iy0:iy1, ix0:ix1]
+    pad = (iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1)
+    if any(pad):
+        crop = cv2.copyMakeBorder(crop, *pad, borderType=cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def _to_gray(rgb: np.ndarray) -> np.ndarray:
+    from .io import rgb_to_gray
+
+    return rgb_to_gray(rgb)
+
+
+# --------------------------------------------------------------------------- recognizer
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class EmotionRecognizer:
+    """Detect faces and recognise their emotions.
+
+    Args:
+        model: a bundled model name (``"default"``, ``"fast"``), a checkpoint path
+            (``.pt`` from ``fervid train``, ``.safetensors``), or a loaded torch model.
+        detector: a detector name (``"haar"`` default, ``"haar-profile"``, ``"dlib"``,
+            ``"skip"`` for images that already are face crops; see :mod:`fervid.detect`)
+            or any object with ``detect(image) -> list[FaceBox]``.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        backend: ``"torch"`` or ``"onnx"`` (see :func:`fervid.backends.load_classifier`).
+        threshold: probability threshold for :attr:`FaceResult.labels_above` (default 0.3).
+        detector_options: keyword arguments for :func:`fervid.detect.create_detector`
+            (e.g. ``{"min_neighbors": 8}`` for Haar).
+    """
+
+    def __init__(self, model: Any = "default", detector: str | Detector = DEFAULT_DETECTOR, device: str = "auto",
+                 backend: str = "torch", *, threshold: float = DEFAULT_THRESHOLD,
+                 detector_options: dict[str, Any] | None = None):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.model = model
+        self.device = device
+        self.backend = backend
+        self.threshold = threshold
+        self._detector_spec = detector
+        self._detector_options = dict(detector_options or {})
+        if isinstance(detector, str):  # validate the name now (cheap); create it on first use
+            from .detect import available_detectors
+
+            if detector not in available_detectors():
+                raise ValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
+        self._detector: Detector | None = None
+        self._classifier: Classifier | None = None
+
+    def __repr__(self) -> str:
+        return (f"EmotionRecognizer(model={self.model!r}, detector={self._detector_spec!r}, "
+                f"device={self.device!r}, backend={self.backend!r})")
+
+    # ---- lazy parts
+    @property
+    def classifier(self) -> Classifier:
+        """The emotion classifier (loaded on first access)."""
+        if self._classifier is None:
+            from .backends import load_classifier
+
+            self._classifier = load_classifier(self.model, backend=self.backend, device=_resolve_device(self.device))
+        return self._classifier
+
+    @property
+    def detector(self) -> Detector:
+        """The face detector (created on first access)."""
+        if self._detector is None:
+            self._detector = create_detector(self._detector_spec, **self._detector_options)
+        return self._detector
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.classifier.labels)
+
+    def load(self) -> EmotionRecognizer:
+        """Load the model and detector now (otherwise they load on first use)."""
+        _ = self.classifier, self.detector
+        return self
+
+    # ---- prediction
+    def predict(self, image: ImageInput, color: ColorOrder = "rgb") -> ImageResult:
+        """Faces and emotions in one image.
+
+        Args:
+            image: a path, encoded image bytes, a PIL image, or a numpy array
+                (RGB unless ``color="bgr"``; grey and RGBA arrays work too).
+            color: ``"bgr"`` for OpenCV arrays; ignored for paths, bytes and PIL images.
+
+        Returns:
+            An :class:`ImageResult`; ``faces`` is empty when no face is found.
+
+        Raises:
+            fervid.io.ImageLoadError: unreadable or truncated image (names the file).
+        """
+        return self.predict_batch([image], color=color)[0]
+
+    def predict_batch(self, images: Iterable[ImageInput], color: ColorOrder = "rgb") -> list[ImageResult]:
+        """:meth:`predict` for many images; all faces are classified in one batch."""
+        clf = self.classifier
+        det = self.detector
+        size, margin = int(clf.preprocess.input_size), float(clf.preprocess.face_margin)
+        if getattr(det, "whole_image", False):  # e.g. "skip": the image already is the face crop
+            margin = 0.0
+        metas: list[tuple[str, int, int, list[FaceBox]]] = []
+        crops: list[np.ndarray] = []
+        for image in images:
+            rgb = load_image(image, color=color)
+            boxes = det.detect(rgb)
+            gray = _to_gray(rgb)
+            crops += [crop_face(gray, b.box, margin, size) for b in boxes]
+            metas.append((describe_source(image), rgb.shape[1], rgb.shape[0], boxes))
+        faces = self._classify(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8),
+                               [b for m in metas for b in m[3]])
+        out, i = [], 0
+        for source, w, h, boxes in metas:
+            out.append(ImageResult(source, w, h, faces[i:i + len(boxes)], self.labels))
+            i += len(boxes)
+        return out
+
+    def predict_faces(self, crops: ImageInput | Sequence[ImageInput], color: ColorOrder = "rgb") -> list[FaceResult]:
+        """Emotions of images that already are face crops (no detection, no margin added).
+
+        ``crops`` is one image or a sequence of them (paths, bytes, PIL images, arrays;
+        an ``N x H x W`` uint8 array is N grey crops). Each is converted to grey and
+        resized to the model's input size. Boxes are the whole crop; scores are 1.0.
+        """
+        import cv2
+
+        clf = self.classifier
+        size = int(clf.preprocess.input_size)
+        if isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.shape[-1] not in (1, 3, 4):
+            items: Sequence[Any] = list(crops)  # N x H x W grey stack
+        elif isinstance(crops, (np.ndarray, str, bytes, bytearray, memoryview)) or not isinstance(crops, Sequence):
+            items = [crops]
+        else:
+            items = crops
+        grays, boxes = [], []
+        for c in items:
+            g = _to_gray(load_image(c, color=color))
+            boxes.append(FaceBox(0, 0, g.shape[1], g.shape[0], 1.0))
+            interp = cv2.INTER_AREA if max(g.shape) > size else cv2.INTER_LINEAR
+            grays.append(g if g.shape == (size, size) else cv2.resize(g, (size, size), interpolation=interp))
+        return self._classify(np.stack(grays) if grays else np.zeros((0, size, size), np.uint8), boxes)
+
+    def _classify(self, faces: np.ndarray, boxes: list[FaceBox]) -> list[FaceResult]:
+        from .backends import softmax
+
+        if len(faces) == 0:
+            return []
+        clf = self.classifier
+        labels = tuple(clf.labels)
+        probs = softmax(np.asarray(clf.logits(faces), np.float32), float(clf.temperature)).astype(np.float64)
+        probs /= probs.sum(1, keepdims=True)
+        out = []
+        for b, p in zip(boxes, probs):
+            k = int(np.argmax(p))
+            out.append(FaceResult(
+                box=b.box, score=float(b.score),
+                probabilities={lab: float(v) for lab, v in zip(labels, p)},
+                label=labels[k], confidence=float(p[k]),
+                ambiguity=_normalized_entropy(p),
+                labels_above=_labels_above(p, labels, self.threshold),
+            ))
+        return out
