@@ -78,6 +78,8 @@ FRAMES = [
 DETECTORS: dict[str, tuple[str, dict]] = {
     "haar": ("haar", {}),
     "haar-profile": ("haar-profile", {}),
+    "haar min_size=0.1": ("haar", {"min_size": 0.1}),
+    "haar scale_factor=1.2": ("haar", {"scale_factor": 1.2}),
     "haar frontalface_default n=5": ("haar", {"cascade": "haarcascade_frontalface_default.xml", "min_neighbors": 5}),
     "dlib": ("dlib", {}),
     "dlib upsample=0": ("dlib", {"upsample": 0}),

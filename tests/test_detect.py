@@ -145,9 +145,9 @@ def test_nms_and_iou():
 
 
 def test_haar_profile_runs_and_includes_frontal(media: Path, haar):
-    img = load_image(media / "two_people.jpg")
+    img = load_image(media / "obama-480p.jpg")
     prof = create_detector("haar-profile").detect(img)
-    assert len(prof) >= 2
+    assert len(prof) >= 1
     front = {f.box for f in haar.detect(img)}
     assert front <= {f.box for f in prof}
 

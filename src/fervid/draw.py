@@ -74,11 +74,9 @@ def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str
     def c(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
         return rgb[::-1] if bgr else rgb
 
-    for face in faces:
-        box = _get(face, "box")
-        if isinstance(box, Mapping):
-            box = (box["x"], box["y"], box["w"], box["h"])
-        x, y, w, h = (int(v) for v in box)
+    boxes = [_box_of(f) for f in faces]
+    taken: list[tuple[int, int, int, int]] = list(boxes)  # panels avoid faces and earlier panels
+    for face, (x, y, w, h) in zip(faces, boxes):
         label = str(_get(face, "label"))
         probs: Mapping[str, float] = _get(face, "probabilities")
         col = c(color_for(label))
@@ -91,13 +89,26 @@ def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str
         cv2.putText(out, text, (x + 2, ty - bl // 2), font, fscale, (0, 0, 0), max(1, th // 2 + 1), cv2.LINE_AA)
 
         if bars and probs:
-            _draw_bars(out, probs, (x, y, w, h), fscale, c, font)
+            taken.append(_draw_bars(out, probs, (x, y, w, h), fscale, c, font, taken))
     return out
 
 
+def _box_of(face: Any) -> tuple[int, int, int, int]:
+    box = _get(face, "box")
+    if isinstance(box, Mapping):
+        box = (box["x"], box["y"], box["w"], box["h"])
+    x, y, w, h = (int(v) for v in box)
+    return x, y, w, h
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
 def _draw_bars(out: np.ndarray, probs: Mapping[str, float], box: tuple[int, int, int, int], fscale: float,
-               c: Any, font: int) -> None:
-    """A column of small labelled bars beside the box (right side, or left if no room)."""
+               c: Any, font: int, avoid: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """A panel of small labelled bars next to the box: right, left, below or above, the
+    first place inside the image that covers no other face (or panel). Returns the panel."""
     import cv2
 
     H, W = out.shape[:2]
@@ -107,13 +118,21 @@ def _draw_bars(out: np.ndarray, probs: Mapping[str, float], box: tuple[int, int,
     s = fscale * 0.75
     name_w = max(cv2.getTextSize(k[:8], font, s, 1)[0][0] for k in probs) + 4
     bar_w = max(20, int(name_w * 1.2))
-    panel_w = name_w + bar_w + 6
-    px = x + w + 4
-    if px + panel_w > W:
-        px = x - panel_w - 4
-    if px < 0:
-        px = max(0, min(W - panel_w, x))
-    py = max(0, min(y, H - row * n))
+    panel_w, panel_h = name_w + bar_w + 6, row * n
+    gap = 4
+    candidates = [(x + w + gap, y), (x - panel_w - gap, y), (x, y + h + gap), (x, y - panel_h - gap)]
+    others = [b for b in avoid if b != box]
+
+    def fits(p: tuple[int, int]) -> bool:
+        return 0 <= p[0] and p[0] + panel_w <= W and 0 <= p[1] and p[1] + panel_h <= H
+
+    inside = [p for p in candidates if fits(p)]
+    free = [p for p in inside if not any(_overlaps((p[0], p[1], panel_w, panel_h), b) for b in others)]
+    if free:
+        px, py = free[0]
+    else:
+        px, py = inside[0] if inside else candidates[0]
+        px, py = max(0, min(W - panel_w, px)), max(0, min(H - panel_h, py))
     # darken the panel for contrast
     y1, x1 = min(H, py + row * n), min(W, px + panel_w)
     if y1 > py and x1 > px:
@@ -126,3 +145,4 @@ def _draw_bars(out: np.ndarray, probs: Mapping[str, float], box: tuple[int, int,
         fill = int(round(bar_w * max(0.0, min(1.0, float(v)))))
         if fill > 0:
             cv2.rectangle(out, (bx, ry + 2), (bx + fill, ry + row - 2), c(color_for(k)), -1)
+    return (px, py, panel_w, panel_h)

@@ -165,7 +165,9 @@ def _labels_above(p: np.ndarray, labels: Sequence[str], threshold: float) -> tup
     except ImportError:  # fallback until fervid.ambiguity exists
         order = np.argsort(-np.asarray(p), kind="stable")
         return tuple(labels[i] for i in order if p[i] >= threshold)
-    return tuple(labels_above(p, labels, threshold))
+    got = [str(lab) for lab in labels_above(p, labels, threshold)]
+    pos = {lab: i for i, lab in enumerate(labels)}
+    return tuple(sorted(got, key=lambda lab: -float(p[pos[lab]])))  # most probable first
 
 
 # --------------------------------------------------------------------------- cropping

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import FERDataError
     from ..detect import DEFAULT_DETECTOR
+    from ..io import load_image
     from ..recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
@@ -131,8 +132,6 @@ def run(args: argparse.Namespace) -> int:
             err(f"{path}: {problem}")
             continue
         try:
-            from ..io import load_image
-
             rgb = load_image(path)
             res = rec.predict(rgb)
             res = dataclasses.replace(res, source=path)
@@ -140,10 +139,16 @@ def run(args: argparse.Namespace) -> int:
             err(str(e) if str(path) in str(e) else f"{path}: {e}")
             continue
         line = json.dumps(res.to_dict()) if args.json else _summary(res)
-        if bar.disable:
-            print(line, flush=True)
-        else:
-            bar.write(line, file=sys.stdout)
+        try:
+            if bar.disable:
+                print(line, flush=True)
+            else:
+                bar.write(line, file=sys.stdout)
+        except BrokenPipeError:  # e.g. `fervid predict ... | head`: the reader is gone, stop quietly
+            bar.close()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
         if out_dir is not None:
             from PIL import Image
 
