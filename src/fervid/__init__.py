@@ -16,6 +16,7 @@ _LAZY = {
     "load_model": "checkpoint",
     "train": "train", "TrainConfig": "train",
     "FER2013": "emotions", "FERPLUS": "emotions",
+    "EmotionRecognizer": "recognizer",
 }
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .emotions import FER2013, FERPLUS
     from .ferplus import load_ferplus
     from .models import create_model, list_models, register_model
+    from .recognizer import EmotionRecognizer
     from .train import TrainConfig, train
 
 

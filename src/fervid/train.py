@@ -384,7 +384,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             b = len(idx)
-            tot_loss += float(loss) * b
+            tot_loss += float(loss.detach()) * b
             hard = y if y.ndim == 1 else y.argmax(1)
             tot_correct += float((logits.argmax(1) == hard).sum())
             tot_seen += b
