@@ -1,15 +1,34 @@
 """Inference backends behind one small interface: a classifier that maps grey face crops
-(uint8 ``N x H x W``) to logits. ``torch`` is always there; ``onnx`` uses onnxruntime
-(see :mod:`fervid.export`)."""
+(uint8 ``N x H x W``) to logits.
+
+``torch``
+    :class:`TorchClassifier`: the PyTorch model itself (always available; any device).
+``onnx``
+    :class:`OnnxClassifier`: an onnxruntime CPU session on an exported model (see
+    :mod:`fervid.export`). Give it a ``.onnx`` file made by ``fervid export`` (labels,
+    preprocessing and temperature come from its metadata), or a bundled name / checkpoint,
+    which is exported once to ``~/.cache/fervid/onnx/<sha256>.onnx`` ($FERVID_CACHE or
+    $XDG_CACHE_HOME move it) and reused.
+``auto``
+    ``onnx`` when onnxruntime is installed and the device is the CPU, else ``torch``:
+    onnxruntime was 1.5-3x faster than PyTorch for both bundled models on a 2-core CPU
+    (``fervid bench``; benchmarks/realtime.md).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from .preprocess import PreprocessConfig, to_tensor
+
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
 
 
 class Classifier(Protocol):
@@ -23,6 +42,10 @@ class Classifier(Protocol):
 
 
 class TorchClassifier:
+    """A PyTorch model as a :class:`Classifier`."""
+
+    backend = "torch"
+
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 256):
         self.model = model.eval().to(device)
         self.device = torch.device(device)
@@ -40,6 +63,45 @@ class TorchClassifier:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
 
+class OnnxClassifier:
+    """An exported fervid model run by onnxruntime on the CPU.
+
+    Args:
+        path: a ``.onnx`` file written by :func:`fervid.export.export_onnx` (fp32 or int8).
+        threads: onnxruntime intra-op threads (``None``: onnxruntime's default, all cores).
+        batch_size: faces per ``session.run`` call.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, batch_size: int = 256):
+        from .export import onnx_session, read_metadata
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no such ONNX model: {self.path}")
+        meta = read_metadata(self.path)
+        self.preprocess: PreprocessConfig = meta["preprocess"]
+        self.labels = tuple(meta["labels"])
+        self.temperature = float(meta["temperature"])
+        self.quantization = str(meta.get("quantization", "none"))
+        self.batch_size = batch_size
+        self.session = onnx_session(self.path, threads)
+        self._input = self.session.get_inputs()[0].name
+
+    def __repr__(self) -> str:
+        return f"OnnxClassifier({str(self.path)!r}, quantization={self.quantization!r})"
+
+    def logits(self, faces: np.ndarray) -> np.ndarray:
+        from .export import normalize_faces
+
+        out = []
+        for i in range(0, len(faces), self.batch_size):
+            x = normalize_faces(faces[i:i + self.batch_size], self.preprocess)
+            out.append(np.asarray(self.session.run(None, {self._input: x})[0], np.float32))
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     z = z - z.max(1, keepdims=True)
@@ -47,11 +109,104 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
-def load_classifier(model: str | torch.nn.Module = "default", backend: str = "torch", device: str = "cpu") -> Classifier:
-    """A classifier for a bundled model name, a checkpoint path or a loaded model."""
-    if backend == "torch":
+def onnx_available() -> bool:
+    """Whether onnxruntime (and onnx, for export) are installed."""
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def resolve_backend(backend: str, device: str = "cpu") -> str:
+    """``"auto"`` -> ``"onnx"`` on the CPU when onnxruntime is installed, else ``"torch"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    return "onnx" if str(device).startswith("cpu") and onnx_available() else "torch"
+
+
+def onnx_cache_dir() -> Path:
+    """Where models exported on the fly are kept (not created here)."""
+    root = os.environ.get("FERVID_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fervid")
+    return Path(root) / "onnx"
+
+
+def _model_digest(model: str | os.PathLike) -> str:
+    """sha256 identifying a bundled model or checkpoint file (plus the export format version)."""
+    from .checkpoint import bundled_models, file_sha256
+    from .export import OPSET
+
+    name = str(model)
+    bundled = bundled_models()
+    if name in bundled and not Path(name).exists():
+        sha = bundled[name].sha256
+    elif Path(name).is_file():
+        sha = file_sha256(name)
+    else:
+        raise FileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+    return hashlib.sha256(f"{sha}:opset{OPSET}:fp32:v1".encode()).hexdigest()[:32]
+
+
+def cached_onnx(model: str | os.PathLike) -> Path:
+    """An fp32 ONNX export of a bundled model or checkpoint, made once and cached."""
+    path = onnx_cache_dir() / f"{_model_digest(model)}.onnx"
+    if not path.is_file():
+        from .export import export_onnx
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            export_onnx(model, tmp, check=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", backend: str = "torch",
+                    device: str = "cpu", threads: int | None = None) -> Classifier:
+    """A classifier for a bundled model name, a checkpoint path, a loaded torch model or
+    (``onnx``/``auto`` backends) an exported ``.onnx`` file.
+
+    Args:
+        backend: ``"torch"``, ``"onnx"`` or ``"auto"`` (see the module docstring).
+        device: the torch device; the onnx backend runs on the CPU only.
+        threads: onnxruntime intra-op threads (onnx backend).
+    """
+    is_onnx_file = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+    chosen = "onnx" if backend == "auto" and is_onnx_file else resolve_backend(backend, device)
+    if backend == "auto" and chosen == "onnx" and not is_onnx_file:
+        if isinstance(model, torch.nn.Module):
+            chosen = "torch"  # an in-memory model: no export behind the user's back
+        else:
+            try:
+                return OnnxClassifier(cached_onnx(model), threads)
+            except (FileNotFoundError, ValueError):
+                raise  # a bad model name or path: the same error torch would give
+            except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle: stay on torch
+                import warnings
+
+                warnings.warn(f"backend 'auto': ONNX export of {model} failed ({e}); using torch", stacklevel=2)
+                chosen = "torch"
+    if chosen == "torch":
+        if is_onnx_file:
+            raise ValueError(f"{model}: an .onnx file needs backend='onnx' (or 'auto')")
         from .checkpoint import load_model
 
         m = load_model(model, device=device) if not isinstance(model, torch.nn.Module) else model
         return TorchClassifier(m, device)
-    raise ValueError(f"unknown backend {backend!r}; available: torch")
+    # onnx
+    if not onnx_available():
+        raise ImportError("backend 'onnx' needs onnxruntime and onnx: pip install onnxruntime onnx")
+    if not str(device).startswith("cpu") and device != "auto":
+        raise ValueError(f"backend 'onnx' runs on the CPU only (got device={device!r}); use backend='torch'")
+    if isinstance(model, torch.nn.Module):
+        import tempfile
+
+        from .export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="fervid-onnx-") as tmp:
+            p = Path(tmp) / "model.onnx"
+            export_onnx(model, p, check=False)
+            return OnnxClassifier(p, threads)  # the session holds the model in memory
+    path = Path(model) if is_onnx_file else cached_onnx(model)
+    return OnnxClassifier(path, threads)

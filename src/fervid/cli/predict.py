@@ -1,7 +1,7 @@
 """``fervid predict``: emotions of the faces in photos.
 
     fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME]
-                   [--backend torch|onnx] [--device D] [--threshold P] [--no-progress]
+                   [--backend auto|torch|onnx] [--device D] [--threshold P] [--no-progress]
 
 PATH: image files, folders (searched recursively for images) or glob patterns
 (``"photos/**/*.jpg"``). Prints one line per image (``--json``: one JSON object per line:
@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None,
                    help="face detector: haar (default), haar-profile, dlib, skip (images already are face crops)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
