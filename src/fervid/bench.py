@@ -1,0 +1,186 @@
+"""Speed and int8 accuracy measurements behind ``fervid bench`` (figures in
+``benchmarks/realtime.md``).
+
+Three parts, each a function returning plain rows:
+
+:func:`bench_classifiers`
+    faces/s at batch 64 and ms per face at batch 1 for each model x backend (``torch``,
+    ``onnx`` fp32, ``onnx-int8``), median over ``repeats`` timed runs after a warm-up, on
+    real FER2013 faces.
+:func:`bench_pipeline`
+    end-to-end frames/s of the video pipeline (:meth:`EmotionRecognizer.stream` + drawing)
+    on a video file, with the mean ms per frame of each stage (decode, detect, crop,
+    classify, draw). ``size=(640, 480)`` first re-encodes the video at that size.
+:func:`bench_int8_accuracy`
+    PrivateTest accuracy of PyTorch, ONNX fp32 and ONNX int8, and each ONNX model's
+    top-label agreement with PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch and OpenCV (onnxruntime sessions take it per session)."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None) -> Path:
+    """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``)."""
+    from .export import export_onnx
+
+    path = Path(out_dir) / f"{Path(str(model)).stem}-int8.onnx"
+    if not path.is_file():
+        export_onnx(model, path, int8=True, calibration_data=data, check=False)
+    return path
+
+
+def make_classifier(model: str, backend: str, threads: int, work_dir: str | os.PathLike,
+                    data: str | os.PathLike | None) -> Any:
+    """A classifier for one benchmark row (``backend`` in :data:`BENCH_BACKENDS`)."""
+    from .backends import load_classifier
+
+    if backend == "onnx-int8":
+        return load_classifier(str(int8_model(model, work_dir, data)), backend="onnx", threads=threads)
+    return load_classifier(model, backend=backend, device="cpu", threads=threads)
+
+
+def time_classifier(clf: Any, faces: np.ndarray, batch: int, repeats: int = 7, min_faces: int = 256) -> float:
+    """Median seconds per face of ``clf.logits`` on batches of ``batch`` faces (each timed run
+    classifies at least ``min_faces`` faces; one untimed warm-up run first)."""
+    n_batches = max(1, -(-min_faces // batch))
+    batches = [faces[(i * batch) % (len(faces) - batch + 1):][:batch] for i in range(n_batches)]
+    for b in batches[:3]:
+        clf.logits(b)
+    per_face = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for b in batches:
+            clf.logits(b)
+        per_face.append((time.perf_counter() - t) / (n_batches * batch))
+    return statistics.median(per_face)
+
+
+def bench_classifiers(models: list[str], backends: list[str], faces: np.ndarray, *, threads: int = 2,
+                      repeats: int = 7, data: str | os.PathLike | None = None,
+                      work_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per model x backend: ``faces_per_s_b64``, ``ms_per_face_b1``."""
+    set_threads(threads)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
+        for model in models:
+            for backend in backends:
+                clf = make_classifier(model, backend, threads, work_dir or tmp, data)
+                s64 = time_classifier(clf, faces, 64, repeats, min_faces=640)
+                s1 = time_classifier(clf, faces, 1, repeats, min_faces=200)
+                rows.append({"model": model, "backend": backend, "faces_per_s_b64": 1.0 / s64,
+                             "ms_per_face_b1": 1e3 * s1})
+    return rows
+
+
+def resize_video(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int, int]) -> Path:
+    """Re-encode ``src`` at ``size`` (w, h) with OpenCV (mp4v), for a fixed-size speed test.
+    Frames are scaled to fit and padded (letterbox), so faces keep their shape."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open video {src}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    vw = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        s = min(size[0] / f.shape[1], size[1] / f.shape[0])
+        w, h = round(f.shape[1] * s), round(f.shape[0] * s)
+        small = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        x0, y0 = (size[0] - w) // 2, (size[1] - h) // 2
+        vw.write(cv2.copyMakeBorder(small, y0, size[1] - h - y0, x0, size[0] - w - x0, cv2.BORDER_CONSTANT))
+    cap.release()
+    vw.release()
+    return Path(dst)
+
+
+def bench_pipeline(source: str | os.PathLike, *, model: str = "fast", backend: str = "auto",
+                   detector: str = "haar", detect_every: int | None = None, size: tuple[int, int] | None = None,
+                   threads: int = 2, repeats: int = 3, draw: bool = True) -> dict[str, Any]:
+    """End-to-end fps of stream + draw over the whole video (median of ``repeats`` passes
+    after a warm-up pass) and mean ms per frame of each stage, for the median pass."""
+    from .draw import annotate
+    from .recognizer import EmotionRecognizer
+    from .video import DEFAULT_DETECT_EVERY, STAGES
+
+    set_threads(threads)
+    de = DEFAULT_DETECT_EVERY if detect_every is None else detect_every
+    rec = EmotionRecognizer(model, detector=detector, device="cpu", backend=backend).load()
+    if backend in ("onnx", "auto") and hasattr(rec.classifier, "session"):
+        from .backends import OnnxClassifier
+
+        rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
+        path = resize_video(source, Path(tmp) / "sized.mp4", size) if size else Path(source)
+        passes = []
+        for _ in range(repeats + 1):
+            stages = dict.fromkeys((*STAGES, "draw"), 0.0)
+            n = faces = 0
+            t0 = time.perf_counter()
+            for fr in rec.stream(path, detect_every=de):
+                for k, v in fr.timings.items():
+                    stages[k] += v
+                if draw:
+                    t = time.perf_counter()
+                    annotate(fr.frame, fr.faces, bgr=True)
+                    stages["draw"] += time.perf_counter() - t
+                n += 1
+                faces += len(fr.faces)
+            wall = time.perf_counter() - t0
+            passes.append({"fps": n / wall, "frames": n, "faces": faces,
+                           "ms": {k: 1e3 * v / max(n, 1) for k, v in stages.items()},
+                           "width": fr.width, "height": fr.height})
+    timed = sorted(passes[1:], key=lambda p: p["fps"])
+    med = timed[len(timed) // 2]
+    return {"source": str(source), "model": model, "backend": str(getattr(rec.classifier, "backend", backend)),
+            "detector": detector, "detect_every": de, **med}
+
+
+def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "PrivateTest", threads: int = 2,
+                        work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
+    images of ``data``), and top-label agreement of each ONNX model with torch."""
+    from .backends import load_classifier
+    from .data import load_dataset
+
+    set_threads(threads)
+    d = load_dataset(data)
+    sel = d.splits == split
+    faces, labels = d.images[sel], np.asarray(d.labels)[sel]
+    if len(faces) == 0:
+        raise ValueError(f"{data}: no {split} images")
+    with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
+        clfs = {"torch": load_classifier(model, backend="torch", device="cpu"),
+                "onnx": load_classifier(model, backend="onnx", threads=threads),
+                "onnx-int8": load_classifier(str(int8_model(model, work_dir or tmp, data)), backend="onnx",
+                                             threads=threads)}
+        preds = {k: np.asarray(c.logits(faces)).argmax(1) for k, c in clfs.items()}
+    out: dict[str, Any] = {"model": model, "split": split, "n": int(len(faces))}
+    for k, p in preds.items():
+        out[f"acc_{k}"] = float((p == labels).mean())
+        if k != "torch":
+            out[f"agree_{k}"] = float((p == preds["torch"]).mean())
+    out["int8_drop_points"] = 100 * (out["acc_onnx"] - out["acc_onnx-int8"])
+    return out
