@@ -1,0 +1,125 @@
+"""ONNX export (fp32 and static int8), the onnx / auto inference backends and ``fervid export``,
+checked against PyTorch on real FER2013 faces and photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from fervid.backends import load_classifier, resolve_backend, softmax  # noqa: E402
+from fervid.cli import main  # noqa: E402
+from fervid.export import export_onnx, onnx_session, read_metadata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def private_faces(fer_data):
+    sel = fer_data.splits == "PrivateTest"
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(np.flatnonzero(sel), 300, replace=False))
+    return fer_data.images[idx], np.asarray(fer_data.labels)[idx]
+
+
+@pytest.fixture(scope="module")
+def fast_fp32(tmp_path_factory, fer_csv):
+    path = tmp_path_factory.mktemp("onnx") / "fast.onnx"
+    return path, export_onnx("fast", path, calibration_data=fer_csv)
+
+
+@pytest.fixture(scope="module")
+def fast_int8(tmp_path_factory, fer_csv):
+    path = tmp_path_factory.mktemp("onnx") / "fast-int8.onnx"
+    return path, export_onnx("fast", path, int8=True, calibration_data=fer_csv, n_calibration=300)
+
+
+def _torch_probs(model: str, faces: np.ndarray) -> np.ndarray:
+    clf = load_classifier(model, backend="torch", device="cpu")
+    return softmax(clf.logits(faces), clf.temperature)
+
+
+def test_fp32_export_matches_torch_and_carries_metadata(fast_fp32, private_faces):
+    from fervid.checkpoint import load_model
+
+    path, report = fast_fp32
+    assert report.n_check == 256 and report.max_abs_prob_diff < 1e-4 and report.top1_agreement == 1.0
+    meta = read_metadata(path)
+    model = load_model("fast", device="cpu")
+    assert meta["labels"] == tuple(model.preprocess.labels)
+    assert meta["preprocess"].to_dict() == model.preprocess.to_dict()
+    assert meta["temperature"] == pytest.approx(float(model.temperature))
+    assert meta["quantization"] == "none"
+    # dynamic batch axis: batches of 1 and 37 work
+    sess = onnx_session(path)
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    faces, _ = private_faces
+    onnx_clf = load_classifier(path, backend="onnx")
+    for n in (1, 37):
+        po = softmax(onnx_clf.logits(faces[:n]), onnx_clf.temperature)
+        np.testing.assert_allclose(po, _torch_probs("fast", faces[:n]), atol=1e-4)
+
+
+def test_int8_export_keeps_top_labels_on_private_test(fast_fp32, fast_int8, private_faces):
+    path, report = fast_int8
+    assert read_metadata(path)["quantization"].startswith("int8-static-qdq")
+    assert path.stat().st_size < 0.4 * fast_fp32[0].stat().st_size
+    sess = onnx_session(path)
+    ops = {n.op_type for n in __import__("onnx").load(str(path)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # static QDQ, not dynamic
+    assert sess is not None
+    faces, labels = private_faces
+    pt = _torch_probs("fast", faces)
+    q = load_classifier(path, backend="onnx")
+    pq = softmax(q.logits(faces), q.temperature)
+    agree = (pt.argmax(1) == pq.argmax(1)).mean()
+    assert agree >= 0.97, agree
+    acc_t, acc_q = (pt.argmax(1) == labels).mean(), (pq.argmax(1) == labels).mean()
+    assert acc_q >= acc_t - 0.02  # on 300 faces; the full PrivateTest figure is in benchmarks/realtime.md
+
+
+def test_recognizer_backends_agree_on_a_real_photo(data_root):
+    from fervid.recognizer import EmotionRecognizer
+
+    photo = data_root / "media" / "two_people.jpg"
+    res = {b: EmotionRecognizer("fast", backend=b, device="cpu").predict(photo) for b in ("torch", "onnx", "auto")}
+    assert EmotionRecognizer("fast", device="cpu").classifier.backend == "onnx"  # auto -> onnx on the CPU
+    assert len(res["torch"].faces) == 2
+    for b in ("onnx", "auto"):
+        assert [f.box for f in res[b].faces] == [f.box for f in res["torch"].faces]
+        for ft, fo in zip(res["torch"].faces, res[b].faces):
+            assert fo.label == ft.label
+            for k in ft.probabilities:
+                assert fo.probabilities[k] == pytest.approx(ft.probabilities[k], abs=1e-4)
+
+
+def test_backend_resolution_and_errors():
+    assert resolve_backend("auto", "cpu") == "onnx"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
+    with pytest.raises(ValueError, match="unknown backend"):
+        resolve_backend("tensorrt")
+    from fervid.recognizer import EmotionRecognizer
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        EmotionRecognizer(backend="tensorrt")
+    with pytest.raises(FileNotFoundError):
+        load_classifier("no-such-model", backend="onnx")
+
+
+def test_cli_export_prints_parity(fer_csv, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    rc = main(["export", "fast", "--format", "onnx", "--out", str(out), "--calibration-data", str(fer_csv)])
+    text = capsys.readouterr().out
+    assert rc == 0 and out.is_file()
+    assert "parity vs PyTorch on 256 faces: max abs prob diff" in text and "top-1 agreement 100.00%" in text
+    rc = main(["export", "fast", "--format", "onnx", "--out", str(tmp_path / "m.txt")])
+    assert rc == 1 and "must end in .onnx" in capsys.readouterr().err
+
+
+def test_cli_predict_backend_flag(data_root, capsys):
+    rc = main(["predict", str(data_root / "media" / "obama.jpg"), "--model", "fast", "--backend", "onnx", "--json"])
+    import json
+
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and len(line["faces"]) == 1

@@ -1,0 +1,207 @@
+"""Video and camera streams: the stream generator, the tracker, ``fervid video`` on the real
+clip, and every bad-stream case (truncated, empty, undecodable, missing camera, frame size
+change). Speed is measured by ``fervid bench``, never asserted here."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fervid.cli import main
+from fervid.detect import FaceBox
+from fervid.video import IoUTracker, Timeline, VideoOpenError
+
+# ------------------------------------------------------------------ no data needed
+
+
+def test_tracker_keeps_ids_through_motion_and_gaps():
+    tr = IoUTracker(max_age=2)
+    a = tr.update([FaceBox(10, 10, 50, 50), FaceBox(200, 10, 50, 50)], 7)
+    assert [t.face_id for t in a] == [1, 2]
+    # both move a little; the order of the boxes is swapped
+    b = tr.update([FaceBox(206, 12, 50, 50), FaceBox(14, 11, 52, 52)], 7)
+    assert [t.face_id for t in b] == [2, 1]
+    # a fast move (no overlap left) still matches by centre distance
+    c = tr.update([FaceBox(40, 12, 50, 50)], 7)
+    assert [t.face_id for t in c] == [1]
+    # face 2 was missed once; it comes back within max_age and keeps its id
+    d = tr.update([FaceBox(42, 12, 50, 50), FaceBox(207, 12, 50, 50)], 7)
+    assert [t.face_id for t in d] == [1, 2]
+    # a face far away is new; a track unseen for more than max_age frames ends
+    for _ in range(3):
+        tr.update([FaceBox(42, 12, 50, 50)], 7)
+    e = tr.update([FaceBox(42, 12, 50, 50), FaceBox(207, 12, 50, 50)], 7)
+    assert [t.face_id for t in e] == [1, 3]
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    import cv2
+
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix == ".avi" else "mp4v"))
+    vw = cv2.VideoWriter(str(path), fourcc, fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert vw.isOpened()
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def _grey_frames(n: int, w: int = 160, h: int = 120) -> list[np.ndarray]:
+    return [np.full((h, w, 3), 40 + 5 * i, np.uint8) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    from fervid.recognizer import EmotionRecognizer
+
+    return EmotionRecognizer("fast", device="cpu").load()
+
+
+def test_stream_frame_size_change_stops_cleanly(rec):
+    frames = _grey_frames(4) + _grey_frames(3, 320, 240)
+    s = rec.stream(frames)
+    got = list(s)
+    assert len(got) == 4 and [f.index for f in got] == [0, 1, 2, 3]
+    assert s.stopped_early and "frame size changed from 160x120 to 320x240 at frame 4" in s.stop_reason
+
+
+def test_stream_every_and_bad_arguments(rec, tmp_path):
+    path = _write_video(tmp_path / "grey.avi", _grey_frames(10))
+    s = rec.stream(path, every=3)
+    got = list(s)
+    assert [f.index for f in got] == [0, 3, 6, 9] and s.stop_reason == "end"
+    assert got[1].time == pytest.approx(0.3) and got[1].duration == pytest.approx(0.3)
+    for kw in ({"every": 0}, {"smooth": 0.0}, {"smooth": 1.5}, {"max_seconds": 0}, {"detect_every": 0}):
+        with pytest.raises(ValueError):
+            rec.stream(path, **kw)
+
+
+def test_stream_open_errors(rec, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        rec.stream(tmp_path / "missing.mp4")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoOpenError, match="empty file"):
+        rec.stream(empty)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoOpenError, match="cannot open"):
+        rec.stream(junk)
+    with pytest.raises(VideoOpenError, match="camera 99 could not be opened"):
+        rec.stream(99)
+
+
+# ------------------------------------------------------------------ CLI, bad streams (no data needed)
+
+
+def test_cli_truncated_video_writes_what_was_processed(tmp_path, capsys):
+    full = _write_video(tmp_path / "full.avi", _grey_frames(30))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    csv_p, sum_p, plot_p = tmp_path / "t.csv", tmp_path / "s.json", tmp_path / "p.png"
+    rc = main(["video", str(cut), "--model", "fast", "--csv", str(csv_p), "--summary", str(sum_p),
+               "--plot", str(plot_p), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "stopped early" in err and "truncated" in err and "Traceback" not in err
+    summary = json.loads(sum_p.read_text())
+    assert 0 < summary["frames_processed"] < 30 and "truncated" in summary["stop_reason"]
+    assert csv_p.read_text().startswith("frame,time,face_id,x,y,w,h,score")
+    assert plot_p.stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", ["empty", "junk", "camera", "missing"])
+def test_cli_unopenable_sources_fail_in_one_line(tmp_path, capsys, case):
+    src = {"empty": tmp_path / "e.mp4", "junk": tmp_path / "j.mp4", "camera": "99", "missing": tmp_path / "no.mp4"}[case]
+    if case == "empty":
+        src.write_bytes(b"")
+    if case == "junk":
+        src.write_bytes(b"\x00not a video" * 300)
+    rc = main(["video", str(src), "--model", "fast", "--csv", str(tmp_path / "t.csv"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    msg = [line for line in err if line.startswith("fervid video: error:")]
+    assert len(msg) == 1 and "Traceback" not in "\n".join(err)
+    assert {"empty": "empty file", "junk": "cannot open", "camera": "camera 99", "missing": "no such video"}[case] in msg[0]
+
+
+# ------------------------------------------------------------------ the real clip
+
+
+@pytest.fixture(scope="module")
+def clip(data_root) -> Path:
+    p = data_root / "media" / "short_hamilton_clip.mp4"
+    if not p.is_file():
+        pytest.skip("short_hamilton_clip.mp4 not found")
+    return p
+
+
+def test_stream_on_real_clip_has_stable_ids_and_valid_probabilities(rec, clip):
+    s = rec.stream(clip, max_seconds=1.0)
+    frames = list(s)
+    assert s.stop_reason == "max_seconds" and len(frames) == 30  # 29.97 fps: frames 0..29
+    assert [f.index for f in frames] == list(range(30)) and frames[0].width == 640 and frames[0].height == 360
+    n_faces = [len(f.faces) for f in frames]
+    assert sum(n_faces) >= 25  # the opening shot: the singer and the pianist
+    for f in frames:
+        for face in f.faces:
+            assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+            assert sum(face.smoothed.values()) == pytest.approx(1.0, abs=1e-5)
+            assert face.label == max(face.smoothed, key=face.smoothed.get)
+            x, y, w, h = face.box
+            assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360
+        assert set(f.timings) == {"decode", "detect", "crop", "classify"}
+    # stable ids: the singer (large face at the right) keeps one id while on screen
+    singer = [face.face_id for f in frames for face in f.faces if face.box[0] > 400]
+    assert len(singer) >= 10 and len(set(singer)) == 1
+    # one id per face per frame
+    for f in frames:
+        assert len({face.face_id for face in f.faces}) == len(f.faces)
+
+
+def test_timeline_summary_shares_sum_to_one(rec, clip):
+    tl = Timeline(rec.labels)
+    for fr in rec.stream(clip, max_seconds=1.0, every=2):
+        tl.add(fr)
+    summ = tl.summary()
+    assert summ["frames_processed"] == 15 and summ["faces"]
+    for face in summ["faces"].values():
+        assert sum(face["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert face["dominant_emotion"] == max(face["emotion_share"], key=face["emotion_share"].get)
+        assert face["seconds_on_screen"] == pytest.approx(face["frames"] * 2 / 29.97, abs=1e-2)
+
+
+def test_cli_video_on_real_clip(clip, tmp_path, capsys):
+    import cv2
+
+    out = {k: tmp_path / v for k, v in {"csv": "t.csv", "summary": "s.json", "plot": "p.png", "out": "a.mp4"}.items()}
+    rc = main(["video", str(clip), "--max-seconds", "2", "--no-progress",
+               *[x for k, p in out.items() for x in (f"--{k}", str(p))]])
+    assert rc == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(out["csv"].open()))
+    summary = json.loads(out["summary"].read_text())
+    assert summary["frames_processed"] == 60 and summary["stop_reason"] == "max_seconds"
+    # one row per face per processed frame, each (frame, face id) once
+    assert len(rows) == sum(f["frames"] for f in summary["faces"].values()) >= 30  # faces: the first ~0.7 s
+    assert len({(r["frame"], r["face_id"]) for r in rows}) == len(rows)
+    labels = summary["labels"]
+    for r in rows[:20]:
+        assert sum(float(r[f"p_{lab}"]) for lab in labels) == pytest.approx(1.0, abs=1e-3)
+        assert sum(float(r[f"smooth_{lab}"]) for lab in labels) == pytest.approx(1.0, abs=1e-3)
+        assert r["label"] in labels
+    for face in summary["faces"].values():
+        assert sum(face["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    # ids are stable: few ids for 2 people, each face keeps its id while on screen
+    longest = max(summary["faces"].values(), key=lambda f: f["frames"])
+    assert len(summary["faces"]) <= 4 and longest["frames"] >= 15
+    from PIL import Image
+
+    assert Image.open(out["plot"]).size[0] >= 600
+    cap = cv2.VideoCapture(str(out["out"]))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+    assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
+    cap.release()
