@@ -16,9 +16,10 @@ than the 33 ms a 30 fps stream allows; the classifier costs under 1 ms per face.
 stream runs the full-frame detector only on every ``detect_every``-th processed frame
 (*key frames*, default 5: a new face shows up within 1/6 s at 30 fps) and, in between,
 re-detects each tracked face inside a small window around its last box (a Haar pass
-over a few percent of the frame). Boxes therefore stay fresh on every frame, recall for
-faces already found is that of the full-frame detector, and faces that move out of their
-window are picked up at the next key frame. ``detect_every=1`` detects on every frame.
+over a few percent of the frame); a face not re-detected keeps its last box until the
+next key frame. Boxes therefore stay fresh on most frames, a face found at a key frame is
+reported until the next one, and new faces are picked up at the next key frame.
+``detect_every=1`` detects on every frame.
 Measurements: ``benchmarks/realtime.md``.
 
 Tracking. Faces get stable integer ids (1, 2, ...) from a greedy IoU tracker with a
@@ -83,7 +84,7 @@ class TrackedFace:
         confidence: its smoothed probability.
         raw_label: the top emotion of ``probabilities``.
         key_frame: whether the box comes from a full-frame detection (else from the
-            re-detection around the track's previous box).
+            re-detection around the track's previous box, or is that previous box).
     """
 
     face_id: int
@@ -402,8 +403,9 @@ class VideoStream(Iterator[FrameResult]):
                                  interpolation=cv2.INTER_AREA)
             boxes = [FaceBox(x0 + round(b.x / f), y0 + round(b.y / f), round(b.w / f), round(b.h / f), b.score)
                      for b in det.detect(np.ascontiguousarray(roi))]
-            if boxes:
-                found.append(max(boxes, key=lambda b: (iou(b, t.box), b.score)))
+            # not re-detected (a Haar miss on a turned or blurred face): keep the last box
+            # until the next key frame, where the full-frame detection decides
+            found.append(max(boxes, key=lambda b: (iou(b, t.box), b.score)) if boxes else t.box)
         from .detect import _sort_reading_order, non_max_suppression
 
         return _sort_reading_order(non_max_suppression(found)), False
