@@ -205,3 +205,30 @@ def test_cli_video_on_real_clip(clip, tmp_path, capsys):
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
     assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
     cap.release()
+
+
+def test_cli_interrupt_and_headless_show(tmp_path, capsys, monkeypatch):
+    """Ctrl-C mid-stream: exit 130 with the CSV and summary holding every processed frame;
+    --show without a display falls back to headless."""
+    import fervid.video as video
+
+    path = _write_video(tmp_path / "grey.avi", _grey_frames(20))
+    real_add = video.Timeline.add
+    calls = {"n": 0}
+
+    def add(self, result):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        real_add(self, result)
+
+    monkeypatch.setattr(video.Timeline, "add", add)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    sum_p = tmp_path / "s.json"
+    rc = main(["video", str(path), "--model", "fast", "--summary", str(sum_p), "--csv", str(tmp_path / "t.csv"),
+               "--show", "--every", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 130 and "interrupted" in err and "headless" in err
+    summary = json.loads(sum_p.read_text())
+    assert summary["frames_processed"] == 5 and summary["stop_reason"] == "interrupted"
