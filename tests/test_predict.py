@@ -253,7 +253,8 @@ def test_results_to_json_and_dataframe(rec, media: Path):
     res = rec.predict(media / "two_people.jpg")
     d = json.loads(res.to_json())
     assert d["path"].endswith("two_people.jpg") and len(d["faces"]) == 2
-    assert set(d["faces"][0]) == {"box", "score", "label", "confidence", "probabilities", "ambiguity", "labels_above"}
+    assert set(d["faces"][0]) == {"box", "score", "label", "confidence", "probabilities", "ambiguity", "top2_margin",
+                                  "ambiguous", "labels_above"}
     assert set(d["faces"][0]["box"]) == {"x", "y", "w", "h"}
     pd = pytest.importorskip("pandas")
     from fervid.recognizer import results_to_dataframe

@@ -186,6 +186,31 @@ def _subset(labels: np.ndarray, max_images: int | None, seed: int) -> np.ndarray
     return stratified_subset(labels, max_images, seed)
 
 
+def model_vocabulary(data: Any, models: list[Any], path: str | None = None) -> Any:
+    """``data`` re-expressed in the models' label set when the models cannot score the
+    data's vocabulary (a fine-tuned model with its own labels, e.g. 3 classes): an image
+    folder is re-read with the model's class names, a CSV relabelled; images of other
+    classes get label -1 and are reported as excluded. Unchanged when every model covers
+    the data's classes or the models disagree on their labels."""
+    from .inference import align_columns
+
+    vocab = [tuple(m.preprocess.labels) for m in models]
+    try:
+        for v in vocab:
+            align_columns(v, data.label_names)
+        return data
+    except ValueError:
+        if any(v != vocab[0] for v in vocab):
+            return data  # mixed label sets: align_columns names the problem later
+    if data.files is not None and path and Path(path).is_dir():
+        from .data import load_image_folder
+
+        return load_image_folder(path, label_names=vocab[0])
+    from .finetune import relabel
+
+    return relabel(data, vocab[0])
+
+
 def _excluded_classes(d: Any) -> dict[str, int]:
     """Images with label -1, counted by their class folder (or "unlabelled")."""
     out: dict[str, int] = {}
@@ -227,6 +252,8 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     t0 = time.time()
     device = resolve_device(cfg.device)
     data = data if data is not None else load_dataset(cfg.data)
+    models = [load_model(m, device=device) for m in cfg.models]
+    data = model_vocabulary(data, models, cfg.data)
     labels = tuple(data.label_names)
     if cfg.split != "all" and cfg.split not in data.split_names:
         raise ValueError(f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')")
@@ -243,7 +270,6 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     ev = ev.select(_subset(ev.labels, cfg.max_images, cfg.seed))
     y = ev.labels.astype(np.int64)
 
-    models = [load_model(m, device=device) for m in cfg.models]
     idents = [model_identity(name, m) for name, m in zip(cfg.models, models)]
     _unique_names(idents)
     cols = [align_columns(m.preprocess.labels, labels) for m in models]
@@ -264,6 +290,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         if cfg.fit_split not in fd.split_names:
             raise ValueError(f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
                              "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)")
+        fd = model_vocabulary(fd, models, cfg.fit_data or cfg.data)
         fs = fd.split(cfg.fit_split)
         fs = fs.select(fs.labels >= 0)
         fs = fs.select(_subset(fs.labels, cfg.max_images, cfg.seed))

@@ -24,7 +24,6 @@ and the detector load on first use (or call :meth:`EmotionRecognizer.load`).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,12 @@ class FaceResult:
             (all equally likely).
         labels_above: labels whose probability is at least the recognizer's ``threshold``
             (default 0.3), most probable first: the plausible readings of an ambiguous face.
+        top2_margin: probability of the best label minus the second best (near 0: the
+            model hesitates between two readings).
+        ambiguous: ``ambiguity >= fervid.ambiguity.AMBIGUITY_THRESHOLD``, a level set so
+            that the bundled model flags about as many FER+ test faces as the ten human
+            annotators disagreed on (see :mod:`fervid.ambiguity`). Computed from
+            ``probabilities`` when not given.
     """
 
     box: tuple[int, int, int, int]
@@ -74,6 +79,16 @@ class FaceResult:
     confidence: float
     ambiguity: float
     labels_above: tuple[str, ...]
+    top2_margin: float | None = None
+    ambiguous: bool | None = None
+
+    def __post_init__(self) -> None:
+        from .ambiguity import AMBIGUITY_THRESHOLD, top2_margin
+
+        if self.top2_margin is None:
+            object.__setattr__(self, "top2_margin", float(top2_margin(list(self.probabilities.values()))))
+        if self.ambiguous is None:
+            object.__setattr__(self, "ambiguous", bool(self.ambiguity >= AMBIGUITY_THRESHOLD))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -85,6 +100,8 @@ class FaceResult:
             "confidence": float(self.confidence),
             "probabilities": {k: float(v) for k, v in self.probabilities.items()},
             "ambiguity": float(self.ambiguity),
+            "top2_margin": float(self.top2_margin),  # type: ignore[arg-type]
+            "ambiguous": bool(self.ambiguous),
             "labels_above": list(self.labels_above),
         }
 
@@ -127,7 +144,7 @@ class ImageResult:
 
 def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
     """One row per face: ``path, face, x, y, w, h, score, label, confidence, ambiguity,
-    labels_above`` (``"|"``-joined) and one probability column per emotion label.
+    top2_margin, ambiguous, labels_above`` (``"|"``-joined) and one probability column per emotion label.
     Images without faces contribute no rows. Needs pandas (``pip install 'fervid[pandas]'``)."""
     try:
         import pandas as pd
@@ -143,35 +160,24 @@ def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
             x, y, w, h = f.box
             rows.append({"path": r.source, "face": i, "x": x, "y": y, "w": w, "h": h, "score": f.score,
                          "label": f.label, "confidence": f.confidence, "ambiguity": f.ambiguity,
-                         "labels_above": "|".join(f.labels_above), **f.probabilities})
-    cols = ["path", "face", "x", "y", "w", "h", "score", "label", "confidence", "ambiguity", "labels_above", *labels]
+                         "top2_margin": f.top2_margin, "ambiguous": f.ambiguous, "labels_above": "|".join(f.labels_above), **f.probabilities})
+    cols = ["path", "face", "x", "y", "w", "h", "score", "label", "confidence", "ambiguity", "top2_margin", "ambiguous",
+            "labels_above", *labels]
     return pd.DataFrame(rows, columns=cols)
 
 
 # --------------------------------------------------------------------------- ambiguity
 
 def _normalized_entropy(p: np.ndarray) -> float:
-    try:
-        from .ambiguity import normalized_entropy
-    except ImportError:  # fallback until fervid.ambiguity exists
-        p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
-        k = p.shape[-1]
-        if k < 2:
-            return 0.0
-        nz = p[p > 0]
-        return float(np.clip(-(nz * np.log(nz)).sum() / math.log(k), 0.0, 1.0))
+    from .ambiguity import normalized_entropy
+
     return float(normalized_entropy(p))
 
 
 def _labels_above(p: np.ndarray, labels: Sequence[str], threshold: float) -> tuple[str, ...]:
-    try:
-        from .ambiguity import labels_above
-    except ImportError:  # fallback until fervid.ambiguity exists
-        order = np.argsort(-np.asarray(p), kind="stable")
-        return tuple(labels[i] for i in order if p[i] >= threshold)
-    got = [str(lab) for lab in labels_above(p, labels, threshold)]
-    pos = {lab: i for i, lab in enumerate(labels)}
-    return tuple(sorted(got, key=lambda lab: -float(p[pos[lab]])))  # most probable first
+    from .ambiguity import labels_above
+
+    return labels_above(p, labels, threshold)
 
 
 # --------------------------------------------------------------------------- cropping
@@ -305,8 +311,16 @@ class EmotionRecognizer:
         """
         return self.predict_batch([image], color=color)[0]
 
-    def predict_batch(self, images: Iterable[ImageInput], color: ColorOrder = "rgb") -> list[ImageResult]:
-        """:meth:`predict` for many images; all faces are classified in one batch."""
+    def predict_batch(self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *,
+                      adabn: bool = False) -> list[ImageResult]:
+        """:meth:`predict` for many images; all faces are classified in one batch.
+
+        ``adabn=True`` first re-estimates the model's BatchNorm statistics on the faces
+        found in these images (AdaBN, :func:`fervid.adapt.adabn`), for a set of photos that
+        share a shift from FER2013 (another camera, blur, low light); the recognizer itself
+        is left unadapted (see :meth:`adapt` for that). Needs the torch backend and at
+        least :data:`fervid.adapt.MIN_IMAGES` faces.
+        """
         clf = self.classifier
         det = self.detector
         size, margin = int(clf.preprocess.input_size), float(clf.preprocess.face_margin)
@@ -320,13 +334,66 @@ class EmotionRecognizer:
             gray = _to_gray(rgb)
             crops += [crop_face(gray, b.box, margin, size) for b in boxes]
             metas.append((describe_source(image), rgb.shape[1], rgb.shape[0], boxes))
-        faces = self._classify(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8),
-                               [b for m in metas for b in m[3]])
+        stack = np.stack(crops) if crops else np.zeros((0, size, size), np.uint8)
+        if adabn:
+            saved = self._classifier
+            self._classifier = self._adapted_classifier(stack)
+            try:
+                faces = self._classify(stack, [b for m in metas for b in m[3]])
+            finally:
+                self._classifier = saved
+        else:
+            faces = self._classify(stack, [b for m in metas for b in m[3]])
         out, i = [], 0
         for source, w, h, boxes in metas:
             out.append(ImageResult(source, w, h, faces[i:i + len(boxes)], self.labels))
             i += len(boxes)
         return out
+
+    def adapt(self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *, strict: bool = True,
+              progress: bool = False) -> int:
+        """AdaBN for a folder of photos: detect the faces in ``images`` (unlabelled photos of
+        the target domain), re-estimate the model's BatchNorm statistics on them, and use the
+        adapted model for every later prediction of this recognizer. Returns the number of
+        faces used. ``strict=False`` skips unreadable images instead of raising.
+
+        Raises ``ValueError`` for the onnx backend (AdaBN changes the PyTorch model; with
+        ``backend="auto"`` the torch model is used) or fewer than
+        :data:`fervid.adapt.MIN_IMAGES` faces.
+        """
+        from tqdm.auto import tqdm
+
+        from .data import FERDataError
+
+        det = self.detector
+        size = int(self.classifier.preprocess.input_size)
+        margin = 0.0 if getattr(det, "whole_image", False) else float(self.classifier.preprocess.face_margin)
+        crops: list[np.ndarray] = []
+        for image in tqdm(list(images), desc="adabn: faces", unit="img", disable=not progress, leave=False):
+            try:
+                rgb = load_image(image, color=color)
+            except (FERDataError, OSError):
+                if strict:
+                    raise
+                continue
+            gray = _to_gray(rgb)
+            crops += [crop_face(gray, b.box, margin, size) for b in det.detect(rgb)]
+        self._classifier = self._adapted_classifier(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8))
+        return len(crops)
+
+    def _adapted_classifier(self, faces: np.ndarray) -> Classifier:
+        """A torch classifier whose model's BatchNorm statistics come from ``faces``."""
+        from .adapt import adabn
+        from .backends import TorchClassifier, load_classifier
+
+        clf = self.classifier
+        if not isinstance(clf, TorchClassifier):
+            if self.backend != "auto":
+                raise ValueError(f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
+                                 "backend cannot be adapted: use backend='torch' (fervid predict --backend torch)")
+            clf = load_classifier(self.model, backend="torch", device=_resolve_device(self.device))
+            assert isinstance(clf, TorchClassifier)
+        return TorchClassifier(adabn(clf.model, faces), device=clf.device)
 
     def predict_faces(self, crops: ImageInput | Sequence[ImageInput], color: ColorOrder = "rgb") -> list[FaceResult]:
         """Emotions of images that already are face crops (no detection, no margin added).

@@ -1,11 +1,13 @@
 """``fervid predict``: emotions of the faces in photos.
 
     fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME]
-                   [--backend auto|torch|onnx] [--device D] [--threshold P] [--no-progress]
+                   [--backend auto|torch|onnx] [--device D] [--threshold P] [--adabn] [--no-progress]
 
 PATH: image files, folders (searched recursively for images) or glob patterns
 (``"photos/**/*.jpg"``). Prints one line per image (``--json``: one JSON object per line:
-``{"path", "width", "height", "faces": [...]}``). ``--out DIR`` writes an annotated copy of
+``{"path", "width", "height", "faces": [...]}``; each face has its box, label, confidence,
+every probability, and the ambiguity outputs ``ambiguity``, ``top2_margin``, ``ambiguous``
+and ``labels_above``). ``--out DIR`` writes an annotated copy of
 each image there. An unreadable file gets an error line on stderr naming it; the other
 files are still processed and the exit status is 1 at the end.
 """
@@ -37,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability threshold for labels_above (default 0.3)")
+    p.add_argument("--adabn", action="store_true",
+                   help="AdaBN: re-estimate the model's BatchNorm statistics on all the faces in PATH(s) first "
+                        "(unlabelled photos sharing a domain shift: camera, blur, light); torch backend only")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -116,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     items = list(expand_paths(args.paths))
+    if getattr(args, "adabn", False):
+        # A first pass over every readable image: the adaptation needs the whole set's faces.
+        n = rec.adapt([p for p, problem in items if problem is None], strict=False, progress=args.progress)
+        print(f"fervid predict: AdaBN statistics from {n} faces", file=sys.stderr)
     failed = 0
     used: set[Path] = set()
     bar = tqdm(items, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True,

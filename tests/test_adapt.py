@@ -1,0 +1,116 @@
+"""AdaBN (fervid.adapt) and its use in evaluate / the recognizer / fervid predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fervid.adapt import MIN_IMAGES, adabn, batchnorm_layers
+from fervid.models import create_model
+
+
+def _faces(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(128, 40, (n, 48, 48)) * scale, 0, 255).astype(np.uint8)
+
+
+def test_adabn_statistics_are_the_target_images():
+    from fervid.preprocess import to_tensor
+
+    torch.manual_seed(0)
+    model = create_model("fast_cnn").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dark = _faces(96, scale=0.35)
+    adapted = adabn(model, dark, batch_size=32)
+    # The original is untouched; only BatchNorm buffers differ in the copy.
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(("running_" in k or "num_batches" in k) for k in changed)
+    assert not adapted.training
+    # The first BatchNorm's mean is the mean of the first conv's output over all images.
+    conv, bn = model.features[0][0], batchnorm_layers(adapted)[0]
+    with torch.no_grad():
+        z = conv(to_tensor(dark, model.preprocess))
+    torch.testing.assert_close(bn.running_mean, z.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, z.var((0, 2, 3)), rtol=0.02, atol=1e-4)
+    # The batch size barely matters (deeper layers normalise per batch, as in training).
+    other = adabn(model, dark, batch_size=48)
+    torch.testing.assert_close(batchnorm_layers(other)[3].running_mean, batchnorm_layers(adapted)[3].running_mean,
+                               rtol=0.02, atol=1e-3)
+    assert batchnorm_layers(adapted)[0].momentum == batchnorm_layers(model)[0].momentum
+
+
+def test_adabn_errors_and_inplace():
+    model = create_model("fast_cnn")
+    with pytest.raises(ValueError, match="at least"):
+        adabn(model, _faces(MIN_IMAGES - 1))
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    lin.preprocess = model.preprocess
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        adabn(lin, _faces(32))
+    same = adabn(model, _faces(32), inplace=True)
+    assert same is model
+
+
+def test_evaluate_adabn_real(tiny_checkpoint, fer_csv):
+    from fervid.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(models=[str(tiny_checkpoint)], data=str(fer_csv), split="PrivateTest", max_images=120, adabn=True,
+                     report=False)
+    m = evaluate(cfg, log=lambda s: None).metrics
+    assert m["adabn"] and m["images"] == 120 and 0.0 < m["accuracy"] <= 1.0
+
+
+@pytest.fixture()
+def face_folder(tmp_path, data_root):
+    """24 real face crops in two class folders (JPEG, as users have them)."""
+    import shutil
+
+    src = data_root / "fer2013-images" / "test"
+    for c in ("happy", "sad"):
+        (tmp_path / c).mkdir()
+        for f in sorted((src / c).iterdir())[:12]:
+            shutil.copy(f, tmp_path / c / f.name)
+    return tmp_path
+
+
+def test_recognizer_adabn(tiny_checkpoint, face_folder):
+    from fervid.recognizer import EmotionRecognizer
+
+    files = sorted(str(p) for p in face_folder.rglob("*.jpg"))
+    rec = EmotionRecognizer(str(tiny_checkpoint), detector="skip", backend="torch", device="cpu")
+    plain = rec.predict_batch(files)
+    adapted = rec.predict_batch(files, adabn=True)
+    again = rec.predict_batch(files)
+    p0 = [f.probabilities for r in plain for f in r.faces]
+    assert p0 == [f.probabilities for r in again for f in r.faces]  # predict_batch(adabn=True) adapts a copy only
+    assert p0 != [f.probabilities for r in adapted for f in r.faces]
+    assert rec.adapt(files) == len(files)
+    assert [f.probabilities for r in rec.predict_batch(files) for f in r.faces] == \
+        [f.probabilities for r in adapted for f in r.faces]
+    with pytest.raises(ValueError, match="at least"):
+        rec.predict_batch(files[:3], adabn=True)
+    # Another backend cannot be adapted.
+    onnx_like = EmotionRecognizer(str(tiny_checkpoint), detector="skip", backend="onnx")
+    onnx_like._classifier = type("Fake", (), {"preprocess": rec.classifier.preprocess, "labels": rec.labels,
+                                              "temperature": 1.0, "logits": None})()
+    with pytest.raises(ValueError, match="backend"):
+        onnx_like.predict_batch(files, adabn=True)
+
+
+def test_cli_predict_adabn_json(tiny_checkpoint, face_folder, capsys):
+    from fervid.cli import main
+
+    rc = main(["predict", str(face_folder), "--model", str(tiny_checkpoint), "--detector", "skip", "--backend", "torch",
+               "--device", "cpu", "--adabn", "--json", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "AdaBN statistics from 24 faces" in err
+    lines = [json.loads(s) for s in out.splitlines()]
+    assert len(lines) == 24
+    face = lines[0]["faces"][0]
+    assert {"ambiguity", "top2_margin", "ambiguous", "labels_above", "probabilities"} <= set(face)
+    assert isinstance(face["ambiguous"], bool) and 0.0 <= face["top2_margin"] <= 1.0
