@@ -59,6 +59,7 @@ class TrainConfig:
     ferplus: str | None = None             # path to fer2013new.csv for ferplus-* targets
     ferplus_classes: int = 8               # 8 (with contempt) or 7 (FER2013 classes)
     multilabel_threshold: float = 0.3
+    multilabel_loss: str = "bce"           # bce (per-emotion binary CE) | max (Barsoum et al.: -log max_k in targets p_k)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     select_metric: str = "accuracy"        # accuracy | macro_f1, on PublicTest
     early_stopping: int | None = None      # epochs without PublicTest improvement before stopping
@@ -71,6 +72,15 @@ class TrainConfig:
     progress: bool = True
     eval_private: bool = True              # evaluate PrivateTest once at the end
     time_budget_minutes: float | None = None  # fit the epoch count to a wall-clock budget (set after epoch 1)
+    # Transfer learning (see fervid.finetune): start from a checkpoint; a new head for new labels.
+    init_from: str | None = None           # bundled model name or checkpoint whose weights start the run
+    labels: list[str] | None = None        # class names for image-folder data (default: the FER2013 classes)
+    head: str = "mapped"                   # init_from: mapped (reuse rows of labels the base knows) | fresh
+    freeze: str = "none"                   # none | backbone (only the classifier head trains)
+    freeze_epochs: int | None = None       # freeze=backbone: unfreeze after this many epochs (None: never)
+    backbone_lr_mult: float = 1.0          # backbone lr = lr x this (lower for pretrained layers)
+    layer_lr_decay: float = 1.0            # each earlier backbone stage gets this factor more (discriminative lr)
+    val_fraction: float = 0.1              # share of Training held out for selection when the data has no PublicTest
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -103,6 +113,14 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.select_metric not in ("accuracy", "macro_f1"):
             raise ValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
+        if self.multilabel_loss not in ("bce", "max"):
+            raise ValueError(f"multilabel_loss must be bce or max, got {self.multilabel_loss!r}")
+        if self.head not in ("mapped", "fresh"):
+            raise ValueError(f"head must be mapped or fresh, got {self.head!r}")
+        if self.freeze not in ("none", "backbone"):
+            raise ValueError(f"freeze must be none or backbone, got {self.freeze!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -200,13 +218,34 @@ class _Split:
     targets: np.ndarray         # int labels, or N x K floats (soft / multi-label)
 
 
+def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
+    """Data without a Training split (e.g. a flat ``<class>/*`` folder) is all training data
+    (split names from file prefixes such as Kaggle's ``PublicTest_`` are ignored then);
+    without PublicTest, a stratified ``val_fraction`` of Training is held out (seeded) for
+    model selection."""
+    import dataclasses
+
+    splits = data.splits.copy()
+    if "Training" not in data.split_names:
+        splits[:] = "Training"
+    if "PublicTest" not in set(splits.tolist()):
+        tr = np.flatnonzero((splits == "Training") & (data.labels >= 0))
+        if len(tr) < 2:
+            raise ValueError(f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set")
+        n_val = max(1, int(round(cfg.val_fraction * len(tr))))
+        splits[tr[stratified_subset(data.labels[tr], n_val, cfg.seed)]] = "PublicTest"
+    return dataclasses.replace(data, splits=splits) if (splits != data.splits).any() else data
+
+
 def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[str, ...]]:
     if cfg.targets == "fer2013":
-        names = FER2013
+        names = tuple(data.label_names)  # FER2013, or a folder's own label set (cfg.labels)
+        data = _standard_splits(cfg, data)
         out = {}
         for s in ("Training", "PublicTest", "PrivateTest"):
             if s in data.split_names:
                 d = data.split(s)
+                d = d.select(d.labels >= 0)  # images of classes outside the label set
                 out[s] = _Split(d.images, d.labels, d.labels)
         return out, names
     from .ferplus import align, load_ferplus, targets
@@ -222,7 +261,7 @@ def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[
         v = align(d, votes_all)
         if cfg.ferplus_classes == 7:
             v = np.concatenate([v[:, :7], v[:, 8:]], 1)  # drop contempt votes
-        tgt, keep = targets(v, mode, cfg.multilabel_threshold)  # type: ignore[arg-type]
+        tgt, keep = targets(v, mode, cfg.multilabel_threshold, not_face=votes_all.not_face[d.index])  # type: ignore[arg-type]
         if cfg.ferplus_classes == 7:
             tgt = tgt[:, :7] if tgt.ndim == 2 else tgt
         maj, maj_keep = targets(v, "majority")
@@ -236,6 +275,28 @@ def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[
 
 
 # --------------------------------------------------------------------------- training
+
+def compute_loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss for a batch, by target mode (Barsoum et al. 2016 for FER+):
+
+    - int labels (``fer2013``, ``ferplus-majority``, and ``ferplus-probability`` after a
+      label is drawn from each face's vote distribution): cross-entropy (or focal loss);
+    - an ``N x K`` distribution (``ferplus-crossentropy``, or mixup): cross-entropy against it;
+    - ``ferplus-multilabel`` (``N x K`` 0/1 for emotions with >= ``multilabel_threshold`` of
+      the votes): binary cross-entropy per emotion (``multilabel_loss="bce"``), or the
+      paper's ``-log max_{k accepted} p_k`` (``"max"``: any accepted emotion is right).
+    """
+    if cfg.targets == "ferplus-multilabel" and cfg.multilabel_loss == "max":
+        logp = F.log_softmax(logits.float(), 1).masked_fill(y <= 0, float("-inf"))
+        return -logp.max(1).values.mean()
+    if cfg.targets == "ferplus-multilabel":
+        return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+    if cfg.imbalance == "focal":
+        return focal_loss(logits, y, cfg.focal_gamma, None, cfg.label_smoothing)
+    if y.ndim == 2:
+        return soft_cross_entropy(logits, y.float(), weights, cfg.label_smoothing)
+    return F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+
 
 def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
     warm = min(1.0, epoch_f / cfg.warmup_epochs) if cfg.warmup_epochs > 0 else 1.0
@@ -265,6 +326,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
+    if data is None and cfg.labels:
+        from .finetune import load_training_data
+
+        data = load_training_data(cfg.data, cfg.labels)  # an image folder with its own label set
     data = data if data is not None else load_dataset(cfg.data)
     splits, names = _prepare(cfg, data)
     train_s, val_s = splits["Training"], splits["PublicTest"]
@@ -277,14 +342,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
     counts = np.bincount(hard_lab, minlength=k)
 
-    model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
+    if cfg.init_from:
+        from .finetune import init_model
+
+        model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
+    else:
+        model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre: PreprocessConfig = model.preprocess
     fwd = torch.compile(model) if cfg.compile else model
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    from .finetune import param_groups
+
+    groups = param_groups(model, cfg)  # weight decay on weights only; per-stage "lr_scale" for fine-tuning
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     else:
@@ -343,13 +413,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
             order = torch.multinomial(torch.from_numpy(draw), n, replacement=True, generator=gcpu)
         w_t = torch.tensor(weights, device=device)
         model.train()
+        if cfg.freeze != "none":
+            from .finetune import apply_freeze
+
+            apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
         tot_loss = tot_correct = tot_seen = 0.0
         t0 = time.time()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False, dynamic_ncols=True)
         for step in bar:
             lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])
             for grp in opt.param_groups:
-                grp["lr"] = lr
+                grp["lr"] = lr * grp.get("lr_scale", 1.0)
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
             x = x_train[idx][:, None].float().div_(255.0)
             if x.shape[-1] != pre.input_size:
@@ -370,14 +444,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
             with autocast(device, cfg.amp):
                 logits = fwd(x)
             logits = logits.float()
-            if cfg.targets == "ferplus-multilabel":
-                loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=None)
-            elif cfg.imbalance == "focal":
-                loss = focal_loss(logits, y, cfg.focal_gamma, None, cfg.label_smoothing)
-            elif y.ndim == 2:
-                loss = soft_cross_entropy(logits, y.float(), w_t, cfg.label_smoothing)
-            else:
-                loss = F.cross_entropy(logits, y, weight=w_t, label_smoothing=cfg.label_smoothing)
+            loss = compute_loss(cfg, logits, y, w_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -58,7 +58,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def _load_families() -> None:
     # Imported lazily so that `import fervid` stays cheap; each import registers its models.
-    from . import convnext, fast, resnet, vgg  # noqa: F401
+    from . import convnext, fast, resnet, timm_backbone, vgg  # noqa: F401
 
 
 def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
