@@ -6,6 +6,8 @@ one config value (``TrainConfig.imbalance``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,44 @@ def sample_weights(labels: np.ndarray, counts: np.ndarray, power: float = 1.0) -
     """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway."""
     w = np.maximum(np.asarray(counts, dtype=np.float64), 1.0) ** -power
     return w[labels]
+
+
+@dataclass
+class ImbalancePlan:
+    """How a strategy acts on training: loss ``weights`` (``K``), a per-sample drawing
+    distribution ``draw`` (``N``, unnormalised; ``None`` = plain shuffling) and a per-sample
+    augmentation ``strength`` (``N``, 1 = the recipe's ranges)."""
+
+    weights: np.ndarray
+    draw: np.ndarray | None
+    strength: np.ndarray
+
+
+def plan(strategy: str, labels: np.ndarray, n_classes: int, *, cb_beta: float = 0.9999,
+         oversample_power: float = 1.0, minority_boost: float = 1.6) -> ImbalancePlan:
+    """The static part of ``strategy`` for training labels ``labels`` (ints ``0..K-1``).
+
+    ``focal`` acts in the loss and ``dynamic`` re-weights after each epoch
+    (:func:`dynamic_weights`), so both start from uniform weights here.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"imbalance must be one of {STRATEGIES}, got {strategy!r}")
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_classes)
+    weights = np.ones(n_classes, dtype=np.float32)
+    draw: np.ndarray | None = None
+    strength = np.ones(len(labels), dtype=np.float32)
+    if strategy in ("inverse", "effective"):
+        weights = class_weights(counts, strategy, cb_beta)
+    elif strategy == "oversample":
+        draw = sample_weights(labels, counts, oversample_power)
+    elif strategy == "minority-aug":
+        # Halfway oversampling (n^-0.5) plus stronger geometry/erasing for the classes below
+        # the median share, so that repeated minority images are not seen identically.
+        draw = sample_weights(labels, counts, 0.5)
+        share = counts / max(1, counts.sum())
+        strength = np.where(share[labels] < np.median(share), minority_boost, 1.0).astype(np.float32)
+    return ImbalancePlan(weights, draw, strength)
 
 
 def dynamic_weights(recall: np.ndarray, previous: np.ndarray | None, momentum: float = 0.5, power: float = 1.0,

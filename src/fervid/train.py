@@ -21,7 +21,8 @@ from .augment import AugmentConfig, augment, mix
 from .checkpoint import make_checkpoint, save_atomic
 from .data import FERData, load_dataset
 from .emotions import FER2013, FERPLUS8
-from .imbalance import STRATEGIES, class_weights, dynamic_weights, focal_loss, sample_weights, soft_cross_entropy
+from .imbalance import STRATEGIES, dynamic_weights, focal_loss, soft_cross_entropy
+from .imbalance import plan as imbalance_plan
 from .models import count_parameters, create_model
 from .preprocess import PreprocessConfig
 
@@ -299,9 +300,11 @@ def compute_loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weight
 
 
 def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
-    warm = min(1.0, epoch_f / cfg.warmup_epochs) if cfg.warmup_epochs > 0 else 1.0
+    # Warm-up takes at most a fifth of the run, so a 1-epoch smoke run still trains at full rate.
+    w_ep = min(cfg.warmup_epochs, cfg.epochs / 5)
+    warm = min(1.0, epoch_f / w_ep) if w_ep > 0 else 1.0
     if cfg.schedule == "cosine":
-        t = min(1.0, max(0.0, (epoch_f - cfg.warmup_epochs) / max(1e-9, cfg.epochs - cfg.warmup_epochs)))
+        t = min(1.0, max(0.0, (epoch_f - w_ep) / max(1e-9, cfg.epochs - w_ep)))
         f = 0.5 * (1 + math.cos(math.pi * t))
     elif cfg.schedule == "step":
         f = cfg.step_gamma ** sum(epoch_f >= e for e in cfg.step_epochs)
@@ -340,7 +343,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     k = len(names)
     soft = train_s.targets.ndim == 2
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
-    counts = np.bincount(hard_lab, minlength=k)
 
     if cfg.init_from:
         from .finetune import init_model
@@ -362,19 +364,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
 
     # Imbalance: static class weights, a per-sample drawing distribution, or per-sample
     # augmentation strength; "dynamic" weights start uniform and follow PublicTest recall.
-    weights = np.ones(k, dtype=np.float32)
-    draw: np.ndarray | None = None
-    strength = np.ones(len(hard_lab), dtype=np.float32)
-    if cfg.imbalance in ("inverse", "effective"):
-        weights = class_weights(counts, cfg.imbalance, cfg.cb_beta)
-    elif cfg.imbalance == "oversample":
-        draw = sample_weights(hard_lab, counts, cfg.oversample_power)
-    elif cfg.imbalance == "minority-aug":
-        # Halfway oversampling (n^-0.5) plus stronger geometry/erasing for minority classes,
-        # so repeated minority images are not seen identically.
-        draw = sample_weights(hard_lab, counts, 0.5)
-        share = counts / counts.sum()
-        strength = np.where(share[hard_lab] < np.median(share), 1.6, 1.0).astype(np.float32)
+    imb = imbalance_plan(cfg.imbalance, hard_lab, k, cb_beta=cfg.cb_beta, oversample_power=cfg.oversample_power)
+    weights, draw, strength = imb.weights, imb.draw, imb.strength
 
     # Training data lives on the device as uint8 once; batches are gathered by index.
     x_train = torch.from_numpy(train_s.images).to(device)
@@ -397,8 +388,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     n = len(train_s.images)
-    steps = max(1, n // cfg.batch_size) if draw is None else max(1, n // cfg.batch_size)
-    log_f = open(out / "metrics.jsonl", "a")
+    steps = max(1, n // cfg.batch_size)
+    log_path = out / "metrics.jsonl"
+    if resume and log_path.is_file():
+        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]]
+        log_path.write_text("".join(ln + "\n" for ln in kept))
+    elif not resume:
+        log_path.unlink(missing_ok=True)  # a fresh run in an old directory starts a fresh log
+    log_f = open(log_path, "a")
     t_start = time.time()
     epoch = state["epoch"]
     while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
@@ -495,10 +492,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         state["epochs"] = cfg.epochs
         state["weights"] = [float(w) for w in weights]
         state["history"].append({k2: rec[k2] for k2 in ("epoch", "val_accuracy", "val_macro_f1")})
-        save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
-                                    trainer_state=state), last_path)
+        # Log first, then last.pt: a crash in between re-runs this epoch on resume, and the
+        # resume trims the log back to what last.pt holds.
         log_f.write(json.dumps(rec) + "\n")
         log_f.flush()
+        save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
+                                    trainer_state=state), last_path)
         msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
                f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
                f"{' *' if improved else ''}")
