@@ -9,6 +9,10 @@ from fervid.emotions import FER2013, FERPLUS8
 from fervid.models import count_parameters, create_model, describe_models, list_models
 
 ALL = list_models()
+# Built-in families; timm_model wraps the optional timm package and is tested only when it is installed.
+OWN = [n for n in ALL if n != "timm_model"]
+PARAMS = OWN + [pytest.param("timm_model", marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec("timm") is None, reason="timm not installed"))]
 
 
 def test_registry_has_the_four_families() -> None:
@@ -16,7 +20,7 @@ def test_registry_has_the_four_families() -> None:
     assert all(describe_models()[n] for n in ALL), "every model needs a one-line description"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", PARAMS)
 def test_forward_backward(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name)
@@ -37,7 +41,7 @@ def test_forward_backward(name: str) -> None:
         assert torch.isfinite(model(x[:1])).all()
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", PARAMS)
 def test_parameter_count_and_other_heads(name: str) -> None:
     n = count_parameters(create_model(name))
     assert 1e5 < n < 3e7, f"{name}: {n} parameters"
@@ -62,4 +66,5 @@ def test_models_cli_reports_parameter_counts(capsys: pytest.CaptureFixture[str])
     out = json.loads(capsys.readouterr().out)
     assert set(out["architectures"]) == set(ALL)
     assert out["architectures"]["fast_cnn"]["parameters"] == count_parameters(create_model("fast_cnn"))
+    assert all(out["architectures"][n]["parameters"] for n in OWN)
     assert {"default", "fast"} <= set(out["bundled"])

@@ -63,5 +63,5 @@ class ConvNeXt48(nn.Module):
 @register_model
 def convnext_fer(num_classes: int = 7, in_chans: int = 1, dims: tuple[int, ...] | list[int] = (48, 96, 192, 384),
                  depths: tuple[int, ...] | list[int] = (2, 2, 6, 2), drop_path: float = 0.1) -> nn.Module:
-    """Small ConvNeXt with a 48x48 stem (~7 M params)."""
+    """Small ConvNeXt with a 48x48 stem (~4.8 M params)."""
     return ConvNeXt48(num_classes, in_chans, tuple(dims), tuple(depths), drop_path)
