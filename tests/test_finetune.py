@@ -231,3 +231,15 @@ def test_timm_path_with_local_weights(monkeypatch, three_classes, tmp_path):
     assert m.model_name == "timm_model" and m.preprocess.input_size == 64 and m.preprocess.labels == ("happy", "sad", "neutral")
     assert "pretrained_file" not in m.model_args
     torch.testing.assert_close(m.state_dict()["conv.weight"], ref.state_dict()["conv.weight"])  # frozen backbone
+
+
+def test_ferplus_seven_class_head(small_fer, data_root, tmp_path):
+    """ferplus_classes=7: contempt votes dropped, a FER2013-vocabulary head."""
+    from fervid import load_model
+    from fervid.train import train
+
+    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=1, batch_size=32, max_train_samples=64,
+                      targets="ferplus-crossentropy", ferplus=str(data_root / "fer2013" / "fer2013new.csv"),
+                      ferplus_classes=7, progress=False, device="cpu", model_args={"widths": [8, 16, 16, 32]})
+    train(cfg, data=small_fer)
+    assert load_model(tmp_path / "best.pt").preprocess.labels == FER2013

@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--imbalance", choices=STRATEGIES)
     p.add_argument("--targets", choices=TARGETS)
     p.add_argument("--ferplus", help="fer2013new.csv, for --targets ferplus-*")
+    p.add_argument("--ferplus-classes", dest="ferplus_classes", type=int, choices=(7, 8),
+                   help="FER+ head: 8 emotions with contempt (default) or the 7 FER2013 classes (contempt votes dropped)")
     p.add_argument("--device", help="auto | cpu | cuda | mps")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         k, v = kv.split("=", 1)
         extra[k] = yaml.safe_load(v)
     keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",
-            "device", "seed", "out", "progress")
+            "ferplus_classes", "device", "seed", "out", "progress")
     flags = {k: getattr(args, k) for k in keys}
     cfg = load_config(args.config, **{**extra, **{k: v for k, v in flags.items() if v is not None}})
     if not cfg.data:
