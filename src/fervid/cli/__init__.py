@@ -19,6 +19,25 @@ VERBS: dict[str, str] = {
 }
 
 
+def add_set_option(p: argparse.ArgumentParser, what: str = "training config") -> None:
+    """``--set KEY=VALUE ...``: any other config key, shared by the verbs that train."""
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"any other {what} key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)")
+
+
+def parse_set(pairs: Sequence[str]) -> dict[str, object]:
+    """``["lr=0.1", "augment={mixup: 0.2}"]`` -> ``{"lr": 0.1, "augment": {"mixup": 0.2}}`` (values YAML-typed)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import add_set_option, parse_set
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..train import TARGETS
@@ -44,21 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/finetune", help="run directory (default runs/finetune)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other training config key, YAML-typed")
+    add_set_option(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from ..finetune import TIMM_PREFIX, finetune
 
-    extra = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        extra[k] = yaml.safe_load(v)
+    extra = parse_set(args.set)
     if args.timm_weights:
         if not args.base.startswith(TIMM_PREFIX):
             raise ValueError("--timm-weights goes with a timm:<arch> base")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_set_option, parse_set
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="train and evaluate a grid (models x imbalance strategies x seeds) under one budget",
@@ -20,23 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", dest="workers_threads", type=int, default=None, help="torch CPU threads per run")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other TrainConfig key, YAML-typed")
+    add_set_option(p)
     p.add_argument("--out", default="runs/study")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from ..imbalance import STRATEGIES
     from ..study import StudyConfig, run_study
 
-    overrides = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
+    overrides = parse_set(args.set)
     cfg = StudyConfig(data=args.data, models=list(args.models), strategies=list(args.strategies or STRATEGIES),
                       seeds=list(args.seeds), epochs=args.epochs, max_train_samples=args.max_train_samples or None,
                       batch_size=args.batch_size, out=args.out, device=args.device,

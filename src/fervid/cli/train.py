@@ -3,6 +3,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import add_set_option, parse_set
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..imbalance import STRATEGIES
@@ -26,21 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other config key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)")
+    add_set_option(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from ..train import load_config, train
 
-    extra = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        extra[k] = yaml.safe_load(v)
+    extra = parse_set(args.set)
     keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",
             "ferplus_classes", "device", "seed", "out", "progress")
     flags = {k: getattr(args, k) for k in keys}
