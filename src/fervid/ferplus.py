@@ -26,6 +26,10 @@ from typing import Literal
 
 import numpy as np
 
+#: Training targets of the trainer (``TrainConfig.targets``): FER2013 labels, or one of the
+#: four FER+ modes of Barsoum et al. 2016.
+TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
+
 from .data import BadRecord, FERData, FERDataError
 from .emotions import FERPLUS, FERPLUS8, FERPLUS_EXTRA, FERPLUS_TO_FERPLUS8, SPLITS
 

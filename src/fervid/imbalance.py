@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where a loss is computed, so the CLI can list STRATEGIES cheaply
+    import torch
 
 STRATEGIES: tuple[str, ...] = ("none", "inverse", "effective", "focal", "oversample", "dynamic", "minority-aug")
 
@@ -90,6 +93,8 @@ def dynamic_weights(recall: np.ndarray, previous: np.ndarray | None, momentum: f
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: torch.Tensor | None = None,
                label_smoothing: float = 0.0) -> torch.Tensor:
     """Focal loss (Lin et al. 2017) for int or soft targets: (1-p_t)^gamma scaled cross-entropy."""
+    import torch.nn.functional as F
+
     logp = F.log_softmax(logits.float(), 1)
     k = logits.shape[1]
     if target.ndim == 1:
@@ -106,6 +111,8 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, w
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                        label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy against a target distribution (``N x K``), optional class weights."""
+    import torch.nn.functional as F
+
     k = logits.shape[1]
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / k

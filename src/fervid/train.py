@@ -21,12 +21,12 @@ from .augment import AugmentConfig, augment, mix
 from .checkpoint import make_checkpoint, save_atomic
 from .data import FERData, load_dataset
 from .emotions import FER2013, FERPLUS8
+from .ferplus import TARGETS
 from .imbalance import STRATEGIES, dynamic_weights, focal_loss, soft_cross_entropy
 from .imbalance import plan as imbalance_plan
 from .models import count_parameters, create_model
 from .preprocess import PreprocessConfig
 
-TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
 
 
 @dataclass

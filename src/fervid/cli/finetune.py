@@ -9,7 +9,7 @@ from . import add_set_option, parse_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..train import TARGETS
+    from ..ferplus import TARGETS
 
     p = sub.add_parser(
         "finetune", help="fine-tune a fervid model on new data or a new label set; writes a normal checkpoint",

@@ -8,7 +8,7 @@ from . import add_set_option, parse_set
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..imbalance import STRATEGIES
-    from ..train import TARGETS
+    from ..ferplus import TARGETS
 
     p = sub.add_parser("train", help="train a model (selects on PublicTest, reports PrivateTest once)")
     p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
