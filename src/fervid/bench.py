@@ -172,12 +172,15 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
     if len(faces) == 0:
         raise ValueError(f"{data}: no {split} images")
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
+        from .export import read_metadata
+
+        q = int8_model(model, work_dir or tmp, data)
         clfs = {"torch": load_classifier(model, backend="torch", device="cpu"),
                 "onnx": load_classifier(model, backend="onnx", threads=threads),
-                "onnx-int8": load_classifier(str(int8_model(model, work_dir or tmp, data)), backend="onnx",
-                                             threads=threads)}
+                "onnx-int8": load_classifier(str(q), backend="onnx", threads=threads)}
         preds = {k: np.asarray(c.logits(faces)).argmax(1) for k, c in clfs.items()}
-    out: dict[str, Any] = {"model": model, "split": split, "n": int(len(faces))}
+        quantization = str(read_metadata(q).get("quantization", ""))
+    out: dict[str, Any] = {"model": model, "split": split, "n": int(len(faces)), "quantization": quantization}
     for k, p in preds.items():
         out[f"acc_{k}"] = float((p == labels).mean())
         if k != "torch":

@@ -91,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
         rows = [bench_int8_accuracy(m, data, threads=args.threads) for m in models]
         results["int8"] = rows
         print("\n| model | n | acc torch | acc onnx fp32 | acc onnx int8 | int8 drop (points) | "
-              "top-1 agreement fp32 / int8 vs torch |\n|---|---|---|---|---|---|---|")
+              "top-1 agreement fp32 / int8 vs torch | int8 model |\n|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['model']} | {r['n']} | {100 * r['acc_torch']:.2f}% | {100 * r['acc_onnx']:.2f}% | "
                   f"{100 * r['acc_onnx-int8']:.2f}% | {r['int8_drop_points']:.2f} | "
-                  f"{100 * r['agree_onnx']:.2f}% / {100 * r['agree_onnx-int8']:.2f}% |")
+                  f"{100 * r['agree_onnx']:.2f}% / {100 * r['agree_onnx-int8']:.2f}% | {r['quantization']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
