@@ -20,6 +20,16 @@ def _data_root() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def official_counts() -> dict[str, list[int]]:
+    """FER2013's per-split, per-class counts (FER2013 label order), as in shared/data/README.md."""
+    return {
+        "Training": [3995, 436, 4097, 7215, 4830, 3171, 4965],
+        "PublicTest": [467, 56, 496, 895, 653, 415, 607],
+        "PrivateTest": [491, 55, 528, 879, 594, 416, 626],
+    }
+
+
+@pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()
     if root is None:

@@ -12,12 +12,6 @@ from PIL import Image
 
 from fervid.cli import main
 
-OFFICIAL = {
-    "Training": [3995, 436, 4097, 7215, 4830, 3171, 4965],
-    "PublicTest": [467, 56, 496, 895, 653, 415, 607],
-    "PrivateTest": [491, 55, 528, 879, 594, 416, 626],
-}
-
 
 @pytest.fixture
 def small_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -33,11 +27,12 @@ def small_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return p
 
 
-def test_info_json_real(fer_csv: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_json_real(fer_csv: Path, data_root: Path, official_counts: dict[str, list[int]],
+                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "info", str(fer_csv), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["total"] == 35887
-    for split, counts in OFFICIAL.items():
+    for split, counts in official_counts.items():
         assert list(info["splits"][split]["classes"].values()) == counts
         assert info["splits"][split]["total"] == sum(counts)
     assert info["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

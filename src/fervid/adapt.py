@@ -44,16 +44,13 @@ def adabn(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int =
     """
     from tqdm.auto import tqdm
 
+    from .inference import model_preprocess
     from .preprocess import to_tensor
 
     n = len(images)
     if n < MIN_IMAGES:
         raise ValueError(f"AdaBN needs at least {MIN_IMAGES} target images to estimate statistics, got {n}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    pre = getattr(model, "preprocess", None)
-    if pre is None:
-        raise ValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
+    pre = model_preprocess(model, batch_size)
     m = model if inplace else copy.deepcopy(model)
     bns = batchnorm_layers(m)
     if not bns:

@@ -18,10 +18,14 @@ stays meaningful.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .preprocess import PreprocessConfig
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "crops")
 
@@ -56,6 +60,16 @@ def tta_views(x: torch.Tensor, tta: str, crop_pct: float = 0.9) -> list[torch.Te
     raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
 
 
+def model_preprocess(model: torch.nn.Module, batch_size: int = 1) -> PreprocessConfig:
+    """The model's own preprocessing config (checked, with the caller's ``batch_size``)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    pre = getattr(model, "preprocess", None)
+    if pre is None:
+        raise ValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
+    return pre
+
+
 @torch.no_grad()
 def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, tta: str = "none",
                device: str | torch.device = "cpu", batch_size: int = 256, amp: bool = False) -> torch.Tensor:
@@ -71,11 +85,7 @@ def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, 
 
     if tta not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    pre = getattr(model, "preprocess", None)
-    if pre is None:
-        raise ValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
+    pre = model_preprocess(model, batch_size)
     device = torch.device(device)
     params = list(model.parameters())
     if params and params[0].device != device:
