@@ -1,4 +1,5 @@
-"""Print the FER+ tables of benchmarks/ferplus.md from the runs of benchmarks/ferplus_modes.sh."""
+"""Print the FER+ tables of benchmarks/ferplus.md from the runs of benchmarks/ferplus_modes.sh
+(``python benchmarks/ferplus_table.py [PREFIX]``, PREFIX as given to the script, default ferplus)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ def row(name: str, m: dict, extra: str = "") -> str:
 
 
 def main() -> None:
+    import sys
+
+    prefix = sys.argv[1] if len(sys.argv) > 1 else "ferplus"
     print("| training targets | FER+ majority acc | FER+ macro-F1 | KL(votes‖model) | >=30%-vote acc | FER2013 acc | "
           "entropy AUROC (split faces) | epochs (best) |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("majority", "probability", "crossentropy", "multilabel"):
-        d = RUNS / f"ferplus-{mode}"
+        d = RUNS / f"{prefix}-{mode}"
         if not (d / "eval-private" / "metrics.json").is_file():
             continue
         fin = json.loads((d / "final.json").read_text())
