@@ -152,3 +152,22 @@ def test_cli_predict_backend_flag(data_root, capsys):
 
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and len(line["faces"]) == 1
+
+
+def test_cli_bench_classifier_and_int8_accuracy(fer_csv, tmp_path, capsys):
+    """`fervid bench` runs end to end and its int8 row meets issue #6's bars on all of
+    PrivateTest (fast model; the figures themselves live in BENCHMARKS.md)."""
+    import json
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--what", "classifier,int8", "--models", "fast", "--backends", "torch,onnx",
+               "--repeats", "1", "--data", str(fer_csv), "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "faces/s, batch 64" in text and "int8 drop (points)" in text
+    res = json.loads(out.read_text())
+    assert {r["backend"] for r in res["classifier"]} == {"torch", "onnx"}
+    assert all(r["faces_per_s_b64"] > 0 and r["ms_per_face_b1"] > 0 for r in res["classifier"])
+    (row,) = res["int8"]
+    assert row["n"] == 3589 and row["agree_onnx"] == 1.0
+    assert row["agree_onnx-int8"] >= 0.99 and row["int8_drop_points"] <= 0.5
+    assert "fp32-tail" in row["quantization"]
