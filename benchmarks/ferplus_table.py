@@ -42,7 +42,7 @@ def main() -> None:
         p = RUNS / "ferplus-default" / split / "metrics.json"
         if p.is_file():
             f = json.loads(p.read_text())["ferplus"]
-            print(f"\n`default` on {split.split('-')[1]}: split share {f['split_share']:.4f}, flagged at 0.40 "
+            print(f"\n`default` on {split.split('-')[1]}: split share {f['split_share']:.4f}, flagged (ambiguous_share) "
                   f"{f['ambiguous_share']:.4f}, matched threshold {f['matched_threshold']:.4f}, "
                   f"AUROC {f['ambiguity_auroc']:.4f}, images {f['images']}")
 
