@@ -164,6 +164,7 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
     images of ``data``), and top-label agreement of each ONNX model with torch."""
     from .backends import load_classifier
     from .data import load_dataset
+    from .export import read_metadata
 
     set_threads(threads)
     d = load_dataset(data)
@@ -172,8 +173,6 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
     if len(faces) == 0:
         raise ValueError(f"{data}: no {split} images")
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
-        from .export import read_metadata
-
         q = int8_model(model, work_dir or tmp, data)
         clfs = {"torch": load_classifier(model, backend="torch", device="cpu"),
                 "onnx": load_classifier(model, backend="onnx", threads=threads),

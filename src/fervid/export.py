@@ -419,13 +419,14 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
         held_out = calibration_data[n_calibration:n_calibration + 256]
         select = calibration_data[n_calibration:][:n_selection]
     else:
-        source = calibration_data if calibration_data is not None else (default_calibration_data() if check else None)
+        source = calibration_data if calibration_data is not None else default_calibration_data()
+        has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
         if int8 or calibration_data is not None:
             calib = load_calibration_faces(calibration_data, n=n_calibration)
-        if check and source is not None and not str(source).endswith(".npy"):
+        if check and has_splits:
             held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
-        if int8 and fp32_tail is None and not str(calibration_data or default_calibration_data()).endswith(".npy"):
-            select = load_calibration_faces(calibration_data, n=n_selection or 10**9, split="PublicTest", seed=2)
+        if int8 and fp32_tail is None and has_splits:
+            select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
     proto = onnx.load_from_string(_torch_to_onnx_bytes(m, opset))
     tail, sel_agree, n_sel = 0.0, float("nan"), 0
     if not int8:
