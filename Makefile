@@ -3,7 +3,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test
+.PHONY: setup test serve
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL ?= default
 setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -14,3 +17,10 @@ setup:
 
 test:
 	$(BIN)/python -m pytest -q
+
+# The REST API and the web page (live camera, inference in the browser) with the bundled model.
+serve:
+	@test -x $(BIN)/fervid || $(MAKE) setup
+	@$(BIN)/python -c "import fastapi, uvicorn, multipart" 2>/dev/null || $(BIN)/pip install -q -e ".[serve]"
+	@echo "fervid: open http://$(HOST):$(PORT)/ (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
+	$(BIN)/fervid serve --host $(HOST) --port $(PORT) --model $(MODEL)

@@ -1,0 +1,66 @@
+"""``fervid serve``: the REST API and the web page (live camera, inference in the browser).
+
+    fervid serve [--host 127.0.0.1] [--port 8000] [--model default] [--detector NAME]
+                 [--api-key KEY] [--max-upload-mb N] [--workers N]
+
+Open http://HOST:PORT/ for the page (the camera's frames never leave the browser: the face
+detector and the emotion model run there through onnxruntime-web), http://HOST:PORT/docs
+for the API (``POST /v1/predict`` with a multipart field ``file`` or the raw image bytes ->
+the JSON of ``fervid predict --json``; ``POST /v1/predict/batch``; ``GET /v1/models``;
+``GET /healthz``). ``--api-key`` (or ``$FERVID_API_KEY``) protects ``/v1/*``: clients send
+``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. ``--workers N`` runs N server
+processes (uvicorn workers), each with its own copy of the model; within a process one
+prediction runs at a time, in a worker thread, using all cores. Needs
+``pip install 'fervid[serve]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="REST API and web page with the live camera",
+                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
+    p.add_argument("--detector", default=None, help="face detector of the API (default: the library's default)")
+    p.add_argument("--api-key", dest="api_key", default=os.environ.get("FERVID_API_KEY") or None,
+                   help="require this key on /v1/* (X-API-Key header or Bearer token; default $FERVID_API_KEY)")
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=16.0,
+                   help="largest request body in MiB, one image or a whole batch (default 16)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes, each with its own model (default 1)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from fervid.serve.app import ENV_CONFIG, create_app, serve_config
+    except ImportError as e:
+        raise ValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
+    import json
+
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if args.max_upload_mb <= 0:
+        raise ValueError("--max-upload-mb must be positive")
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    print(f"fervid serve: model {args.model}, {args.workers} worker(s); open {url} (API docs: {url}docs)", flush=True)
+    if args.workers > 1:
+        os.environ[ENV_CONFIG] = json.dumps(serve_config(args.model, args.detector, args.api_key, args.max_upload_mb))
+        uvicorn.run("fervid.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="info")
+        return 0
+    from fervid import EmotionRecognizer
+
+    kwargs = {} if args.detector is None else {"detector": args.detector}
+    rec = EmotionRecognizer(args.model, **kwargs)
+    app = create_app(rec, api_key=args.api_key, max_upload_mb=args.max_upload_mb)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0

@@ -1,0 +1,509 @@
+// fervid web page: live camera with the face detector (YuNet) and the emotion model running in
+// this browser through onnxruntime-web (WebAssembly), and photo upload to POST /v1/predict.
+// Everything is served by the fervid app itself: no CDN, no network beyond this origin.
+import * as ort from "/static/vendor/onnxruntime-web/ort.wasm.min.mjs";
+
+ort.env.wasm.wasmPaths = "/static/vendor/onnxruntime-web/";
+// WebAssembly threads need cross-origin isolation, which the app's headers (COOP/COEP) give.
+ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+
+// ---------------------------------------------------------------- constants
+const DET_LONG_SIDE = 320;   // the frame is shrunk to this long side for YuNet
+const DET_SCORE = 0.6;       // YuNet score threshold
+const DET_NMS = 0.3;         // IoU above which the weaker box is dropped
+const DET_TOP_K = 50;
+const STRIDES = [8, 16, 32];
+const AMBIGUOUS = 0.67;      // fervid.ambiguity.AMBIGUITY_THRESHOLD (normalised entropy)
+const LABEL_THRESHOLD = 0.3; // labels_above threshold of the Python API
+const TIMELINE_SECONDS = 60;
+const COLORS = { angry: "#ff5a5a", disgust: "#8bc34a", fear: "#b07cff", happy: "#ffd23f", sad: "#4f8dff",
+                 surprise: "#ff9f40", neutral: "#b8bec8", contempt: "#26c6da" };
+const color = (label) => COLORS[label] || "#4fb3ff";
+
+// State for people and tests (the browser test reads window.fervid).
+const state = window.fervid = {
+  modelLoaded: false, detectorLoaded: false, model: null, camera: "idle", error: null,
+  framesProcessed: 0, facesDrawn: 0, fps: 0, msPerFrame: 0, lastFaces: [], threads: ort.env.wasm.numThreads,
+  upload: { status: "idle", faces: null, error: null },
+};
+
+const $ = (id) => document.getElementById(id);
+const video = $("video"), live = $("live-canvas"), liveCtx = live.getContext("2d");
+const grab = document.createElement("canvas"), grabCtx = grab.getContext("2d", { willReadFrequently: true });
+const small = document.createElement("canvas"), smallCtx = small.getContext("2d", { willReadFrequently: true });
+
+function setStatus(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+// One inference at a time on the WASM backend.
+let queue = Promise.resolve();
+function exclusive(fn) {
+  const run = queue.then(fn, fn);
+  queue = run.catch(() => {});
+  return run;
+}
+
+// ---------------------------------------------------------------- models
+const sessionOptions = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+let detector = null;
+const emotionModels = {};   // name -> {session, meta}
+let current = null;         // the selected {session, meta}
+
+async function loadDetector() {
+  detector = await ort.InferenceSession.create("/models/yunet.onnx", sessionOptions);
+  state.detectorLoaded = true;
+}
+
+async function loadEmotionModel(name) {
+  if (!emotionModels[name]) {
+    const res = await fetch(`/models/${name}.json`);
+    if (!res.ok) throw new Error(`model ${name}: ${await errorText(res)}`);
+    const meta = await res.json();
+    const session = await ort.InferenceSession.create(meta.url, sessionOptions);
+    emotionModels[name] = { session, meta, name };
+  }
+  current = emotionModels[name];
+  state.model = name;
+  state.modelLoaded = true;
+  buildBars(current.meta.labels);
+  buildLegend(current.meta.labels);
+  history.length = 0;
+  return current;
+}
+
+async function errorText(res) {
+  try {
+    const j = await res.json();
+    return j.error ? `${j.error.message} (${res.status} ${j.error.code})` : `HTTP ${res.status}`;
+  } catch { return `HTTP ${res.status}`; }
+}
+
+// ---------------------------------------------------------------- YuNet (face detection)
+// Input: float32 NCHW, BGR 0..255, zero-padded bottom/right to a multiple of 32.
+// Outputs per stride s: cls_s, obj_s (N x 1), bbox_s (N x 4), kps_s (N x 10), N = rows * cols.
+// score = sqrt(clip(cls) * clip(obj)); centre = ((col + b0) s, (row + b1) s), size = (e^b2 s, e^b3 s).
+async function detectFaces(source, W, H) {
+  const scale = Math.min(1, DET_LONG_SIDE / Math.max(W, H));
+  const w = Math.max(1, Math.round(W * scale)), h = Math.max(1, Math.round(H * scale));
+  const pw = Math.ceil(w / 32) * 32, ph = Math.ceil(h / 32) * 32;
+  if (small.width !== w || small.height !== h) { small.width = w; small.height = h; }
+  smallCtx.drawImage(source, 0, 0, w, h);
+  const px = smallCtx.getImageData(0, 0, w, h).data;
+  const plane = pw * ph, input = new Float32Array(3 * plane);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4, o = y * pw + x;
+      input[o] = px[i + 2];             // B
+      input[plane + o] = px[i + 1];     // G
+      input[2 * plane + o] = px[i];     // R
+    }
+  }
+  const out = await detector.run({ input: new ort.Tensor("float32", input, [1, 3, ph, pw]) });
+  const dets = [];
+  for (const s of STRIDES) {
+    const cls = out[`cls_${s}`].data, obj = out[`obj_${s}`].data, bbox = out[`bbox_${s}`].data, kps = out[`kps_${s}`].data;
+    const cols = pw / s, rows = ph / s;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const idx = r * cols + c;
+        const score = Math.sqrt(Math.min(1, Math.max(0, cls[idx])) * Math.min(1, Math.max(0, obj[idx])));
+        if (score < DET_SCORE) continue;
+        const cx = (c + bbox[idx * 4]) * s, cy = (r + bbox[idx * 4 + 1]) * s;
+        const bw = Math.exp(bbox[idx * 4 + 2]) * s, bh = Math.exp(bbox[idx * 4 + 3]) * s;
+        const landmarks = [];
+        for (let k = 0; k < 5; k++) landmarks.push([(c + kps[idx * 10 + 2 * k]) * s / scale, (r + kps[idx * 10 + 2 * k + 1]) * s / scale]);
+        dets.push({ x: (cx - bw / 2) / scale, y: (cy - bh / 2) / scale, w: bw / scale, h: bh / scale, score, landmarks });
+      }
+    }
+  }
+  return nms(dets).map((d) => clipBox(d, W, H)).filter((d) => d && d.w > 1 && d.h > 1);
+}
+
+function iou(a, b) {
+  const x0 = Math.max(a.x, b.x), y0 = Math.max(a.y, b.y);
+  const x1 = Math.min(a.x + a.w, b.x + b.w), y1 = Math.min(a.y + a.h, b.y + b.h);
+  const inter = Math.max(0, x1 - x0) * Math.max(0, y1 - y0);
+  return inter / (a.w * a.h + b.w * b.h - inter + 1e-9);
+}
+
+function nms(dets) {
+  dets.sort((a, b) => b.score - a.score);
+  const keep = [];
+  for (const d of dets) {
+    if (keep.every((k) => iou(k, d) <= DET_NMS)) keep.push(d);
+    if (keep.length >= DET_TOP_K) break;
+  }
+  return keep;
+}
+
+function clipBox(d, W, H) {
+  const x0 = Math.max(0, Math.round(d.x)), y0 = Math.max(0, Math.round(d.y));
+  const x1 = Math.min(W, Math.round(d.x + d.w)), y1 = Math.min(H, Math.round(d.y + d.h));
+  if (x1 <= x0 || y1 <= y0) return null;
+  return { ...d, x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+}
+
+// ---------------------------------------------------------------- face crop (fervid's crop_face)
+// Square crop of side max(w, h) * (1 + 2 margin) centred on the box, border pixels repeated
+// outside the image, grey (ITU-R 601), resized to size x size with area averaging when
+// shrinking (OpenCV INTER_AREA) and bilinear interpolation when enlarging (INTER_LINEAR).
+function axisWeights(start, side, size) {
+  // For each output index: [[sourceIndex, weight], ...] of the area it covers (relative to `start`).
+  const out = [], scale = side / size;
+  for (let i = 0; i < size; i++) {
+    const a = i * scale, b = (i + 1) * scale, taps = [];
+    if (scale > 1) {
+      for (let k = Math.floor(a); k < Math.ceil(b); k++) {
+        const wgt = Math.min(b, k + 1) - Math.max(a, k);
+        if (wgt > 1e-9) taps.push([start + k, wgt / scale]);
+      }
+    } else {
+      const src = (i + 0.5) * scale - 0.5, k = Math.floor(src), f = src - k;
+      taps.push([start + k, 1 - f], [start + k + 1, f]);
+    }
+    out.push(taps);
+  }
+  return out;
+}
+
+function cropFace(frame, W, H, box, margin, size) {
+  // frame: RGBA ImageData of the region [rx, ry, rw, rh] of the full image; coordinates are clamped into it.
+  const side = Math.max(box.w, box.h) * (1 + 2 * margin);
+  const cx = box.x + box.w / 2, cy = box.y + box.h / 2;
+  const x0 = Math.round(cx - side / 2), y0 = Math.round(cy - side / 2), s = Math.max(1, Math.round(side));
+  const { data, rx, ry, rw, rh } = frame;
+  const wx = axisWeights(x0, s, size), wy = axisWeights(y0, s, size);
+  const grey = new Float32Array(size * size);
+  const lum = (xi, yi) => {
+    const xx = Math.min(rx + rw - 1, Math.max(rx, xi)) - rx, yy = Math.min(ry + rh - 1, Math.max(ry, yi)) - ry;
+    const i = (yy * rw + xx) * 4;
+    return 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+  };
+  for (let oy = 0; oy < size; oy++) {
+    for (let ox = 0; ox < size; ox++) {
+      let acc = 0;
+      for (const [yi, wyv] of wy[oy]) {
+        if (wyv === 0) continue;
+        for (const [xi, wxv] of wx[ox]) if (wxv !== 0) acc += wyv * wxv * lum(xi, yi);
+      }
+      grey[oy * size + ox] = Math.round(Math.min(255, Math.max(0, acc)));
+    }
+  }
+  return grey;
+}
+
+function faceRegion(ctx, W, H, box, margin) {
+  const side = Math.max(box.w, box.h) * (1 + 2 * margin);
+  const cx = box.x + box.w / 2, cy = box.y + box.h / 2;
+  const x0 = Math.round(cx - side / 2), y0 = Math.round(cy - side / 2), s = Math.max(1, Math.round(side));
+  const rx = Math.max(0, x0), ry = Math.max(0, y0);
+  const rw = Math.max(1, Math.min(W, x0 + s) - rx), rh = Math.max(1, Math.min(H, y0 + s) - ry);
+  return { data: ctx.getImageData(rx, ry, rw, rh).data, rx, ry, rw, rh };
+}
+
+// ---------------------------------------------------------------- emotions
+function softmax(logits, t) {
+  const z = Array.from(logits, (v) => v / t), m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m)), sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
+function describe(probs, labels) {
+  let k = 0;
+  probs.forEach((p, i) => { if (p > probs[k]) k = i; });
+  const ent = -probs.reduce((a, p) => a + (p > 0 ? p * Math.log(p) : 0), 0) / Math.log(labels.length);
+  const above = labels.map((l, i) => [l, probs[i]]).filter(([, p]) => p >= LABEL_THRESHOLD)
+    .sort((a, b) => b[1] - a[1]).map(([l]) => l);
+  return { label: labels[k], confidence: probs[k], ambiguity: ent, ambiguous: ent >= AMBIGUOUS, labelsAbove: above,
+           probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])) };
+}
+
+async function classify(model, crops) {
+  const { input_size: size, mean, std } = model.meta.preprocess;
+  const inChans = model.meta.preprocess.in_chans || 1;
+  const n = crops.length, plane = size * size, x = new Float32Array(n * inChans * plane);
+  for (let f = 0; f < n; f++) {
+    for (let c = 0; c < inChans; c++) {
+      const off = (f * inChans + c) * plane;
+      for (let i = 0; i < plane; i++) x[off + i] = (crops[f][i] / 255 - mean) / std;
+    }
+  }
+  const out = await model.session.run({ input: new ort.Tensor("float32", x, [n, inChans, size, size]) });
+  const logits = out[model.session.outputNames[0]].data, k = model.meta.labels.length;
+  const res = [];
+  for (let f = 0; f < n; f++) res.push(describe(softmax(logits.slice(f * k, (f + 1) * k), model.meta.temperature), model.meta.labels));
+  return res;
+}
+
+// Faces and emotions of one image source (video, image, canvas) of size W x H.
+async function analyse(source, W, H) {
+  if (grab.width !== W || grab.height !== H) { grab.width = W; grab.height = H; }
+  grabCtx.drawImage(source, 0, 0, W, H);
+  const boxes = await detectFaces(grab, W, H);
+  if (!boxes.length) return [];
+  const { input_size: size, face_margin: margin } = current.meta.preprocess;
+  const crops = boxes.map((b) => cropFace(faceRegion(grabCtx, W, H, b, margin), W, H, b, margin, size));
+  const emotions = await classify(current, crops);
+  return boxes.map((b, i) => ({ box: { x: b.x, y: b.y, w: b.w, h: b.h }, score: b.score, landmarks: b.landmarks, ...emotions[i] }))
+    .sort((a, b) => a.box.x - b.box.x || a.box.y - b.box.y);
+}
+
+// ---------------------------------------------------------------- drawing
+function drawFaces(ctx, faces, labels, scale = 1) {
+  const font = Math.max(12, Math.round(14 * scale));
+  ctx.lineWidth = Math.max(2, 2 * scale);
+  ctx.font = `600 ${font}px system-ui, sans-serif`;
+  for (const f of faces) {
+    const { x, y, w, h } = f.box, col = color(f.label);
+    ctx.strokeStyle = col;
+    ctx.strokeRect(x, y, w, h);
+    const text = `${f.label} ${Math.round(100 * f.confidence)}%${f.ambiguous ? " ?" : ""}`;
+    const tw = ctx.measureText(text).width + 8;
+    const ty = y - font - 6 >= 0 ? y - font - 6 : y + h;
+    ctx.fillStyle = col;
+    ctx.fillRect(x, ty, tw, font + 6);
+    ctx.fillStyle = "#000";
+    ctx.fillText(text, x + 4, ty + font);
+    // probability bars beside the box
+    const bw = Math.max(40, Math.round(w * 0.5)), bh = Math.max(4, Math.round(font * 0.5)), gap = 2;
+    const bx = x + w + 6 + bw <= ctx.canvas.width ? x + w + 6 : Math.max(0, x - bw - 6);
+    labels.forEach((l, i) => {
+      const by = y + i * (bh + gap);
+      ctx.fillStyle = "rgba(0,0,0,.55)";
+      ctx.fillRect(bx, by, bw, bh);
+      ctx.fillStyle = color(l);
+      ctx.fillRect(bx, by, bw * f.probabilities[l], bh);
+    });
+  }
+}
+
+function buildBars(labels) {
+  const el = $("bars");
+  el.innerHTML = "";
+  for (const l of labels) {
+    const name = document.createElement("span"); name.textContent = l;
+    const track = document.createElement("div"); track.className = "track";
+    const fill = document.createElement("div"); fill.className = "fill"; fill.style.width = "0%"; fill.style.background = color(l);
+    fill.dataset.label = l; track.append(fill);
+    const pct = document.createElement("span"); pct.className = "pct"; pct.dataset.label = l; pct.textContent = "-";
+    el.append(name, track, pct);
+  }
+}
+
+function updateBars(face) {
+  for (const fill of $("bars").querySelectorAll(".fill")) fill.style.width = face ? `${100 * face.probabilities[fill.dataset.label]}%` : "0%";
+  for (const pct of $("bars").querySelectorAll(".pct")) pct.textContent = face ? `${Math.round(100 * face.probabilities[pct.dataset.label])}%` : "-";
+  $("ambiguity").textContent = face
+    ? `ambiguity ${face.ambiguity.toFixed(2)}${face.ambiguous ? " (ambiguous: " + face.labelsAbove.join(" / ") + ")" : ""}`
+    : "no face";
+}
+
+function buildLegend(labels) {
+  const el = $("legend");
+  el.innerHTML = "";
+  for (const l of labels) {
+    const s = document.createElement("span"), i = document.createElement("i");
+    i.style.background = color(l);
+    s.append(i, document.createTextNode(l));
+    el.append(s);
+  }
+}
+
+// ---------------------------------------------------------------- timeline
+const history = [];  // {t (ms), p: {label: mean probability over the faces} | null}
+let lastTimelineDraw = 0;
+
+function drawTimeline(now) {
+  const cv = $("timeline"), ctx = cv.getContext("2d"), W = cv.width, H = cv.height, pad = 22;
+  ctx.clearRect(0, 0, W, H);
+  ctx.strokeStyle = "#2c3038"; ctx.fillStyle = "#9aa0aa"; ctx.font = "11px system-ui, sans-serif"; ctx.lineWidth = 1;
+  for (const v of [0, 0.5, 1]) {
+    const y = H - pad - v * (H - 2 * pad);
+    ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(W - 4, y); ctx.stroke();
+    ctx.fillText(v.toFixed(1), 0, y + 4);
+  }
+  ctx.fillText(`-${TIMELINE_SECONDS}s`, pad, H - 6);
+  ctx.fillText("now", W - 26, H - 6);
+  if (!current) return;
+  const t0 = now - TIMELINE_SECONDS * 1000;
+  while (history.length && history[0].t < t0) history.shift();
+  const xOf = (t) => pad + ((t - t0) / (TIMELINE_SECONDS * 1000)) * (W - pad - 4);
+  const yOf = (p) => H - pad - p * (H - 2 * pad);
+  ctx.lineWidth = 1.6;
+  for (const l of current.meta.labels) {
+    ctx.strokeStyle = color(l);
+    ctx.beginPath();
+    let pen = false;
+    for (const h of history) {
+      if (!h.p) { pen = false; continue; }
+      const x = xOf(h.t), y = yOf(h.p[l]);
+      if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      pen = true;
+    }
+    ctx.stroke();
+  }
+}
+
+function record(faces, now) {
+  if (!faces.length) { history.push({ t: now, p: null }); return; }
+  const p = {};
+  for (const l of current.meta.labels) p[l] = faces.reduce((a, f) => a + f.probabilities[l], 0) / faces.length;
+  history.push({ t: now, p });
+}
+
+// ---------------------------------------------------------------- live loop
+let running = false, frameTimes = [];
+
+async function startCamera() {
+  if (running) return;
+  try {
+    state.camera = "starting";
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+    video.srcObject = stream;
+    await video.play();
+    state.camera = "on";
+    $("camera-btn").textContent = "Stop camera";
+    running = true;
+    loop();
+  } catch (e) {
+    state.camera = `error: ${e.message || e}`;
+    setStatus($("live-status"), `camera unavailable: ${e.message || e} (the photo upload below still works)`, true);
+  }
+}
+
+function stopCamera() {
+  running = false;
+  const s = video.srcObject;
+  if (s) s.getTracks().forEach((t) => t.stop());
+  video.srcObject = null;
+  state.camera = "off";
+  $("camera-btn").textContent = "Start camera";
+}
+
+function nextFrame() {
+  return new Promise((resolve) => {
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(() => resolve());
+    else requestAnimationFrame(() => resolve());
+  });
+}
+
+async function loop() {
+  while (running) {
+    if (video.readyState >= 2 && video.videoWidth && current && detector) {
+      const W = video.videoWidth, H = video.videoHeight;
+      if (live.width !== W || live.height !== H) { live.width = W; live.height = H; }
+      const t = performance.now();
+      let faces = [];
+      try {
+        faces = await exclusive(() => analyse(video, W, H));
+      } catch (e) {
+        state.error = String(e.message || e);
+        setStatus($("live-status"), `inference error: ${state.error}`, true);
+      }
+      const now = performance.now();
+      liveCtx.drawImage(grab, 0, 0);  // the very frame that was analysed
+      drawFaces(liveCtx, faces, current.meta.labels, W / 640);
+      state.framesProcessed += 1;
+      state.facesDrawn += faces.length;
+      state.lastFaces = faces.map((f) => ({ box: f.box, label: f.label, confidence: f.confidence, score: f.score }));
+      state.msPerFrame = 0.9 * (state.msPerFrame || now - t) + 0.1 * (now - t);
+      frameTimes.push(now);
+      while (frameTimes.length && frameTimes[0] < now - 2000) frameTimes.shift();
+      state.fps = frameTimes.length > 1 ? (1000 * (frameTimes.length - 1)) / (frameTimes[frameTimes.length - 1] - frameTimes[0]) : 0;
+      $("fps").textContent = `${state.fps.toFixed(1)} fps (${state.msPerFrame.toFixed(0)} ms/frame)`;
+      const main = faces.reduce((a, f) => (!a || f.box.w * f.box.h > a.box.w * a.box.h ? f : a), null);
+      updateBars(main);
+      record(faces, now);
+      if (now - lastTimelineDraw > 200) { drawTimeline(now); lastTimelineDraw = now; }
+      setStatus($("live-status"), `${faces.length} face${faces.length === 1 ? "" : "s"} - model ${state.model}, ${state.threads} WASM thread(s)`);
+    }
+    await nextFrame();
+  }
+}
+
+// ---------------------------------------------------------------- photo upload (server side)
+function apiHeaders() {
+  const key = $("api-key").value.trim();
+  if (key) localStorage.setItem("fervid-api-key", key);
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function upload(file) {
+  state.upload = { status: "sending", faces: null, error: null };
+  setStatus($("upload-status"), `sending ${file.name}...`);
+  const body = new FormData();
+  body.append("file", file, file.name);
+  try {
+    const res = await fetch("/v1/predict", { method: "POST", body, headers: apiHeaders() });
+    if (!res.ok) throw new Error(await errorText(res));
+    const result = await res.json();
+    const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+    const cv = $("upload-canvas"), ctx = cv.getContext("2d");
+    cv.width = result.width; cv.height = result.height; cv.hidden = false;
+    ctx.drawImage(bitmap, 0, 0, result.width, result.height);
+    const labels = result.faces.length ? Object.keys(result.faces[0].probabilities) : [];
+    drawFaces(ctx, result.faces, labels, Math.max(1, result.width / 800));
+    const list = $("upload-faces");
+    list.innerHTML = "";
+    for (const f of result.faces) {
+      const li = document.createElement("li");
+      const top = Object.entries(f.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 3)
+        .map(([l, p]) => `${l} ${(100 * p).toFixed(0)}%`).join(", ");
+      li.textContent = `${f.label} (${top}); ambiguity ${f.ambiguity.toFixed(2)}${f.ambiguous ? ", ambiguous" : ""}`;
+      list.append(li);
+    }
+    state.upload = { status: "done", faces: result.faces.length, error: null, result };
+    setStatus($("upload-status"), `${file.name}: ${result.faces.length} face${result.faces.length === 1 ? "" : "s"} (${result.width}x${result.height})`);
+  } catch (e) {
+    state.upload = { status: "error", faces: null, error: String(e.message || e) };
+    setStatus($("upload-status"), `${file.name}: ${e.message || e}`, true);
+  }
+}
+
+function setupUpload() {
+  const drop = $("drop"), input = $("file-input");
+  input.addEventListener("change", () => { if (input.files.length) upload(input.files[0]); input.value = ""; });
+  for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  drop.addEventListener("drop", (e) => { const f = e.dataTransfer.files[0]; if (f) upload(f); });
+  $("api-key").value = localStorage.getItem("fervid-api-key") || "";
+  fetch("/healthz").then((r) => r.json()).then((h) => { $("key-label").hidden = !h.auth_required; }).catch(() => {});
+}
+
+// For tests and the console: faces in an image at `url`, run in this browser.
+state.detectImage = async (url) => {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  return exclusive(() => analyse(img, img.naturalWidth, img.naturalHeight));
+};
+
+// ---------------------------------------------------------------- start
+async function main() {
+  setupUpload();
+  $("camera-btn").addEventListener("click", () => (running ? stopCamera() : startCamera()));
+  const params = new URLSearchParams(location.search);
+  const wanted = params.get("model") || "fast";
+  for (const r of document.querySelectorAll('input[name="model"]')) {
+    r.checked = r.value === wanted;
+    r.addEventListener("change", async () => {
+      setStatus($("live-status"), `loading the ${r.value} model...`);
+      try { await exclusive(() => loadEmotionModel(r.value)); setStatus($("live-status"), `model ${r.value} loaded`); }
+      catch (e) { state.error = String(e.message || e); setStatus($("live-status"), state.error, true); }
+    });
+  }
+  try {
+    await Promise.all([loadDetector(), loadEmotionModel(wanted)]);
+    setStatus($("live-status"), `models loaded (${wanted}); starting the camera...`);
+  } catch (e) {
+    state.error = String(e.message || e);
+    setStatus($("live-status"), `could not load the models: ${state.error}`, true);
+    return;
+  }
+  drawTimeline(performance.now());
+  if (params.get("camera") !== "off") startCamera();
+}
+
+main();
