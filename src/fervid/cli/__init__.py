@@ -15,7 +15,7 @@ from collections.abc import Sequence
 VERBS: dict[str, str] = {
     "data": "data", "train": "train", "evaluate": "evaluate", "study": "study", "predict": "predict",
     "video": "video", "export": "export", "bench": "bench", "finetune": "finetune", "models": "models",
-    "calibrate": "calibrate",
+    "calibrate": "calibrate", "serve": "serve",
 }
 
 
