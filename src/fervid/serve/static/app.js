@@ -296,8 +296,14 @@ function updateBars(face) {
   for (const fill of $("bars").querySelectorAll(".fill")) fill.style.width = face ? `${100 * face.probabilities[fill.dataset.label]}%` : "0%";
   for (const pct of $("bars").querySelectorAll(".pct")) pct.textContent = face ? `${Math.round(100 * face.probabilities[pct.dataset.label])}%` : "-";
   $("ambiguity").textContent = face
-    ? `ambiguity ${face.ambiguity.toFixed(2)}${face.ambiguous ? " (ambiguous: " + face.labelsAbove.join(" / ") + ")" : ""}`
+    ? `ambiguity ${face.ambiguity.toFixed(2)}${face.ambiguous ? " (ambiguous: " + readings(face).join(" / ") + ")" : ""}`
     : "no face";
+}
+
+// The plausible readings of an ambiguous face: labels above the threshold, else the top two.
+function readings(face) {
+  if (face.labelsAbove.length > 1) return face.labelsAbove;
+  return Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 2).map(([l]) => l);
 }
 
 function buildLegend(labels) {

@@ -1,0 +1,263 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright, a fake camera fed
+from a .y4m made from ../shared/data/media/short_hamilton_clip.mp4, the app served by
+uvicorn on 127.0.0.1. Skips with the reason when Chromium or Playwright is absent
+(`apt-get install chromium`, `pip install playwright`; never `playwright install`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("FERVID_CHROMIUM", "/usr/bin/chromium")
+if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
+pytest.importorskip("uvicorn", reason="fervid serve needs uvicorn: pip install 'fervid[serve]'")
+
+from fervid import EmotionRecognizer  # noqa: E402
+from fervid.serve.app import create_app  # noqa: E402
+
+FACE_TIMEOUT_S = 15.0
+
+
+def write_y4m(video: Path, out: Path, max_frames: int = 90, size: tuple[int, int] = (640, 360)) -> int:
+    """The first frames of ``video`` as an uncompressed YUV4MPEG2 (4:2:0) file, Chromium's fake camera format."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    w, h = size
+    n = 0
+    try:
+        with open(out, "wb") as f:
+            f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
+            while n < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if bgr.shape[:2] != (h, w):
+                    bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+                f.write(b"FRAME\n")
+                f.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())
+                n += 1
+    finally:
+        cap.release()
+    return n
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def media(data_root: Path) -> Path:
+    return data_root / "media"
+
+
+@pytest.fixture(scope="module")
+def camera_file(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("camera") / "hamilton.y4m"
+    assert write_y4m(media / "short_hamilton_clip.mp4", out) >= 30
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import httpx
+    import uvicorn
+
+    cache = tmp_path_factory.getbasetemp() / "serve-cache"
+    app = create_app(EmotionRecognizer("fast"), cache_dir=cache)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    deadline = time.time() + 60
+    while not srv.started:
+        assert th.is_alive() and time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    # Server-side one-time work first (exporting the page's fast model), so the page's own timing is measured.
+    assert httpx.get(f"{base}/models/fast.json", timeout=120).status_code == 200
+    yield base
+    srv.should_exit = True
+    th.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server: str, camera_file: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera_file}", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        pg.problems = []  # type: ignore[attr-defined]
+        pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))  # type: ignore[attr-defined]
+        pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")  # type: ignore[attr-defined]
+              if m.type == "error" else None)
+        outside: list[str] = []
+        pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server, "data:", "blob:")) else None)
+        pg.outside = outside  # type: ignore[attr-defined]
+        yield pg
+        browser.close()
+
+
+def wait_js(page: Any, expr: str, timeout: float) -> Any:
+    """Poll a JS expression until truthy (page.evaluate: works under the page's CSP, no eval)."""
+    deadline = time.time() + timeout
+    while True:
+        value = page.evaluate(expr)
+        if value:
+            return value
+        if time.time() > deadline:
+            state = page.evaluate("JSON.stringify(Object.assign({}, window.fervid || {}, {detectImage: undefined}))")
+            raise AssertionError(f"timed out after {timeout}s waiting for {expr}; window.fervid = {state}; "
+                                 f"problems: {getattr(page, 'problems', [])}")
+        time.sleep(0.1)
+
+
+def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path) -> None:
+    t0 = time.time()
+    page.goto(f"{server}/")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    wait_js(page, "window.fervid.facesDrawn > 0", FACE_TIMEOUT_S)
+    first_face_s = time.time() - t0
+    state = page.evaluate("({camera: fervid.camera, model: fervid.model, faces: fervid.lastFaces, n: fervid.facesDrawn})")
+    assert state["camera"] == "on" and state["model"] == "fast"
+    wait_js(page, "fervid.lastFaces.length > 0", 10)
+    faces = page.evaluate("fervid.lastFaces")
+    allowed = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert all(f["label"] in allowed and 0 < f["confidence"] <= 1 and f["box"]["w"] > 5 for f in faces), faces
+    wait_js(page, "fervid.framesProcessed >= 10", 20)
+    assert page.evaluate("fervid.fps") > 0
+    # the overlay, bars and timeline are on the page
+    assert page.evaluate("document.querySelectorAll('#bars .fill').length") == 7
+    assert "fps" in page.inner_text("#fps")
+    shot = tmp_path / "live.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("FERVID_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "serve_live.png")
+    assert not page.problems, page.problems
+    assert not page.outside, f"requests outside the app: {page.outside}"
+    assert first_face_s < FACE_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class _Box:
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float = 1.0
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.w, self.h)
+
+
+class _Fixed:
+    """A detector that returns the boxes the page found (duck-typed like fervid's FaceBox)."""
+
+    def __init__(self, boxes: list[_Box]):
+        self.boxes = boxes
+
+    def detect(self, image: np.ndarray) -> list[_Box]:
+        return list(self.boxes)
+
+
+def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) -> None:
+    """The page's YuNet decode finds the faces OpenCV's YuNet finds, and its crop +
+    preprocessing + temperature give the Python recognizer's probabilities on those boxes."""
+    import cv2
+
+    from fervid.serve.app import _package_file
+
+    if not page.url.startswith(server):
+        page.goto(f"{server}/?camera=off")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    page.evaluate("document.querySelector('input[value=fast]').click()")
+    wait_js(page, "fervid.model === 'fast'", 10)
+    # the page decodes the photo itself and runs its own detector and model on it
+    img_bytes = (media / "two_people.jpg").read_bytes()
+    import base64
+
+    url = "data:image/jpeg;base64," + base64.b64encode(img_bytes).decode()
+    faces = page.evaluate("async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, "
+                          "probabilities: f.probabilities, label: f.label}))", url)
+    assert len(faces) == 2, faces
+
+    bgr = cv2.imread(str(media / "two_people.jpg"))
+    H, W = bgr.shape[:2]
+    s = 320 / max(H, W)
+    small = cv2.resize(bgr, (round(W * s), round(H * s)))
+    det = cv2.FaceDetectorYN.create(str(_package_file("weights", "yunet", "face_detection_yunet_2023mar.onnx")), "",
+                                    (small.shape[1], small.shape[0]), 0.6, 0.3, 50)
+    _, ref = det.detect(small)
+    assert ref is not None and len(ref) == 2
+    ref_boxes = sorted(([float(v) / s for v in r[:4]] for r in ref), key=lambda b: b[0])
+
+    def iou(a: list[float], b: dict) -> float:
+        x0, y0 = max(a[0], b["x"]), max(a[1], b["y"])
+        x1, y1 = min(a[0] + a[2], b["x"] + b["w"]), min(a[1] + a[3], b["y"] + b["h"])
+        inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        return inter / (a[2] * a[3] + b["w"] * b["h"] - inter)
+
+    for r, f in zip(ref_boxes, faces):
+        assert iou(r, f["box"]) > 0.85, (r, f["box"])
+
+    rec = EmotionRecognizer("fast", detector=_Fixed([_Box(**f["box"]) for f in faces]))
+    py = rec.predict(media / "two_people.jpg")
+    for pf, jf in zip(py.faces, faces):
+        diff = max(abs(pf.probabilities[k] - jf["probabilities"][k]) for k in pf.probabilities)
+        assert diff < 0.05, (pf.probabilities, jf["probabilities"])
+        assert pf.label == jf["label"] or diff < 0.02
+
+
+def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path: Path) -> None:
+    if not page.url.startswith(server):
+        page.goto(f"{server}/?camera=off")
+    page.set_input_files("#file-input", str(media / "two_people.jpg"))
+    wait_js(page, "fervid.upload.status === 'done' || fervid.upload.status === 'error'", 30)
+    up = page.evaluate("fervid.upload")
+    assert up["status"] == "done" and up["faces"] == 2, up
+    assert page.is_visible("#upload-canvas")
+    assert page.locator("#upload-faces li").count() == 2
+    page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo\n")
+    page.set_input_files("#file-input", str(notes))
+    wait_js(page, "fervid.upload.status === 'error'", 30)
+    assert "415" in page.evaluate("fervid.upload.error")
+    assert "415" in page.inner_text("#upload-status")
+    assert page.problems == ["console error: Failed to load resource: the server responded with a status of 415 "
+                             "(Unsupported Media Type)"], page.problems
+    page.problems.clear()  # that 415 was the point
+
+
+def test_model_switch_to_default(page: Any, server: str) -> None:
+    if not page.url.startswith(server) or "camera=off" in page.url:
+        page.goto(f"{server}/")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && fervid.camera === 'on'", 30)
+    page.click("input[value=default]")
+    wait_js(page, "fervid.model === 'default'", 180)  # first use exports the default model on the server
+    n = page.evaluate("fervid.framesProcessed")
+    wait_js(page, f"fervid.framesProcessed > {n + 5} && fervid.lastFaces.length > 0", 30)
+    assert not page.problems, page.problems
