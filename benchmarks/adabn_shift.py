@@ -46,9 +46,9 @@ def main() -> None:
     from sklearn.metrics import accuracy_score, f1_score
 
     from fervid import load_model
-    from fervid.adapt import adabn
-    from fervid.data import load_fer2013
-    from fervid.inference import tta_logits
+    from fervid.data.datasets import load_fer2013
+    from fervid.inference.adapt import adabn
+    from fervid.inference.logits import tta_logits
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz")

@@ -33,8 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from fervid.detect import FaceBox, create_detector  # noqa: E402
-from fervid.io import load_image  # noqa: E402
+from fervid.data.io import load_image  # noqa: E402
+from fervid.inference.detect import FaceBox, create_detector  # noqa: E402
 
 Box = tuple[int, int, int, int]
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO.parent / "src"))
 
 from detectors import FRAMES, Item, score_item  # noqa: E402
 
-from fervid.detect import FaceBox  # noqa: E402
-from fervid.recognizer import EmotionRecognizer  # noqa: E402
-from fervid.video import stream  # noqa: E402
+from fervid.inference.detect import FaceBox  # noqa: E402
+from fervid.inference.recognizer import EmotionRecognizer  # noqa: E402
+from fervid.inference.video import stream  # noqa: E402
 
 
 def read_frames(path: Path, size: tuple[int, int] | None) -> tuple[list[np.ndarray], int]:

@@ -44,7 +44,7 @@ def fer_csv(data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fer_data(fer_csv: Path):
-    from fervid.data import load_fer2013
+    from fervid.data.datasets import load_fer2013
 
     return load_fer2013(fer_csv)
 
@@ -53,7 +53,8 @@ def fer_data(fer_csv: Path):
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_data) -> Path:
     """A fast_cnn trained for 2 epochs on 600 real images: a real fervid checkpoint
     (above chance, not good) for tests of evaluation, prediction and export."""
-    from fervid.train import TrainConfig, train
+    from fervid.training.config import TrainConfig
+    from fervid.training.loop import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(data="", model="fast_cnn", out=str(out), epochs=2, max_train_samples=600, batch_size=64,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fervid.adapt import MIN_IMAGES, adabn, batchnorm_layers
+from fervid.inference.adapt import MIN_IMAGES, adabn, batchnorm_layers
 from fervid.models import create_model
 
 
@@ -18,7 +18,7 @@ def _faces(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
 
 
 def test_adabn_statistics_are_the_target_images():
-    from fervid.preprocess import to_tensor
+    from fervid.data.preprocess import to_tensor
 
     torch.manual_seed(0)
     model = create_model("fast_cnn").eval()
@@ -57,7 +57,7 @@ def test_adabn_errors_and_inplace():
 
 
 def test_evaluate_adabn_real(tiny_checkpoint, fer_csv):
-    from fervid.evaluate import EvalConfig, evaluate
+    from fervid.evaluation.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(models=[str(tiny_checkpoint)], data=str(fer_csv), split="PrivateTest", max_images=120, adabn=True,
                      report=False)
@@ -79,7 +79,7 @@ def face_folder(tmp_path, data_root):
 
 
 def test_recognizer_adabn(tiny_checkpoint, face_folder):
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     files = sorted(str(p) for p in face_folder.rglob("*.jpg"))
     rec = EmotionRecognizer(str(tiny_checkpoint), detector="skip", backend="torch", device="cpu")
@@ -122,7 +122,7 @@ def test_adabn_recovers_blurred_faces(fer_data):
     import cv2
 
     from fervid import load_model
-    from fervid.inference import tta_logits
+    from fervid.inference.logits import tta_logits
 
     test = fer_data.split("PrivateTest").select(np.arange(400))
     blurred = np.stack([cv2.GaussianBlur(im, (0, 0), 1.5) for im in test.images])

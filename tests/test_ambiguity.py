@@ -8,10 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from fervid.ambiguity import (AMBIGUITY_THRESHOLD, ambiguity_summary, annotator_split, ferplus_metrics,
-                              is_ambiguous, labels_above, matched_threshold, model_votes, normalized_entropy,
-                              top2_margin)
 from fervid.emotions import FER2013, FERPLUS8
+from fervid.evaluation.ambiguity import annotator_split, ferplus_metrics, matched_threshold, model_votes
+from fervid.inference.ambiguity import (
+    AMBIGUITY_THRESHOLD,
+    ambiguity_summary,
+    is_ambiguous,
+    labels_above,
+    normalized_entropy,
+    top2_margin,
+)
 
 
 def test_normalized_entropy_matches_scipy():
@@ -98,7 +104,7 @@ def test_annotator_split_and_matched_threshold():
 def test_ferplus_metrics_on_real_votes(fer_data, data_root):
     """The real PrivateTest votes scored against the annotators' own distribution (a
     perfect soft model) and against a constant 'happy' model."""
-    from fervid.ferplus import align, load_ferplus
+    from fervid.data.ferplus import align, load_ferplus
 
     test = fer_data.split("PrivateTest")
     votes = align(test, load_ferplus(data_root / "fer2013" / "fer2013new.csv"))

@@ -127,7 +127,7 @@ def test_cli_imports_nothing_heavy_for_info() -> None:
     """Importing the data CLI and fervid.plots must not pull matplotlib in (only drawing does)."""
     import subprocess
 
-    code = ("import sys, fervid.cli.data, fervid.plots, fervid.stats, fervid.ferplus; "
+    code = ("import sys, fervid.cli.data, fervid.data.plots, fervid.data.stats, fervid.data.ferplus; "
             "print('matplotlib' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fervid import data as fdata
-from fervid.data import (
+from fervid.data import datasets as fdata
+from fervid.data.datasets import (
     FERData,
     FERDataError,
     load_dataset,

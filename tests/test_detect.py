@@ -7,9 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fervid.detect import (DEFAULT_DETECTOR, FaceBox, HaarDetector, SkipDetector, available_detectors,
-                           create_detector, iou, non_max_suppression, register_detector)
-from fervid.io import load_image
+from fervid.data.io import load_image
+from fervid.inference.detect import (
+    DEFAULT_DETECTOR,
+    FaceBox,
+    HaarDetector,
+    SkipDetector,
+    available_detectors,
+    create_detector,
+    iou,
+    non_max_suppression,
+    register_detector,
+)
 
 EXPECTED = {"two_people.jpg": 2, "obama.jpg": 1, "obama-480p.jpg": 1, "obama_and_biden.jpg": 2,
             "lin-manuel-miranda.png": 1, "32bit.png": 1}
@@ -121,7 +130,7 @@ def test_detectors_load_lazily():
 
 
 def test_missing_cascade_is_a_clear_error():
-    from fervid.detect import DetectorUnavailableError
+    from fervid.inference.detect import DetectorUnavailableError
 
     with pytest.raises(DetectorUnavailableError, match="not found"):
         HaarDetector(cascade="no_such_cascade.xml").detect(np.zeros((100, 100), np.uint8))
@@ -177,7 +186,7 @@ def test_dlib_agrees_with_haar(media: Path, dlib_det, haar):
 def test_dlib_missing_is_a_clear_error(monkeypatch):
     import builtins
 
-    from fervid.detect import DetectorUnavailableError
+    from fervid.inference.detect import DetectorUnavailableError
 
     real_import = builtins.__import__
 

@@ -23,7 +23,7 @@ REQUIRED = ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matri
 @pytest.fixture(scope="module")
 def small_data(fer_data):
     """PublicTest + PrivateTest only, 400 images each (stratified), as one FERData."""
-    from fervid.train import stratified_subset
+    from fervid.data.datasets import stratified_subset
 
     parts = []
     for s in ("PublicTest", "PrivateTest"):
@@ -45,7 +45,7 @@ def second_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 def _eval(models, data, tmp_path=None, **kw):
-    from fervid.evaluate import EvalConfig, evaluate
+    from fervid.evaluation.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(models=[str(m) for m in models], data="", device="cpu", out=str(tmp_path) if tmp_path else None, **kw)
     return evaluate(cfg, data=data, log=lambda s: None)
@@ -100,7 +100,7 @@ def test_metrics_json_consistent_and_recomputable(tiny_checkpoint, small_data, t
 
 
 def test_ece_and_reliability_bins():
-    from fervid.calibration import expected_calibration_error, reliability_bins
+    from fervid.evaluation.calibration import expected_calibration_error, reliability_bins
 
     y = np.array([0, 1, 2, 0])
     sure_right = np.eye(3)[y]
@@ -116,9 +116,8 @@ def test_ece_and_reliability_bins():
 
 def test_tta_modes_differ_and_match_definitions(tiny_checkpoint, small_data):
     from fervid import load_model
-    from fervid.inference import tta_logits, tta_views
-    from fervid.preprocess import to_tensor
-    from fervid.train import predict_logits
+    from fervid.data.preprocess import to_tensor
+    from fervid.inference.logits import tta_logits, tta_views
 
     model = load_model(tiny_checkpoint)
     x = small_data.images[:64]
@@ -126,7 +125,9 @@ def test_tta_modes_differ_and_match_definitions(tiny_checkpoint, small_data):
     flip = tta_logits(model, x, "flip", batch_size=25)  # batching must not matter
     crops = tta_logits(model, x, "crops")
     assert none.shape == flip.shape == crops.shape == (64, 7)
-    assert torch.allclose(none, predict_logits(model, x, amp=False), atol=1e-5)
+    with torch.no_grad():
+        direct = model.eval()(to_tensor(x, model.preprocess)).float()
+    assert torch.allclose(none, direct, atol=1e-5)
     mirrored = tta_logits(model, x[:, :, ::-1].copy(), "none")
     assert torch.allclose(flip, (none + mirrored) / 2, atol=1e-4)
     assert (none - flip).abs().max() > 1e-3 and (none - crops).abs().max() > 1e-3
@@ -149,7 +150,7 @@ def test_tta_changes_reported_numbers(tiny_checkpoint, small_data):
 
 
 def test_ensembles_mean_and_weighted(tiny_checkpoint, second_checkpoint, small_data, tmp_path):
-    from fervid.inference import softmax_np
+    from fervid.runtime import softmax
 
     kw = dict(split="PrivateTest", max_images=N_EVAL)
     single = _eval([tiny_checkpoint], small_data, **kw)
@@ -157,7 +158,7 @@ def test_ensembles_mean_and_weighted(tiny_checkpoint, second_checkpoint, small_d
     m = mean.metrics
     assert m["ensemble"] == "mean" and m["ensemble_weights"] == [0.5, 0.5] and len(m["members"]) == 2
     assert m["members"][0]["nll"] == pytest.approx(single.metrics["nll"])
-    expected = (softmax_np(mean.member_logits[0]) + softmax_np(mean.member_logits[1])) / 2
+    expected = (softmax(mean.member_logits[0]) + softmax(mean.member_logits[1])) / 2
     assert np.allclose(mean.probs, expected)
     assert m["nll"] != pytest.approx(single.metrics["nll"], abs=1e-6)
     assert m["models"][0]["sha256"] != m["models"][1]["sha256"]
@@ -175,7 +176,7 @@ def test_ensembles_mean_and_weighted(tiny_checkpoint, second_checkpoint, small_d
 
 
 def test_fit_ensemble_weights_prefers_the_better_member():
-    from fervid.calibration import fit_ensemble_weights
+    from fervid.evaluation.calibration import fit_ensemble_weights
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 500)
@@ -188,8 +189,8 @@ def test_fit_ensemble_weights_prefers_the_better_member():
 
 def test_temperature_fit_lowers_nll_and_is_stored(tiny_checkpoint, small_data, tmp_path):
     from fervid import load_model
-    from fervid.calibration import calibrate, fit_temperature, nll
-    from fervid.inference import tta_logits
+    from fervid.evaluation.calibration import calibrate, fit_temperature, nll
+    from fervid.inference.logits import tta_logits
 
     pub = small_data.split("PublicTest")
     model = load_model(tiny_checkpoint)
@@ -216,7 +217,7 @@ def test_temperature_fit_lowers_nll_and_is_stored(tiny_checkpoint, small_data, t
 
 def test_calibrate_option_reports_before_after(tiny_checkpoint, small_data, tmp_path):
     from fervid import load_model
-    from fervid.evaluate import EvalConfig, write_calibrated
+    from fervid.evaluation.evaluate import EvalConfig, write_calibrated
 
     res = _eval([tiny_checkpoint], small_data, tmp_path, calibrate=True, split="PrivateTest", max_images=N_EVAL)
     m = res.metrics
@@ -287,8 +288,8 @@ def test_ferplus_and_adabn_hooks_are_called(tiny_checkpoint, small_data, monkeyp
         calls.setdefault("adabn", []).append(len(images))  # type: ignore[union-attr]
         return copy.deepcopy(model)
 
-    monkeypatch.setitem(sys.modules, "fervid.ambiguity", types.SimpleNamespace(ferplus_metrics=fake_ferplus_metrics))
-    monkeypatch.setitem(sys.modules, "fervid.adapt", types.SimpleNamespace(adabn=fake_adabn))
+    monkeypatch.setitem(sys.modules, "fervid.evaluation.ambiguity", types.SimpleNamespace(ferplus_metrics=fake_ferplus_metrics))
+    monkeypatch.setitem(sys.modules, "fervid.inference.adapt", types.SimpleNamespace(adabn=fake_adabn))
     m = _eval([tiny_checkpoint], small_data, split="PrivateTest", max_images=100, adabn=True,
               ferplus=str(data_root / "fer2013" / "fer2013new.csv")).metrics
     assert m["ferplus"] == {"majority_accuracy": 0.5} and m["adabn"]

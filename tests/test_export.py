@@ -9,9 +9,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from fervid.backends import load_classifier, resolve_backend, softmax  # noqa: E402
 from fervid.cli import main  # noqa: E402
-from fervid.export import export_onnx, onnx_session, read_metadata  # noqa: E402
+from fervid.export.onnx import export_onnx
+from fervid.inference.onnx import onnx_session, read_metadata  # noqa: E402
+from fervid.inference.backends import load_classifier, resolve_backend
+from fervid.runtime import softmax  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def _torch_probs(model: str, faces: np.ndarray) -> np.ndarray:
 
 
 def test_fp32_export_matches_torch_and_carries_metadata(fast_fp32, private_faces):
-    from fervid.checkpoint import load_model
+    from fervid.models.checkpoint import load_model
 
     path, report = fast_fp32
     assert report.n_check == 256 and report.max_abs_prob_diff < 1e-4 and report.top1_agreement == 1.0
@@ -84,7 +86,7 @@ def test_int8_export_keeps_top_labels_on_private_test(fast_fp32, fast_int8, priv
 def test_fp32_nodes_first_conv_head_and_tail(fast_fp32):
     import onnx
 
-    from fervid.export import fp32_nodes
+    from fervid.export.onnx import fp32_nodes
 
     path, _ = fast_fp32
     nodes = list(onnx.load(str(path)).graph.node)
@@ -108,7 +110,7 @@ def test_fixed_fp32_tail_skips_selection(tmp_path, fer_csv):
 
 
 def test_recognizer_backends_agree_on_a_real_photo(data_root):
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     photo = data_root / "media" / "two_people.jpg"
     res = {b: EmotionRecognizer("fast", backend=b, device="cpu").predict(photo) for b in ("torch", "onnx", "auto")}
@@ -128,7 +130,7 @@ def test_backend_resolution_and_errors():
     assert resolve_backend("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="unknown backend"):
         resolve_backend("tensorrt")
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     with pytest.raises(ValueError, match="unknown backend"):
         EmotionRecognizer(backend="tensorrt")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fervid.data import FERData, FERDataError
+from fervid.data.datasets import FERData, FERDataError
+from fervid.data.ferplus import TARGET_MODES, agreement_stats, align, distribution, load_ferplus, targets
 from fervid.emotions import FERPLUS, FERPLUS8, FERPLUS_TO_FERPLUS8
-from fervid.ferplus import TARGET_MODES, agreement_stats, align, distribution, load_ferplus, targets
 
 HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 E = {name: i for i, name in enumerate(FERPLUS8)}  # fervid column of each emotion

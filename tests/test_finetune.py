@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from fervid.emotions import FER2013, FERPLUS8
-from fervid.train import TARGETS, TrainConfig, compute_loss
-
+from fervid.training.config import TrainConfig
+from fervid.data.ferplus import TARGETS
+from fervid.training.loop import compute_loss
 
 # --------------------------------------------------------------------------- FER+ losses
 
@@ -59,7 +60,7 @@ def test_four_ferplus_modes_train(small_fer, data_root, tmp_path):
         cfg = TrainConfig(model="fast_cnn", out=str(tmp_path / mode), epochs=1, batch_size=32, max_train_samples=64,
                           targets=target, ferplus=votes, progress=False, device="cpu", seed=0,
                           multilabel_loss="max" if mode == "max" else "bce", model_args={"widths": [8, 16, 16, 32]})
-        final = json.loads(json.dumps(__import__("fervid.train", fromlist=["train"]).train(cfg, data=small_fer)))
+        final = json.loads(json.dumps(__import__("fervid.training.loop", fromlist=["train"]).train(cfg, data=small_fer)))
         assert "PublicTest" in final and "PrivateTest" not in final
         rec = json.loads((tmp_path / mode / "metrics.jsonl").read_text().splitlines()[-1])
         losses[mode] = rec["train_loss"]
@@ -73,7 +74,8 @@ def test_four_ferplus_modes_train(small_fer, data_root, tmp_path):
 
 def test_init_model_maps_head_rows(tiny_checkpoint):
     from fervid import load_model
-    from fervid.finetune import classifier_name, init_model
+    from fervid.training.optim import classifier_name
+    from fervid.training.warmstart import init_model
 
     base = load_model(tiny_checkpoint)
     cfg = TrainConfig(init_from=str(tiny_checkpoint), model="vgg_fer")
@@ -89,7 +91,8 @@ def test_init_model_maps_head_rows(tiny_checkpoint):
 
 
 def test_param_groups_and_freeze(tiny_checkpoint):
-    from fervid.finetune import apply_freeze, backbone_stages, init_model, param_groups
+    from fervid.training.optim import apply_freeze, backbone_stages, param_groups
+    from fervid.training.warmstart import init_model
 
     m = init_model(TrainConfig(init_from=str(tiny_checkpoint)), FER2013)
     plain = param_groups(m, TrainConfig())
@@ -111,7 +114,7 @@ def test_param_groups_and_freeze(tiny_checkpoint):
 
 
 def test_labels_and_relabel(fer_data, tmp_path):
-    from fervid.finetune import folder_labels, normalize_labels, relabel
+    from fervid.data.datasets import folder_labels, normalize_labels, relabel
 
     assert normalize_labels("Anger, joy,smile") == ("angry", "happy", "smile")
     with pytest.raises(ValueError):
@@ -143,7 +146,7 @@ def three_classes(tmp_path, data_root):
 def test_cli_finetune_three_classes(tiny_checkpoint, three_classes, tmp_path, capsys):
     from fervid import load_model
     from fervid.cli import main
-    from fervid.finetune import classifier_name
+    from fervid.training.optim import classifier_name
 
     out = tmp_path / "ft"
     rc = main(["finetune", str(tiny_checkpoint), "--data", str(three_classes), "--epochs", "1", "--freeze-epochs", "0",
@@ -195,7 +198,7 @@ def test_timm_path_with_local_weights(monkeypatch, three_classes, tmp_path):
     import torch.nn as nn
 
     from fervid import load_model
-    from fervid.finetune import finetune
+    from fervid.training.finetune import finetune
 
     class Net(nn.Module):
         def __init__(self, num_classes: int, in_chans: int):
@@ -236,7 +239,7 @@ def test_timm_path_with_local_weights(monkeypatch, three_classes, tmp_path):
 def test_ferplus_seven_class_head(small_fer, data_root, tmp_path):
     """ferplus_classes=7: contempt votes dropped, a FER2013-vocabulary head."""
     from fervid import load_model
-    from fervid.train import train
+    from fervid.training.loop import train
 
     cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=1, batch_size=32, max_train_samples=64,
                       targets="ferplus-crossentropy", ferplus=str(data_root / "fer2013" / "fer2013new.csv"),

@@ -7,9 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fervid.augment import AugmentConfig, augment
-from fervid.imbalance import (STRATEGIES, class_weights, dynamic_weights, focal_loss, plan, sample_weights,
-                              soft_cross_entropy)
+from fervid.training.augment import AugmentConfig, augment
+from fervid.training.imbalance import (
+    STRATEGIES,
+    class_weights,
+    dynamic_weights,
+    focal_loss,
+    plan,
+    sample_weights,
+    soft_cross_entropy,
+)
 
 # FER2013 Training counts (angry, disgust, fear, happy, sad, surprise, neutral).
 COUNTS = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965])
@@ -124,7 +131,8 @@ def test_dynamic_weights_move_during_training(fer_data, tmp_path) -> None:
     """A real 2-epoch run: the logged class weights start uniform and then follow PublicTest recall."""
     import json
 
-    from fervid.train import TrainConfig, train
+    from fervid.training.config import TrainConfig
+    from fervid.training.loop import train
 
     cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=2, max_train_samples=800, batch_size=64,
                       imbalance="dynamic", progress=False, device="cpu", eval_private=False)

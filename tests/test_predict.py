@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fervid.data import FERDataError
-from fervid.io import ImageLoadError, load_image
+from fervid.data.datasets import FERDataError
+from fervid.data.io import ImageLoadError, load_image
 
 # ------------------------------------------------------------------ image loading (no model needed)
 
@@ -107,13 +107,13 @@ def media(data_root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rec(tiny_checkpoint: Path):
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     return EmotionRecognizer(str(tiny_checkpoint), device="cpu")
 
 
 def test_recognizer_is_lazy(tiny_checkpoint: Path):
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     r = EmotionRecognizer("no/such/model.pt")
     assert r._classifier is None and r._detector is None  # nothing loaded yet
@@ -225,20 +225,20 @@ def test_predict_faces_on_crops(rec, fer_data):
     one = rec.predict_faces(faces[0])
     assert one[0].probabilities == pytest.approx(res[0].probabilities, abs=1e-5)
     # the same as running the classifier directly with the model's temperature
-    from fervid.backends import softmax
+    from fervid.runtime import softmax
 
     clf = rec.classifier
     direct = softmax(clf.logits(faces), clf.temperature)
     np.testing.assert_allclose([list(f.probabilities.values()) for f in res], direct, atol=1e-5)
     # skip detector on a crop == predict_faces
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     skip = EmotionRecognizer(rec.model, detector="skip", device="cpu").predict(faces[0])
     assert skip.faces[0].probabilities == pytest.approx(one[0].probabilities, abs=1e-5)
 
 
 def test_threshold_controls_labels_above(tiny_checkpoint: Path, fer_data):
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     r0 = EmotionRecognizer(str(tiny_checkpoint), detector="skip", device="cpu", threshold=0.0)
     f = r0.predict_faces(fer_data.images[0])[0]
@@ -257,7 +257,7 @@ def test_results_to_json_and_dataframe(rec, media: Path):
                                   "ambiguous", "labels_above"}
     assert set(d["faces"][0]["box"]) == {"x", "y", "w", "h"}
     pd = pytest.importorskip("pandas")
-    from fervid.recognizer import results_to_dataframe
+    from fervid.inference.recognizer import results_to_dataframe
 
     df = res.to_dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == 2
@@ -270,7 +270,7 @@ def test_results_to_json_and_dataframe(rec, media: Path):
 # ------------------------------------------------------------------ drawing
 
 def test_annotate_draws_without_touching_input(rec, media: Path):
-    from fervid.draw import annotate
+    from fervid.inference.draw import annotate
 
     rgb = load_image(media / "two_people.jpg")
     before = rgb.copy()

@@ -19,7 +19,7 @@ def _row(strategy: str, seed: int, acc: float, f1: float, disgust: float) -> dic
 
 
 def test_summarize_mean_std_and_table(tmp_path):
-    from fervid.study import markdown_table, summarize, write_outputs
+    from fervid.training.study import markdown_table, summarize, write_outputs
 
     rows = [_row("none", 0, 0.50, 0.40, 0.0), _row("none", 1, 0.60, 0.44, 0.2), _row("focal", 0, 0.55, 0.50, 0.3)]
     s = summarize(rows)
@@ -40,7 +40,7 @@ def test_summarize_mean_std_and_table(tmp_path):
 
 
 def test_study_config_validation():
-    from fervid.study import StudyConfig
+    from fervid.training.study import StudyConfig
 
     with pytest.raises(ValueError, match="strategy"):
         StudyConfig(strategies=["none", "bogus"]).validate()
@@ -52,8 +52,8 @@ def test_study_config_validation():
 def test_run_study_tiny_grid_end_to_end(fer_data, tmp_path):
     """Two strategies x two seeds, 1 epoch on 200 images, small test splits: real training
     runs selected on PublicTest and reported on PrivateTest; a second call resumes."""
-    from fervid.study import StudyConfig, run_study
-    from fervid.train import stratified_subset
+    from fervid.data.datasets import stratified_subset
+    from fervid.training.study import StudyConfig, run_study
 
     keep = [np.flatnonzero(fer_data.splits == "Training")]
     for s in ("PublicTest", "PrivateTest"):

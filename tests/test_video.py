@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from fervid.cli import main
-from fervid.detect import FaceBox
-from fervid.video import IoUTracker, Timeline, VideoOpenError
+from fervid.inference.detect import FaceBox
+from fervid.inference.video import IoUTracker, Timeline, VideoOpenError
 
 # ------------------------------------------------------------------ no data needed
 
@@ -56,7 +56,7 @@ def _grey_frames(n: int, w: int = 160, h: int = 120) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def rec():
-    from fervid.recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     return EmotionRecognizer("fast", device="cpu").load()
 
@@ -210,7 +210,7 @@ def test_cli_video_on_real_clip(clip, tmp_path, capsys):
 def test_cli_interrupt_and_headless_show(tmp_path, capsys, monkeypatch):
     """Ctrl-C mid-stream: exit 130 with the CSV and summary holding every processed frame;
     --show without a display falls back to headless."""
-    import fervid.video as video
+    import fervid.inference.video as video
 
     path = _write_video(tmp_path / "grey.avi", _grey_frames(20))
     real_add = video.Timeline.add

@@ -10,23 +10,27 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_dataset": "data", "load_fer2013": "data", "load_image_folder": "data", "FERData": "data", "FERDataError": "data",
-    "load_ferplus": "ferplus",
+    "load_dataset": "data.datasets", "load_fer2013": "data.datasets", "load_image_folder": "data.datasets",
+    "FERData": "data.datasets", "FERDataError": "data.datasets",
+    "load_ferplus": "data.ferplus",
     "create_model": "models", "list_models": "models", "register_model": "models",
-    "load_model": "checkpoint",
-    "train": "train", "TrainConfig": "train",
+    "load_model": "models.checkpoint",
+    "train": "training.loop", "TrainConfig": "training.config",
     "FER2013": "emotions", "FERPLUS": "emotions",
-    "EmotionRecognizer": "recognizer",
+    "EmotionRecognizer": "inference.recognizer",
+    "FervidError": "errors",
 }
 
 if TYPE_CHECKING:
-    from .checkpoint import load_model
-    from .data import FERData, FERDataError, load_dataset, load_fer2013, load_image_folder
-    from .emotions import FER2013, FERPLUS
-    from .ferplus import load_ferplus
-    from .models import create_model, list_models, register_model
-    from .recognizer import EmotionRecognizer
-    from .train import TrainConfig, train
+    from fervid.data.datasets import FERData, FERDataError, load_dataset, load_fer2013, load_image_folder
+    from fervid.data.ferplus import load_ferplus
+    from fervid.emotions import FER2013, FERPLUS
+    from fervid.errors import FervidError
+    from fervid.inference.recognizer import EmotionRecognizer
+    from fervid.models import create_model, list_models, register_model
+    from fervid.models.checkpoint import load_model
+    from fervid.training.config import TrainConfig
+    from fervid.training.loop import train
 
 
 def __getattr__(name: str) -> Any:

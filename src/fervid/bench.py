@@ -41,7 +41,7 @@ def set_threads(threads: int) -> None:
 
 def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None) -> Path:
     """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``)."""
-    from .export import export_onnx
+    from fervid.export.onnx import export_onnx
 
     path = Path(out_dir) / f"{Path(str(model)).stem}-int8.onnx"
     if not path.is_file():
@@ -52,7 +52,7 @@ def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike |
 def make_classifier(model: str, backend: str, threads: int, work_dir: str | os.PathLike,
                     data: str | os.PathLike | None) -> Any:
     """A classifier for one benchmark row (``backend`` in :data:`BENCH_BACKENDS`)."""
-    from .backends import load_classifier
+    from fervid.inference.backends import load_classifier
 
     if backend == "onnx-int8":
         return load_classifier(str(int8_model(model, work_dir, data)), backend="onnx", threads=threads)
@@ -121,15 +121,15 @@ def bench_pipeline(source: str | os.PathLike, *, model: str = "fast", backend: s
                    threads: int = 2, repeats: int = 3, draw: bool = True) -> dict[str, Any]:
     """End-to-end fps of stream + draw over the whole video (median of ``repeats`` passes
     after a warm-up pass) and mean ms per frame of each stage, for the median pass."""
-    from .draw import annotate
-    from .recognizer import EmotionRecognizer
-    from .video import DEFAULT_DETECT_EVERY, STAGES
+    from fervid.inference.draw import annotate
+    from fervid.inference.recognizer import EmotionRecognizer
+    from fervid.inference.video import DEFAULT_DETECT_EVERY, STAGES
 
     set_threads(threads)
     de = DEFAULT_DETECT_EVERY if detect_every is None else detect_every
     rec = EmotionRecognizer(model, detector=detector, device="cpu", backend=backend).load()
     if backend in ("onnx", "auto") and hasattr(rec.classifier, "session"):
-        from .backends import OnnxClassifier
+        from fervid.inference.backends import OnnxClassifier
 
         rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
@@ -162,9 +162,9 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
                         work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
     images of ``data``), and top-label agreement of each ONNX model with torch."""
-    from .backends import load_classifier
-    from .data import load_dataset
-    from .export import read_metadata
+    from fervid.data.datasets import load_dataset
+    from fervid.inference.onnx import read_metadata
+    from fervid.inference.backends import load_classifier
 
     set_threads(threads)
     d = load_dataset(data)

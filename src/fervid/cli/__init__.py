@@ -39,7 +39,7 @@ def parse_set(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from fervid import __version__
 
     parser = argparse.ArgumentParser(prog="fervid", description="Facial emotion recognition toolkit.")
     parser.add_argument("--version", action="version", version=f"fervid {__version__}")
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from ..data import FERDataError
+    from fervid.data.datasets import FERDataError
 
     try:
         return int(args._run(args) or 0)

@@ -41,14 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..bench import bench_classifiers, bench_int8_accuracy, bench_pipeline
-    from ..export import default_calibration_data
+    from fervid.bench import bench_classifiers, bench_int8_accuracy, bench_pipeline
+    from fervid.runtime import fer2013_csv
 
     what = {w.strip() for w in args.what.split(",") if w.strip()}
     bad = what - {"classifier", "video", "int8"}
     if bad:
         raise ValueError(f"--what: unknown part(s) {sorted(bad)}; choose from classifier, video, int8")
-    data = Path(args.data) if args.data else default_calibration_data()
+    data = Path(args.data) if args.data else fer2013_csv()
     if data is None or not data.exists():
         raise FileNotFoundError("FER2013 data not found: pass --data PATH/fer2013.csv.gz or set FERVID_DATA")
     models = [m for m in args.models.split(",") if m]
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
           f"load average {os.getloadavg()[0]:.1f} at start")
     results: dict[str, object] = {}
     if "classifier" in what:
-        from ..data import load_dataset
+        from fervid.data.datasets import load_dataset
 
         d = load_dataset(data)
         faces = d.images[d.splits == "PrivateTest"][:1024]

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..calibration import calibrate
+    from fervid.evaluation.calibration import calibrate
 
     info = calibrate(args.model, args.data, args.out, split=args.split, tta=args.tta, device=args.device)
     print(json.dumps(info, indent=2))

@@ -60,23 +60,23 @@ def _report_skipped(data: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
+    from fervid.data.datasets import load_dataset
 
     data = load_dataset(args.path, strict=not getattr(args, "lenient", False))
     if args.data_verb == "info":
-        from ..stats import dataset_info, format_info
+        from fervid.data.stats import dataset_info, format_info
 
         info = dataset_info(data, args.ferplus)
         print(json.dumps(_json_safe(info), allow_nan=False) if args.json else format_info(info))
     elif args.data_verb == "show":
-        from ..plots import sample_grid
+        from fervid.data.plots import sample_grid
 
         _report_skipped(data)
         out = sample_grid(data, args.out, split=args.split, per_class=args.per_class, ferplus=args.ferplus,
                           seed=args.seed)
         print(f"wrote {out}")
     elif args.data_verb == "pack":
-        from ..data import save_pack
+        from fervid.data.datasets import save_pack
 
         _report_skipped(data)
         if args.splits:

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import EvalConfig, evaluate, summary_table, write_calibrated
+    from fervid.evaluation.evaluate import EvalConfig, evaluate, summary_table, write_calibrated
 
     cfg = EvalConfig(models=list(args.models), data=args.data, split=args.split, tta=args.tta, ensemble=args.ensemble,
                      out=args.out, device=args.device, batch_size=args.batch_size, amp=args.amp, calibrate=args.calibrate,

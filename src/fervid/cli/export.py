@@ -43,13 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import onnx_available
+    from fervid.inference.backends import onnx_available
 
     if not onnx_available():
         raise ValueError("export needs onnx and onnxruntime: pip install 'fervid[onnx]'")
     if not str(args.out).lower().endswith(".onnx"):
         raise ValueError(f"--out {args.out}: the file name must end in .onnx")
-    from ..export import export_onnx
+    from fervid.export.onnx import export_onnx
 
     report = export_onnx(args.model, args.out, int8=args.int8, calibration_data=args.calibration_data,
                          n_calibration=args.n_calibration, calibration_method=args.calibration_method,

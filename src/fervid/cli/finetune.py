@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_set_option, parse_set
+from fervid.cli import add_set_option, parse_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..ferplus import TARGETS
+    from fervid.data.ferplus import TARGETS
 
     p = sub.add_parser(
         "finetune", help="fine-tune a fervid model on new data or a new label set; writes a normal checkpoint",
@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..finetune import TIMM_PREFIX, finetune
+    from fervid.training.finetune import finetune
+    from fervid.training.warmstart import TIMM_PREFIX
 
     extra = parse_set(args.set)
     if args.timm_weights:

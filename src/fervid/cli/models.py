@@ -11,8 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import bundled_models
-    from ..models import count_parameters, create_model, describe_models
+    from fervid.models import count_parameters, create_model, describe_models
+    from fervid.models.checkpoint import bundled_models
 
     archs: dict[str, dict] = {}
     for n, d in describe_models().items():

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _image_extensions() -> set[str]:
-    from ..data import IMAGE_EXTENSIONS
+    from fervid.data.datasets import IMAGE_EXTENSIONS
 
     return set(IMAGE_EXTENSIONS)
 
@@ -107,10 +107,10 @@ def _summary(res) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data import FERDataError
-    from ..detect import DEFAULT_DETECTOR
-    from ..io import load_image
-    from ..recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
+    from fervid.data.datasets import FERDataError
+    from fervid.data.io import load_image
+    from fervid.inference.detect import DEFAULT_DETECTOR
+    from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
                             backend=args.backend,
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         if out_dir is not None:
             from PIL import Image
 
-            from ..draw import annotate
+            from fervid.inference.draw import annotate
 
             dest = _out_path(out_dir, path, used)
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_set_option, parse_set
+from fervid.cli import add_set_option, parse_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imbalance import STRATEGIES
-    from ..study import StudyConfig, run_study
+    from fervid.training.imbalance import STRATEGIES
+    from fervid.training.study import StudyConfig, run_study
 
     overrides = parse_set(args.set)
     cfg = StudyConfig(data=args.data, models=list(args.models), strategies=list(args.strategies or STRATEGIES),

@@ -3,12 +3,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_set_option, parse_set
+from fervid.cli import add_set_option, parse_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..imbalance import STRATEGIES
-    from ..ferplus import TARGETS
+    from fervid.data.ferplus import TARGETS
+    from fervid.training.imbalance import STRATEGIES
 
     p = sub.add_parser("train", help="train a model (selects on PublicTest, reports PrivateTest once)")
     p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_config, train
+    from fervid.training.config import load_config
+    from fervid.training.loop import train
 
     extra = parse_set(args.set)
     keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",

@@ -87,9 +87,9 @@ class _Writer:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..detect import DEFAULT_DETECTOR
-    from ..recognizer import EmotionRecognizer
-    from ..video import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH, Timeline, plot_timeline, write_summary
+    from fervid.inference.detect import DEFAULT_DETECTOR
+    from fervid.inference.recognizer import EmotionRecognizer
+    from fervid.inference.video import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH, Timeline, plot_timeline, write_summary
 
     if args.out and not args.out.lower().endswith((".mp4", ".avi")):
         raise ValueError(f"--out {args.out}: the annotated video must end in .mp4 or .avi")
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import cv2
 
-        from ..draw import annotate
+        from fervid.inference.draw import annotate
 
         for fr in stream:
             timeline.add(fr)

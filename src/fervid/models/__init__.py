@@ -12,8 +12,8 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..emotions import FER2013
-from ..preprocess import PreprocessConfig
+from fervid.data.preprocess import PreprocessConfig
+from fervid.emotions import FER2013
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -58,7 +58,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def _load_families() -> None:
     # Imported lazily so that `import fervid` stays cheap; each import registers its models.
-    from . import convnext, fast, resnet, timm_backbone, vgg  # noqa: F401
+    from fervid.models import convnext, fast, resnet, timm_backbone, vgg  # noqa: F401
 
 
 def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register_model
+from fervid.models import register_model
 
 
 class LayerNorm2d(nn.LayerNorm):

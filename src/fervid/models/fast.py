@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import conv_bn_act, register_model
+from fervid.models import conv_bn_act, register_model
 
 
 class FastCNN(nn.Module):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import register_model
+from fervid.models import register_model
 
 
 class BasicBlock(nn.Module):

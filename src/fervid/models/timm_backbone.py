@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from . import register_model
+from fervid.models import register_model
 
 
 @register_model

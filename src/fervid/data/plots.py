@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .emotions import FERPLUS8, FERPLUS_EXTRA
+from fervid.emotions import FERPLUS8, FERPLUS_EXTRA
 
 if TYPE_CHECKING:
-    from .data import FERData
-    from .ferplus import FERPlusVotes
+    from fervid.data.datasets import FERData
+    from fervid.data.ferplus import FERPlusVotes
 
 #: One colour per emotion (FERPLUS8 order), then unknown and not-a-face.
 EMOTION_COLORS: dict[str, str] = {
@@ -66,7 +66,7 @@ def sample_grid(
     votes = None
     keep = maj = None
     if ferplus is not None:
-        from .ferplus import FERPlusVotes, align, load_ferplus, targets
+        from fervid.data.ferplus import FERPlusVotes, align, load_ferplus, targets
 
         fp = ferplus if isinstance(ferplus, FERPlusVotes) else load_ferplus(ferplus)
         votes = align(data, fp)

@@ -30,8 +30,8 @@ import numpy as np
 #: four FER+ modes of Barsoum et al. 2016.
 TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
 
-from .data import BadRecord, FERData, FERDataError
-from .emotions import FERPLUS, FERPLUS8, FERPLUS_EXTRA, FERPLUS_TO_FERPLUS8, SPLITS
+from fervid.data.datasets import BadRecord, FERData, FERDataError
+from fervid.emotions import FERPLUS, FERPLUS8, FERPLUS_EXTRA, FERPLUS_TO_FERPLUS8, SPLITS
 
 TargetMode = Literal["majority", "probability", "crossentropy", "multilabel"]
 TARGET_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multilabel")

@@ -1,6 +1,6 @@
 """Export a fervid model to ONNX (fp32, or int8 with static QDQ quantization).
 
->>> from fervid.export import export_onnx
+>>> from fervid.export.onnx import export_onnx
 >>> report = export_onnx("fast", "fast.onnx")                        # fp32, dynamic batch
 >>> report = export_onnx("default", "m.onnx", int8=True,
 ...                      calibration_data="shared/data/fer2013/fer2013.csv.gz")
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import tempfile
 import warnings
@@ -41,14 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.inference.onnx import OPSET, normalize_faces, onnx_session, set_metadata, to_onnx_bytes
+from fervid.runtime import fer2013_csv, softmax
+
 if TYPE_CHECKING:
     import torch
 
-    from .preprocess import PreprocessConfig
+    from fervid.data.preprocess import PreprocessConfig
 
-OPSET = 17
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-META_PREFIX = "fervid."
 DEFAULT_CALIBRATION = "percentile"
 """Activation ranges from the 99.99th percentile: on PublicTest it kept more top labels of
 the default model than min-max ranges (97.6% vs 97.2% fully int8; benchmarks/realtime.md)."""
@@ -105,72 +105,22 @@ class ExportReport:
 
 # --------------------------------------------------------------------------- helpers
 
-def normalize_faces(faces: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """uint8 ``N x H x W`` grey faces -> float32 ``N x C x S x S`` input of an exported model
-    (numpy twin of :func:`fervid.preprocess.to_tensor`; other sizes are resized with OpenCV's
-    area/linear interpolation, which differs slightly from torch's antialiased resize)."""
-    faces = np.asarray(faces)
-    if faces.ndim == 2:
-        faces = faces[None]
-    s = int(cfg.input_size)
-    if faces.shape[1:] != (s, s):
-        import cv2
-
-        interp = cv2.INTER_AREA if max(faces.shape[1:]) > s else cv2.INTER_LINEAR
-        faces = np.stack([cv2.resize(f, (s, s), interpolation=interp) for f in faces]) if len(faces) \
-            else np.zeros((0, s, s), np.uint8)
-    x = faces.astype(np.float32)[:, None]
-    x *= np.float32(1.0 / (255.0 * cfg.std))
-    x -= np.float32(cfg.mean / cfg.std)
-    if cfg.in_chans != 1:
-        x = np.repeat(x, cfg.in_chans, axis=1)
-    return np.ascontiguousarray(x)
-
-
-def _softmax(z: np.ndarray, t: float) -> np.ndarray:
-    z = np.asarray(z, np.float64) / t
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def _load_torch_model(model: Any) -> torch.nn.Module:
     import torch
 
-    from .checkpoint import load_model
+    from fervid.models.checkpoint import load_model
 
     m = model if isinstance(model, torch.nn.Module) else load_model(model, device="cpu")
     return m.eval().float().cpu()
-
-
-def model_source(model: Any) -> str:
-    """A short name for where a model came from (stored as ``fervid.source``)."""
-    meta = getattr(model, "checkpoint_meta", None)
-    if isinstance(meta, dict) and meta.get("source"):
-        return str(meta["source"])
-    return str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
-
-
-def default_calibration_data() -> Path | None:
-    """The FER2013 CSV to calibrate on when none is given: ``$FERVID_DATA/fer2013/``, else
-    ``shared/data/fer2013/`` or ``../shared/data/fer2013/`` from the working directory
-    (``fer2013.csv.gz`` or ``fer2013.csv``); ``None`` if there is none."""
-    roots = ([Path(os.environ["FERVID_DATA"])] if os.environ.get("FERVID_DATA") else []) + \
-        [Path("shared/data"), Path("../shared/data")]
-    for root in roots:
-        for name in ("fer2013.csv.gz", "fer2013.csv"):
-            if (root / "fer2013" / name).is_file():
-                return root / "fer2013" / name
-    return None
 
 
 def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, split: str = "Training",
                            seed: int = 0) -> np.ndarray:
     """``n`` uint8 faces for int8 calibration: a random (seeded) sample of ``split`` from a
     dataset fervid can read (FER2013 CSV, image folder), or all images of a ``.npy`` array
-    (``N x H x W`` uint8). ``path=None``: see :func:`default_calibration_data`."""
+    (``N x H x W`` uint8). ``path=None``: see :func:`fervid.runtime.fer2013_csv`."""
     if path is None:
-        path = default_calibration_data()
+        path = fer2013_csv()
         if path is None:
             raise ValueError("int8 export needs calibration images: pass --calibration-data PATH "
                              "(the FER2013 CSV, an image folder or an .npy of uint8 faces) or set FERVID_DATA")
@@ -182,7 +132,7 @@ def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, 
         if faces.dtype != np.uint8 or faces.ndim != 3:
             raise ValueError(f"{path}: expected a uint8 N x H x W array, got {faces.dtype} {faces.shape}")
         return faces[:n]
-    from .data import load_dataset
+    from fervid.data.datasets import load_dataset
 
     data = load_dataset(path)
     idx = np.flatnonzero(data.splits == split)
@@ -193,68 +143,6 @@ def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, 
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
     return data.images[pick]
-
-
-def _torch_to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
-    import torch
-
-    cfg = model.preprocess
-    x = torch.zeros(2, int(cfg.in_chans), int(cfg.input_size), int(cfg.input_size))
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
-    return buf.getvalue()
-
-
-def _set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
-    cfg = model.preprocess
-    meta = {
-        "labels": json.dumps(list(cfg.labels)),
-        "preprocess": json.dumps(cfg.to_dict()),
-        "temperature": repr(float(getattr(model, "temperature", 1.0))),
-        "input": (f"float32 N x {cfg.in_chans} x {cfg.input_size} x {cfg.input_size}: grey face crop "
-                  f"(face_margin {cfg.face_margin} per side), pixels/255, minus mean {cfg.mean}, over std {cfg.std}"),
-        "quantization": quantization,
-        "source": model_source(model),
-    }
-    try:
-        from . import __version__
-        meta["version"] = str(__version__)
-    except ImportError:  # pragma: no cover
-        pass
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        e = proto.metadata_props.add()
-        e.key, e.value = META_PREFIX + k, v
-    proto.producer_name = "fervid"
-
-
-def read_metadata(path_or_proto: Any) -> dict[str, Any]:
-    """The ``fervid.*`` metadata of an exported model (file path, bytes or ``ModelProto``):
-    ``labels`` (tuple), ``preprocess`` (:class:`PreprocessConfig`), ``temperature`` (float),
-    and the other entries as strings. Raises ``ValueError`` if the file was not made by fervid."""
-    import onnx
-
-    from .preprocess import PreprocessConfig
-
-    if isinstance(path_or_proto, (str, os.PathLike)):
-        proto = onnx.load(str(path_or_proto), load_external_data=False)
-    elif isinstance(path_or_proto, (bytes, bytearray)):
-        proto = onnx.load_from_string(bytes(path_or_proto))
-    else:
-        proto = path_or_proto
-    raw = {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
-    if "labels" not in raw or "preprocess" not in raw:
-        raise ValueError(f"{path_or_proto if isinstance(path_or_proto, (str, os.PathLike)) else 'ONNX model'}: "
-                         "no fervid metadata (labels, preprocess); export it with `fervid export`")
-    out: dict[str, Any] = dict(raw)
-    out["labels"] = tuple(json.loads(raw["labels"]))
-    out["preprocess"] = PreprocessConfig.from_dict(json.loads(raw["preprocess"]))
-    out["temperature"] = float(raw.get("temperature", "1.0"))
-    return out
 
 
 class _FaceReader:
@@ -282,7 +170,12 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: n
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
     stay fp32 (:func:`fp32_nodes`)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -329,35 +222,15 @@ def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0) -> list[str]:
     return [nodes[i].name for i in sorted(keep) if nodes[i].name]
 
 
-def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None) -> Any:
-    """An onnxruntime CPU ``InferenceSession`` (all graph optimisations; ``threads`` intra-op)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    so.log_severity_level = 3
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-
 def _probs_torch(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
-    import torch
+    from fervid.inference.logits import tta_logits
 
-    from .preprocess import to_tensor
-
-    t = float(getattr(model, "temperature", 1.0))
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(faces), 256):
-            out.append(model(to_tensor(faces[i:i + 256], model.preprocess)).float().numpy())
-    return _softmax(np.concatenate(out), t)
+    return softmax(tta_logits(model, faces).numpy(), float(getattr(model, "temperature", 1.0)))
 
 
 def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float) -> np.ndarray:
     out = [sess.run(None, {"input": normalize_faces(faces[i:i + 256], cfg)})[0] for i in range(0, len(faces), 256)]
-    return _softmax(np.concatenate(out), t)
+    return softmax(np.concatenate(out), t)
 
 
 def compare_with_torch(onnx_model: str | os.PathLike | bytes, model: Any, faces: np.ndarray) -> tuple[float, float]:
@@ -403,7 +276,7 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
             PublicTest faces of the calibration dataset (the selection split; without one,
             faces not used for calibration). Without such faces: 0.
         check: compare the exported model's probabilities with PyTorch's, on 256
-            PublicTest faces of the calibration dataset (or of :func:`default_calibration_data`),
+            PublicTest faces of the calibration dataset (or of :func:`fervid.runtime.fer2013_csv`),
             never the calibration images themselves; on synthetic images if there is no data.
     """
     import onnx
@@ -419,7 +292,7 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
         held_out = calibration_data[n_calibration:n_calibration + 256]
         select = calibration_data[n_calibration:][:n_selection]
     else:
-        source = calibration_data if calibration_data is not None else default_calibration_data()
+        source = calibration_data if calibration_data is not None else fer2013_csv()
         has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
         if int8 or calibration_data is not None:
             calib = load_calibration_faces(calibration_data, n=n_calibration)
@@ -427,10 +300,10 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
             held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
         if int8 and fp32_tail is None and has_splits:
             select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
-    proto = onnx.load_from_string(_torch_to_onnx_bytes(m, opset))
+    proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     tail, sel_agree, n_sel = 0.0, float("nan"), 0
     if not int8:
-        _set_metadata(proto, m, "none")
+        set_metadata(proto, m, "none")
         onnx.save(proto, str(out))
     else:
         assert calib is not None
@@ -446,7 +319,7 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
                                                     per_channel, min_agreement)
                 n_sel = len(select)
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
-            _set_metadata(q, m, f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
+            set_metadata(q, m, f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
                                 f"-fp32-tail-{tail:g}")
             onnx.save(q, str(out))
     diff, agree, n = float("nan"), float("nan"), 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import FERData
+from fervid.data.datasets import FERData
 
 
 def dataset_info(data: FERData, ferplus_path: str | None = None) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def dataset_info(data: FERData, ferplus_path: str | None = None) -> dict[str, An
     if data.skipped:
         info["skipped"] = {"count": len(data.skipped), "records": [str(s) for s in data.skipped[:50]]}
     if ferplus_path:
-        from .emotions import FERPLUS8
-        from .ferplus import agreement_stats, align, load_ferplus, targets
+        from fervid.data.ferplus import agreement_stats, align, load_ferplus, targets
+        from fervid.emotions import FERPLUS8
 
         votes = load_ferplus(ferplus_path, expected_rows=data.source_rows)
         v = align(data, votes)

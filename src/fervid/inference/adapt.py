@@ -14,7 +14,6 @@ no-op). ``benchmarks/transfer.md`` measures it on degraded FER2013 test images.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +43,8 @@ def adabn(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int =
     """
     from tqdm.auto import tqdm
 
-    from .inference import model_preprocess
-    from .preprocess import to_tensor
+    from fervid.data.preprocess import to_tensor
+    from fervid.inference.logits import model_preprocess
 
     n = len(images)
     if n < MIN_IMAGES:

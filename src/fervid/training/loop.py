@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,187 +17,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import AugmentConfig, augment, mix
-from .checkpoint import make_checkpoint, save_atomic
-from .data import FERData, load_dataset
-from .emotions import FER2013, FERPLUS8
-from .ferplus import TARGETS
-from .imbalance import STRATEGIES, dynamic_weights, focal_loss, soft_cross_entropy
-from .imbalance import plan as imbalance_plan
-from .models import count_parameters, create_model
-from .preprocess import PreprocessConfig
-
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; dumped to ``config.json`` in the run directory."""
-
-    data: str = ""
-    model: str = "fast_cnn"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    out: str = "runs/fervid"
-    epochs: int = 30
-    batch_size: int = 128
-    max_train_samples: int | None = None   # stratified subset of Training, for quick runs and tests
-    optimizer: str = "sgd"                 # sgd (Nesterov) | adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"               # cosine | step | plateau | constant
-    warmup_epochs: float = 1.0
-    step_epochs: list[int] = field(default_factory=lambda: [20, 40])
-    step_gamma: float = 0.1
-    plateau_patience: int = 5
-    plateau_factor: float = 0.5
-    label_smoothing: float = 0.0
-    grad_clip: float | None = 5.0
-    imbalance: str = "none"                # see fervid.imbalance.STRATEGIES
-    focal_gamma: float = 2.0
-    cb_beta: float = 0.9999
-    oversample_power: float = 1.0
-    targets: str = "fer2013"               # fer2013 | ferplus-{majority,probability,crossentropy,multilabel}
-    ferplus: str | None = None             # path to fer2013new.csv for ferplus-* targets
-    ferplus_classes: int = 8               # 8 (with contempt) or 7 (FER2013 classes)
-    multilabel_threshold: float = 0.3
-    multilabel_loss: str = "bce"           # bce (per-emotion binary CE) | max (Barsoum et al.: -log max_k in targets p_k)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    select_metric: str = "accuracy"        # accuracy | macro_f1, on PublicTest
-    early_stopping: int | None = None      # epochs without PublicTest improvement before stopping
-    device: str = "auto"
-    amp: bool = True                       # bf16 autocast where supported
-    channels_last: bool = True
-    compile: bool = False
-    seed: int = 0
-    workers_threads: int | None = None     # torch CPU threads (None: torch default)
-    progress: bool = True
-    eval_private: bool = True              # evaluate PrivateTest once at the end
-    time_budget_minutes: float | None = None  # fit the epoch count to a wall-clock budget (set after epoch 1)
-    # Transfer learning (see fervid.finetune): start from a checkpoint; a new head for new labels.
-    init_from: str | None = None           # bundled model name or checkpoint whose weights start the run
-    labels: list[str] | None = None        # class names for image-folder data (default: the FER2013 classes)
-    head: str = "mapped"                   # init_from: mapped (reuse rows of labels the base knows) | fresh
-    freeze: str = "none"                   # none | backbone (only the classifier head trains)
-    freeze_epochs: int | None = None       # freeze=backbone: unfreeze after this many epochs (None: never)
-    backbone_lr_mult: float = 1.0          # backbone lr = lr x this (lower for pretrained layers)
-    layer_lr_decay: float = 1.0            # each earlier backbone stage gets this factor more (discriminative lr)
-    val_fraction: float = 0.1              # share of Training held out for selection when the data has no PublicTest
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown training config key(s) {unknown}; valid: {sorted(names)}")
-        if isinstance(d.get("augment"), dict):
-            aug = d["augment"]
-            bad = sorted(set(aug) - {f.name for f in fields(AugmentConfig)})
-            if bad:
-                raise ValueError(f"unknown augment key(s) {bad}")
-            d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def validate(self) -> None:
-        if self.imbalance not in STRATEGIES:
-            raise ValueError(f"imbalance must be one of {STRATEGIES}, got {self.imbalance!r}")
-        if self.targets not in TARGETS:
-            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
-        if self.targets.startswith("ferplus") and not self.ferplus:
-            raise ValueError(f"targets={self.targets} needs ferplus=<path to fer2013new.csv>")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "step", "plateau", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}")
-        if self.select_metric not in ("accuracy", "macro_f1"):
-            raise ValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
-        if self.multilabel_loss not in ("bce", "max"):
-            raise ValueError(f"multilabel_loss must be bce or max, got {self.multilabel_loss!r}")
-        if self.head not in ("mapped", "fresh"):
-            raise ValueError(f"head must be mapped or fresh, got {self.head!r}")
-        if self.freeze not in ("none", "backbone"):
-            raise ValueError(f"freeze must be none or backbone, got {self.freeze!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-
-
-def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """A YAML recipe (optional) with keyword overrides applied on top (``None`` = keep)."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        import yaml
-
-        d = yaml.safe_load(Path(path).read_text()) or {}
-    for k, v in overrides.items():
-        if v is not None:
-            d[k] = v
-    return TrainConfig.from_dict(d)
-
+from fervid.data.datasets import FERData, load_dataset, stratified_subset
+from fervid.data.preprocess import PreprocessConfig
+from fervid.emotions import FER2013, FERPLUS8
+from fervid.models import count_parameters, create_model
+from fervid.models.checkpoint import make_checkpoint, save_atomic
+from fervid.inference.logits import tta_logits
+from fervid.runtime import autocast, resolve_device
+from fervid.training.augment import augment, mix
+from fervid.training.config import TrainConfig
+from fervid.training.imbalance import dynamic_weights, focal_loss, soft_cross_entropy
+from fervid.training.imbalance import plan as imbalance_plan
 
 # ----------------------------------------------------------------------------- helpers
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-    except AttributeError:
-        return False
-
-
-def autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
-    if device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled and cpu_has_bf16())
-    return torch.autocast(device.type, enabled=False)
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices keeping each class's share (every class keeps at least one image)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    classes = np.unique(labels)
-    for c in classes:
-        idx = np.flatnonzero(labels == c)
-        k = max(1, int(round(n * len(idx) / len(labels))))
-        out.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-    return np.sort(np.concatenate(out))
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray | torch.Tensor, *, batch_size: int = 512,
-                   device: torch.device | str = "cpu", amp: bool = True, flip: bool = False) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 faces ``N x H x W`` using the model's preprocessing."""
-    from .preprocess import to_tensor
-
-    device = torch.device(device)
-    model.eval()
-    pre: PreprocessConfig = model.preprocess
-    out = []
-    cl = next(model.parameters()).is_contiguous(memory_format=torch.channels_last) if any(True for _ in model.parameters()) else False
-    for i in range(0, len(images), batch_size):
-        x = to_tensor(images[i:i + batch_size], pre, device)
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
-            y = model(x).float()
-            if flip:
-                y = (y + model(torch.flip(x, dims=[3])).float()) / 2
-        out.append(y.cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(pre.labels))
-
 
 def basic_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, f1_score, recall_score
@@ -213,7 +45,7 @@ def basic_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dic
 # -------------------------------------------------------------------------- the data
 
 @dataclass
-class _Split:
+class Split:
     images: np.ndarray
     labels: np.ndarray          # int class for selection metrics (-1: excluded)
     targets: np.ndarray         # int labels, or N x K floats (soft / multi-label)
@@ -238,7 +70,7 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     return dataclasses.replace(data, splits=splits) if (splits != data.splits).any() else data
 
 
-def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[str, ...]]:
+def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], tuple[str, ...]]:
     if cfg.targets == "fer2013":
         names = tuple(data.label_names)  # FER2013, or a folder's own label set (cfg.labels)
         data = _standard_splits(cfg, data)
@@ -247,9 +79,9 @@ def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[
             if s in data.split_names:
                 d = data.split(s)
                 d = d.select(d.labels >= 0)  # images of classes outside the label set
-                out[s] = _Split(d.images, d.labels, d.labels)
+                out[s] = Split(d.images, d.labels, d.labels)
         return out, names
-    from .ferplus import align, load_ferplus, targets
+    from fervid.data.ferplus import align, load_ferplus, targets
 
     votes_all = load_ferplus(cfg.ferplus, expected_rows=None)  # type: ignore[arg-type]
     mode = cfg.targets.split("-", 1)[1]
@@ -268,10 +100,10 @@ def _prepare(cfg: TrainConfig, data: FERData) -> tuple[dict[str, _Split], tuple[
         maj, maj_keep = targets(v, "majority")
         if s == "Training":
             # FER+ rule: unknown / not-a-face / no-agreement images are not trained on.
-            out[s] = _Split(d.images[keep], np.where(maj_keep, maj, -1)[keep], tgt[keep])
+            out[s] = Split(d.images[keep], np.where(maj_keep, maj, -1)[keep], tgt[keep])
         else:
             # Evaluation uses the majority label where one exists (the FER+ test protocol).
-            out[s] = _Split(d.images[maj_keep], maj[maj_keep], maj[maj_keep])
+            out[s] = Split(d.images[maj_keep], maj[maj_keep], maj[maj_keep])
     return out, names
 
 
@@ -330,22 +162,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     np.random.seed(cfg.seed)
 
     if data is None and cfg.labels:
-        from .finetune import load_training_data
+        from fervid.data.datasets import load_training_data
 
         data = load_training_data(cfg.data, cfg.labels)  # an image folder with its own label set
     data = data if data is not None else load_dataset(cfg.data)
-    splits, names = _prepare(cfg, data)
+    splits, names = prepare_splits(cfg, data)
     train_s, val_s = splits["Training"], splits["PublicTest"]
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
         idx = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
-        train_s = _Split(train_s.images[idx], train_s.labels[idx], train_s.targets[idx])
+        train_s = Split(train_s.images[idx], train_s.labels[idx], train_s.targets[idx])
     k = len(names)
     soft = train_s.targets.ndim == 2
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
 
     if cfg.init_from:
-        from .finetune import init_model
+        from fervid.training.warmstart import init_model
 
         model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
     else:
@@ -354,7 +186,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         model = model.to(memory_format=torch.channels_last)
     pre: PreprocessConfig = model.preprocess
     fwd = torch.compile(model) if cfg.compile else model
-    from .finetune import param_groups
+    from fervid.training.optim import param_groups
 
     groups = param_groups(model, cfg)  # weight decay on weights only; per-stage "lr_scale" for fine-tuning
     if cfg.optimizer == "sgd":
@@ -411,7 +243,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         w_t = torch.tensor(weights, device=device)
         model.train()
         if cfg.freeze != "none":
-            from .finetune import apply_freeze
+            from fervid.training.optim import apply_freeze
 
             apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
         tot_loss = tot_correct = tot_seen = 0.0
@@ -458,7 +290,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         bar.close()
         train_time = time.time() - t0
         # Model selection: PublicTest only.
-        val_pred = predict_logits(model, val_s.images, device=device, amp=cfg.amp).argmax(1).numpy()
+        val_pred = tta_logits(model, val_s.images, "none", device, batch_size=512).argmax(1).numpy()
         vm = basic_metrics(val_s.labels, val_pred, k)
         score = vm[cfg.select_metric]
         rec = {"epoch": epoch + 1, "train_loss": tot_loss / tot_seen, "train_acc": tot_correct / tot_seen,
@@ -519,7 +351,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         if split not in splits or (split == "PrivateTest" and not cfg.eval_private):
             continue
         s = splits[split]
-        pred = predict_logits(model, s.images, device=device, amp=cfg.amp).argmax(1).numpy()
+        pred = tta_logits(model, s.images, "none", device, batch_size=512).argmax(1).numpy()
         final[split] = basic_metrics(s.labels, pred, k)
     ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
     save_atomic(ck, best_path)

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from .detect import FaceBox, iou
+from fervid.inference.detect import FaceBox, iou
 
 if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
 VideoSource = Union[str, os.PathLike, int, Iterable[np.ndarray]]
 """A video file path, a camera index (``0`` or ``"0"``), or an iterable of BGR frames."""
@@ -381,7 +381,7 @@ class VideoStream(Iterator[FrameResult]):
     def _detect(self, gray: np.ndarray, key: bool) -> tuple[list[FaceBox], bool]:
         import cv2
 
-        from .detect import HaarDetector
+        from fervid.inference.detect import HaarDetector
 
         det = self.recognizer.detector
         if key or getattr(det, "whole_image", False):
@@ -406,15 +406,15 @@ class VideoStream(Iterator[FrameResult]):
             # not re-detected (a Haar miss on a turned or blurred face): keep the last box
             # until the next key frame, where the full-frame detection decides
             found.append(max(boxes, key=lambda b: (iou(b, t.box), b.score)) if boxes else t.box)
-        from .detect import _sort_reading_order, non_max_suppression
+        from fervid.inference.detect import non_max_suppression, sort_reading_order
 
-        return _sort_reading_order(non_max_suppression(found)), False
+        return sort_reading_order(non_max_suppression(found)), False
 
     def _run(self) -> Iterator[FrameResult]:
         import cv2
 
-        from .backends import softmax
-        from .recognizer import crop_face
+        from fervid.inference.crop import crop_face
+        from fervid.runtime import softmax
 
         rec = self.recognizer
         clf = rec.classifier
@@ -649,7 +649,7 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .draw import color_for
+    from fervid.inference.draw import color_for
 
     ids = sorted(timeline.series, key=lambda i: -len(timeline.series[i]))[:max_faces]
     ids.sort()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 
-from .data import FERDataError
+from fervid.data.datasets import FERDataError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

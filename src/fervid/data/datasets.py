@@ -13,6 +13,7 @@ and field. With ``strict=False`` bad rows/files are skipped instead and listed, 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .emotions import FER2013, SPLITS, try_canonical
+from fervid.emotions import FER2013, SPLITS, try_canonical
+from fervid.runtime import cache_dir
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -162,15 +164,6 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    """Where parsed datasets are cached: ``$FERVID_CACHE`` or ``~/.cache/fervid``."""
-    env = os.environ.get("FERVID_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fervid"
 
 
 class _ArchiveText(io.TextIOWrapper):
@@ -477,7 +470,7 @@ def _subdirs(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
 
 
-def _iter_class_dirs(root: Path, names: Sequence[str]) -> Iterator[tuple[str | None, Path, str]]:
+def iter_class_dirs(root: Path, names: Sequence[str]) -> Iterator[tuple[str | None, Path, str]]:
     """Yield (folder split or None, class dir, class name) for both supported layouts.
 
     ``<root>/<class>/*`` when every sub-folder is a class name, or none of them has
@@ -521,7 +514,7 @@ def load_image_folder(
     files: list[str] = []
     skipped: list[BadRecord] = []
     unmapped: dict[Path, int] = {}
-    for folder_split, cdir, cname in _iter_class_dirs(root, names):
+    for folder_split, cdir, cname in iter_class_dirs(root, names):
         label = names.index(cname) if cname in names else -1
         for f in sorted(cdir.iterdir()):
             if not f.is_file() or f.name.startswith(".") or f.name.lower() in _JUNK_FILES:
@@ -569,17 +562,69 @@ def load_dataset(path: str | os.PathLike, *, strict: bool = True, cache: bool = 
     return load_fer2013(p, strict=strict, cache=cache)
 
 
-def default_data_root() -> Path | None:
-    """``$FERVID_DATA`` or ``../shared/data`` next to the current checkout, if present."""
-    env = os.environ.get("FERVID_DATA")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [parent / "shared" / "data" for parent in here.parents]
-    candidates += [parent.parent / "shared" / "data" for parent in here.parents]
-    for c in candidates:
-        if (c / "fer2013").is_dir():
-            return c
-    return None
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices keeping each class's share (every class keeps at least one image)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    classes = np.unique(labels)
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        k = max(1, int(round(n * len(idx) / len(labels))))
+        out.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(out))
+
+
+# ------------------------------------------------------------------ label sets
+
+def normalize_labels(labels: Sequence[str] | str) -> tuple[str, ...]:
+    """Label names as fervid writes them: emotion synonyms become the canonical name
+    (``Anger`` -> ``angry``), other names are kept (stripped). ``"a,b,c"`` is split."""
+    from fervid.emotions import try_canonical
+
+    if isinstance(labels, str):
+        labels = [s for s in labels.split(",")]
+    out = tuple((try_canonical(s) or s.strip()) for s in labels if s.strip())
+    if len(out) < 2:
+        raise ValueError(f"need at least two labels, got {list(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"labels name the same class twice: {list(out)}")
+    return out
+
+
+def folder_labels(path: str | os.PathLike) -> tuple[str, ...]:
+    """The class folders of an image folder (``<root>/<class>/*`` or ``<root>/<split>/<class>/*``)
+    as labels, in FER2013 order for emotions, then other names alphabetically."""
+    from fervid.emotions import FERPLUS8
+
+    names = {cname for _, _, cname in iter_class_dirs(Path(path), FERPLUS8)}
+    if not names:
+        raise ValueError(f"{path}: no class folders found")
+    known = [n for n in FERPLUS8 if n in names]
+    return tuple(known + sorted(names - set(known)))
+
+
+def load_training_data(path: str | os.PathLike, labels: Sequence[str] | None) -> FERData:
+    """Load ``path`` with ``labels`` as the vocabulary: an image folder is read with those
+    class names (folders outside them get label -1 and are ignored); a FER2013 CSV or pack
+    keeps only the rows whose emotion is among ``labels``, relabelled."""
+    if labels is None:
+        return load_dataset(path)
+    names = normalize_labels(labels)
+    if Path(path).is_dir():
+        return load_image_folder(path, label_names=names)
+    data = load_dataset(path)
+    return relabel(data, names)
+
+
+def relabel(data: FERData, names: Sequence[str]) -> FERData:
+    """``data`` with labels re-expressed in ``names`` (classes absent from ``names`` -> -1)."""
+    from fervid.emotions import try_canonical
+
+    names = tuple(names)
+    canon = [try_canonical(n) or n for n in names]
+    lut = np.asarray([canon.index(c) if (c := try_canonical(o) or o) in canon else -1 for o in data.label_names]
+                     + [-1], dtype=np.int64)
+    return dataclasses.replace(data, labels=lut[data.labels], label_names=names)
 
 
 # ------------------------------------------------------------------ compact packs

@@ -108,7 +108,7 @@ def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray,
 def load_checkpoint_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint dict (weights + metadata) behind a bundled name or a file,
     resolved the same way as :func:`fervid.checkpoint.load_model`."""
-    from .checkpoint import WEIGHTS_DIR, bundled_models, load_safetensors_checkpoint
+    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, load_safetensors_checkpoint
 
     name = str(name_or_path)
     bundled = bundled_models()
@@ -128,7 +128,7 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
     """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
     it was fitted). ``out`` ending in ``.safetensors`` writes that format, else a ``.pt``
     dict. :func:`fervid.checkpoint.load_model` reads the temperature back."""
-    from .checkpoint import save_atomic, save_safetensors_checkpoint
+    from fervid.models.checkpoint import save_atomic, save_safetensors_checkpoint
 
     if not (temperature > 0 and np.isfinite(temperature)):
         raise ValueError(f"temperature must be a positive number, got {temperature}")
@@ -150,10 +150,10 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     """Fit the temperature of ``model`` on ``split`` (PublicTest) of ``data`` (a path or a
     loaded ``FERData``) and write the calibrated checkpoint to ``out``. Returns the fitted
     temperature with the NLL and ECE on the fit split before and after."""
-    from .checkpoint import load_model
-    from .data import load_dataset
-    from .inference import align_columns, softmax_np, tta_logits
-    from .train import resolve_device
+    from fervid.data.datasets import load_dataset
+    from fervid.inference.logits import align_columns, tta_logits
+    from fervid.models.checkpoint import load_model
+    from fervid.runtime import resolve_device, softmax
 
     dev = resolve_device(device)
     d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
@@ -169,8 +169,8 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     t = fit_temperature(logits, y)
     info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
             "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
-            "ece_before": expected_calibration_error(softmax_np(logits, t0), y),
-            "ece_after": expected_calibration_error(softmax_np(logits, t), y)}
+            "ece_before": expected_calibration_error(softmax(logits, t0), y),
+            "ece_after": expected_calibration_error(softmax(logits, t), y)}
     path = write_calibrated_checkpoint(model, t, out, {"fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)),
                                                        **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")}})
     info["out"] = str(path)

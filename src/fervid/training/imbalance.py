@@ -7,7 +7,6 @@ one config value (``TrainConfig.imbalance``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -5,7 +5,7 @@
     :class:`TorchClassifier`: the PyTorch model itself (always available; any device).
 ``onnx``
     :class:`OnnxClassifier`: an onnxruntime CPU session on an exported model (see
-    :mod:`fervid.export`). Give it a ``.onnx`` file made by ``fervid export`` (labels,
+    :mod:`fervid.inference.onnx`). Give it a ``.onnx`` file made by ``fervid export`` (labels,
     preprocessing and temperature come from its metadata), or a bundled name / checkpoint,
     which is exported once to ``~/.cache/fervid/onnx/<sha256>.onnx`` ($FERVID_CACHE or
     $XDG_CACHE_HOME move it) and reused.
@@ -26,7 +26,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .preprocess import PreprocessConfig, to_tensor
+from fervid.data.preprocess import PreprocessConfig
+from fervid.inference.logits import tta_logits
+from fervid.inference.onnx import OPSET, normalize_faces, save_fp32
+from fervid.runtime import cache_dir
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
 
@@ -54,20 +57,16 @@ class TorchClassifier:
         self.labels = tuple(self.preprocess.labels)
         self.temperature = float(getattr(model, "temperature", 1.0))
 
-    @torch.inference_mode()
     def logits(self, faces: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(faces), self.batch_size):
-            x = to_tensor(faces[i:i + self.batch_size], self.preprocess, self.device)
-            out.append(self.model(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        # The one torch inference path (fervid.inference.logits), fp32: the same numbers as evaluation.
+        return tta_logits(self.model, faces, "none", self.device, self.batch_size).numpy()
 
 
 class OnnxClassifier:
     """An exported fervid model run by onnxruntime on the CPU.
 
     Args:
-        path: a ``.onnx`` file written by :func:`fervid.export.export_onnx` (fp32 or int8).
+        path: a ``.onnx`` file written by :func:`fervid.export.onnx.export_onnx` (fp32 or int8).
         threads: onnxruntime intra-op threads (``None``: onnxruntime's default, all cores).
         batch_size: faces per ``session.run`` call.
     """
@@ -75,7 +74,7 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, batch_size: int = 256):
-        from .export import onnx_session, read_metadata
+        from fervid.inference.onnx import onnx_session, read_metadata
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -93,20 +92,11 @@ class OnnxClassifier:
         return f"OnnxClassifier({str(self.path)!r}, quantization={self.quantization!r})"
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
-        from .export import normalize_faces
-
         out = []
         for i in range(0, len(faces), self.batch_size):
             x = normalize_faces(faces[i:i + self.batch_size], self.preprocess)
             out.append(np.asarray(self.session.run(None, {self._input: x})[0], np.float32))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
 def onnx_available() -> bool:
@@ -123,17 +113,9 @@ def resolve_backend(backend: str, device: str = "cpu") -> str:
     return "onnx" if str(device).startswith("cpu") and onnx_available() else "torch"
 
 
-def onnx_cache_dir() -> Path:
-    """Where models exported on the fly are kept (not created here)."""
-    root = os.environ.get("FERVID_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fervid")
-    return Path(root) / "onnx"
-
-
 def _model_digest(model: str | os.PathLike) -> str:
     """sha256 identifying a bundled model or checkpoint file (plus the export format version)."""
-    from .checkpoint import bundled_models, file_sha256
-    from .export import OPSET
+    from fervid.models.checkpoint import bundled_models, file_sha256
 
     name = str(model)
     bundled = bundled_models()
@@ -148,14 +130,12 @@ def _model_digest(model: str | os.PathLike) -> str:
 
 def cached_onnx(model: str | os.PathLike) -> Path:
     """An fp32 ONNX export of a bundled model or checkpoint, made once and cached."""
-    path = onnx_cache_dir() / f"{_model_digest(model)}.onnx"
+    path = cache_dir("onnx") / f"{_model_digest(model)}.onnx"
     if not path.is_file():
-        from .export import export_onnx
-
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            export_onnx(model, tmp, check=False)
+            save_fp32(model, tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -190,7 +170,7 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
     if chosen == "torch":
         if is_onnx_file:
             raise ValueError(f"{model}: an .onnx file needs backend='onnx' (or 'auto')")
-        from .checkpoint import load_model
+        from fervid.models.checkpoint import load_model
 
         m = load_model(model, device=device) if not isinstance(model, torch.nn.Module) else model
         return TorchClassifier(m, device)
@@ -202,11 +182,9 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
     if isinstance(model, torch.nn.Module):
         import tempfile
 
-        from .export import export_onnx
-
         with tempfile.TemporaryDirectory(prefix="fervid-onnx-") as tmp:
             p = Path(tmp) / "model.onnx"
-            export_onnx(model, p, check=False)
+            save_fp32(model, p)
             return OnnxClassifier(p, threads)  # the session holds the model in memory
     path = Path(model) if is_onnx_file else cached_onnx(model)
     return OnnxClassifier(path, threads)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .emotions import FER2013
+from fervid.emotions import FER2013
 
 #: Classes singled out in the table (the rare, hard ones in FER2013).
 FOCUS_CLASSES: tuple[str, ...] = ("disgust", "fear")
@@ -51,8 +51,8 @@ class StudyConfig:
     train_overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig key
 
     def validate(self) -> None:
-        from .imbalance import STRATEGIES
-        from .models import list_models
+        from fervid.models import list_models
+        from fervid.training.imbalance import STRATEGIES
 
         if not self.models or not self.strategies or not self.seeds:
             raise ValueError("a study needs at least one model, one strategy and one seed")
@@ -91,8 +91,9 @@ def run_study(cfg: StudyConfig, *, data: Any | None = None,
     """Train every (model, strategy, seed) of the grid with the same budget; returns one
     row per run (PrivateTest accuracy, macro-F1 and per-class recall, PublicTest selection
     scores) and writes the table and plot (see the module docstring)."""
-    from .data import load_dataset
-    from .train import TrainConfig, train
+    from fervid.data.datasets import load_dataset
+    from fervid.training.config import TrainConfig
+    from fervid.training.loop import train
 
     cfg.validate()
     out = Path(cfg.out)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .calibration import reliability_bins
+from fervid.evaluation.calibration import reliability_bins
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .evaluate import EvalResult
+    from fervid.evaluation.evaluate import EvalResult
 
 
 def _plt() -> Any:
@@ -89,7 +89,7 @@ def plot_per_class(per_class: dict[str, dict[str, float]]) -> Figure:
 def plot_reliability(y_true: np.ndarray, curves: list[tuple[str, np.ndarray]], n_bins: int = 15) -> Figure:
     """Reliability diagram: accuracy vs confidence per bin for each probability set, with
     the bin counts below. ECE is in each legend entry."""
-    from .calibration import expected_calibration_error
+    from fervid.evaluation.calibration import expected_calibration_error
 
     plt = _plt()
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(6, 6.4), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)

@@ -23,13 +23,14 @@ import csv
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .calibration import ECE_BINS, expected_calibration_error
+from fervid.evaluation.calibration import ECE_BINS, expected_calibration_error
+from fervid.runtime import softmax
 
 ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted")
 
@@ -57,7 +58,7 @@ class EvalConfig:
     report: bool = True
 
     def validate(self) -> None:
-        from .inference import TTA_MODES
+        from fervid.inference.logits import TTA_MODES
 
         if not self.models:
             raise ValueError("no model given")
@@ -96,8 +97,15 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequen
                            n_bins: int = ECE_BINS) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix,
     top-2 accuracy, NLL and ECE for probabilities ``N x K`` (scikit-learn throughout)."""
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, log_loss,
-                                 precision_recall_fscore_support, top_k_accuracy_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+        top_k_accuracy_score,
+    )
 
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -135,8 +143,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequen
 def model_identity(name_or_path: str, model: Any) -> dict[str, Any]:
     """How to recognise a model later: file sha256 (bundled: the manifest's), architecture,
     labels, temperature and its training summary where the checkpoint has one."""
-    from .checkpoint import bundled_models, file_sha256
-    from .models import count_parameters
+    from fervid.models import count_parameters
+    from fervid.models.checkpoint import bundled_models, file_sha256
 
     p = Path(name_or_path)
     bundled = bundled_models()
@@ -181,7 +189,7 @@ def _subset(labels: np.ndarray, max_images: int | None, seed: int) -> np.ndarray
     idx = np.arange(len(labels))
     if max_images is None or max_images >= len(labels):
         return idx
-    from .train import stratified_subset
+    from fervid.data.datasets import stratified_subset
 
     return stratified_subset(labels, max_images, seed)
 
@@ -192,7 +200,7 @@ def model_vocabulary(data: Any, models: list[Any], path: str | None = None) -> A
     folder is re-read with the model's class names, a CSV relabelled; images of other
     classes get label -1 and are reported as excluded. Unchanged when every model covers
     the data's classes or the models disagree on their labels."""
-    from .inference import align_columns
+    from fervid.inference.logits import align_columns
 
     vocab = [tuple(m.preprocess.labels) for m in models]
     try:
@@ -203,10 +211,10 @@ def model_vocabulary(data: Any, models: list[Any], path: str | None = None) -> A
         if any(v != vocab[0] for v in vocab):
             return data  # mixed label sets: align_columns names the problem later
     if data.files is not None and path and Path(path).is_dir():
-        from .data import load_image_folder
+        from fervid.data.datasets import load_image_folder
 
         return load_image_folder(path, label_names=vocab[0])
-    from .finetune import relabel
+    from fervid.data.datasets import relabel
 
     return relabel(data, vocab[0])
 
@@ -221,32 +229,24 @@ def _excluded_classes(d: Any) -> dict[str, int]:
 
 
 def _scored_logits(model: Any, images: np.ndarray, cfg: EvalConfig, device: Any) -> np.ndarray:
-    from .inference import tta_logits
+    from fervid.inference.logits import tta_logits
 
     m = model
     if cfg.adabn:
-        from .adapt import adabn  # written alongside; imported only when asked for
+        from fervid.inference.adapt import adabn
 
         m = adabn(model, images, batch_size=cfg.batch_size)
     return tta_logits(m, images, cfg.tta, device=device, batch_size=cfg.batch_size, amp=cfg.amp).numpy()
 
 
-def _softmax(logits: np.ndarray, t: float) -> np.ndarray:
-    from .inference import softmax_np
-
-    return softmax_np(logits, t)
-
-
-# ------------------------------------------------------------------------ evaluate
-
 def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None = None, log: Any = print) -> EvalResult:
     """Score ``cfg.models`` (one, or an ensemble) on ``cfg.split`` of ``cfg.data`` and, when
     ``cfg.out`` is set, write metrics, predictions and the report. ``data``/``fit_data``
     may be passed already loaded (``FERData``)."""
-    from .checkpoint import load_model
-    from .data import load_dataset
-    from .inference import align_columns
-    from .train import resolve_device
+    from fervid.data.datasets import load_dataset
+    from fervid.inference.logits import align_columns
+    from fervid.models.checkpoint import load_model
+    from fervid.runtime import resolve_device
 
     cfg.validate()
     t0 = time.time()
@@ -284,7 +284,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     fit_info: dict[str, Any] | None = None
     weights = np.full(len(models), 1.0 / len(models))
     if cfg.fits:
-        from .calibration import fit_ensemble_weights, fit_temperature, nll
+        from fervid.evaluation.calibration import fit_ensemble_weights, fit_temperature, nll
 
         fd = fit_data if fit_data is not None else (data if same_source else load_dataset(cfg.fit_data))  # type: ignore[arg-type]
         if cfg.fit_split not in fd.split_names:
@@ -303,14 +303,14 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
                                         "fit_nll_before": nll(fl, fy, st), "fit_nll_after": nll(fl, fy, t)}
                                        for i, st, t, fl in zip(idents, stored_t, temps, fit_logits)]
         if cfg.ensemble == "weighted" and len(models) > 1:
-            weights = fit_ensemble_weights([_softmax(fl, t) for fl, t in zip(fit_logits, temps)], fy)
+            weights = fit_ensemble_weights([softmax(fl, t) for fl, t in zip(fit_logits, temps)], fy)
             fit_info["weights"] = {i["name"]: float(w) for i, w in zip(idents, weights)}
 
-    member_probs = [_softmax(lg, t) for lg, t in zip(logits, temps)]
+    member_probs = [softmax(lg, t) for lg, t in zip(logits, temps)]
     probs = np.sum([w * p for w, p in zip(weights, member_probs)], axis=0)
     probs_before = None
     if cfg.calibrate:
-        probs_before = np.sum([w * _softmax(lg, t) for w, lg, t in zip(weights, logits, stored_t)], axis=0)
+        probs_before = np.sum([w * softmax(lg, t) for w, lg, t in zip(weights, logits, stored_t)], axis=0)
 
     metrics: dict[str, Any] = {
         "split": cfg.split, "images": int(len(ev)), "data": str(cfg.data or data.source),
@@ -358,8 +358,8 @@ def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np
                      weights: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
     """FER+ metrics (fervid.ambiguity.ferplus_metrics) on the evaluated rows. Uses each model's
     full output (e.g. with ``contempt``) when all members share one vocabulary."""
-    from .ambiguity import ferplus_metrics  # written alongside; imported only when asked for
-    from .ferplus import align, load_ferplus
+    from fervid.data.ferplus import align, load_ferplus
+    from fervid.evaluation.ambiguity import ferplus_metrics
 
     if ev.files is not None:
         raise ValueError("--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), "
@@ -367,7 +367,7 @@ def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np
     votes = align(ev, load_ferplus(path))
     model_labels = [tuple(m.preprocess.labels) for m in models]
     if all(ml == model_labels[0] for ml in model_labels):
-        p = np.sum([w * _softmax(fl, t) for w, fl, t in zip(weights, full_logits, temps)], axis=0)
+        p = np.sum([w * softmax(fl, t) for w, fl, t in zip(weights, full_logits, temps)], axis=0)
         return ferplus_metrics(p, votes, model_labels[0])
     return ferplus_metrics(probs, votes, labels)
 
@@ -403,7 +403,7 @@ def write_outputs(res: EvalResult, out: str | Path, report: bool = True) -> dict
     paths["metrics"] = out / "metrics.json"
     paths["metrics"].write_text(json.dumps(res.metrics, indent=2))
     if report:
-        from .report import write_report
+        from fervid.evaluation.report import write_report
 
         paths["report"] = write_report(res, out / "report.html")
     return paths
@@ -411,7 +411,7 @@ def write_outputs(res: EvalResult, out: str | Path, report: bool = True) -> dict
 
 def write_calibrated(cfg: EvalConfig, res: EvalResult, out_dir: str | Path) -> list[Path]:
     """Copies of each evaluated checkpoint with the fitted temperature stored."""
-    from .calibration import write_calibrated_checkpoint
+    from fervid.evaluation.calibration import write_calibrated_checkpoint
 
     written = []
     for name, ident, t in zip(cfg.models, res.metrics["models"], res.metrics["temperatures"]):
@@ -442,7 +442,3 @@ def summary_table(metrics: dict[str, Any]) -> str:
     if "ferplus" in metrics:
         info.append("FER+: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ferplus"].items() if isinstance(v, (int, float))))
     return "\n".join(lines + info)
-
-
-def config_dict(cfg: EvalConfig) -> dict[str, Any]:
-    return asdict(cfg)

@@ -30,14 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
-from .io import ColorOrder, ImageInput, describe_source, load_image
+from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
+from fervid.inference.crop import crop_face
+from fervid.inference.detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
+from fervid.runtime import resolve_device
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .backends import Classifier
-    from .video import VideoSource, VideoStream
+    from fervid.inference.backends import Classifier
+    from fervid.inference.video import VideoSource, VideoStream
 
 DEFAULT_SMOOTH = 0.4  # fervid.video.DEFAULT_SMOOTH (not imported: keeps this module light)
 DEFAULT_DETECT_EVERY = 5  # fervid.video.DEFAULT_DETECT_EVERY
@@ -83,7 +85,7 @@ class FaceResult:
     ambiguous: bool | None = None
 
     def __post_init__(self) -> None:
-        from .ambiguity import AMBIGUITY_THRESHOLD, top2_margin
+        from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, top2_margin
 
         if self.top2_margin is None:
             object.__setattr__(self, "top2_margin", float(top2_margin(list(self.probabilities.values()))))
@@ -169,61 +171,24 @@ def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- ambiguity
 
 def _normalized_entropy(p: np.ndarray) -> float:
-    from .ambiguity import normalized_entropy
+    from fervid.inference.ambiguity import normalized_entropy
 
     return float(normalized_entropy(p))
 
 
 def _labels_above(p: np.ndarray, labels: Sequence[str], threshold: float) -> tuple[str, ...]:
-    from .ambiguity import labels_above
+    from fervid.inference.ambiguity import labels_above
 
     return labels_above(p, labels, threshold)
 
 
-# --------------------------------------------------------------------------- cropping
-
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
-    """Square ``size x size`` grey crop around ``box`` grown by ``margin`` (share of the box
-    side) on every side; parts outside the image repeat the border pixels."""
-    import cv2
-
-    x, y, w, h = box
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(1, int(round(side)))
-    H, W = gray.shape[:2]
-    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + s), min(H, y0 + s)
-    if ix1 <= ix0 or iy1 <= iy0:
-        raise ValueError(f"face box {box} lies outside the {W}x{H} image")
-    crop = gray[iy0:iy1, ix0:ix1]
-    pad = (iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1)
-    if any(pad):
-        crop = cv2.copyMakeBorder(crop, *pad, borderType=cv2.BORDER_REPLICATE)
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
 def _to_gray(rgb: np.ndarray) -> np.ndarray:
-    from .io import rgb_to_gray
+    from fervid.data.io import rgb_to_gray
 
     return rgb_to_gray(rgb)
 
 
 # --------------------------------------------------------------------------- recognizer
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
 
 class EmotionRecognizer:
     """Detect faces and recognise their emotions.
@@ -257,7 +222,7 @@ class EmotionRecognizer:
         self._detector_spec = detector
         self._detector_options = dict(detector_options or {})
         if isinstance(detector, str):  # validate the name now (cheap); create it on first use
-            from .detect import available_detectors
+            from fervid.inference.detect import available_detectors
 
             if detector not in available_detectors():
                 raise ValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
@@ -273,9 +238,9 @@ class EmotionRecognizer:
     def classifier(self) -> Classifier:
         """The emotion classifier (loaded on first access)."""
         if self._classifier is None:
-            from .backends import load_classifier
+            from fervid.inference.backends import load_classifier
 
-            self._classifier = load_classifier(self.model, backend=self.backend, device=_resolve_device(self.device))
+            self._classifier = load_classifier(self.model, backend=self.backend, device=str(resolve_device(self.device)))
         return self._classifier
 
     @property
@@ -363,7 +328,7 @@ class EmotionRecognizer:
         """
         from tqdm.auto import tqdm
 
-        from .data import FERDataError
+        from fervid.data.datasets import FERDataError
 
         det = self.detector
         size = int(self.classifier.preprocess.input_size)
@@ -383,15 +348,15 @@ class EmotionRecognizer:
 
     def _adapted_classifier(self, faces: np.ndarray) -> Classifier:
         """A torch classifier whose model's BatchNorm statistics come from ``faces``."""
-        from .adapt import adabn
-        from .backends import TorchClassifier, load_classifier
+        from fervid.inference.adapt import adabn
+        from fervid.inference.backends import TorchClassifier, load_classifier
 
         clf = self.classifier
         if not isinstance(clf, TorchClassifier):
             if self.backend != "auto":
                 raise ValueError(f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
                                  "backend cannot be adapted: use backend='torch' (fervid predict --backend torch)")
-            clf = load_classifier(self.model, backend="torch", device=_resolve_device(self.device))
+            clf = load_classifier(self.model, backend="torch", device=str(resolve_device(self.device)))
             assert isinstance(clf, TorchClassifier)
         return TorchClassifier(adabn(clf.model, faces), device=clf.device)
 
@@ -438,12 +403,12 @@ class EmotionRecognizer:
         Raises:
             FileNotFoundError, fervid.video.VideoOpenError: the source cannot be opened.
         """
-        from .video import stream
+        from fervid.inference.video import stream
 
         return stream(self, source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every)
 
     def _classify(self, faces: np.ndarray, boxes: list[FaceBox]) -> list[FaceResult]:
-        from .backends import softmax
+        from fervid.runtime import softmax
 
         if len(faces) == 0:
             return []

@@ -136,7 +136,7 @@ def non_max_suppression(boxes: list[FaceBox], threshold: float = 0.3) -> list[Fa
     return kept
 
 
-def _sort_reading_order(boxes: list[FaceBox]) -> list[FaceBox]:
+def sort_reading_order(boxes: list[FaceBox]) -> list[FaceBox]:
     """Left to right (then top to bottom): a stable, predictable order for results."""
     return sorted(boxes, key=lambda b: (b.x, b.y))
 
@@ -256,7 +256,7 @@ class HaarDetector:
                     b = _clip_box(x * scale, y * scale, w * scale, h * scale, score, W, H)
                     if b is not None:
                         raw.append(b)
-        return _sort_reading_order(non_max_suppression(raw))
+        return sort_reading_order(non_max_suppression(raw))
 
 
 class DlibHogDetector:
@@ -303,7 +303,7 @@ class DlibHogDetector:
             b = _clip_box(r.left() * scale, r.top() * scale, r.width() * scale, r.height() * scale, s, W, H)
             if b is not None:
                 out.append(b)
-        return _sort_reading_order(non_max_suppression(out))
+        return sort_reading_order(non_max_suppression(out))
 
 
 # --------------------------------------------------------------------------- registry

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from .preprocess import PreprocessConfig
+    from fervid.data.preprocess import PreprocessConfig
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "crops")
 
@@ -80,8 +80,8 @@ def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, 
     eval mode on ``device`` (moving it there if needed). ``amp`` enables bf16 autocast
     where supported (off by default so that numbers are reproducible across machines).
     """
-    from .preprocess import to_tensor
-    from .train import autocast
+    from fervid.data.preprocess import to_tensor
+    from fervid.runtime import autocast
 
     if tta not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
@@ -111,14 +111,6 @@ def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, 
     return torch.cat(out)
 
 
-def softmax_np(logits: np.ndarray | torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax in float64 after dividing by ``temperature``."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def align_columns(model_labels: Sequence[str], target_labels: Sequence[str]) -> list[int]:
     """For each target class, the column of the same emotion in the model's output.
 
@@ -126,7 +118,7 @@ def align_columns(model_labels: Sequence[str], target_labels: Sequence[str]) -> 
     outside the target vocabulary (e.g. FER+ ``contempt`` on FER2013) are dropped; the
     softmax over the remaining logits renormalises the probabilities.
     """
-    from .emotions import try_canonical
+    from fervid.emotions import try_canonical
 
     canon = [try_canonical(m) or m for m in model_labels]
     cols = []

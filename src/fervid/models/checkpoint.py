@@ -18,15 +18,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .preprocess import PreprocessConfig
+from fervid.data.preprocess import PreprocessConfig
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def _version() -> str:
-    from . import __version__
+    from fervid import __version__
     return __version__
 
 
@@ -75,7 +75,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    from .models import create_model
+    from fervid.models import create_model
 
     if ckpt.get("format") != FORMAT:
         raise ValueError("not a fervid checkpoint (missing format tag)")

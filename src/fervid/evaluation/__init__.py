@@ -1,0 +1,1 @@
+"""Evaluation: metrics and results, calibration, HTML reports, agreement with FER+ annotators."""

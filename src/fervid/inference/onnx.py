@@ -1,0 +1,134 @@
+"""ONNX models at run time: export of a torch model to an ONNX graph with fervid's metadata,
+reading that metadata back, and onnxruntime sessions.
+
+The graph takes the **normalised** input tensor, float32 ``N x C x S x S`` (input name
+``input``, batch axis dynamic) and returns logits ``N x K`` (``logits``); the metadata
+(``fervid.labels``, ``fervid.preprocess``, ``fervid.temperature``, ...) carries everything
+needed to use it without fervid's Python objects. int8 quantization and parity reports are
+in :mod:`fervid.export.onnx`; this module is what inference needs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from fervid.data.preprocess import PreprocessConfig
+
+OPSET = 17
+META_PREFIX = "fervid."
+
+
+def normalize_faces(faces: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """uint8 ``N x H x W`` grey faces -> float32 ``N x C x S x S`` input of an exported model:
+    :func:`fervid.data.preprocess.to_tensor` itself, so ONNX and PyTorch see the same tensor."""
+    from fervid.data.preprocess import to_tensor
+
+    return to_tensor(np.asarray(faces), cfg).numpy()
+
+
+def model_source(model: Any) -> str:
+    """A short name for where a model came from (stored as ``fervid.source``)."""
+    meta = getattr(model, "checkpoint_meta", None)
+    if isinstance(meta, dict) and meta.get("source"):
+        return str(meta["source"])
+    return str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+
+
+def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
+    import torch
+
+    cfg = model.preprocess
+    x = torch.zeros(2, int(cfg.in_chans), int(cfg.input_size), int(cfg.input_size))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+    return buf.getvalue()
+
+
+def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
+    cfg = model.preprocess
+    meta = {
+        "labels": json.dumps(list(cfg.labels)),
+        "preprocess": json.dumps(cfg.to_dict()),
+        "temperature": repr(float(getattr(model, "temperature", 1.0))),
+        "input": (f"float32 N x {cfg.in_chans} x {cfg.input_size} x {cfg.input_size}: grey face crop "
+                  f"(face_margin {cfg.face_margin} per side), pixels/255, minus mean {cfg.mean}, over std {cfg.std}"),
+        "quantization": quantization,
+        "source": model_source(model),
+    }
+    try:
+        from fervid import __version__
+        meta["version"] = str(__version__)
+    except ImportError:  # pragma: no cover
+        pass
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        e = proto.metadata_props.add()
+        e.key, e.value = META_PREFIX + k, v
+    proto.producer_name = "fervid"
+
+
+def read_metadata(path_or_proto: Any) -> dict[str, Any]:
+    """The ``fervid.*`` metadata of an exported model (file path, bytes or ``ModelProto``):
+    ``labels`` (tuple), ``preprocess`` (:class:`PreprocessConfig`), ``temperature`` (float),
+    and the other entries as strings. Raises ``ValueError`` if the file was not made by fervid."""
+    import onnx
+
+    from fervid.data.preprocess import PreprocessConfig
+
+    if isinstance(path_or_proto, (str, os.PathLike)):
+        proto = onnx.load(str(path_or_proto), load_external_data=False)
+    elif isinstance(path_or_proto, (bytes, bytearray)):
+        proto = onnx.load_from_string(bytes(path_or_proto))
+    else:
+        proto = path_or_proto
+    raw = {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+    if "labels" not in raw or "preprocess" not in raw:
+        raise ValueError(f"{path_or_proto if isinstance(path_or_proto, (str, os.PathLike)) else 'ONNX model'}: "
+                         "no fervid metadata (labels, preprocess); export it with `fervid export`")
+    out: dict[str, Any] = dict(raw)
+    out["labels"] = tuple(json.loads(raw["labels"]))
+    out["preprocess"] = PreprocessConfig.from_dict(json.loads(raw["preprocess"]))
+    out["temperature"] = float(raw.get("temperature", "1.0"))
+    return out
+
+
+def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None) -> Any:
+    """An onnxruntime CPU ``InferenceSession`` (all graph optimisations; ``threads`` intra-op)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def save_fp32(model: Any, path: str | os.PathLike, opset: int = OPSET) -> None:
+    """Write ``model`` (a bundled name, a checkpoint path or a loaded torch model) as an fp32
+    ONNX file with fervid's metadata. The int8 export with parity checks is
+    :func:`fervid.export.onnx.export_onnx`."""
+    import onnx
+    import torch
+
+    from fervid.models.checkpoint import load_model
+
+    m = model if isinstance(model, torch.nn.Module) else load_model(model, device="cpu")
+    m = m.eval().float().cpu()
+    proto = onnx.load_from_string(to_onnx_bytes(m, opset))
+    set_metadata(proto, m, "none")
+    onnx.save(proto, str(path))

@@ -1,0 +1,112 @@
+"""Runtime helpers shared by every layer: device, autocast, cache and data locations, softmax.
+
+Nothing here imports another fervid module, so any module may use it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA, else Apple MPS, else the CPU; any other name as ``torch.device``.
+
+    Asking for CUDA on a build or machine without it is a user error, not an assertion.
+    """
+    import torch
+
+    from fervid.errors import UserValueError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise UserValueError(f"unknown device {name!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserValueError(f"device {name!r} asked for, but this torch build or machine has no CUDA")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserValueError(f"device {name!r} asked for, but MPS is not available here")
+    return dev
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 (AVX512-BF16 or AMX): only then is bf16 autocast faster."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()) or bool(
+            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    except AttributeError:
+        return False
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on CUDA, and on CPUs with native bf16; a no-op context elsewhere."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled and cpu_has_bf16())
+    return torch.autocast(device.type, enabled=False)
+
+
+def cache_dir(*sub: str) -> Path:
+    """fervid's cache folder (``$FERVID_CACHE``, else ``$XDG_CACHE_HOME/fervid`` or
+    ``~/.cache/fervid``), joined with ``sub``. Not created here: writers create it."""
+    env = os.environ.get("FERVID_CACHE")
+    if env:
+        root = Path(env)
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fervid"
+    return root.joinpath(*sub)
+
+
+def data_root() -> Path | None:
+    """Where the FER2013 data lives when none is named: ``$FERVID_DATA``, else ``shared/data``
+    or ``../shared/data`` from the working directory, else the same next to this checkout
+    (the development layout); ``None`` when none has a ``fer2013/`` folder."""
+    env = os.environ.get("FERVID_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [Path("shared/data"), Path("../shared/data")]
+    here = Path(__file__).resolve()
+    candidates += [parent / "shared" / "data" for parent in here.parents]
+    for c in candidates:
+        if (c / "fer2013").is_dir():
+            return c
+    return None
+
+
+def fer2013_csv() -> Path | None:
+    """The FER2013 CSV under :func:`data_root` (``fer2013.csv.gz`` or ``fer2013.csv``), if any."""
+    root = data_root()
+    if root is None:
+        return None
+    for name in ("fer2013.csv.gz", "fer2013.csv"):
+        if (root / "fer2013" / name).is_file():
+            return root / "fer2013" / name
+    return None
+
+
+def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``N x K`` logits divided by ``temperature``, computed in float64
+    (probabilities that sum to 1 to the last digit whatever the backend's dtype)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)

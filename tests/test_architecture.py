@@ -1,0 +1,113 @@
+"""The package's layering, read from its own imports (function-level ones included).
+
+Layers, bottom first; a module may import its own layer or lower ones, never a higher one:
+
+0. ``emotions``, ``errors``, ``runtime``   vocabulary, the user-error type, device/cache helpers
+1. ``data``                                readers, image I/O, preprocessing, statistics
+2. ``models``                              architectures, registry, checkpoints
+3. ``inference``                           the torch path, ONNX Runtime, detection, recognizer, video
+4. ``evaluation``                          metrics, calibration, reports
+5. ``training``, ``export``                (siblings: neither imports the other)
+6. ``bench``, ``batch``, ``serve``, ``cli`` applications
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LAYERS = {
+    "emotions": 0, "errors": 0, "runtime": 0,
+    "data": 1, "models": 2, "inference": 3, "evaluation": 4, "training": 5, "export": 5,
+    "bench": 6, "batch": 6, "serve": 6, "cli": 6,
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in (SRC / "fervid").rglob("*.py"):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Absolute names of the fervid modules ``path`` imports, TYPE_CHECKING blocks left out."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for n in ast.walk(node))
+    pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m.startswith("fervid.")}
+
+
+def _layer(module: str) -> tuple[str, int] | None:
+    top = module.split(".")[1] if module.count(".") else ""
+    return (top, LAYERS[top]) if top in LAYERS else None
+
+
+def test_every_module_has_a_layer():
+    missing = [m for m in _modules() if m not in ("fervid", "fervid.__main__") and _layer(m) is None]
+    assert not missing, f"modules outside the layer map (add them to LAYERS and the README): {missing}"
+
+
+def test_nothing_imports_upward():
+    mods = _modules()
+    bad = []
+    for name, path in mods.items():
+        me = _layer(name)
+        if me is None:
+            continue
+        for imp in _imports(name, path):
+            other = _layer(imp)
+            if other is None or other[0] == me[0]:
+                continue
+            if other[1] > me[1] or {me[0], other[0]} == {"training", "export"}:
+                bad.append(f"{name} (layer {me[1]}) imports {imp} (layer {other[1]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_train_is_always_the_function():
+    """``fervid.train`` is the training function whatever was imported before."""
+    code = ("import fervid, fervid.training.loop, fervid.training.config; import fervid.training; "
+            "f = fervid.train; import fervid.training.finetune; assert callable(f) and fervid.train is f "
+            "and f.__module__ == 'fervid.training.loop', fervid.train")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_does_no_work():
+    """``import fervid`` (and the subpackages' __init__) loads neither torch nor OpenCV."""
+    code = ("import sys, fervid, fervid.inference, fervid.evaluation, fervid.training, fervid.export; "
+            "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'matplotlib') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["EmotionRecognizer", "load_model", "create_model", "list_models", "TrainConfig",
+                                  "train", "load_dataset", "FervidError"])
+def test_public_api_names(name):
+    import fervid
+
+    assert getattr(fervid, name) is not None
