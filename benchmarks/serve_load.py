@@ -77,9 +77,11 @@ def start_server(model: str, port: int, cache: str | None, workers: int, detecto
     env = dict(os.environ)
     if cache:
         env["FERVID_CACHE"] = cache
-    log = open(Path(tempfile.gettempdir()) / f"fervid-serve-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "fervid", "serve", "--port", str(port), "--model", model,
-                             "--workers", str(workers)] + (["--detector", detector] if detector else []), stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_path = Path(tempfile.gettempdir()) / f"fervid-serve-{port}.log"
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        cmd = [sys.executable, "-m", "fervid", "serve", "--port", str(port), "--model", model, "--workers", str(workers)]
+        proc = subprocess.Popen(cmd + (["--detector", detector] if detector else []), stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 180
     while True:
         try:
@@ -89,7 +91,7 @@ def start_server(model: str, port: int, cache: str | None, workers: int, detecto
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            sys.exit(f"serve_load: the server did not start (log: {log.name})")
+            sys.exit(f"serve_load: the server did not start (log: {log_path})")
         time.sleep(0.2)
 
 

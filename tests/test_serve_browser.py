@@ -25,8 +25,8 @@ pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not 
 pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
 pytest.importorskip("uvicorn", reason="fervid serve needs uvicorn: pip install 'fervid[serve]'")
 
-from fervid import EmotionRecognizer  # noqa: E402
-from fervid.serve.app import create_app  # noqa: E402
+from fervid import EmotionRecognizer
+from fervid.serve.app import create_app
 
 FACE_TIMEOUT_S = 15.0
 
@@ -247,8 +247,9 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     wait_js(page, "fervid.upload.status === 'error'", 30)
     assert "415" in page.evaluate("fervid.upload.error")
     assert "415" in page.inner_text("#upload-status")
-    assert page.problems == ["console error: Failed to load resource: the server responded with a status of 415 "
-                             "(Unsupported Media Type)"], page.problems
+    expected = ("console error: Failed to load resource: the server responded with a status of 415 "
+                "(Unsupported Media Type)")
+    assert page.problems == [expected], page.problems
     page.problems.clear()  # that 415 was the point
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fervid.serve.app import app_from_env, create_app
 
-__all__ = ["create_app", "app_from_env"]
+__all__ = ["app_from_env", "create_app"]
 
 
 def __getattr__(name: str) -> Any:

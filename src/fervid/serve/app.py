@@ -249,7 +249,7 @@ class _Guard:
                 log.exception("error after the response started: %s %s", scope.get("method"), scope.get("path"))
                 raise
             if isinstance(e, ApiError):
-                resp = _error_response(e.status_code, e.code, str(e.detail), e.headers)
+                resp = _error_response(e.status_code, e.code, str(e.detail), dict(e.headers) if e.headers else None)
             else:
                 log.exception("internal error: %s %s", scope.get("method"), scope.get("path"))
                 resp = _error_response(500, "internal_error", "internal server error (see the server log)")
@@ -318,7 +318,9 @@ class BrowserModels:
         target = folder / f"{name}-{entry['sha256'][:12] or 'bundled'}-fervid{__version__}.onnx"
         with self._locks[name]:
             if not target.is_file():
-                from fervid.export import export_onnx  # public API (README); loads torch
+                from fervid.export import (
+                    export_onnx,  # public API (README); loads torch
+                )
 
                 folder.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.onnx")
@@ -363,7 +365,7 @@ def _check_image(name: str, data: bytes, state: _State) -> None:
             w, h = im.size
     except Image.DecompressionBombError as e:
         raise ApiError(413, "image_too_large", f"{name}: refused as a decompression bomb ({e})") from None
-    except Exception:
+    except Exception:  # noqa: BLE001 -- whatever PIL cannot parse is "not an image" to the client
         raise ApiError(415, "not_an_image", f"{name}: not an image fervid can read "
                                             "(JPEG, PNG, BMP, TIFF, WebP, GIF...)") from None
     if w * h > state.max_pixels:
@@ -432,7 +434,8 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
-        return _error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        return _error_response(exc.status_code, code, str(exc.detail), dict(headers) if headers else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -443,8 +446,10 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key given to `fervid serve --api-key`")
     bearer = HTTPBearer(auto_error=False, description="the same key as a Bearer token")
 
+    # Defaults, not Annotated[...]: the annotations are strings (PEP 563) that FastAPI cannot
+    # resolve to these local objects.
     async def require_key(key: str | None = Depends(key_header),
-                          token: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+                          token: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if state.api_key is None:
             return
         given = key if key is not None else (token.credentials if token is not None else None)
@@ -465,7 +470,7 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
                                           max_part_size=1024 * 1024)
             except StarletteHTTPException:
                 raise
-            except Exception as e:  # MultiPartException and malformed bodies
+            except Exception as e:  # noqa: BLE001 -- MultiPartException and any other malformed body
                 raise ApiError(400, "bad_multipart", f"malformed multipart body: {e}") from None
             try:
                 for key, value in form.multi_items():
