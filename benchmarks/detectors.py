@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/detectors.py [--data ../shared/data] [--detectors haar,dlib,...]
-                                             [--repeats 5] [--sweep] [--markdown]
+                                             [--repeats 5] [--threads 1] [--sweep | --yunet-sweep]
+                                             [--markdown]
 
 Ground truth: the photos and video frames in ``<data>/media`` (see its README), annotated
 by hand below (boxes ``x, y, w, h`` in the image's own pixels; video frames are 640x360).
@@ -13,8 +14,15 @@ false positive. A detection *matches* a face when its centre lies inside the fac
 its side (square root of the area) is within 0.5x..2x the face's; each face matches at most
 one detection (highest score first); every other detection is a false positive.
 
+No-face images: scikit-learn's two sample photos (``china.jpg``, a temple; ``flower.jpg``),
+640x427, shipped with scikit-learn (a fervid dependency): every detection there is a false
+positive (column "no-face FP").
+
 Speed: median milliseconds per ``detect`` call on 640x480 images (all test images resized
-to 640x480), over ``--repeats`` passes after one warm-up pass, single process.
+to 640x480), over ``--repeats`` passes after one warm-up pass, single process. The
+detectors are timed *round-robin* (one pass of each per round), so a load change on a
+shared machine hits them all alike; the ratio column is against the first ``haar`` row of
+the same run. ``--threads`` sets OpenCV's and onnxruntime's thread count.
 """
 
 from __future__ import annotations
@@ -68,14 +76,20 @@ FRAMES = [
     Item("frame 150", [(202, 28, 101, 101)], frame=150),
     Item("frame 175", [(199, 64, 105, 105)], frame=175),
     Item("frame 200", [(245, 45, 100, 100)], frame=200),
+    # (25, 15, 60, 85): a blurred background face behind the top-left one, a 3/4 view; added
+    # to the ignore regions on review when YuNet found it (visible in the brightened frame).
     Item("frame 225", [(40, 65, 66, 66), (153, 93, 68, 68), (313, 37, 60, 97), (360, 73, 107, 107)],
-         ignore=[(590, 60, 50, 120), (0, 200, 200, 160)], frame=225),
+         ignore=[(590, 60, 50, 120), (0, 200, 200, 160), (25, 15, 60, 85)], frame=225),
     Item("frame 250", [(37, 64, 57, 57), (162, 100, 62, 62), (320, 40, 55, 95), (372, 82, 96, 96)],
          ignore=[(590, 60, 50, 140), (0, 200, 200, 160)], frame=250),
 ]
 
 # name -> (registered detector, kwargs)
 DETECTORS: dict[str, tuple[str, dict]] = {
+    "yunet": ("yunet", {}),
+    "yunet video (320 px, score 0.6)": ("yunet", {"max_side": 320, "score_threshold": 0.6}),
+    "yunet opencv": ("yunet", {"backend": "opencv"}),
+    "yunet opencv video (320 px, score 0.6)": ("yunet", {"backend": "opencv", "max_side": 320, "score_threshold": 0.6}),
     "haar": ("haar", {}),
     "haar-profile": ("haar-profile", {}),
     "haar min_size=0.1": ("haar", {"min_size": 0.1}),
@@ -91,6 +105,20 @@ SWEEP: dict[str, tuple[str, dict]] = {
     for c in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt.xml", "haarcascade_frontalface_alt2.xml")
     for n in (3, 4, 5, 8) for sf in (1.1, 1.2) for eq in (False,)
 }
+
+
+YUNET_SWEEP: dict[str, tuple[str, dict]] = {
+    f"yunet {side} px, score {thr}": ("yunet", {"max_side": side, "score_threshold": thr})
+    for side in (256, 320, 480, 640, 800) for thr in (0.5, 0.6, 0.7, 0.8, 0.9)
+}
+
+NO_FACE = ("china.jpg", "flower.jpg")  # sklearn.datasets.load_sample_image
+
+
+def load_no_face() -> list[tuple[str, np.ndarray]]:
+    from sklearn.datasets import load_sample_image
+
+    return [(n, np.ascontiguousarray(load_sample_image(n))) for n in NO_FACE]
 
 
 def load_items(data: Path) -> list[tuple[Item, np.ndarray]]:
@@ -135,19 +163,22 @@ def score_item(item: Item, dets: list[FaceBox]) -> tuple[int, int]:
     return len(matched), fp
 
 
-def time_detector(det, images: list[np.ndarray], repeats: int) -> float:
+def time_detectors(dets: dict[str, object], images: list[np.ndarray], repeats: int) -> dict[str, float]:
+    """Median ms per detect() on 640x480 versions of ``images``, detectors timed round-robin."""
     import cv2
 
     small = [cv2.resize(im, (640, 480), interpolation=cv2.INTER_AREA) for im in images]
-    for im in small:
-        det.detect(im)
-    times = []
-    for _ in range(repeats):
+    for det in dets.values():
         for im in small:
-            t = time.perf_counter()
-            det.detect(im)
-            times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+            det.detect(im)  # type: ignore[attr-defined]
+    times: dict[str, list[float]] = {k: [] for k in dets}
+    for _ in range(repeats):
+        for k, det in dets.items():
+            for im in small:
+                t = time.perf_counter()
+                det.detect(im)  # type: ignore[attr-defined]
+                times[k].append((time.perf_counter() - t) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,50 +186,69 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=os.environ.get("FERVID_DATA", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated names from the table")
     ap.add_argument("--repeats", type=int, default=5, help="timing passes (0: no timing)")
+    ap.add_argument("--threads", type=int, default=None, help="OpenCV and onnxruntime threads (default: theirs)")
     ap.add_argument("--sweep", action="store_true", help="Haar parameter sweep instead (cascade x min_neighbors x equalize)")
+    ap.add_argument("--yunet-sweep", action="store_true", help="YuNet input size x score threshold sweep instead")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--per-image", action="store_true", help="print each image's result")
     args = ap.parse_args(argv)
 
     import cv2
 
+    if args.threads:
+        cv2.setNumThreads(args.threads)
     items = load_items(Path(args.data))
-    table = SWEEP if args.sweep else {k: DETECTORS[k] for k in args.detectors.split(",")}
+    no_face = load_no_face()
+    table = SWEEP if args.sweep else YUNET_SWEEP if args.yunet_sweep else \
+        {k: DETECTORS[k] for k in args.detectors.split(",")}
     n_photo = sum(len(it.faces) for it, _ in items if it.frame is None)
     n_frame = sum(len(it.faces) for it, _ in items if it.frame is not None)
-    rows = []
+    rows, dets = [], {}
     for label, (name, kw) in table.items():
+        if name == "yunet" and args.threads:
+            kw = {"threads": args.threads, **kw}
         try:
             det = create_detector(name, **kw)
             results = [(it, det.detect(im)) for it, im in items]
+            nf = sum(len(det.detect(im)) for _, im in no_face)
         except ImportError as e:
             print(f"# {label}: skipped ({e})", file=sys.stderr)
             continue
         hp = fp_p = hf = fp_f = 0
-        for it, dets in results:
-            h, f = score_item(it, dets)
+        for it, found in results:
+            h, f = score_item(it, found)
             if args.per_image:
-                print(f"  {label:28s} {it.name:24s} faces {h}/{len(it.faces)}  fp {f}  {[d.box for d in dets]}")
+                print(f"  {label:28s} {it.name:24s} faces {h}/{len(it.faces)}  fp {f}  {[d.box for d in found]}")
             if it.frame is None:
                 hp, fp_p = hp + h, fp_p + f
             else:
                 hf, fp_f = hf + h, fp_f + f
-        ms = time_detector(det, [im for _, im in items], args.repeats) if args.repeats > 0 else float("nan")
-        rows.append((label, hp, fp_p, hf, fp_f, ms))
+        dets[label] = det
+        rows.append((label, hp, fp_p, hf, fp_f, nf))
+    ms = time_detectors(dets, [im for _, im in items], args.repeats) if args.repeats > 0 else {}
+    ref = next((ms[r[0]] for r in rows if r[0] == "haar" and r[0] in ms), None)
 
     print(f"# {len([i for i, _ in items if i.frame is None])} photos ({n_photo} faces), "
-          f"{len([i for i, _ in items if i.frame is not None])} video frames ({n_frame} faces); "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, cv2 {cv2.__version__} "
-          f"({cv2.getNumThreads()} threads)")
+          f"{len([i for i, _ in items if i.frame is not None])} video frames ({n_frame} faces), "
+          f"{len(no_face)} no-face photos; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), load average {os.getloadavg()[0]:.1f}")
+
+    def t(label: str) -> tuple[str, str]:
+        if label not in ms:
+            return "-", "-"
+        return f"{ms[label]:.1f}", (f"{ms[label] / ref:.3f}x" if ref else "-")
+
     if args.markdown:
-        print("| detector | photo recall | photo FP | video recall | video FP | ms / 640x480 (median) |")
-        print("|---|---|---|---|---|---|")
-        for label, hp, fp_p, hf, fp_f, ms in rows:
-            print(f"| {label} | {hp}/{n_photo} | {fp_p} | {hf}/{n_frame} | {fp_f} | {ms:.1f} |")
+        print("| detector | photo recall | photo FP | video recall | video FP | no-face FP | ms / 640x480 (median) | vs haar |")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, hp, fp_p, hf, fp_f, nf in rows:
+            print(f"| {label} | {hp}/{n_photo} | {fp_p} | {hf}/{n_frame} | {fp_f} | {nf} | {t(label)[0]} | {t(label)[1]} |")
     else:
-        print(f"{'detector':30s} {'photo recall':>12s} {'FP':>4s} {'video recall':>12s} {'FP':>4s} {'ms/640x480':>11s}")
-        for label, hp, fp_p, hf, fp_f, ms in rows:
-            print(f"{label:30s} {hp:>5d}/{n_photo:<6d} {fp_p:>4d} {hf:>5d}/{n_frame:<6d} {fp_f:>4d} {ms:>11.1f}")
+        print(f"{'detector':40s} {'photo recall':>12s} {'FP':>4s} {'video recall':>12s} {'FP':>4s} {'no-face':>7s} "
+              f"{'ms/640x480':>11s} {'vs haar':>8s}")
+        for label, hp, fp_p, hf, fp_f, nf in rows:
+            print(f"{label:40s} {hp:>5d}/{n_photo:<6d} {fp_p:>4d} {hf:>5d}/{n_frame:<6d} {fp_f:>4d} {nf:>7d} "
+                  f"{t(label)[0]:>11s} {t(label)[1]:>8s}")
     return 0
 
 

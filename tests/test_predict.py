@@ -135,7 +135,9 @@ def _check_faces(res, shape):
         assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= shape[1] and y + h <= shape[0]
 
 
-@pytest.mark.parametrize("name,n", [("two_people.jpg", 2), ("obama.jpg", 1), ("obama_and_biden.jpg", 2),
+# obama_and_biden.jpg: the two men and, bottom right, a child looking down (a real face the
+# default YuNet detector finds; the Haar cascade did not).
+@pytest.mark.parametrize("name,n", [("two_people.jpg", 2), ("obama.jpg", 1), ("obama_and_biden.jpg", 3),
                                     ("lin-manuel-miranda.png", 1), ("32bit.png", 1)])
 def test_predict_real_photos(rec, media: Path, name: str, n: int):
     res = rec.predict(media / name)

@@ -3,15 +3,26 @@
 A detector is any object with ``detect(image) -> list[FaceBox]``, where ``image`` is an
 ``H x W x 3`` RGB or ``H x W`` grey ``uint8`` array and every box is in the **original
 image's pixel coordinates** (``x, y, w, h``, clipped to the image) with a detector score
-(higher is more confident; the scale depends on the detector).
+(higher is more confident; the scale depends on the detector). Detectors that find facial
+landmarks (``yunet``) also fill :attr:`FaceBox.landmarks`: five ``(x, y)`` points in the
+original image's pixels, in :data:`LANDMARK_NAMES` order; the crop
+(:func:`fervid.inference.crop.crop_face`) aligns the face on them.
 
 Built-in detectors (``create_detector(name)``, ``available_detectors()``):
 
-``haar`` (default)
+``yunet`` (default)
+    YuNet-s (libfacedetection, 75 k parameters, 232 KB ONNX shipped in the wheel under
+    ``fervid/weights/yunet/`` with its MIT and Apache-2.0 notices; sha256 checked at load):
+    a small CNN that also returns five landmarks. Runs through onnxruntime when it is
+    installed, else OpenCV's ``cv2.FaceDetectorYN`` (every opencv-python 4.8+ wheel); both
+    give the same boxes. The image is shrunk so its longer side is at most ``max_side``
+    (photos 640, video 320: :data:`YUNET_PHOTO`, :data:`YUNET_VIDEO`). Score: the
+    detector's confidence, 0..1.
+``haar``
     OpenCV's frontal-face Haar cascade (``alt2``) from ``cv2.data`` (shipped in every
-    ``opencv-python(-headless)`` 4.x wheel): works offline right after ``pip install`` on any
-    platform. Images larger than ``max_side`` are downscaled for detection and the boxes
-    mapped back. Score: the number of raw detections merged into the box (>= ``min_neighbors``).
+    ``opencv-python(-headless)`` 4.x wheel). Images larger than ``max_side`` are downscaled
+    for detection and the boxes mapped back. Score: the number of raw detections merged
+    into the box (>= ``min_neighbors``). No landmarks.
 ``haar-profile``
     ``haar`` plus the profile cascade (run on the image and its mirror) for turned heads;
     higher recall on side views, slower, a few more false positives.
@@ -27,25 +38,39 @@ Add your own with :func:`register_detector`. Measurements: ``benchmarks/detector
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-DEFAULT_DETECTOR = "haar"
+from fervid.errors import FervidError, UserValueError
+
+DEFAULT_DETECTOR = "yunet"
+
+LANDMARK_NAMES: tuple[str, ...] = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+"""The five landmarks, in order. *Right* and *left* are the person's own: in a frontal photo
+the right eye is on the image's left."""
+
+Landmarks = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
 class FaceBox:
-    """One detected face: box in original-image pixels and the detector's score."""
+    """One detected face: box in original-image pixels, the detector's score and, for
+    detectors that find them, five landmarks (``(x, y)`` in original-image pixels, in
+    :data:`LANDMARK_NAMES` order; ``None`` otherwise)."""
 
     x: int
     y: int
     w: int
     h: int
     score: float = 1.0
+    landmarks: Landmarks | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -59,6 +84,13 @@ class FaceBox:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def moved(self, dx: float, dy: float, scale: float = 1.0) -> FaceBox:
+        """This face in another frame of reference: every coordinate times ``scale``, plus
+        ``(dx, dy)`` (e.g. from a window of a frame back to the frame)."""
+        lm = None if self.landmarks is None else tuple((dx + px * scale, dy + py * scale) for px, py in self.landmarks)
+        return FaceBox(int(round(dx + self.x * scale)), int(round(dy + self.y * scale)), int(round(self.w * scale)),
+                       int(round(self.h * scale)), self.score, lm)
+
 
 @runtime_checkable
 class Detector(Protocol):
@@ -70,7 +102,7 @@ class Detector(Protocol):
         ...
 
 
-class DetectorUnavailableError(ImportError):
+class DetectorUnavailableError(FervidError, ImportError):
     """An optional detector's dependency is not installed (the message says what to install)."""
 
 
@@ -87,7 +119,7 @@ def _as_gray(image: np.ndarray) -> np.ndarray:
         import cv2
 
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    raise ValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
+    raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
 
 
 def _downscale(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
@@ -306,10 +338,258 @@ class DlibHogDetector:
         return sort_reading_order(non_max_suppression(out))
 
 
+# --------------------------------------------------------------------------- YuNet
+
+YUNET_DIR = Path(__file__).resolve().parents[1] / "weights" / "yunet"
+YUNET_FILES = {"onnxruntime": "yunet_s_dynamic.onnx", "opencv": "face_detection_yunet_2023mar.onnx"}
+"""The same YuNet-s weights twice: a dynamic-shape export for onnxruntime and the
+fixed-shape file OpenCV's ``FaceDetectorYN`` reshapes itself (``fervid/weights/yunet``)."""
+YUNET_BACKENDS = ("auto", "onnxruntime", "opencv")
+
+# Input size and thresholds, chosen on the hand-annotated media (benchmarks/detectors.md:
+# `python benchmarks/detectors.py --yunet-sweep`). Photos: small faces in large photos need
+# the larger input; 0.7 keeps hands and lamps out. Video: 320 px (4x fewer pixels) finds
+# every annotated video face at a quarter of the cost; the tracker bridges a missed frame.
+YUNET_PHOTO: dict[str, Any] = {"max_side": 640, "score_threshold": 0.7}
+YUNET_VIDEO: dict[str, Any] = {"max_side": 320, "score_threshold": 0.6}
+
+_VERIFIED: dict[Path, str] = {}
+_VERIFY_LOCK = threading.Lock()
+
+
+def yunet_weights(backend: str) -> tuple[Path, str | None]:
+    """The bundled YuNet file for ``backend`` (``"onnxruntime"`` or ``"opencv"``) and its
+    sha256 from ``fervid/weights/manifest.json`` (``None`` when the manifest lacks it)."""
+    path = YUNET_DIR / YUNET_FILES[backend]
+    manifest = YUNET_DIR.parent / "manifest.json"
+    sha = None
+    if manifest.is_file():
+        for e in json.loads(manifest.read_text()).get("detectors", []):
+            if Path(e["file"]).name == path.name:
+                sha = e["sha256"]
+    return path, sha
+
+
+def verify_sha256(path: Path, sha256: str | None) -> Path:
+    """``path`` after checking its sha256 (once per process); a clear error when it is
+    missing, corrupt or modified."""
+    if not path.is_file():
+        raise DetectorUnavailableError(f"YuNet weights not found: {path} (a broken fervid install? reinstall fervid)")
+    if sha256 is None:
+        return path
+    with _VERIFY_LOCK:
+        if _VERIFIED.get(path) != sha256:
+            got = hashlib.sha256(path.read_bytes()).hexdigest()
+            if got != sha256:
+                raise DetectorUnavailableError(f"{path}: sha256 {got} does not match the expected {sha256}; "
+                                               "the file is corrupt or was modified (reinstall fervid)")
+            _VERIFIED[path] = sha256
+    return path
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB / grey -> contiguous BGR (YuNet was trained on BGR: RGB input loses faces)."""
+    if image.dtype != np.uint8:
+        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.io.load_image)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image[:, :, ::-1])
+    raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
+
+
+def decode_yunet(outputs: dict[str, np.ndarray], pad_w: int, pad_h: int, score_threshold: float,
+                 nms_threshold: float, top_k: int = 5000) -> np.ndarray:
+    """YuNet's raw outputs (``cls_s``, ``obj_s``, ``bbox_s``, ``kps_s`` for strides 8, 16,
+    32) on a ``pad_w x pad_h`` input -> ``N x 15`` float32 rows ``x, y, w, h``, five
+    landmarks ``(x, y)``, score, after NMS: the decoding of OpenCV's ``FaceDetectorYN``
+    (``modules/objdetect/src/face_detect.cpp``), step for step, so both give the same faces."""
+    import cv2
+
+    rows_out = []
+    for s in (8, 16, 32):
+        cols = pad_w // s
+        cls = outputs[f"cls_{s}"].reshape(-1)
+        obj = outputs[f"obj_{s}"].reshape(-1)
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        idx = np.flatnonzero(score >= score_threshold)
+        if not len(idx):
+            continue
+        bbox = outputs[f"bbox_{s}"].reshape(-1, 4)[idx]
+        kps = outputs[f"kps_{s}"].reshape(-1, 10)[idx]
+        r, c = (idx // cols).astype(np.float32), (idx % cols).astype(np.float32)
+        cx, cy = (c + bbox[:, 0]) * s, (r + bbox[:, 1]) * s
+        w, h = np.exp(bbox[:, 2]) * s, np.exp(bbox[:, 3]) * s
+        lm = np.empty((len(idx), 10), np.float32)
+        lm[:, 0::2] = (kps[:, 0::2] + c[:, None]) * s
+        lm[:, 1::2] = (kps[:, 1::2] + r[:, None]) * s
+        rows_out.append(np.column_stack([cx - w / 2, cy - h / 2, w, h, lm, score[idx]]).astype(np.float32))
+    if not rows_out:
+        return np.zeros((0, 15), np.float32)
+    faces = np.concatenate(rows_out)
+    if len(faces) > 1:  # OpenCV's NMS on integer (truncated) boxes
+        rects = [(int(x), int(y), int(w), int(h)) for x, y, w, h in faces[:, :4].tolist()]
+        keep = np.asarray(cv2.dnn.NMSBoxes(rects, faces[:, 14].tolist(), score_threshold, nms_threshold,
+                                           top_k=top_k), np.int64).reshape(-1)
+        faces = faces[keep]
+    return faces
+
+
+class YuNetDetector:
+    """YuNet-s face detector with five landmarks (the default detector).
+
+    Args:
+        max_side: the image is shrunk (area interpolation) so its longer side is at most
+            this for detection; boxes and landmarks are mapped back to the original pixels.
+            YuNet finds faces down to ~10 px in the detection image. Photos 640 (default),
+            video 320 (:data:`YUNET_VIDEO`, what :mod:`fervid.inference.video` uses).
+        score_threshold: keep faces scoring at least this (0..1). 0.9 (OpenCV's demo)
+            loses turned and blurred faces; hands and lamps appeared at 0.5 and below.
+        nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
+        top_k: most candidates kept by the NMS.
+        backend: ``"auto"`` (onnxruntime when installed, else OpenCV), ``"onnxruntime"``
+            or ``"opencv"``; both run the same weights and give the same boxes.
+        threads: onnxruntime intra-op threads (``None``: onnxruntime's default). The OpenCV
+            backend follows ``cv2.setNumThreads``.
+        model: another YuNet ONNX file instead of the bundled one (no sha256 check).
+    """
+
+    name = "yunet"
+
+    def __init__(self, max_side: int | None = YUNET_PHOTO["max_side"],
+                 score_threshold: float = YUNET_PHOTO["score_threshold"], nms_threshold: float = 0.3,
+                 top_k: int = 5000, backend: str = "auto", threads: int | None = None,
+                 model: str | Path | None = None):
+        if backend not in YUNET_BACKENDS:
+            raise UserValueError(f"unknown YuNet backend {backend!r}; available: {', '.join(YUNET_BACKENDS)}")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise UserValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        self.max_side = max_side
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.top_k = int(top_k)
+        self.backend = backend
+        self.threads = threads
+        self.model = model
+        self._impl: Any = None
+        self._impl_backend: str | None = None
+        self._input_name = "input"
+        self._cv_size: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"YuNetDetector(max_side={self.max_side}, score_threshold={self.score_threshold}, "
+                f"nms_threshold={self.nms_threshold}, backend={self.backend!r})")
+
+    def with_options(self, **kwargs: Any) -> YuNetDetector:
+        """A copy with some settings changed (e.g. ``**YUNET_VIDEO`` for video frames)."""
+        kw = {"max_side": self.max_side, "score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
+              "top_k": self.top_k, "backend": self.backend, "threads": self.threads, "model": self.model}
+        kw.update(kwargs)
+        return YuNetDetector(**kw)
+
+    @property
+    def resolved_backend(self) -> str:
+        """``"onnxruntime"`` or ``"opencv"``: what :meth:`detect` runs on."""
+        if self.backend != "auto":
+            return self.backend
+        import importlib.util
+
+        return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "opencv"
+
+    def _get(self) -> tuple[str, Any]:
+        with self._lock:
+            if self._impl is None:
+                backend = self.resolved_backend
+                if self.model is not None:
+                    path = Path(self.model)
+                    if not path.is_file():
+                        raise DetectorUnavailableError(f"YuNet model not found: {path}")
+                else:
+                    path = verify_sha256(*yunet_weights(backend))
+                if backend == "onnxruntime":
+                    try:
+                        import onnxruntime as ort
+                    except ImportError as e:
+                        raise DetectorUnavailableError(
+                            "YuNet backend 'onnxruntime' needs onnxruntime: pip install onnxruntime "
+                            "(or backend='opencv')") from e
+                    so = ort.SessionOptions()
+                    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    if self.threads:
+                        so.intra_op_num_threads = int(self.threads)
+                    so.inter_op_num_threads = 1
+                    so.log_severity_level = 3
+                    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                    self._input_name = sess.get_inputs()[0].name
+                    self._out_names = [o.name for o in sess.get_outputs()]
+                    self._impl = sess
+                else:
+                    import cv2
+
+                    if not hasattr(cv2, "FaceDetectorYN"):
+                        raise DetectorUnavailableError(
+                            f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs opencv-python(-headless) >= 4.8); "
+                            "pip install -U 'opencv-python-headless>=4.8,<5' or onnxruntime")
+                    self._impl = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
+                                                           self.nms_threshold, self.top_k)
+                    self._cv_size = (320, 320)
+                self._impl_backend = backend
+        return self._impl_backend, self._impl  # type: ignore[return-value]
+
+    def load(self) -> YuNetDetector:
+        """Load (and verify) the weights now instead of on the first :meth:`detect`."""
+        self._get()
+        return self
+
+    def raw(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet on a BGR uint8 image as it is (no resizing): ``N x 15`` float32 rows
+        ``x, y, w, h``, five landmarks ``(x, y)``, score, in that image's pixels."""
+        backend, impl = self._get()
+        h, w = bgr.shape[:2]
+        if backend == "onnxruntime":
+            ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+            x = np.zeros((1, 3, ph, pw), np.float32)
+            x[0, :, :h, :w] = bgr.transpose(2, 0, 1)
+            outs = dict(zip(self._out_names, impl.run(self._out_names, {self._input_name: x})))
+            return decode_yunet(outs, pw, ph, self.score_threshold, self.nms_threshold, self.top_k)
+        with self._lock:  # FaceDetectorYN keeps the input size as state
+            if self._cv_size != (w, h):
+                impl.setInputSize((w, h))
+                self._cv_size = (w, h)
+            _, faces = impl.detect(bgr)
+        return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32).reshape(-1, 15)
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        import cv2
+
+        bgr = _as_bgr(image)
+        H, W = bgr.shape[:2]
+        if not H or not W:
+            return []
+        small = bgr
+        if self.max_side and max(H, W) > self.max_side:
+            s = self.max_side / max(H, W)
+            small = cv2.resize(bgr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+        sx, sy = W / small.shape[1], H / small.shape[0]
+        out = []
+        for row in self.raw(small).tolist():
+            b = _clip_box(row[0] * sx, row[1] * sy, row[2] * sx, row[3] * sy, row[14], W, H)
+            if b is None:
+                continue
+            lm = tuple((row[4 + 2 * k] * sx, row[5 + 2 * k] * sy) for k in range(5))
+            out.append(FaceBox(b.x, b.y, b.w, b.h, b.score, lm))
+        return sort_reading_order(out)
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, tuple[Callable[..., Detector], str]] = {
-    "haar": (lambda **kw: HaarDetector(**kw), "OpenCV Haar frontal cascade (default; always available)"),
+    "yunet": (lambda **kw: YuNetDetector(**kw),
+              "YuNet CNN with 5 landmarks (default; bundled, onnxruntime or OpenCV)"),
+    "haar": (lambda **kw: HaarDetector(**kw), "OpenCV Haar frontal cascade (no landmarks)"),
     "haar-profile": (lambda **kw: HaarDetector(profile=True, **kw), "Haar frontal + profile cascades"),
     "dlib": (lambda **kw: DlibHogDetector(**kw), "dlib HOG frontal detector (pip install 'fervid[dlib]')"),
     "skip": (lambda **kw: SkipDetector(**kw), "no detection: the whole image is one face"),
@@ -327,7 +607,7 @@ def available_detectors() -> dict[str, str]:
 
 
 def create_detector(name: str | Detector | None = None, **kwargs: Any) -> Detector:
-    """A detector by registered name (default ``"haar"``), or ``name`` itself if it already
+    """A detector by registered name (default ``"yunet"``), or ``name`` itself if it already
     is a detector object. Nothing heavy is loaded until the first ``detect`` call."""
     if name is None:
         name = DEFAULT_DETECTOR
@@ -336,5 +616,5 @@ def create_detector(name: str | Detector | None = None, **kwargs: Any) -> Detect
             raise TypeError(f"{name!r} is not a detector (needs a detect(image) method)")
         return name
     if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r}; available: {sorted(_REGISTRY)}")
+        raise UserValueError(f"unknown detector {name!r}; available: {sorted(_REGISTRY)}")
     return _REGISTRY[name][0](**kwargs)

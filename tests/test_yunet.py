@@ -1,0 +1,262 @@
+"""YuNet, the default face detector: bundled weights (sha256, licences, wheel), recall and
+no false positives on the hand-annotated media, landmarks, and the same faces through
+onnxruntime and OpenCV."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fervid.data.io import load_image
+from fervid.inference.detect import (
+    DEFAULT_DETECTOR,
+    LANDMARK_NAMES,
+    YUNET_DIR,
+    YUNET_FILES,
+    YUNET_PHOTO,
+    YUNET_VIDEO,
+    DetectorUnavailableError,
+    FaceBox,
+    YuNetDetector,
+    available_detectors,
+    create_detector,
+    iou,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+
+
+def _annotations():
+    """The hand annotations of the media faces (benchmarks/detectors.py: one source of truth)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import detectors
+    finally:
+        sys.path.pop(0)
+    return detectors
+
+
+@pytest.fixture(scope="module")
+def bench(data_root: Path):
+    if not (data_root / "media" / "short_hamilton_clip.mp4").is_file():
+        pytest.skip("media not found")
+    return _annotations()
+
+
+@pytest.fixture(scope="module")
+def items(bench, data_root: Path):
+    return bench.load_items(data_root)
+
+
+@pytest.fixture(scope="module")
+def photo_det():
+    return create_detector("yunet")
+
+
+# ------------------------------------------------------------------ weights, manifest, wheel
+
+def test_yunet_is_the_default_and_registered():
+    assert DEFAULT_DETECTOR == "yunet"
+    assert {"yunet", "haar", "haar-profile", "dlib", "skip"} <= set(available_detectors())
+    det = create_detector()
+    assert isinstance(det, YuNetDetector) and det.max_side == YUNET_PHOTO["max_side"]
+    assert det._impl is None  # nothing loaded until the first detect
+
+
+def test_weights_match_the_manifest_and_carry_their_licences():
+    manifest = json.loads((YUNET_DIR.parent / "manifest.json").read_text())
+    entries = {Path(e["file"]).name: e for e in manifest["detectors"]}
+    assert set(entries) == set(YUNET_FILES.values())
+    for name, e in entries.items():
+        assert hashlib.sha256((YUNET_DIR / name).read_bytes()).hexdigest() == e["sha256"]
+    assert {e["name"] for e in manifest["models"]} == {"default", "fast"}  # emotion models unchanged
+    licences = sorted(p.name for p in YUNET_DIR.glob("LICENSE-*.txt"))
+    assert licences == ["LICENSE-Apache-2.0-libfacedetection.train.txt", "LICENSE-MIT-opencv_zoo-face_detection_yunet.txt"]
+    assert "Apache License" in (YUNET_DIR / licences[0]).read_text()
+    assert "MIT License" in (YUNET_DIR / licences[1]).read_text()
+
+
+def test_wheel_ships_the_weights_and_licences():
+    import tomllib
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fervid"]
+    from fnmatch import fnmatch
+
+    pkg = REPO / "src" / "fervid"
+    for f in YUNET_DIR.iterdir():
+        rel = f.relative_to(pkg).as_posix()
+        assert any(fnmatch(rel, pat) for pat in data), f"{rel} is not in [tool.setuptools.package-data]"
+
+
+def test_modified_weights_are_refused(tmp_path: Path, monkeypatch):
+    import fervid.inference.detect as d
+
+    bad = tmp_path / "yunet"
+    bad.mkdir()
+    for f in YUNET_DIR.iterdir():
+        shutil.copy(f, bad / f.name)
+    shutil.copy(YUNET_DIR.parent / "manifest.json", tmp_path / "manifest.json")
+    blob = bytearray((bad / YUNET_FILES["opencv"]).read_bytes())
+    blob[-1] ^= 0xFF
+    (bad / YUNET_FILES["opencv"]).write_bytes(bytes(blob))
+    monkeypatch.setattr(d, "YUNET_DIR", bad)
+    with pytest.raises(DetectorUnavailableError, match="sha256"):
+        YuNetDetector(backend="opencv").detect(np.zeros((64, 64, 3), np.uint8))
+    (bad / YUNET_FILES["opencv"]).unlink()
+    with pytest.raises(DetectorUnavailableError, match="not found"):
+        YuNetDetector(backend="opencv").detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="backend"):
+        YuNetDetector(backend="tensorrt")
+    with pytest.raises(ValueError, match="score_threshold"):
+        YuNetDetector(score_threshold=1.5)
+    with pytest.raises(TypeError, match="uint8"):
+        YuNetDetector().detect(np.zeros((50, 50, 3), np.float32))
+
+
+def test_auto_backend_falls_back_to_opencv(monkeypatch):
+    real = importlib.util.find_spec
+
+    def no_ort(name, *a, **k):
+        return None if name == "onnxruntime" else real(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_ort)
+    det = YuNetDetector()
+    assert det.resolved_backend == "opencv"
+    assert det.detect(np.zeros((64, 64, 3), np.uint8)) == []
+    assert det._impl_backend == "opencv"
+
+
+# ------------------------------------------------------------------ accuracy on the annotated media
+
+def test_photo_settings_find_every_annotated_face_without_false_positives(items, bench, photo_det):
+    hits = fps = n = 0
+    for it, img in items:
+        if it.frame is None:
+            h, f = bench.score_item(it, photo_det.detect(img))
+            hits, fps, n = hits + h, fps + f, n + len(it.faces)
+    assert (hits, fps) == (n, 0) == (9, 0)
+
+
+def test_video_settings_find_the_video_faces_without_false_positives(items, bench):
+    det = create_detector("yunet", **YUNET_VIDEO)
+    hits = fps = n = 0
+    for it, img in items:
+        if it.frame is not None:
+            h, f = bench.score_item(it, det.detect(img))
+            hits, fps, n = hits + h, fps + f, n + len(it.faces)
+    assert n == 15 and hits >= 14 and fps == 0, (hits, fps)
+
+
+@pytest.mark.parametrize("settings", [YUNET_PHOTO, YUNET_VIDEO])
+def test_no_face_photos_give_nothing(bench, settings):
+    det = create_detector("yunet", **settings)
+    for name, img in bench.load_no_face():
+        assert det.detect(img) == [], name
+    assert det.detect(np.full((480, 640, 3), 128, np.uint8)) == []
+    assert det.detect(np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)) == []
+    assert det.detect(np.zeros((10, 10), np.uint8)) == []
+    assert det.detect(np.zeros((0, 0, 3), np.uint8)) == []
+
+
+def test_landmarks_sit_on_the_face(items, photo_det):
+    n = 0
+    for it, img in items:
+        for f in photo_det.detect(img):
+            assert f.landmarks is not None and len(f.landmarks) == len(LANDMARK_NAMES) == 5
+            (rex, rey), (lex, ley), (nx, ny), (mrx, mry), (mlx, mly) = f.landmarks
+            cx, cy = f.x + f.w / 2, f.y + f.h / 2
+            side = max(f.w, f.h)
+            for px, py in f.landmarks:  # near the box (a face cut by the border may reach past it)
+                assert abs(px - cx) < side and abs(py - cy) < side
+            if it.frame is None and it.name not in ("obama_partial_face.jpg",):
+                # upright frontal photos: the person's right eye on the image's left, eyes above
+                # the nose, the nose above the mouth
+                assert rex < lex and mrx < mlx
+                assert max(rey, ley) < ny < min(mry, mly)
+                n += 1
+    assert n >= 7
+
+
+def test_boxes_in_original_coordinates_when_downscaled(media_photo):
+    import cv2
+
+    small = media_photo
+    det = YuNetDetector()
+    a = det.detect(small)
+    big = cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 2559 x 1440: shrunk inside
+    b = det.detect(big)
+    assert len(a) == len(b) == 1
+    scaled = FaceBox(a[0].x * 3, a[0].y * 3, a[0].w * 3, a[0].h * 3)
+    assert iou(scaled, b[0]) > 0.8
+    np.testing.assert_allclose(np.array(b[0].landmarks), 3 * np.array(a[0].landmarks), atol=0.03 * b[0].w)
+
+
+@pytest.fixture(scope="module")
+def media_photo(data_root: Path) -> np.ndarray:
+    p = data_root / "media" / "obama-480p.jpg"
+    if not p.is_file():
+        pytest.skip("media not found")
+    return load_image(p)
+
+
+def test_grey_input_and_colour_order(media_photo):
+    import cv2
+
+    det = YuNetDetector()
+    grey = cv2.cvtColor(media_photo, cv2.COLOR_RGB2GRAY)
+    g = det.detect(grey)
+    c = det.detect(media_photo)
+    assert len(g) == len(c) == 1 and iou(g[0], c[0]) > 0.8
+    assert det.detect(grey[:, :, None])[0] == g[0]
+
+
+def test_raw_is_yunet_on_the_image_as_is(media_photo):
+    det = YuNetDetector(max_side=None)
+    raw = det.raw(np.ascontiguousarray(media_photo[:, :, ::-1]))
+    assert raw.shape == (1, 15) and raw.dtype == np.float32
+    f = det.detect(media_photo)[0]
+    assert f.score == pytest.approx(float(raw[0, 14]))
+    np.testing.assert_allclose(np.array(f.landmarks), raw[0, 4:14].reshape(5, 2), atol=1e-3)
+
+
+# ------------------------------------------------------------------ onnxruntime == OpenCV
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
+@pytest.mark.parametrize("settings", [YUNET_PHOTO, YUNET_VIDEO, {"max_side": None, "score_threshold": 0.5}])
+def test_onnxruntime_and_opencv_give_identical_boxes(items, bench, settings):
+    ort = YuNetDetector(backend="onnxruntime", **settings)
+    cv = YuNetDetector(backend="opencv", **settings)
+    images = [img for _, img in items] + [img for _, img in bench.load_no_face()]
+    n = 0
+    for img in images:
+        a, b = ort.detect(img), cv.detect(img)
+        assert [f.box for f in a] == [f.box for f in b]
+        for fa, fb in zip(a, b):
+            assert fa.score == pytest.approx(fb.score, abs=1e-4)
+            np.testing.assert_allclose(np.array(fa.landmarks), np.array(fb.landmarks), atol=0.02)
+        n += len(a)
+    assert n >= 24
+    assert ort._impl_backend == "onnxruntime" and cv._impl_backend == "opencv"
+
+
+def test_detect_is_thread_safe(media_photo):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for backend in (["onnxruntime"] if HAS_ORT else []) + ["opencv"]:
+        det = YuNetDetector(backend=backend)
+        imgs = [media_photo, media_photo[:300, :400].copy(), media_photo[::2, ::2].copy()] * 4
+        want = [det.detect(im) for im in imgs]
+        with ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(det.detect, imgs))
+        assert got == want
