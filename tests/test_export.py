@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 
 from fervid.cli import main  # noqa: E402
 from fervid.export.onnx import export_onnx
-from fervid.inference.onnx import onnx_session, read_metadata  # noqa: E402
+from fervid.models.onnx import onnx_session, read_metadata  # noqa: E402
 from fervid.inference.backends import load_classifier, resolve_backend
 from fervid.runtime import softmax  # noqa: E402
 
@@ -84,20 +84,29 @@ def test_int8_export_keeps_top_labels_on_private_test(fast_fp32, fast_int8, priv
 
 
 def test_fp32_nodes_first_conv_head_and_tail(fast_fp32):
+    """The nodes kept in fp32 are found from the model's declared first conv and classifier
+    (its ModelCfg), not guessed from op types; an undeclared module is an error."""
     import onnx
 
     from fervid.export.onnx import fp32_nodes
+    from fervid.models import model_cfg
+    from fervid.models.checkpoint import load_model
 
     path, _ = fast_fp32
+    cfg = model_cfg(load_model("fast"))
+    keep = (cfg.first_conv, cfg.classifier)
     nodes = list(onnx.load(str(path)).graph.node)
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")][-1]
-    assert fp32_nodes(path, 0.0) == [convs[0], head]
-    tail = fp32_nodes(path, 0.25)  # ceil(0.25 * 8 convs) = the last 2 convs and all after them
+    assert fp32_nodes(path, 0.0, keep) == [convs[0], head]
+    assert fp32_nodes(path, 0.0) == []
+    tail = fp32_nodes(path, 0.25, keep)  # ceil(0.25 * 8 convs) = the last 2 convs and all after them
     k = len(convs) - -(-len(convs) // 4)
     assert set(convs[k:]) <= set(tail) and not set(convs[1:k]) & set(tail)
     assert tail[-1] == nodes[-1].name
-    assert fp32_nodes(path, 1.0) == [n.name for n in nodes[[n.name for n in nodes].index(convs[0]):]]
+    assert fp32_nodes(path, 1.0, keep) == [n.name for n in nodes[[n.name for n in nodes].index(convs[0]):]]
+    with pytest.raises(ValueError, match="no ONNX node belongs to module 'head.9'"):
+        fp32_nodes(path, 0.0, ("head.9",))
 
 
 def test_fixed_fp32_tail_skips_selection(tmp_path, fer_csv):

@@ -207,6 +207,7 @@ def test_timm_path_with_local_weights(monkeypatch, three_classes, tmp_path):
             self.bn = nn.BatchNorm2d(8)
             self.pool = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.fc = nn.Linear(8, num_classes)
+            self.pretrained_cfg = {"first_conv": "conv", "classifier": "fc"}  # as every timm model declares
 
         def forward(self, x):
             return self.fc(self.pool(self.bn(self.conv(x))))

@@ -22,7 +22,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from fervid.data.datasets import FERData, FERDataError, load_dataset, load_fer2013, load_image_folder
+    from fervid.data.datasets import (
+        FERData,
+        FERDataError,
+        load_dataset,
+        load_fer2013,
+        load_image_folder,
+    )
     from fervid.data.ferplus import load_ferplus
     from fervid.emotions import FER2013, FERPLUS
     from fervid.errors import FervidError

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from fervid.errors import UserFileNotFoundError, UserValueError
+
 BENCH_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
@@ -99,7 +101,7 @@ def resize_video(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int
 
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
-        raise FileNotFoundError(f"cannot open video {src}")
+        raise UserFileNotFoundError(f"cannot open video {src}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     vw = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     while True:
@@ -163,15 +165,15 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
     """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
     images of ``data``), and top-label agreement of each ONNX model with torch."""
     from fervid.data.datasets import load_dataset
-    from fervid.inference.onnx import read_metadata
     from fervid.inference.backends import load_classifier
+    from fervid.models.onnx import read_metadata
 
     set_threads(threads)
     d = load_dataset(data)
     sel = d.splits == split
     faces, labels = d.images[sel], np.asarray(d.labels)[sel]
     if len(faces) == 0:
-        raise ValueError(f"{data}: no {split} images")
+        raise UserValueError(f"{data}: no {split} images")
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         q = int8_model(model, work_dir or tmp, data)
         clfs = {"torch": load_classifier(model, backend="torch", device="cpu"),
@@ -186,3 +188,74 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
             out[f"agree_{k}"] = float((p == preds["torch"]).mean())
     out["int8_drop_points"] = 100 * (out["acc_onnx"] - out["acc_onnx-int8"])
     return out
+
+
+BENCH_PARTS = ("classifier", "video", "int8")
+
+
+def run_benchmarks(what: list[str], data: str | os.PathLike | None = None, *, models: list[str],
+                   backends: list[str], video: str | os.PathLike | None = None, video_model: str = "fast",
+                   detect_every: int | None = None, threads: int = 2, repeats: int = 7) -> dict[str, Any]:
+    """Run the parts of ``what`` (:data:`BENCH_PARTS`) and return their rows by part.
+
+    ``data``: the FER2013 CSV (default :func:`fervid.runtime.fer2013_csv`); ``video``: the clip
+    for the pipeline test (default ``<data root>/media/short_hamilton_clip.mp4``). The video
+    part runs at the clip's own size and at 640x480, with ``detect_every`` (default the
+    library's) and, when that is the default, also with detection on every frame.
+    """
+    from fervid.runtime import fer2013_csv
+
+    bad = set(what) - set(BENCH_PARTS)
+    if bad:
+        raise UserValueError(f"unknown benchmark part(s) {sorted(bad)}; choose from {', '.join(BENCH_PARTS)}")
+    data = Path(data) if data else fer2013_csv()
+    if data is None or not Path(data).exists():
+        raise UserFileNotFoundError("FER2013 data not found: pass --data PATH/fer2013.csv.gz or set FERVID_DATA")
+    data = Path(data)
+    results: dict[str, Any] = {}
+    if "classifier" in what:
+        from fervid.data.datasets import load_dataset
+
+        d = load_dataset(data)
+        faces = d.images[d.splits == "PrivateTest"][:1024]
+        results["classifier"] = bench_classifiers(models, backends, faces, threads=threads, repeats=repeats, data=data)
+    if "video" in what:
+        clip = Path(video) if video else data.parent.parent / "media" / "short_hamilton_clip.mp4"
+        if not clip.is_file():
+            raise UserFileNotFoundError(f"no such video: {clip}")
+        rows = []
+        for size in (None, (640, 480)):
+            rows.append(bench_pipeline(clip, model=video_model, detect_every=detect_every, size=size,
+                                       threads=threads, repeats=max(1, min(repeats, 3))))
+            if detect_every is None:
+                rows.append(bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads,
+                                           repeats=1))
+        results["video"] = rows
+    if "int8" in what:
+        results["int8"] = [bench_int8_accuracy(m, data, threads=threads) for m in models]
+    return results
+
+
+def markdown_tables(results: dict[str, Any]) -> str:
+    """The rows of :func:`run_benchmarks` as Markdown tables (as pasted into BENCHMARKS.md)."""
+    out: list[str] = []
+    if "classifier" in results:
+        out.append("\n| model | backend | faces/s, batch 64 | ms/face, batch 1 |\n|---|---|---|---|")
+        out += [f"| {r['model']} | {r['backend']} | {r['faces_per_s_b64']:,.0f} | {r['ms_per_face_b1']:.3f} |"
+                for r in results["classifier"]]
+    if "video" in results:
+        out.append("\n| input | detect every | frames | faces | fps | decode | detect | crop | classify | draw (ms/frame) |"
+                   "\n|---|---|---|---|---|---|---|---|---|---|")
+        for r in results["video"]:
+            ms = r["ms"]
+            out.append(f"| {Path(r['source']).name} {r['width']}x{r['height']} ({r['model']}, {r['backend']}) | "
+                       f"{r['detect_every']} | {r['frames']} | {r['faces']} | {r['fps']:.1f} | {ms['decode']:.2f} | "
+                       f"{ms['detect']:.2f} | {ms['crop']:.2f} | {ms['classify']:.2f} | {ms['draw']:.2f} |")
+    if "int8" in results:
+        out.append("\n| model | n | acc torch | acc onnx fp32 | acc onnx int8 | int8 drop (points) | "
+                   "top-1 agreement fp32 / int8 vs torch | int8 model |\n|---|---|---|---|---|---|---|---|")
+        out += [f"| {r['model']} | {r['n']} | {100 * r['acc_torch']:.2f}% | {100 * r['acc_onnx']:.2f}% | "
+                f"{100 * r['acc_onnx-int8']:.2f}% | {r['int8_drop_points']:.2f} | "
+                f"{100 * r['agree_onnx']:.2f}% / {100 * r['agree_onnx-int8']:.2f}% | {r['quantization']} |"
+                for r in results["int8"]]
+    return "\n".join(out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fervid.errors import UnknownNameError
+
 #: FER2013 label order (``emotion`` column of ``fer2013.csv``).
 FER2013: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -54,7 +56,7 @@ def canonical(name: str) -> str:
     for part in key.split("_"):
         if part in _SYNONYMS:
             return _SYNONYMS[part]
-    raise KeyError(f"unknown emotion name {name!r}; known: {sorted(set(_SYNONYMS.values()))}")
+    raise UnknownNameError(f"unknown emotion name {name!r}; known: {sorted(set(_SYNONYMS.values()))}")
 
 
 def try_canonical(name: str) -> str | None:

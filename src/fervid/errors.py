@@ -19,3 +19,21 @@ class UserValueError(FervidError, ValueError):
 
 class UserFileNotFoundError(FervidError, FileNotFoundError):
     """A path given by the user that does not exist."""
+
+
+class UnknownNameError(FervidError, KeyError):
+    """An unknown name (model, split, emotion, ...): a ``KeyError`` whose message reads as a sentence."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputError(FervidError, OSError):
+    """An output cannot be written where asked: the message names the path and the reason
+    (no space, permission, a file or folder in the way, it would overwrite an input, an
+    earlier run is there). Nothing partial is left behind."""
+
+
+class CheckpointError(FervidError, ValueError):
+    """A model file (checkpoint, safetensors, ONNX, manifest) is unreadable, damaged or does
+    not match its architecture; the message names the file and what is wrong."""

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.errors import UserValueError
+
 if TYPE_CHECKING:
     import torch
 
@@ -105,7 +107,7 @@ def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``N x K`` logits divided by ``temperature``, computed in float64
     (probabilities that sum to 1 to the last digit whatever the backend's dtype)."""
     if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise UserValueError(f"temperature must be > 0, got {temperature}")
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)

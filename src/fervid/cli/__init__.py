@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from fervid.errors import UserValueError
+
 # Verb -> module in this package. Modules are imported only when the CLI runs.
 VERBS: dict[str, str] = {
     "data": "data", "train": "train", "evaluate": "evaluate", "study": "study", "predict": "predict",
@@ -32,7 +34,7 @@ def parse_set(pairs: Sequence[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for kv in pairs:
         if "=" not in kv:
-            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
+            raise UserValueError(f"--set expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
         out[k] = yaml.safe_load(v)
     return out
@@ -57,14 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from fervid.data.datasets import FERDataError
+    from fervid.errors import FervidError
 
     try:
         return int(args._run(args) or 0)
-    except (FERDataError, FileNotFoundError, KeyError, ValueError) as e:
-        # Expected user errors: one clear line, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"fervid {args.verb}: error: {msg}", file=sys.stderr)
+    except FervidError as e:
+        # A user error (bad input, argument or output location): one clear line, no traceback.
+        print(f"fervid {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # The file system said no (missing file, permissions, full disk, a folder where a file
+        # was expected): the environment, not a bug. Anything else keeps its traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"fervid {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fervid {args.verb}: interrupted", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fervid.inference.options import TTA_MODES
+
 import argparse
 
 
@@ -12,8 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="checkpoint (.pt / .safetensors) or bundled model name")
     p.add_argument("--data", required=True, help="fer2013.csv(.gz), an image folder or a fervid pack")
     p.add_argument("--split", default="PublicTest", help="split to fit on (default: PublicTest)")
-    p.add_argument("--tta", choices=("none", "flip", "crops"), default="none",
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="fit on these TTA logits (use the TTA you will predict with)")
+    p.add_argument("--ferplus", help="fer2013new.csv: fit to the FER+ vote distribution (8-class FER+ models; "
+                                     "--data must be the FER2013 CSV)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="output checkpoint (.pt, or .safetensors)")
     return p
@@ -24,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fervid.evaluation.calibration import calibrate
 
-    info = calibrate(args.model, args.data, args.out, split=args.split, tta=args.tta, device=args.device)
+    info = calibrate(args.model, args.data, args.out, split=args.split, tta=args.tta, device=args.device,
+                     ferplus=args.ferplus)
     print(json.dumps(info, indent=2))
     return 0

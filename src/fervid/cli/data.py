@@ -61,7 +61,11 @@ def _report_skipped(data: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.data.datasets import load_dataset
+    from fervid.safety import check_not_input, preflight_output
 
+    if args.data_verb in ("show", "pack"):  # a bad --out fails before the data is read
+        check_not_input(args.out, [args.path, getattr(args, "ferplus", None)], "--out")
+        preflight_output(args.out)
     data = load_dataset(args.path, strict=not getattr(args, "lenient", False))
     if args.data_verb == "info":
         from fervid.data.stats import dataset_info, format_info

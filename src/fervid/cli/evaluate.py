@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from fervid.cli.argtypes import positive_int
+from fervid.inference.options import TTA_MODES
+
 import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate", help="score one model or an ensemble; write metrics.json, predictions and report.html",
-        description="Scores MODEL(s) on --split (default PrivateTest). Ensemble weights (--ensemble weighted) and "
+        description="Scores MODEL(s) on --split (default PrivateTest, or the whole folder without split names). Ensemble weights (--ensemble weighted) and "
                     "temperatures (--calibrate) are fitted on PublicTest, never on the reported split.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint (.pt / .safetensors) or bundled model name")
     p.add_argument("--data", required=True, help="fer2013.csv(.gz), an image folder or a fervid pack")
-    p.add_argument("--split", default="PrivateTest", help="split to report, or 'all' (default: PrivateTest)")
-    p.add_argument("--tta", choices=("none", "flip", "crops"), default="none", help="test-time augmentation")
+    p.add_argument("--split", default=None,
+                   help="split to report, or 'all' (default: PrivateTest if the data has it, else all of it)")
+    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     p.add_argument("--ensemble", choices=("mean", "weighted"), default="mean",
                    help="mean of probabilities, or weights fitted on PublicTest (minimum NLL)")
     p.add_argument("--calibrate", action="store_true",
@@ -23,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fit-split", dest="fit_split", default="PublicTest")
     p.add_argument("--ferplus", help="fer2013new.csv: FER+ majority accuracy, KL to the votes, >=30%%-vote accuracy")
     p.add_argument("--adabn", action="store_true", help="test-time BatchNorm statistics adaptation on the scored images")
-    p.add_argument("--max-images", dest="max_images", type=int, help="stratified subset (quick checks)")
+    p.add_argument("--max-images", dest="max_images", type=positive_int, help="stratified subset (quick checks)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=256)
     p.add_argument("--amp", action="store_true", help="bf16 autocast where supported")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html")
     p.add_argument("--out", help="output folder (default: print only)")
@@ -33,7 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fervid.evaluation.evaluate import EvalConfig, evaluate, summary_table, write_calibrated
+    from fervid.evaluation.evaluate import (
+        EvalConfig,
+        evaluate,
+        summary_table,
+        write_calibrated,
+    )
 
     cfg = EvalConfig(models=list(args.models), data=args.data, split=args.split, tta=args.tta, ensemble=args.ensemble,
                      out=args.out, device=args.device, batch_size=args.batch_size, amp=args.amp, calibrate=args.calibrate,

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import argparse
 
+from fervid.cli.argtypes import closed_unit_interval, positive_int, unit_interval
+from fervid.errors import UserValueError
+from fervid.export.onnx import CALIBRATION_METHODS, DEFAULT_CALIBRATION, FP32_TAILS, INT8_MIN_AGREEMENT
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX (fp32 or static int8)",
@@ -28,16 +32,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="static int8 (QDQ) quantization calibrated on training images")
     p.add_argument("--calibration-data", dest="calibration_data", metavar="PATH",
                    help="FER2013 CSV, image folder or .npy of uint8 faces (calibration and parity check)")
-    p.add_argument("--n-calibration", dest="n_calibration", type=int, default=500,
+    p.add_argument("--n-calibration", dest="n_calibration", type=positive_int, default=500,
                    help="Training images to calibrate on (default 500)")
-    p.add_argument("--calibration-method", dest="calibration_method", default="percentile",
-                   choices=("minmax", "entropy", "percentile"),
+    p.add_argument("--calibration-method", dest="calibration_method", default=DEFAULT_CALIBRATION,
+                   choices=CALIBRATION_METHODS,
                    help="activation range calibration (default percentile: the 99.99th)")
-    p.add_argument("--fp32-tail", dest="fp32_tail", type=float, default=None,
+    p.add_argument("--fp32-tail", dest="fp32_tail", type=closed_unit_interval, default=None,
                    help="share of the convolutions, from the output end, kept in fp32 (default: the smallest of "
-                        "0, 0.25, 0.5, 0.75 whose 95%% lower bound of top-1 agreement on PublicTest reaches --min-agreement)")
-    p.add_argument("--min-agreement", dest="min_agreement", type=float, default=0.99,
-                   help="top-1 agreement with PyTorch the int8 model must keep on PublicTest (default 0.99)")
+                        f"{', '.join(f'{t:g}' for t in FP32_TAILS)} whose 95%% lower bound of top-1 agreement on PublicTest reaches --min-agreement)")
+    p.add_argument("--min-agreement", dest="min_agreement", type=unit_interval, default=INT8_MIN_AGREEMENT,
+                   help=f"top-1 agreement with PyTorch the int8 model must keep on PublicTest "
+                        f"(default {INT8_MIN_AGREEMENT})")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
     return p
 
@@ -46,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.backends import onnx_available
 
     if not onnx_available():
-        raise ValueError("export needs onnx and onnxruntime: pip install 'fervid[onnx]'")
+        raise UserValueError("export needs onnx and onnxruntime: pip install 'fervid[onnx]'")
     if not str(args.out).lower().endswith(".onnx"):
-        raise ValueError(f"--out {args.out}: the file name must end in .onnx")
+        raise UserValueError(f"--out {args.out}: the file name must end in .onnx")
     from fervid.export.onnx import export_onnx
 
     report = export_onnx(args.model, args.out, int8=args.int8, calibration_data=args.calibration_data,

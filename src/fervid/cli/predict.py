@@ -14,8 +14,12 @@ files are still processed and the exit status is 1 at the end.
 
 from __future__ import annotations
 
+from fervid.cli.argtypes import unit_interval
+from fervid.inference.options import BACKENDS
+
 import argparse
 import dataclasses
+import errno
 import glob
 import json
 import os
@@ -32,12 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None,
                    help="face detector: haar (default), haar-profile, dlib, skip (images already are face crops)")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=unit_interval, default=None,
                    help="probability threshold for labels_above (default 0.3)")
     p.add_argument("--adabn", action="store_true",
                    help="AdaBN: re-estimate the model's BatchNorm statistics on all the faces in PATH(s) first "
@@ -97,6 +101,9 @@ def _out_path(out_dir: Path, src: str, used: set[Path]) -> Path:
     return cand
 
 
+_FATAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
 def _summary(res) -> str:
     if not res.faces:
         return f"{res.source}: no face found"
@@ -117,16 +124,24 @@ def run(args: argparse.Namespace) -> int:
                             threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
     rec.load()  # a bad --model fails here, once, before any file is read
 
+    from fervid.errors import OutputError
+    from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir
+
     out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     items = list(expand_paths(args.paths))
+    used: set[Path] = set()
+    dests: dict[str, Path] = {}
+    if out_dir is not None:
+        # Every destination is known before anything is written: one that is an input (e.g.
+        # `predict photos/ --out photos/`) stops the run before any image is touched.
+        dests = {p: _out_path(out_dir, p, used) for p, problem in items if problem is None}
+        check_outputs_not_inputs(((d, p) for p, d in dests.items()), dests, "annotated copy")
+        make_dir(out_dir)
     if getattr(args, "adabn", False):
         # A first pass over every readable image: the adaptation needs the whole set's faces.
         n = rec.adapt([p for p, problem in items if problem is None], strict=False, progress=args.progress)
         print(f"fervid predict: AdaBN statistics from {n} faces", file=sys.stderr)
     failed = 0
-    used: set[Path] = set()
     bar = tqdm(items, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True,
                disable=(not args.progress or len(items) < 2) or None)
 
@@ -148,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         except (FERDataError, OSError) as e:
             err(str(e) if str(path) in str(e) else f"{path}: {e}")
             continue
-        line = json.dumps(res.to_dict()) if args.json else _summary(res)
+        line = json.dumps(res.to_dict(), allow_nan=False) if args.json else _summary(res)
         try:
             if bar.disable:
                 print(line, flush=True)
@@ -164,11 +179,15 @@ def run(args: argparse.Namespace) -> int:
 
             from fervid.inference.draw import annotate
 
-            dest = _out_path(out_dir, path, used)
+            dest = dests[path]
             try:
-                Image.fromarray(annotate(rgb, res.faces)).save(dest)
-            except OSError as e:
-                err(f"{dest}: cannot write annotated image ({e})")
+                with atomic_path(dest) as tmp:  # a full disk never leaves a truncated image
+                    Image.fromarray(annotate(rgb, res.faces)).save(tmp)
+            except OutputError as e:
+                if e.errno in _FATAL_WRITE_ERRNOS:
+                    bar.close()
+                    raise  # every later image would fail the same way
+                err(str(e))
     bar.close()
     if failed:
         print(f"fervid predict: {failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed",

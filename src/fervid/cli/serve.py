@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from fervid.errors import UserValueError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="REST API and web page with the live camera",
@@ -43,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
         from fervid.serve.app import ENV_CONFIG, create_app, serve_config
     except ImportError as e:
-        raise ValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
+        raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
     import json
 
     if args.workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise UserValueError("--workers must be at least 1")
     if args.max_upload_mb <= 0:
-        raise ValueError("--max-upload-mb must be positive")
+        raise UserValueError("--max-upload-mb must be positive")
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     print(f"fervid serve: model {args.model}, {args.workers} worker(s); open {url} (API docs: {url}docs)", flush=True)
     if args.workers > 1:

@@ -4,6 +4,8 @@ import argparse
 import json
 
 from fervid.cli import add_set_option, parse_set
+from fervid.cli.argtypes import positive_float, positive_int
+from fervid.errors import UserValueError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,10 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
     p.add_argument("--data", help="fer2013.csv(.gz), an image folder or a fervid pack")
     p.add_argument("--model", help="architecture name (fervid models)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-train-samples", dest="max_train_samples", type=int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--max-train-samples", dest="max_train_samples", type=positive_int)
     p.add_argument("--imbalance", choices=STRATEGIES)
     p.add_argument("--targets", choices=TARGETS)
     p.add_argument("--ferplus", help="fer2013new.csv, for --targets ferplus-*")
@@ -26,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto | cpu | cuda | mps")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    again.add_argument("--overwrite", action="store_true",
+                       help="OUT holds an earlier run: delete its run files and start again (without --resume or "
+                            "--overwrite an existing run is never touched)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     add_set_option(p)
     return p
@@ -42,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in keys}
     cfg = load_config(args.config, **{**extra, **{k: v for k, v in flags.items() if v is not None}})
     if not cfg.data:
-        raise ValueError("no data: give --data PATH or set data: in the config")
-    final = train(cfg, resume=args.resume)
+        raise UserValueError("no data: give --data PATH or set data: in the config")
+    from fervid.safety import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # `kill` stops like Ctrl-C: last.pt holds the last finished epoch
+        final = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(final, indent=2))
     return 0

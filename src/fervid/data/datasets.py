@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fervid.emotions import FER2013, SPLITS, try_canonical
+from fervid.errors import FervidError, UnknownNameError, UserValueError
 from fervid.runtime import cache_dir
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ CACHE_VERSION = 2
 _JUNK_FILES = {"thumbs.db", "desktop.ini"}
 
 
-class FERDataError(ValueError):
+class FERDataError(FervidError, ValueError):
     """Bad input data. Names the file and, where known, the line and field.
 
     ``str(err)`` reads ``"<path>, line <n>, field '<name>': <reason>"``; the parts are
@@ -105,12 +106,12 @@ class FERData:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.dtype != np.uint8 or self.images.ndim != 3:
-            raise ValueError(f"images must be uint8 N x H x W, got {self.images.dtype} {self.images.shape}")
+            raise UserValueError(f"images must be uint8 N x H x W, got {self.images.dtype} {self.images.shape}")
         for name in ("labels", "splits", "index"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} images")
+                raise UserValueError(f"{name} has {len(getattr(self, name))} entries for {n} images")
         if self.files is not None and len(self.files) != n:
-            raise ValueError(f"files has {len(self.files)} entries for {n} images")
+            raise UserValueError(f"files has {len(self.files)} entries for {n} images")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -132,7 +133,7 @@ class FERData:
         sel = np.asarray(mask_or_idx)
         if sel.dtype == bool:
             if len(sel) != len(self):
-                raise ValueError(f"boolean mask has {len(sel)} entries for {len(self)} images")
+                raise UserValueError(f"boolean mask has {len(sel)} entries for {len(self)} images")
             idx = np.flatnonzero(sel)
         else:
             idx = sel.astype(np.int64, copy=False)
@@ -146,7 +147,7 @@ class FERData:
         """The images of one or more splits, e.g. ``data.split("Training")``."""
         unknown = [n for n in names if n not in set(self.splits.tolist())]
         if unknown:
-            raise KeyError(f"split(s) {unknown} not in {self.source or 'data'}; present: {self.split_names}")
+            raise UnknownNameError(f"split(s) {unknown} not in {self.source or 'data'}; present: {self.split_names}")
         return self.select(np.isin(self.splits, list(names)))
 
     def class_counts(self, split: str | None = None) -> dict[str, int]:
@@ -554,7 +555,12 @@ def load_image_folder(
 def load_dataset(path: str | os.PathLike, *, strict: bool = True, cache: bool = True) -> FERData:
     """Load FER2013 from a CSV/CSV.GZ/TAR.GZ/ZIP file, a ``.npz`` pack or an image folder,
     whichever ``path`` is."""
+    from fervid.safety import special_file_kind
+
     p = Path(path)
+    kind = special_file_kind(p)
+    if kind is not None:  # a FIFO would block the reader forever, a device never ends
+        raise FERDataError(f"is {kind}, not a data file or folder", p)
     if p.is_dir():
         return load_image_folder(p, strict=strict)
     if p.suffix.lower() == ".npz":
@@ -585,9 +591,9 @@ def normalize_labels(labels: Sequence[str] | str) -> tuple[str, ...]:
         labels = [s for s in labels.split(",")]
     out = tuple((try_canonical(s) or s.strip()) for s in labels if s.strip())
     if len(out) < 2:
-        raise ValueError(f"need at least two labels, got {list(out)}")
+        raise UserValueError(f"need at least two labels, got {list(out)}")
     if len(set(out)) != len(out):
-        raise ValueError(f"labels name the same class twice: {list(out)}")
+        raise UserValueError(f"labels name the same class twice: {list(out)}")
     return out
 
 
@@ -598,7 +604,7 @@ def folder_labels(path: str | os.PathLike) -> tuple[str, ...]:
 
     names = {cname for _, _, cname in iter_class_dirs(Path(path), FERPLUS8)}
     if not names:
-        raise ValueError(f"{path}: no class folders found")
+        raise UserValueError(f"{path}: no class folders found")
     known = [n for n in FERPLUS8 if n in names]
     return tuple(known + sorted(names - set(known)))
 
@@ -632,10 +638,13 @@ def relabel(data: FERData, names: Sequence[str]) -> FERData:
 def save_pack(data: FERData, path: str | os.PathLike) -> None:
     """Write a compact ``.npz`` of the images (horizontal pixel deltas, zlib level 9:
     neighbouring pixels are similar, so deltas compress ~25% better than raw pixels)."""
+    from fervid.safety import atomic_write
+
+    _check_pack_fields(data.images, data.labels, data.splits, data.index, tuple(data.label_names), str(data.source))
     n, h, w = data.images.shape
     delta = np.diff(data.images, axis=2, prepend=np.zeros((n, h, 1), np.uint8))
     blob = zlib.compress(np.ascontiguousarray(delta).tobytes(), 9)
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:  # a full disk or a kill never leaves half a pack
         np.savez(f, delta_zlib=np.frombuffer(blob, np.uint8), shape=np.asarray(data.images.shape),
                  labels=data.labels, splits=np.asarray(data.splits, dtype=str), index=data.index,
                  label_names=np.asarray(data.label_names, dtype=str),
@@ -654,7 +663,28 @@ def load_pack(path: str | os.PathLike) -> FERData:
             images = np.cumsum(delta, axis=2, dtype=np.uint8)  # uint8 wrap-around undoes the delta
             names = tuple(str(s) for s in z["label_names"]) if "label_names" in z.files else FER2013
             rows = int(z["source_rows"]) if "source_rows" in z.files else -1
-            return FERData(images=images, labels=z["labels"], splits=z["splits"], index=z["index"],
-                           label_names=names, source=str(path), source_rows=None if rows < 0 else rows)
+            labels, splits, index = z["labels"], z["splits"], z["index"]
     except Exception as e:  # noqa: BLE001 - any failure to decode means "not a pack"
         raise FERDataError(f"not a fervid pack ({type(e).__name__}: {e})", path) from e
+    _check_pack_fields(images, labels, splits, index, names, str(path))
+    return FERData(images=images, labels=labels, splits=splits, index=index,
+                   label_names=names, source=str(path), source_rows=None if rows < 0 else rows)
+
+
+def _check_pack_fields(images: np.ndarray, labels: np.ndarray, splits: np.ndarray, index: np.ndarray,
+                       names: tuple[str, ...], source: str) -> None:
+    """A pack's arrays agree with each other: one label, split and index per image, and every
+    label is -1 (none) or a class of ``names`` (a label 42 would count in the total and in no
+    class)."""
+    n = len(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise FERDataError(f"images must be uint8 N x H x W, got {images.dtype} {images.shape}", source)
+    for key, arr in (("labels", labels), ("splits", splits), ("index", index)):
+        if np.ndim(arr) != 1 or len(arr) != n:
+            raise FERDataError(f"'{key}' has shape {np.shape(arr)}, expected one entry per image ({n})", source)
+    if not np.issubdtype(np.asarray(labels).dtype, np.integer):
+        raise FERDataError(f"'labels' must be integers, got {np.asarray(labels).dtype}", source)
+    bad = np.flatnonzero((labels < -1) | (labels >= len(names)))
+    if len(bad):
+        raise FERDataError(f"{len(bad)} image(s) have a label outside 0..{len(names) - 1} ({', '.join(names)}) "
+                           f"or -1, e.g. label {int(labels[bad[0]])} at image {int(bad[0])}", source)

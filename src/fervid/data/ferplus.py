@@ -26,12 +26,20 @@ from typing import Literal
 
 import numpy as np
 
+from fervid.errors import UserValueError
+
 #: Training targets of the trainer (``TrainConfig.targets``): FER2013 labels, or one of the
 #: four FER+ modes of Barsoum et al. 2016.
 TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
 
 from fervid.data.datasets import BadRecord, FERData, FERDataError
-from fervid.emotions import FERPLUS, FERPLUS8, FERPLUS_EXTRA, FERPLUS_TO_FERPLUS8, SPLITS
+from fervid.emotions import (
+    FERPLUS,
+    FERPLUS8,
+    FERPLUS_EXTRA,
+    FERPLUS_TO_FERPLUS8,
+    SPLITS,
+)
 
 TargetMode = Literal["majority", "probability", "crossentropy", "multilabel"]
 TARGET_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multilabel")
@@ -168,7 +176,7 @@ def align(data: FERData, votes: FERPlusVotes) -> np.ndarray:
 def _check_votes(votes: np.ndarray) -> int:
     """Number of emotion columns ``K`` of an ``N x (K + 2)`` vote matrix."""
     if votes.ndim != 2 or votes.shape[1] < 3:
-        raise ValueError(f"votes must be N x (K+2) (emotions + unknown + NF), got shape {votes.shape}")
+        raise UserValueError(f"votes must be N x (K+2) (emotions + unknown + NF), got shape {votes.shape}")
     return votes.shape[1] - 2
 
 
@@ -214,9 +222,9 @@ def targets(votes: np.ndarray, mode: TargetMode = "majority", threshold: float =
     too. Targets of excluded rows are meaningless.
     """
     if mode not in TARGET_MODES:
-        raise ValueError(f"unknown FER+ target mode {mode!r}; choose from {TARGET_MODES}")
+        raise UserValueError(f"unknown FER+ target mode {mode!r}; choose from {TARGET_MODES}")
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"multilabel threshold must be in (0, 1], got {threshold}")
+        raise UserValueError(f"multilabel threshold must be in (0, 1], got {threshold}")
     n_emo = _check_votes(votes)
     v = _denoise(votes)
     total = v.sum(1)

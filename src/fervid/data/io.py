@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import io as _io
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 
 from fervid.data.datasets import FERDataError
+from fervid.errors import UserFileNotFoundError, UserValueError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -63,15 +65,20 @@ def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
         FileNotFoundError: a path that does not exist.
     """
     if color not in ("rgb", "bgr"):
-        raise ValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
+        raise UserValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
     if isinstance(image, np.ndarray):
         return _from_array(image, color)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file")
+            raise UserFileNotFoundError(f"{path}: no such file")
         if path.is_dir():
             raise ImageLoadError("is a directory, not an image", path)
+        from fervid.safety import special_file_kind
+
+        kind = special_file_kind(path)
+        if kind is not None:  # opening a FIFO blocks until a writer comes; a device never ends
+            raise ImageLoadError(f"is {kind}, not an image file", path)
         return _decode(path, str(path))
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _decode(_io.BytesIO(bytes(image)), describe_source(image))
@@ -93,6 +100,10 @@ def _decode(src: Path | _io.BytesIO, name: str) -> np.ndarray:
     try:
         with Image.open(src) as im:
             im.load()  # decode fully now: a truncated file fails here, not later
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:  # an animated GIF/PNG/WebP: say which picture the result is about
+                warnings.warn(f"{name}: an animated image with {frames} frames; using the first frame only",
+                              stacklevel=3)
             return _pil_to_rgb(im)
     except UnidentifiedImageError as e:
         raise ImageLoadError("not a recognised image file", name) from e
@@ -119,6 +130,13 @@ def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
+def _warn_clipped(arr: np.ndarray, expected: str) -> None:
+    """Clipping changes the picture: say so rather than return a silently different image."""
+    if arr.size and (float(arr.min()) < 0 or float(arr.max()) > 255):
+        warnings.warn(f"{describe_source(arr)}: pixel values {float(arr.min()):g}..{float(arr.max()):g} are outside "
+                      f"the expected {expected} range; clipped to 0..255", stacklevel=4)
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -131,8 +149,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
             raise ImageLoadError("float image contains NaN or infinity", describe_source(arr))
         hi = float(arr.max()) if arr.size else 1.0
         scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] floats or [0, 255] floats
+        _warn_clipped(arr * scale, "[0, 1] or [0, 255]")
         return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
+        _warn_clipped(arr, "0..255")
         return np.clip(arr, 0, 255).astype(np.uint8)
     raise ImageLoadError(f"unsupported array dtype {arr.dtype}", describe_source(arr))
 

@@ -1,18 +1,19 @@
 """Figures for datasets (``fervid data show``).
 
 Matplotlib is imported inside the functions and drawn with the Agg canvas directly, so
-importing :mod:`fervid.plots` neither loads matplotlib nor changes its global backend.
+importing :mod:`fervid.data.plots` neither loads matplotlib nor changes its global backend.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fervid.emotions import FERPLUS8, FERPLUS_EXTRA
+from fervid.errors import UserValueError
 
 if TYPE_CHECKING:
     from fervid.data.datasets import FERData
@@ -24,6 +25,21 @@ EMOTION_COLORS: dict[str, str] = {
     "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f", "contempt": "#2ca02c",
     "unknown": "#c7c7c7", "NF": "#000000",
 }
+
+
+
+def subplots(*args: Any, figsize: tuple[float, float] | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """``pyplot.subplots`` without pyplot: a :class:`matplotlib.figure.Figure` that is drawn off
+    screen and never registered with pyplot, so fervid neither changes the user's backend (inline
+    plots in notebooks keep working) nor leaks figures. ``fig.savefig`` writes it."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+MAX_PER_CLASS = 64
+"""The most faces per class a sample grid shows (larger requests are capped, with a warning)."""
 
 
 def _pick(labels: np.ndarray, label: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +69,7 @@ def sample_grid(
     Sampling is reproducible for a given ``seed``. Returns the output path.
     """
     if per_class < 1:
-        raise ValueError(f"per_class must be at least 1, got {per_class}")
+        raise UserValueError(f"per_class must be at least 1, got {per_class}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -61,7 +77,7 @@ def sample_grid(
     if split is not None:
         data = data.split(split)
     if len(data) == 0:
-        raise ValueError(f"no images in {data.source} ({title_split})")
+        raise UserValueError(f"no images in {data.source} ({title_split})")
 
     votes = None
     keep = maj = None
@@ -72,6 +88,17 @@ def sample_grid(
         votes = align(data, fp)
         maj, keep = targets(votes, "majority", not_face=fp.not_face[data.index])
 
+    # One column per face: more columns than the largest class has faces draws nothing new,
+    # and past MAX_PER_CLASS the figure takes minutes and gigabytes while no one can read it.
+    largest = max([int((data.labels == k).sum()) for k in range(len(data.label_names))]
+                  + [int((data.labels < 0).sum())])
+    cap = max(1, min(per_class, largest, MAX_PER_CLASS))
+    if cap < per_class:
+        import warnings
+
+        warnings.warn(f"per_class {per_class} capped at {cap} (the largest class has {largest} faces; "
+                      f"the grid shows at most {MAX_PER_CLASS} per class)", stacklevel=2)
+        per_class = cap
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, int, np.ndarray]] = []
     for k, name in enumerate(data.label_names):
@@ -143,8 +170,9 @@ def sample_grid(
         fig.legend(handles=handles, loc="upper center", ncol=legend_cols, fontsize=7,
                    frameon=False, bbox_to_anchor=(0.5, 1 - 0.32 / fig_h), handlelength=1.0, columnspacing=0.8,
                    title="FER+ votes (10 annotators) under each face; caption: FER+ majority label", title_fontsize=7)
+    from fervid.safety import atomic_path
+
     out = Path(out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    with atomic_path(out) as tmp:  # never a half-written PNG
+        fig.savefig(tmp, format="png")
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from fervid.errors import UserValueError
 from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, normalized_entropy
 
 SPLIT_VOTE_SHARE = 0.3
@@ -36,10 +37,10 @@ def _vote_columns(labels: Sequence[str]) -> list[int]:
     for lab in labels:
         c = try_canonical(str(lab)) or str(lab)
         if c not in FERPLUS8:
-            raise ValueError(f"model label {lab!r} is not a FER+ emotion {list(FERPLUS8)}; cannot score against the votes")
+            raise UserValueError(f"model label {lab!r} is not a FER+ emotion {list(FERPLUS8)}; cannot score against the votes")
         cols.append(FERPLUS8.index(c))
     if len(set(cols)) != len(cols):
-        raise ValueError(f"model labels {list(labels)} name the same emotion twice")
+        raise UserValueError(f"model labels {list(labels)} name the same emotion twice")
     return cols
 
 
@@ -48,7 +49,7 @@ def model_votes(votes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     labels: ``N x (K + 2)``, emotions the model lacks (``contempt`` for FER2013) dropped."""
     v = np.asarray(votes)
     if v.ndim != 2 or v.shape[1] != 10:
-        raise ValueError(f"votes must be N x 10 (8 FER+ emotions, unknown, NF), got shape {v.shape}")
+        raise UserValueError(f"votes must be N x 10 (8 FER+ emotions, unknown, NF), got shape {v.shape}")
     return np.concatenate([v[:, _vote_columns(labels)], v[:, 8:]], axis=1)
 
 
@@ -99,10 +100,10 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     p = np.asarray(probs, dtype=np.float64)
     labels = tuple(str(lab) for lab in labels)
     if p.ndim != 2 or p.shape[1] != len(labels):
-        raise ValueError(f"probs must be N x {len(labels)} (one column per label), got shape {p.shape}")
+        raise UserValueError(f"probs must be N x {len(labels)} (one column per label), got shape {p.shape}")
     v = model_votes(votes, labels)
     if len(v) != len(p):
-        raise ValueError(f"{len(p)} probability rows but {len(v)} vote rows")
+        raise UserValueError(f"{len(p)} probability rows but {len(v)} vote rows")
     k = len(labels)
     maj, keep = targets(v, "majority")
     n = int(keep.sum())
@@ -113,7 +114,7 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     out: dict[str, Any] = {"images": n, "excluded": int(len(p) - n), "classes": k,
                            "dropped_vote_columns": [FERPLUS8[i] for i in missing], "dropped_votes": dropped}
     if n == 0:
-        raise ValueError("no image with a FER+ majority label among the scored rows")
+        raise UserValueError("no image with a FER+ majority label among the scored rows")
     p, v, maj = p[keep], v[keep], maj[keep]
     pred = p.argmax(1)
     dist = distribution(v).astype(np.float64)

@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.safety import check_not_input, preflight_output
+
 ECE_BINS = 15
 
 
@@ -59,9 +62,9 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, max_i
     """
     y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
     if len(y) == 0:
-        raise ValueError("cannot fit a temperature on zero images")
+        raise UserValueError("cannot fit a temperature on zero images")
     if (y < 0).any():
-        raise ValueError("labels must be class indices >= 0 (drop unlabelled images first)")
+        raise UserValueError("labels must be class indices >= 0 (drop unlabelled images first)")
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -79,11 +82,44 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, max_i
     return t
 
 
+def fit_temperature_to_distribution(logits: np.ndarray | torch.Tensor, target: np.ndarray, max_iter: int = 200) -> float:
+    """The temperature ``T > 0`` minimising the cross-entropy of ``softmax(logits / T)``
+    against soft targets ``target`` (``N x K`` rows summing to 1), i.e. the mean
+    KL(target || model) up to a constant.
+
+    For models trained on crowd votes (FER+): fitted to the vote distribution, the
+    probabilities (and their entropy, the ambiguity score) match how the annotators split,
+    where a fit to the majority label alone would sharpen them towards one-hot.
+    """
+    q = torch.as_tensor(np.asarray(target), dtype=torch.float64)
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    if len(q) == 0:
+        raise UserValueError("cannot fit a temperature on zero images")
+    if q.shape != z.shape:
+        raise UserValueError(f"target must match the logits' shape {tuple(z.shape)}, got {tuple(q.shape)}")
+    if (q < 0).any() or not torch.allclose(q.sum(1), torch.ones(len(q), dtype=torch.float64), atol=1e-4):
+        raise UserValueError("target rows must be non-negative and sum to 1 (a distribution per image)")
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = -(q * torch.log_softmax(z / log_t.exp(), 1)).sum(1).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp())
+    if not np.isfinite(t) or t <= 0:
+        raise RuntimeError(f"temperature fit diverged (T={t})")
+    return t
+
+
 def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray, max_iter: int = 200) -> np.ndarray:
     """Non-negative weights summing to 1 that minimise the NLL of ``sum_m w_m p_m``
     (softmax-parameterised, LBFGS). Fit on PublicTest, never on the reported split."""
     if len(member_probs) == 0:
-        raise ValueError("no ensemble members")
+        raise UserValueError("no ensemble members")
     p = torch.as_tensor(np.stack([np.asarray(m, dtype=np.float64) for m in member_probs]))  # M x N x K
     y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
     if len(member_probs) == 1:
@@ -108,7 +144,11 @@ def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray,
 def load_checkpoint_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint dict (weights + metadata) behind a bundled name or a file,
     resolved the same way as :func:`fervid.checkpoint.load_model`."""
-    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, load_safetensors_checkpoint
+    from fervid.models.checkpoint import (
+        WEIGHTS_DIR,
+        bundled_models,
+        load_safetensors_checkpoint,
+    )
 
     name = str(name_or_path)
     bundled = bundled_models()
@@ -117,10 +157,12 @@ def load_checkpoint_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
         return load_safetensors_checkpoint(WEIGHTS_DIR / b.file, sha256=b.sha256)
     path = Path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+        raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
     if path.suffix == ".safetensors":
         return load_safetensors_checkpoint(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from fervid.models.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)  # a damaged file or a bare tensor: a named CheckpointError
 
 
 def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: float, out: str | os.PathLike,
@@ -131,13 +173,13 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
     from fervid.models.checkpoint import save_atomic, save_safetensors_checkpoint
 
     if not (temperature > 0 and np.isfinite(temperature)):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+        raise UserValueError(f"temperature must be a positive number, got {temperature}")
+    check_not_input(out, [name_or_path], "the calibrated checkpoint")
     ckpt = load_checkpoint_dict(name_or_path)
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "trainer_state", "source")}
     ckpt["temperature"] = float(temperature)
     ckpt["calibration"] = {"method": "temperature", **(info or {})}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".safetensors":
         save_safetensors_checkpoint(ckpt, out)
     else:
@@ -146,10 +188,22 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
 
 
 def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str | os.PathLike, *,
-              split: str = "PublicTest", tta: str = "none", device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
+              split: str = "PublicTest", tta: str = "none", device: str = "auto", batch_size: int = 256,
+              ferplus: str | os.PathLike | None = None) -> dict[str, Any]:
     """Fit the temperature of ``model`` on ``split`` (PublicTest) of ``data`` (a path or a
     loaded ``FERData``) and write the calibrated checkpoint to ``out``. Returns the fitted
-    temperature with the NLL and ECE on the fit split before and after."""
+    temperature with the NLL and ECE on the fit split before and after.
+
+    ``ferplus`` (``fer2013new.csv``; ``data`` must be the FER2013 CSV): fit to the FER+
+    vote distribution instead of the FER2013 labels (:func:`fit_temperature_to_distribution`),
+    over the split's images with a FER+ majority label (the FER+ test protocol), with all
+    of the model's classes (``contempt`` included). Reported then: the mean
+    KL(votes || model) before and after, and NLL/ECE against the FER+ majority label."""
+    check_not_input(out, [model, data, ferplus], "--out")  # before any work
+    preflight_output(out)
+    if ferplus is not None:
+        return _calibrate_ferplus(model, data, out, split=split, tta=tta, device=device, batch_size=batch_size,
+                                  ferplus=ferplus)
     from fervid.data.datasets import load_dataset
     from fervid.inference.logits import align_columns, tta_logits
     from fervid.models.checkpoint import load_model
@@ -158,7 +212,7 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     dev = resolve_device(device)
     d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if split not in d.split_names:
-        raise ValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
+        raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
     s = d.split(split)
     s = s.select(s.labels >= 0)
     m = load_model(model, device=dev)
@@ -173,5 +227,51 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
             "ece_after": expected_calibration_error(softmax(logits, t), y)}
     path = write_calibrated_checkpoint(model, t, out, {"fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)),
                                                        **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")}})
+    info["out"] = str(path)
+    return info
+
+
+def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, out: str | os.PathLike, *,
+                       split: str, tta: str, device: str, batch_size: int, ferplus: str | os.PathLike) -> dict[str, Any]:
+    from fervid.data.datasets import load_dataset
+    from fervid.data.ferplus import align, distribution, load_ferplus
+    from fervid.data.ferplus import targets as ferplus_targets
+    from fervid.evaluation.ambiguity import model_votes
+    from fervid.inference.logits import tta_logits
+    from fervid.models.checkpoint import load_model
+    from fervid.runtime import resolve_device, softmax
+
+    dev = resolve_device(device)
+    d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    if d.files is not None:
+        raise UserValueError("calibrating against FER+ votes needs the FER2013 CSV as data (its rows line up with "
+                             "fer2013new.csv), not an image folder")
+    if split not in d.split_names:
+        raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
+    s = d.split(split)
+    m = load_model(model, device=dev)
+    labels = tuple(m.preprocess.labels)
+    v = model_votes(align(s, load_ferplus(ferplus)), labels)  # the model's label order; emotions it lacks dropped
+    y, keep = ferplus_targets(v, "majority")
+    s, v, y = s.select(keep), v[keep], y[keep]
+    q = distribution(v).astype(np.float64)
+    logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy().astype(np.float64)
+    t0 = float(getattr(m, "temperature", 1.0))
+    t = fit_temperature_to_distribution(logits, q)
+
+    def kl(temp: float) -> float:
+        logp = torch.log_softmax(torch.as_tensor(logits) / temp, 1).numpy()
+        safe = np.where(q > 0, q, 1.0)
+        return float((q * (np.log(safe) - logp)).sum(1).mean())
+
+    info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
+            "target": "FER+ vote distribution", "kl_before": kl(t0), "kl_after": kl(t),
+            "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
+            "ece_before": expected_calibration_error(softmax(logits, t0), y),
+            "ece_after": expected_calibration_error(softmax(logits, t), y)}
+    path = write_calibrated_checkpoint(model, t, out, {
+        "fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)), "target": "FER+ vote distribution",
+        "ferplus": str(ferplus), **{k: info[k] for k in ("kl_before", "kl_after", "nll_before", "nll_after",
+                                                          "ece_before", "ece_after")}})
     info["out"] = str(path)
     return info

@@ -20,7 +20,7 @@ Outputs in ``out``: ``metrics.json``, ``predictions.csv`` (per-image probabiliti
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from fervid.errors import UserValueError
 from fervid.evaluation.calibration import ECE_BINS, expected_calibration_error
+from fervid.safety import atomic_write, json_safe, make_dir, preflight_output, write_json_atomic
 from fervid.runtime import softmax
 
 ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted")
@@ -41,7 +43,7 @@ class EvalConfig:
 
     models: list[str]
     data: str
-    split: str = "PrivateTest"          # a split name, or "all"
+    split: str | None = None            # a split name, "all", or None: PrivateTest when the data has it, else all
     tta: str = "none"                   # none | flip | crops
     ensemble: str = "mean"              # mean | weighted (weights fitted on fit_split)
     out: str | None = None
@@ -58,16 +60,16 @@ class EvalConfig:
     report: bool = True
 
     def validate(self) -> None:
-        from fervid.inference.logits import TTA_MODES
+        from fervid.inference.options import TTA_MODES
 
         if not self.models:
-            raise ValueError("no model given")
+            raise UserValueError("no model given")
         if self.tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
+            raise UserValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
         if self.ensemble not in ENSEMBLE_MODES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {self.ensemble!r}")
+            raise UserValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {self.ensemble!r}")
         if self.max_images is not None and self.max_images < 1:
-            raise ValueError("max_images must be >= 1")
+            raise UserValueError("max_images must be >= 1")
 
     @property
     def fits(self) -> bool:
@@ -111,11 +113,11 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequen
     probs = np.asarray(probs, dtype=np.float64)
     k = len(labels)
     if probs.ndim != 2 or probs.shape != (len(y_true), k):
-        raise ValueError(f"probs must be N x {k} for {len(y_true)} labels, got {probs.shape}")
+        raise UserValueError(f"probs must be N x {k} for {len(y_true)} labels, got {probs.shape}")
     if len(y_true) == 0:
-        raise ValueError("no images to evaluate")
+        raise UserValueError("no images to evaluate")
     if y_true.min() < 0 or y_true.max() >= k:
-        raise ValueError("y_true must hold class indices in 0..K-1 (drop out-of-vocabulary images first)")
+        raise UserValueError("y_true must hold class indices in 0..K-1 (drop out-of-vocabulary images first)")
     pred = probs.argmax(1)
     present = sorted(int(c) for c in np.unique(y_true))
     all_k = list(range(k))
@@ -249,24 +251,29 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     from fervid.runtime import resolve_device
 
     cfg.validate()
+    if cfg.out:
+        preflight_output(cfg.out, folder=True)  # a bad --out fails now, not after the scoring
     t0 = time.time()
     device = resolve_device(cfg.device)
     data = data if data is not None else load_dataset(cfg.data)
     models = [load_model(m, device=device) for m in cfg.models]
     data = model_vocabulary(data, models, cfg.data)
     labels = tuple(data.label_names)
+    if cfg.split is None:
+        # A folder of class subfolders without FER2013's split names is scored whole.
+        cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
     if cfg.split != "all" and cfg.split not in data.split_names:
-        raise ValueError(f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')")
+        raise UserValueError(f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')")
     same_source = cfg.fit_data is None or Path(cfg.fit_data).resolve() == Path(cfg.data).resolve()
     if cfg.fits and same_source and (cfg.split == cfg.fit_split or (cfg.split == "all" and cfg.fit_split in data.split_names)):
         what = "temperatures (--calibrate)" if cfg.calibrate else "ensemble weights (--ensemble weighted)"
-        raise ValueError(f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
+        raise UserValueError(f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
                          f"Report another split (e.g. PrivateTest) or fit on other data (--fit-data).")
     ev = _select(data, cfg.split)
     excluded = _excluded_classes(ev)
     ev = ev.select(ev.labels >= 0)
     if len(ev) == 0:
-        raise ValueError(f"no images with a class in the vocabulary {list(labels)} in split {cfg.split!r}")
+        raise UserValueError(f"no images with a class in the vocabulary {list(labels)} in split {cfg.split!r}")
     ev = ev.select(_subset(ev.labels, cfg.max_images, cfg.seed))
     y = ev.labels.astype(np.int64)
 
@@ -284,11 +291,15 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     fit_info: dict[str, Any] | None = None
     weights = np.full(len(models), 1.0 / len(models))
     if cfg.fits:
-        from fervid.evaluation.calibration import fit_ensemble_weights, fit_temperature, nll
+        from fervid.evaluation.calibration import (
+            fit_ensemble_weights,
+            fit_temperature,
+            nll,
+        )
 
         fd = fit_data if fit_data is not None else (data if same_source else load_dataset(cfg.fit_data))  # type: ignore[arg-type]
         if cfg.fit_split not in fd.split_names:
-            raise ValueError(f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
+            raise UserValueError(f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
                              "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)")
         fd = model_vocabulary(fd, models, cfg.fit_data or cfg.data)
         fs = fd.split(cfg.fit_split)
@@ -362,7 +373,7 @@ def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np
     from fervid.evaluation.ambiguity import ferplus_metrics
 
     if ev.files is not None:
-        raise ValueError("--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), "
+        raise UserValueError("--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), "
                          "not an image folder")
     votes = align(ev, load_ferplus(path))
     model_labels = [tuple(m.preprocess.labels) for m in models]
@@ -380,7 +391,7 @@ def write_predictions(res: EvalResult, out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     pred = res.probs.argmax(1)
     csv_path, npz_path = out / "predictions.csv", out / "predictions.npz"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "source_index", "file", "true", "true_label", "pred", "pred_label", "confidence",
                     *[f"p_{c}" for c in res.labels]])
@@ -388,20 +399,19 @@ def write_predictions(res: EvalResult, out: str | Path) -> tuple[Path, Path]:
             w.writerow([i, int(res.index[i]), "" if res.files is None else str(res.files[i]), int(res.y_true[i]),
                         res.labels[res.y_true[i]], int(pred[i]), res.labels[pred[i]], f"{res.probs[i, pred[i]]:.6f}",
                         *[f"{v:.6f}" for v in res.probs[i]]])
-    np.savez_compressed(npz_path, probs=res.probs.astype(np.float32), y_true=res.y_true, source_index=res.index,
-                        labels=np.asarray(res.labels), member_logits=np.stack(res.member_logits).astype(np.float32),
-                        temperatures=np.asarray(res.metrics["temperatures"]),
-                        weights=np.asarray(res.metrics["ensemble_weights"]))
+    with atomic_write(npz_path) as f:
+        np.savez_compressed(f, probs=res.probs.astype(np.float32), y_true=res.y_true, source_index=res.index,
+                            labels=np.asarray(res.labels), member_logits=np.stack(res.member_logits).astype(np.float32),
+                            temperatures=np.asarray(res.metrics["temperatures"]),
+                            weights=np.asarray(res.metrics["ensemble_weights"]))
     return csv_path, npz_path
 
 
 def write_outputs(res: EvalResult, out: str | Path, report: bool = True) -> dict[str, Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out)
     paths: dict[str, Path] = {}
     paths["predictions_csv"], paths["predictions_npz"] = write_predictions(res, out)
-    paths["metrics"] = out / "metrics.json"
-    paths["metrics"].write_text(json.dumps(res.metrics, indent=2))
+    paths["metrics"] = write_json_atomic(out / "metrics.json", json_safe(res.metrics))  # an undefined metric: null
     if report:
         from fervid.evaluation.report import write_report
 

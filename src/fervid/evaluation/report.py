@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.data.plots import subplots
 from fervid.evaluation.calibration import reliability_bins
 
 if TYPE_CHECKING:
@@ -24,29 +25,18 @@ if TYPE_CHECKING:
     from fervid.evaluation.evaluate import EvalResult
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def fig_to_base64(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def plot_confusion(cm: np.ndarray, labels: tuple[str, ...]) -> Figure:
     """Counts and row-normalised (recall) confusion matrices side by side."""
-    plt = _plt()
     cm = np.asarray(cm)
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.4))
+    fig, axes = subplots(1, 2, figsize=(12.5, 5.4))
     for ax, mat, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalised (share of the true class)", ".2f")):
         im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)  # colour by row share in both, so rare classes stay visible
         ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
@@ -66,10 +56,9 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...]) -> Figure:
 
 def plot_per_class(per_class: dict[str, dict[str, float]]) -> Figure:
     """Precision, recall and F1 bars per class, with the support under each name."""
-    plt = _plt()
     names = list(per_class)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig, ax = subplots(figsize=(10, 3.8))
     w = 0.27
     for k, (key, color) in enumerate((("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1", "#55a868"))):
         vals = [per_class[n][key] for n in names]
@@ -91,8 +80,7 @@ def plot_reliability(y_true: np.ndarray, curves: list[tuple[str, np.ndarray]], n
     the bin counts below. ECE is in each legend entry."""
     from fervid.evaluation.calibration import expected_calibration_error
 
-    plt = _plt()
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(6, 6.4), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    fig, (ax, axh) = subplots(2, 1, figsize=(6, 6.4), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
     colors = ["#c44e52", "#4c72b0", "#55a868"]
     width = 1.0 / n_bins
@@ -127,12 +115,11 @@ def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, k: int = 24) -> np
 
 def plot_mistakes(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...], k: int = 24,
                   per_row: int = 8) -> Figure | None:
-    plt = _plt()
     idx = confident_mistakes(y_true, probs, k)
     if len(idx) == 0:
         return None
     rows = int(np.ceil(len(idx) / per_row))
-    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 1.55, rows * 1.95), squeeze=False)
+    fig, axes = subplots(rows, per_row, figsize=(per_row * 1.55, rows * 1.95), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     pred = probs.argmax(1)
@@ -245,6 +232,6 @@ def render_html(res: EvalResult) -> str:
 
 
 def write_report(res: EvalResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(render_html(res), encoding="utf-8")
-    return path
+    from fervid.safety import write_text_atomic
+
+    return write_text_atomic(path, render_html(res))

@@ -32,15 +32,15 @@ import contextlib
 import io
 import os
 import tempfile
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fervid.inference.onnx import OPSET, normalize_faces, onnx_session, set_metadata, to_onnx_bytes
+from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.models.onnx import OPSET, normalize_faces, onnx_session, set_metadata, to_onnx_bytes
 from fervid.runtime import fer2013_csv, softmax
 
 if TYPE_CHECKING:
@@ -122,16 +122,13 @@ def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, 
     if path is None:
         path = fer2013_csv()
         if path is None:
-            raise ValueError("int8 export needs calibration images: pass --calibration-data PATH "
+            raise UserValueError("int8 export needs calibration images: pass --calibration-data PATH "
                              "(the FER2013 CSV, an image folder or an .npy of uint8 faces) or set FERVID_DATA")
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"calibration data {path} does not exist")
+        raise UserFileNotFoundError(f"calibration data {path} does not exist")
     if path.suffix == ".npy":
-        faces = np.load(path)
-        if faces.dtype != np.uint8 or faces.ndim != 3:
-            raise ValueError(f"{path}: expected a uint8 N x H x W array, got {faces.dtype} {faces.shape}")
-        return faces[:n]
+        return load_npy_faces(path)[:n]
     from fervid.data.datasets import load_dataset
 
     data = load_dataset(path)
@@ -139,10 +136,27 @@ def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, 
     if len(idx) == 0:
         idx = np.arange(len(data))  # no split column: use everything
     if len(idx) == 0:
-        raise ValueError(f"{path}: no images to calibrate on")
+        raise UserValueError(f"{path}: no images to calibrate on")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
     return data.images[pick]
+
+
+def load_npy_faces(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` of uint8 ``N x H x W`` faces (no pickles), or a named error."""
+    from fervid.safety import check_input_file
+
+    check_input_file(path, "calibration data")
+    try:
+        faces = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserFileNotFoundError(f"calibration data {path} does not exist") from None
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError... for a bad file
+        raise UserValueError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from e
+    if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8 or faces.ndim != 3 or 0 in faces.shape:
+        raise UserValueError(f"{path}: expected a uint8 N x H x W array of faces, got "
+                             f"{getattr(faces, 'dtype', type(faces).__name__)} {getattr(faces, 'shape', '')}")
+    return faces
 
 
 class _FaceReader:
@@ -165,11 +179,13 @@ class _FaceReader:
 
 
 def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: np.ndarray,
-                  method: str = DEFAULT_CALIBRATION, per_channel: bool = True, fp32_tail: float = 0.0) -> None:
+                  method: str = DEFAULT_CALIBRATION, per_channel: bool = True, fp32_tail: float = 0.0,
+                  keep_fp32: Sequence[str] = ()) -> None:
     """Static int8 QDQ quantization of an exported fp32 model, calibrated on ``calib``
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
-    stay fp32 (:func:`fp32_nodes`)."""
+    stay fp32 (:func:`fp32_nodes`); ``keep_fp32`` names the first convolution and the classifier
+    as module paths (the model's :class:`~fervid.models.ModelCfg`)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -181,9 +197,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: n
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
-        raise ValueError(f"unknown calibration method {method!r}; choose from {CALIBRATION_METHODS}")
+        raise UserValueError(f"unknown calibration method {method!r}; choose from {CALIBRATION_METHODS}")
     if not 0.0 <= fp32_tail <= 1.0:
-        raise ValueError(f"fp32_tail must be in [0, 1], got {fp32_tail}")
+        raise UserValueError(f"fp32_tail must be in [0, 1], got {fp32_tail}")
     with tempfile.TemporaryDirectory(prefix="fervid-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         try:
@@ -199,23 +215,28 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: n
             quantize_static(str(src), str(out), _FaceReader(calib), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                             calibrate_method=methods[method], extra_options=extra,
-                            nodes_to_exclude=fp32_nodes(src, fp32_tail))
+                            nodes_to_exclude=fp32_nodes(src, fp32_tail, keep_fp32))
 
 
-def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0) -> list[str]:
-    """Nodes an int8 export leaves in fp32: the first convolution and the last Gemm/MatMul
-    (the classifier head; both a small share of the compute, and quantizing them cost top-label
-    agreement), plus, for ``fp32_tail > 0``, every node from the first of the last
-    ``ceil(fp32_tail * convolutions)`` convolutions on (graph order follows the forward pass)."""
+def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequence[str] = ()) -> list[str]:
+    """Nodes an int8 export leaves in fp32: the nodes of ``modules`` (module paths, e.g. the
+    model's first convolution and classifier as its :class:`~fervid.models.ModelCfg` declares
+    them: both a small share of the compute, and quantizing them cost top-label agreement), plus,
+    for ``fp32_tail > 0``, every node from the first of the last ``ceil(fp32_tail * convolutions)``
+    convolutions on (graph order follows the forward pass). The exporter names each node after
+    its module's scope (``/stem/stem.0/Conv``), which is how a module path finds its nodes."""
     import math
 
     import onnx
 
     nodes = list(onnx.load(str(path)).graph.node)
+    keep: set[int] = set()
+    for mod in modules:
+        found = [i for i, n in enumerate(nodes) if f"/{mod}/" in n.name]
+        if not found:
+            raise UserValueError(f"{path}: no ONNX node belongs to module {mod!r}; cannot keep it in fp32")
+        keep.update(found)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
-    keep = {convs[0]} if convs else set()
-    heads = [i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul")]
-    keep.update(heads[-1:])
     k = math.ceil(fp32_tail * len(convs))
     if k:
         keep.update(range(convs[-k], len(nodes)))
@@ -281,9 +302,16 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
     """
     import onnx
 
-    m = _load_torch_model(model)
+    from fervid.safety import atomic_path, check_not_input, preflight_output
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_not_input(out, [model, calibration_data], "--out")
+    preflight_output(out)  # before minutes of calibration
+    if isinstance(calibration_data, (str, os.PathLike)) and str(calibration_data).lower().endswith(".npy"):
+        # faces only, no splits: treated as an array, so the faces after the calibration ones
+        # choose the fp32 tail and check parity (--min-agreement is never skipped)
+        calibration_data = load_npy_faces(calibration_data)
+    m = _load_torch_model(model)
     calib: np.ndarray | None = None
     held_out: np.ndarray | None = None  # parity-check faces, not used for calibration
     select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
@@ -291,6 +319,10 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
         calib = calibration_data[:n_calibration]
         held_out = calibration_data[n_calibration:n_calibration + 256]
         select = calibration_data[n_calibration:][:n_selection]
+        if int8 and fp32_tail is None and len(select) == 0:
+            raise UserValueError(f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
+                                 f"calibration (--n-calibration {n_calibration}), none are left to check "
+                                 "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail")
     else:
         source = calibration_data if calibration_data is not None else fer2013_csv()
         has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
@@ -304,7 +336,8 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
     tail, sel_agree, n_sel = 0.0, float("nan"), 0
     if not int8:
         set_metadata(proto, m, "none")
-        onnx.save(proto, str(out))
+        with atomic_path(out) as tmp:  # a failed save leaves no 0-byte or partial .onnx
+            onnx.save(proto, str(tmp))
     else:
         assert calib is not None
         with tempfile.TemporaryDirectory(prefix="fervid-export-") as tmp:
@@ -313,7 +346,7 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
             x = normalize_faces(calib, m.preprocess)
             if fp32_tail is not None or select is None or len(select) == 0:
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
-                quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail)
+                quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m))
             else:
                 tail, sel_agree = _select_fp32_tail(m, fp32, Path(tmp) / "int8.onnx", x, select, calibration_method,
                                                     per_channel, min_agreement)
@@ -321,7 +354,8 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
             set_metadata(q, m, f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
                                 f"-fp32-tail-{tail:g}")
-            onnx.save(q, str(out))
+            with atomic_path(out) as tmp_out:
+                onnx.save(q, str(tmp_out))
     diff, agree, n = float("nan"), float("nan"), 0
     if check:
         faces = held_out if held_out is not None and len(held_out) else _check_faces(m, calib)
@@ -335,21 +369,33 @@ def _select_fp32_tail(m: torch.nn.Module, fp32: Path, out: Path, calib: np.ndarr
     """Quantize with each of :data:`FP32_TAILS` in turn; keep the first whose top-label
     agreement with PyTorch on ``faces`` is at least ``min_agreement`` with 95% confidence
     (one-sided normal bound: a point estimate on a few thousand faces is +-0.2 points, and
-    the bar must hold on the *test* split). Else the best. ``(tail, agreement)``."""
+    the bar must hold on the *test* split). ``(tail, agreement)``. Raises
+    :class:`~fervid.errors.UserValueError` when no tail meets the bar: such a model is never
+    written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
     ref = _probs_torch(m, faces).argmax(1)
-    best: tuple[float, float] | None = None
+    keep = _keep_fp32(m)
+    best: tuple[float, float, float] | None = None  # (tail, agreement, lower bound)
     for tail in FP32_TAILS:
         cand = out.with_name(f"tail-{tail:g}.onnx")
-        quantize_int8(fp32, cand, calib, method, per_channel, tail)
+        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep)
         agree = float((_probs_onnx(onnx_session(cand), faces, m.preprocess, 1.0).argmax(1) == ref).mean())
+        lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
         if best is None or agree > best[1]:
-            best = (tail, agree)
+            best = (tail, agree, lower)
             cand.replace(out)
-        if agree - 1.645 * np.sqrt(agree * (1.0 - agree) / len(faces)) >= min_agreement:
-            break
+        if lower >= min_agreement:
+            return tail, agree
     assert best is not None
-    if best[0] == FP32_TAILS[-1] and best[1] < min_agreement:
-        warnings.warn(f"int8 export: top-label agreement with PyTorch is {100 * best[1]:.2f}% on {len(faces)} "
-                      f"selection faces (wanted {100 * min_agreement:.1f}%) even with {best[0]:g} of the "
-                      "convolutions in fp32", stacklevel=3)
-    return best
+    raise UserValueError(
+        f"int8 export: no fp32 tail of {list(FP32_TAILS)} keeps PyTorch's top label on {100 * min_agreement:.1f}% "
+        f"of the {len(faces)} selection faces at 95% confidence (best: {100 * best[1]:.2f}%, lower bound "
+        f"{100 * best[2]:.2f}%, with {best[0]:g} of the convolutions in fp32); nothing written. Export fp32, "
+        "or pass fp32_tail (--fp32-tail) or a lower min_agreement (--min-agreement) to write it anyway")
+
+
+def _keep_fp32(m: torch.nn.Module) -> tuple[str, str]:
+    """The modules an int8 export always leaves in fp32: the declared first conv and classifier."""
+    from fervid.models import model_cfg
+
+    cfg = model_cfg(m)
+    return cfg.first_conv, cfg.classifier

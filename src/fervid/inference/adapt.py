@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from fervid.errors import UserValueError
+
 MIN_IMAGES = 16
 """Fewer target images than this give statistics too noisy to replace the trained ones."""
 
@@ -48,12 +50,12 @@ def adabn(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int =
 
     n = len(images)
     if n < MIN_IMAGES:
-        raise ValueError(f"AdaBN needs at least {MIN_IMAGES} target images to estimate statistics, got {n}")
+        raise UserValueError(f"AdaBN needs at least {MIN_IMAGES} target images to estimate statistics, got {n}")
     pre = model_preprocess(model, batch_size)
     m = model if inplace else copy.deepcopy(model)
     bns = batchnorm_layers(m)
     if not bns:
-        raise ValueError(f"{type(model).__name__} has no BatchNorm layers; AdaBN does not apply")
+        raise UserValueError(f"{type(model).__name__} has no BatchNorm layers; AdaBN does not apply")
     params = list(m.parameters())
     dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     m.to(dev).eval()

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from fervid.errors import UserValueError
+
 AMBIGUITY_THRESHOLD = 0.67
 """Normalised-entropy level from which a face is reported as ambiguous (see module docs)."""
 
@@ -48,7 +50,7 @@ _EPS = 1e-12
 def _probs(p: Any) -> np.ndarray:
     a = np.asarray(p, dtype=np.float64)
     if a.ndim == 0:
-        raise ValueError("probabilities must have at least one dimension (the classes)")
+        raise UserValueError("probabilities must have at least one dimension (the classes)")
     return a
 
 
@@ -84,9 +86,9 @@ def labels_above(probs: Any, labels: Sequence[str], threshold: float = LABEL_THR
     the label order). ``probs`` is one face's 1-D distribution."""
     p = _probs(probs)
     if p.ndim != 1 or len(p) != len(labels):
-        raise ValueError(f"probs must be 1-D with one value per label ({len(labels)}), got shape {p.shape}")
+        raise UserValueError(f"probs must be 1-D with one value per label ({len(labels)}), got shape {p.shape}")
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        raise UserValueError(f"threshold must be in [0, 1], got {threshold}")
     order = np.argsort(-p, kind="stable")
     return tuple(str(labels[i]) for i in order if p[i] >= threshold)
 

@@ -5,7 +5,7 @@
     :class:`TorchClassifier`: the PyTorch model itself (always available; any device).
 ``onnx``
     :class:`OnnxClassifier`: an onnxruntime CPU session on an exported model (see
-    :mod:`fervid.inference.onnx`). Give it a ``.onnx`` file made by ``fervid export`` (labels,
+    :mod:`fervid.models.onnx`). Give it a ``.onnx`` file made by ``fervid export`` (labels,
     preprocessing and temperature come from its metadata), or a bundled name / checkpoint,
     which is exported once to ``~/.cache/fervid/onnx/<sha256>.onnx`` ($FERVID_CACHE or
     $XDG_CACHE_HOME move it) and reused.
@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from fervid.data.preprocess import PreprocessConfig
+from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.inference.logits import tta_logits
-from fervid.inference.onnx import OPSET, normalize_faces, save_fp32
+from fervid.inference.options import BACKENDS
+from fervid.models.onnx import OPSET, normalize_faces, save_fp32
 from fervid.runtime import cache_dir
 
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
 
 
 class Classifier(Protocol):
@@ -59,7 +60,9 @@ class TorchClassifier:
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
         # The one torch inference path (fervid.inference.logits), fp32: the same numbers as evaluation.
-        return tta_logits(self.model, faces, "none", self.device, self.batch_size).numpy()
+        out = tta_logits(self.model, faces, "none", self.device, self.batch_size).numpy()
+        meta = getattr(self.model, "checkpoint_meta", None)
+        return finite_logits(out, meta.get("source", "the model") if isinstance(meta, dict) else "the model")
 
 
 class OnnxClassifier:
@@ -74,18 +77,23 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, batch_size: int = 256):
-        from fervid.inference.onnx import onnx_session, read_metadata
+        from fervid.models.onnx import onnx_session, read_metadata
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"no such ONNX model: {self.path}")
+            raise UserFileNotFoundError(f"no such ONNX model: {self.path}")
         meta = read_metadata(self.path)
         self.preprocess: PreprocessConfig = meta["preprocess"]
         self.labels = tuple(meta["labels"])
         self.temperature = float(meta["temperature"])
         self.quantization = str(meta.get("quantization", "none"))
         self.batch_size = batch_size
-        self.session = onnx_session(self.path, threads)
+        try:
+            self.session = onnx_session(self.path, threads)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidGraph, Fail, ...)
+            from fervid.errors import CheckpointError
+
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({type(e).__name__}: {e})") from e
         self._input = self.session.get_inputs()[0].name
 
     def __repr__(self) -> str:
@@ -96,7 +104,17 @@ class OnnxClassifier:
         for i in range(0, len(faces), self.batch_size):
             x = normalize_faces(faces[i:i + self.batch_size], self.preprocess)
             out.append(np.asarray(self.session.run(None, {self._input: x})[0], np.float32))
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        return finite_logits(np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32), self.path)
+
+
+def finite_logits(logits: np.ndarray, source: object) -> np.ndarray:
+    """``logits``, or a :class:`~fervid.errors.CheckpointError` naming the model when any is
+    NaN or infinite: results never carry NaN (not JSON, and not a probability)."""
+    if not np.isfinite(logits).all():
+        from fervid.errors import CheckpointError
+
+        raise CheckpointError(f"{source}: the model produced NaN or infinite outputs (damaged weights?)")
+    return logits
 
 
 def onnx_available() -> bool:
@@ -107,38 +125,109 @@ def onnx_available() -> bool:
 def resolve_backend(backend: str, device: str = "cpu") -> str:
     """``"auto"`` -> ``"onnx"`` on the CPU when onnxruntime is installed, else ``"torch"``."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        raise UserValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
     return "onnx" if str(device).startswith("cpu") and onnx_available() else "torch"
 
 
-def _model_digest(model: str | os.PathLike) -> str:
-    """sha256 identifying a bundled model or checkpoint file (plus the export format version)."""
-    from fervid.models.checkpoint import bundled_models, file_sha256
+class OnnxExportError(RuntimeError):
+    """The ONNX export (or its cache entry) of a model that loaded fine could not be made;
+    ``.model`` is the loaded torch model, so falling back to torch does not load it again."""
+
+    def __init__(self, message: str, model: torch.nn.Module):
+        super().__init__(message)
+        self.model = model
+
+
+def source_sha256(model: str | os.PathLike) -> str:
+    """sha256 of the weight file behind a bundled model name or a checkpoint path. A bundled
+    file is hashed and checked against the manifest here, before anything derived from it
+    (an ONNX export) is used: tampered or damaged weights are an error, not a cache hit."""
+    from fervid.errors import CheckpointError
+    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, file_sha256
+    from fervid.safety import check_input_file
 
     name = str(model)
     bundled = bundled_models()
     if name in bundled and not Path(name).exists():
-        sha = bundled[name].sha256
-    elif Path(name).is_file():
-        sha = file_sha256(name)
-    else:
-        raise FileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
-    return hashlib.sha256(f"{sha}:opset{OPSET}:fp32:v1".encode()).hexdigest()[:32]
+        b = bundled[name]
+        path = WEIGHTS_DIR / b.file
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the bundled model {b.name!r} is missing (a broken install? reinstall fervid)")
+        got = file_sha256(path)
+        if got != b.sha256:
+            raise CheckpointError(f"{path}: sha256 {got} does not match the expected {b.sha256}; the bundled weights "
+                                  "are corrupt or were modified (reinstall fervid)")
+        return got
+    if Path(name).is_file():
+        check_input_file(name, "model")
+        return file_sha256(name)
+    raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+
+
+def _cache_versions() -> dict[str, str]:
+    """What an export depends on besides the weights: a new torch, onnx or fervid makes a new entry."""
+    import onnx
+
+    from fervid import __version__
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "fervid": __version__, "opset": str(OPSET),
+            "format": "fp32-v2"}
+
+
+def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str | None:
+    """Why the cache entry cannot be used (``"missing"``, damaged, foreign), or ``None``."""
+    import json
+
+    from fervid.models.checkpoint import file_sha256
+
+    if not path.is_file():
+        return "missing"
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"has no readable record ({sidecar.name}: {type(e).__name__})"
+    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
+        return "was made from other weights or by another fervid/torch/onnx version"
+    if file_sha256(path) != meta.get("onnx_sha256"):
+        return "is damaged or was replaced (its sha256 does not match its record)"
+    return None
 
 
 def cached_onnx(model: str | os.PathLike) -> Path:
-    """An fp32 ONNX export of a bundled model or checkpoint, made once and cached."""
-    path = cache_dir("onnx") / f"{_model_digest(model)}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            save_fp32(model, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    """An fp32 ONNX export of a bundled model or checkpoint, made once and cached in
+    ``cache_dir("onnx")``. The entry is keyed by the weight file's sha256 and the torch,
+    onnx and fervid versions, and has a record (``<key>.json``: its own sha256 and the
+    source's) checked on every read: a damaged or foreign entry is rebuilt, with a warning
+    that says so. Bundled weights are verified first (:func:`source_sha256`).
+
+    Raises :class:`OnnxExportError` (carrying the loaded model) when the export or the cache
+    write fails; checkpoint errors (:class:`~fervid.errors.CheckpointError`) propagate."""
+    import json
+    import warnings
+
+    from fervid.models.checkpoint import file_sha256, load_model
+    from fervid.safety import atomic_path, write_text_atomic
+
+    expected = {"source_sha256": source_sha256(model), **_cache_versions()}
+    key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:32]
+    path = cache_dir("onnx") / f"{key}.onnx"
+    sidecar = path.with_suffix(".json")
+    problem = _cache_problem(path, sidecar, expected)
+    if problem is None:
+        return path
+    if problem != "missing":
+        warnings.warn(f"the cached ONNX export {path} {problem}; rebuilding it from {model}", stacklevel=3)
+    m = load_model(model, device="cpu")  # a bad checkpoint fails here with its own named error
+    try:
+        with atomic_path(path) as tmp:
+            save_fp32(m, tmp)
+        write_text_atomic(sidecar, json.dumps({**expected, "onnx_sha256": file_sha256(path),
+                                               "model": str(model)}, indent=2) + "\n")
+    except Exception as e:  # noqa: BLE001 - an exporter failure or an unwritable cache: the caller decides
+        what = "caching the ONNX export of" if isinstance(e, OSError) else "ONNX export of"
+        raise OnnxExportError(f"{what} {model} failed ({e})", m) from e
     return path
 
 
@@ -158,18 +247,22 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
         if isinstance(model, torch.nn.Module):
             chosen = "torch"  # an in-memory model: no export behind the user's back
         else:
-            try:
-                return OnnxClassifier(cached_onnx(model), threads)
-            except (FileNotFoundError, ValueError):
-                raise  # a bad model name or path: the same error torch would give
-            except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle: stay on torch
-                import warnings
+            import warnings
 
-                warnings.warn(f"backend 'auto': ONNX export of {model} failed ({e}); using torch", stacklevel=2)
+            try:
+                path = cached_onnx(model)  # bad names, paths and checkpoints raise their own errors
+            except OnnxExportError as e:  # the model loaded, the export did not: stay on torch
+                warnings.warn(f"backend 'auto': {e}; using torch", stacklevel=2)
+                return TorchClassifier(e.model, device)
+            try:
+                return OnnxClassifier(path, threads)
+            except Exception as e:  # noqa: BLE001 - onnxruntime cannot run this (verified) export
+                warnings.warn(f"backend 'auto': onnxruntime cannot run the ONNX export of {model} "
+                              f"({type(e).__name__}: {e}); using torch", stacklevel=2)
                 chosen = "torch"
     if chosen == "torch":
         if is_onnx_file:
-            raise ValueError(f"{model}: an .onnx file needs backend='onnx' (or 'auto')")
+            raise UserValueError(f"{model}: an .onnx file needs backend='onnx' (or 'auto')")
         from fervid.models.checkpoint import load_model
 
         m = load_model(model, device=device) if not isinstance(model, torch.nn.Module) else model
@@ -178,7 +271,7 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
     if not onnx_available():
         raise ImportError("backend 'onnx' needs onnxruntime and onnx: pip install onnxruntime onnx")
     if not str(device).startswith("cpu") and device != "auto":
-        raise ValueError(f"backend 'onnx' runs on the CPU only (got device={device!r}); use backend='torch'")
+        raise UserValueError(f"backend 'onnx' runs on the CPU only (got device={device!r}); use backend='torch'")
     if isinstance(model, torch.nn.Module):
         import tempfile
 
@@ -186,5 +279,12 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
             p = Path(tmp) / "model.onnx"
             save_fp32(model, p)
             return OnnxClassifier(p, threads)  # the session holds the model in memory
-    path = Path(model) if is_onnx_file else cached_onnx(model)
+    if is_onnx_file:
+        return OnnxClassifier(Path(model), threads)
+    try:
+        path = cached_onnx(model)
+    except OnnxExportError as e:
+        if isinstance(e.__cause__, OSError):
+            raise e.__cause__ from None  # the cache location: an OutputError naming it
+        raise
     return OnnxClassifier(path, threads)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fervid.errors import UserValueError
+
 
 def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int) -> np.ndarray:
     """Square ``size x size`` grey crop around ``box`` grown by ``margin`` (share of the box
@@ -18,7 +20,7 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, s
     H, W = gray.shape[:2]
     ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + s), min(H, y0 + s)
     if ix1 <= ix0 or iy1 <= iy0:
-        raise ValueError(f"face box {box} lies outside the {W}x{H} image")
+        raise UserValueError(f"face box {box} lies outside the {W}x{H} image")
     crop = gray[iy0:iy1, ix0:ix1]
     pad = (iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1)
     if any(pad):

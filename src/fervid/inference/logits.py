@@ -24,17 +24,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fervid.inference.options import TTA_MODES
+
+from fervid.errors import UserValueError
+
 if TYPE_CHECKING:
     from fervid.data.preprocess import PreprocessConfig
 
-TTA_MODES: tuple[str, ...] = ("none", "flip", "crops")
 
 
 def ten_crop_views(x: torch.Tensor, crop_pct: float) -> list[torch.Tensor]:
     """Ten views of a preprocessed batch ``N x C x S x S``: corners + centre at ``crop_pct``
     of the side, each resized back to ``S`` (bilinear, antialiased), then their mirrors."""
     if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        raise UserValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
     s = x.shape[-1]
     c = max(1, int(round(crop_pct * s)))
     o = s - c
@@ -57,16 +60,16 @@ def tta_views(x: torch.Tensor, tta: str, crop_pct: float = 0.9) -> list[torch.Te
         return [x, torch.flip(x, dims=[3])]
     if tta == "crops":
         return ten_crop_views(x, crop_pct)
-    raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
+    raise UserValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
 
 
 def model_preprocess(model: torch.nn.Module, batch_size: int = 1) -> PreprocessConfig:
     """The model's own preprocessing config (checked, with the caller's ``batch_size``)."""
     if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+        raise UserValueError("batch_size must be >= 1")
     pre = getattr(model, "preprocess", None)
     if pre is None:
-        raise ValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
+        raise UserValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
     return pre
 
 
@@ -84,7 +87,7 @@ def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, 
     from fervid.runtime import autocast
 
     if tta not in TTA_MODES:
-        raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
+        raise UserValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
     pre = model_preprocess(model, batch_size)
     device = torch.device(device)
     params = list(model.parameters())
@@ -125,6 +128,6 @@ def align_columns(model_labels: Sequence[str], target_labels: Sequence[str]) -> 
     for t in target_labels:
         ct = try_canonical(t) or t
         if ct not in canon:
-            raise ValueError(f"the model's classes {list(model_labels)} lack {t!r}, which the data uses")
+            raise UserValueError(f"the model's classes {list(model_labels)} lack {t!r}, which the data uses")
         cols.append(canon.index(ct))
     return cols

@@ -24,6 +24,7 @@ and the detector load on first use (or call :meth:`EmotionRecognizer.load`).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
+from fervid.errors import UserValueError
 from fervid.inference.crop import crop_face
+from fervid.inference.options import BACKENDS, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
 from fervid.runtime import resolve_device
 
@@ -41,8 +44,6 @@ if TYPE_CHECKING:
     from fervid.inference.backends import Classifier
     from fervid.inference.video import VideoSource, VideoStream
 
-DEFAULT_SMOOTH = 0.4  # fervid.video.DEFAULT_SMOOTH (not imported: keeps this module light)
-DEFAULT_DETECT_EVERY = 5  # fervid.video.DEFAULT_DETECT_EVERY
 
 DEFAULT_THRESHOLD = 0.3
 """Default probability threshold for :attr:`FaceResult.labels_above`."""
@@ -212,9 +213,9 @@ class EmotionRecognizer:
                  backend: str = "auto", *, threshold: float = DEFAULT_THRESHOLD,
                  detector_options: dict[str, Any] | None = None):
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if backend not in ("auto", "torch", "onnx"):  # fervid.backends.BACKENDS (importing it loads torch)
-            raise ValueError(f"unknown backend {backend!r}; available: auto, torch, onnx")
+            raise UserValueError(f"threshold must be in [0, 1], got {threshold}")
+        if backend not in BACKENDS:
+            raise UserValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.model = model
         self.device = device
         self.backend = backend
@@ -225,9 +226,10 @@ class EmotionRecognizer:
             from fervid.inference.detect import available_detectors
 
             if detector not in available_detectors():
-                raise ValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
+                raise UserValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
         self._detector: Detector | None = None
         self._classifier: Classifier | None = None
+        self._load_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"EmotionRecognizer(model={self.model!r}, detector={self._detector_spec!r}, "
@@ -240,14 +242,19 @@ class EmotionRecognizer:
         if self._classifier is None:
             from fervid.inference.backends import load_classifier
 
-            self._classifier = load_classifier(self.model, backend=self.backend, device=str(resolve_device(self.device)))
+            with self._load_lock:  # threads sharing a recognizer load the model once
+                if self._classifier is None:
+                    self._classifier = load_classifier(self.model, backend=self.backend,
+                                                       device=str(resolve_device(self.device)))
         return self._classifier
 
     @property
     def detector(self) -> Detector:
         """The face detector (created on first access)."""
         if self._detector is None:
-            self._detector = create_detector(self._detector_spec, **self._detector_options)
+            with self._load_lock:
+                if self._detector is None:
+                    self._detector = create_detector(self._detector_spec, **self._detector_options)
         return self._detector
 
     @property
@@ -300,15 +307,10 @@ class EmotionRecognizer:
             crops += [crop_face(gray, b.box, margin, size) for b in boxes]
             metas.append((describe_source(image), rgb.shape[1], rgb.shape[0], boxes))
         stack = np.stack(crops) if crops else np.zeros((0, size, size), np.uint8)
-        if adabn:
-            saved = self._classifier
-            self._classifier = self._adapted_classifier(stack)
-            try:
-                faces = self._classify(stack, [b for m in metas for b in m[3]])
-            finally:
-                self._classifier = saved
-        else:
-            faces = self._classify(stack, [b for m in metas for b in m[3]])
+        # The adapted classifier is local to this call: a recognizer shared by threads (a web
+        # service) never sees another call's adaptation.
+        clf_used = self._adapted_classifier(stack) if adabn else None
+        faces = self._classify(stack, [b for m in metas for b in m[3]], clf_used)
         out, i = [], 0
         for source, w, h, boxes in metas:
             out.append(ImageResult(source, w, h, faces[i:i + len(boxes)], self.labels))
@@ -354,7 +356,7 @@ class EmotionRecognizer:
         clf = self.classifier
         if not isinstance(clf, TorchClassifier):
             if self.backend != "auto":
-                raise ValueError(f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
+                raise UserValueError(f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
                                  "backend cannot be adapted: use backend='torch' (fervid predict --backend torch)")
             clf = load_classifier(self.model, backend="torch", device=str(resolve_device(self.device)))
             assert isinstance(clf, TorchClassifier)
@@ -407,12 +409,12 @@ class EmotionRecognizer:
 
         return stream(self, source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every)
 
-    def _classify(self, faces: np.ndarray, boxes: list[FaceBox]) -> list[FaceResult]:
+    def _classify(self, faces: np.ndarray, boxes: list[FaceBox], clf: Classifier | None = None) -> list[FaceResult]:
         from fervid.runtime import softmax
 
         if len(faces) == 0:
             return []
-        clf = self.classifier
+        clf = clf if clf is not None else self.classifier
         labels = tuple(clf.labels)
         probs = softmax(np.asarray(clf.logits(faces), np.float32), float(clf.temperature)).astype(np.float64)
         probs /= probs.sum(1, keepdims=True)

@@ -39,7 +39,6 @@ still write out everything processed so far.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
@@ -50,6 +49,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
+from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.detect import FaceBox, iou
 
 if TYPE_CHECKING:
@@ -58,13 +59,11 @@ if TYPE_CHECKING:
 VideoSource = Union[str, os.PathLike, int, Iterable[np.ndarray]]
 """A video file path, a camera index (``0`` or ``"0"``), or an iterable of BGR frames."""
 
-DEFAULT_SMOOTH = 0.4
-DEFAULT_DETECT_EVERY = 5
 STAGES = ("decode", "detect", "crop", "classify")
 """Stages timed by :func:`stream` (seconds per frame in :attr:`FrameResult.timings`)."""
 
 
-class VideoOpenError(ValueError):
+class VideoOpenError(FervidError, ValueError):
     """A video source could not be opened or yields no frame (the message says which and why)."""
 
 
@@ -230,10 +229,16 @@ class _CaptureReader:
         import cv2
 
         cam = _parse_camera(source)
+        if cam is not None and cam < 0:  # OpenCV can crash on a negative index: refuse it first
+            raise UserValueError(f"camera index must be 0 or more, got {cam}")
         if cam is None:
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
-                raise FileNotFoundError(f"no such video file: {path}")
+                raise UserFileNotFoundError(f"no such video file: {path}")
+            from fervid.safety import check_input_file
+
+            # a FIFO would block in OpenCV forever; V4L2 cameras are character devices (/dev/video0)
+            check_input_file(path, "video", allow_char_device=True)
             if path.is_dir():
                 raise VideoOpenError(f"{path} is a folder, not a video file")
             if path.stat().st_size == 0:
@@ -333,13 +338,13 @@ class VideoStream(Iterator[FrameResult]):
                  detect_every: int = DEFAULT_DETECT_EVERY, search_margin: float = 0.5, fps: float = 0.0,
                  tracker: IoUTracker | None = None):
         if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+            raise UserValueError(f"every must be >= 1, got {every}")
         if detect_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+            raise UserValueError(f"detect_every must be >= 1, got {detect_every}")
         if not 0.0 < smooth <= 1.0:
-            raise ValueError(f"smooth must be in (0, 1] (1: no smoothing), got {smooth}")
+            raise UserValueError(f"smooth must be in (0, 1] (1: no smoothing), got {smooth}")
         if max_seconds is not None and max_seconds <= 0:
-            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+            raise UserValueError(f"max_seconds must be > 0, got {max_seconds}")
         self.recognizer = recognizer
         self.every, self.smooth, self.max_seconds = every, smooth, max_seconds
         self.detect_every, self.search_margin = detect_every, search_margin
@@ -633,28 +638,23 @@ class Timeline:
 
 
 def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:
-    """Write ``summary`` as JSON (atomically: a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``summary`` as strict JSON, atomically (:func:`fervid.safety.write_json_atomic`:
+    a crash or a full disk never leaves half a file or a temporary one)."""
+    from fervid.safety import write_json_atomic
+
+    write_json_atomic(path, summary)
 
 
 def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
     """One panel per face (the ``max_faces`` longest on screen): its smoothed emotion
-    probabilities over time. Written with matplotlib's Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    probabilities over time (a matplotlib Figure drawn off screen; no display needed)."""
+    from fervid.data.plots import subplots
     from fervid.inference.draw import color_for
 
     ids = sorted(timeline.series, key=lambda i: -len(timeline.series[i]))[:max_faces]
     ids.sort()
     n = max(1, len(ids))
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.0 + 2.0 * n), sharex=True, squeeze=False)
+    fig, axes = subplots(n, 1, figsize=(10, 1.0 + 2.0 * n), sharex=True, squeeze=False)
     for ax, fid in zip(axes[:, 0], ids):
         pts = timeline.series[fid]
         t = np.array([p[0] for p in pts])
@@ -674,8 +674,9 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle("Emotion probabilities over time (smoothed)")
     fig.tight_layout()
+    from fervid.safety import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path

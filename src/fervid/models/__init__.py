@@ -1,29 +1,91 @@
 """Model registry: ``create_model(name)``, ``list_models()``, one file per family.
 
-Every registered constructor returns an ``nn.Module`` with two attributes that make
-a checkpoint self-describing: ``model.preprocess`` (:class:`PreprocessConfig`) and
-``model.model_args`` (the keyword arguments that rebuild the same architecture).
+Every registered constructor returns an ``nn.Module`` with three attributes that make a
+checkpoint self-describing and spare every other module from guessing: ``model.preprocess``
+(:class:`PreprocessConfig`), ``model.model_args`` (the keyword arguments that rebuild the same
+architecture) and ``model.fervid_cfg`` (:class:`ModelCfg`: the first convolution, the
+classifier and the head, declared by the family as timm's ``default_cfg`` does; fine-tuning
+and int8 export read them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, overload
 
 import torch.nn as nn
 
 from fervid.data.preprocess import PreprocessConfig
 from fervid.emotions import FER2013
+from fervid.errors import UnknownNameError, UserValueError
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a model family declares about its own layers (module paths in ``named_modules``)."""
+
+    first_conv: str
+    """The input convolution (int8 export keeps it in fp32)."""
+    classifier: str
+    """The final ``nn.Linear``, one output per label (fine-tuning maps or re-initialises its rows)."""
+    head: str = ""
+    """Parameter prefix of the head, which trains while the backbone is frozen ('' = the classifier)."""
+
+    @property
+    def head_prefix(self) -> str:
+        return (self.head or self.classifier) + "."
+
+
+CfgSpec = ModelCfg | Callable[[nn.Module], ModelCfg]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_CFGS: dict[str, CfgSpec | None] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register a model constructor under its function name."""
-    _REGISTRY[fn.__name__] = fn
-    _DESCRIPTIONS[fn.__name__] = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-    return fn
+@overload
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]: ...
+@overload
+def register_model(*, cfg: CfgSpec) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]: ...
+def register_model(fn: Callable[..., nn.Module] | None = None, *, cfg: CfgSpec | None = None) -> Any:
+    """Decorator: register a model constructor under its function name.
+
+    ``cfg`` declares the first convolution, classifier and head (a :class:`ModelCfg`, or a
+    function of the built model for families whose layout depends on their arguments).
+    A family registered without it works for training and inference; fine-tuning and int8
+    export then refuse it instead of guessing.
+    """
+    def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[f.__name__] = f
+        _DESCRIPTIONS[f.__name__] = (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else ""
+        _CFGS[f.__name__] = cfg
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def model_cfg(model: nn.Module) -> ModelCfg:
+    """The :class:`ModelCfg` a model's family declared (checked against the model)."""
+    cfg = getattr(model, "fervid_cfg", None)
+    if not isinstance(cfg, ModelCfg):
+        name = getattr(model, "model_name", type(model).__name__)
+        raise UserValueError(f"model {name!r} declares no ModelCfg (first conv, classifier, head): "
+                             "register its family with register_model(cfg=ModelCfg(...))")
+    return cfg
+
+
+def _resolve_cfg(name: str, model: nn.Module, n_classes: int) -> ModelCfg | None:
+    spec = _CFGS.get(name)
+    if spec is None:
+        return None
+    cfg = spec(model) if callable(spec) else spec
+    modules = dict(model.named_modules())
+    conv, clf = modules.get(cfg.first_conv), modules.get(cfg.classifier)
+    # A wrong declaration is a bug in the family: fail when the model is built, not later.
+    assert isinstance(conv, nn.Conv2d), f"{name}: first_conv {cfg.first_conv!r} is not an nn.Conv2d"
+    assert isinstance(clf, nn.Linear) and clf.out_features == n_classes, \
+        f"{name}: classifier {cfg.classifier!r} is not an nn.Linear with {n_classes} outputs"
+    return cfg
 
 
 def list_models() -> list[str]:
@@ -41,14 +103,15 @@ def create_model(name: str, *, num_classes: int | None = None, labels: tuple[str
     """Build a registered model. ``labels`` (default FER2013) fixes ``num_classes``."""
     _load_families()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
+        raise UnknownNameError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
     labels = tuple(labels) if labels is not None else (FER2013 if num_classes in (None, 7) else tuple(f"class{i}" for i in range(num_classes)))
     if num_classes is not None and num_classes != len(labels):
-        raise ValueError(f"num_classes={num_classes} but {len(labels)} labels given")
+        raise UserValueError(f"num_classes={num_classes} but {len(labels)} labels given")
     model = _REGISTRY[name](num_classes=len(labels), in_chans=in_chans, **overrides)
     model.model_name = name
     model.model_args = {"num_classes": len(labels), "in_chans": in_chans, **overrides}
     model.preprocess = PreprocessConfig(input_size=input_size, in_chans=in_chans, labels=labels)
+    model.fervid_cfg = _resolve_cfg(name, model, len(labels))
     return model
 
 
@@ -69,4 +132,5 @@ def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 
     )
 
 
-__all__ = ["register_model", "create_model", "list_models", "describe_models", "count_parameters"]
+__all__ = ["ModelCfg", "register_model", "model_cfg", "create_model", "list_models", "describe_models",
+           "count_parameters"]

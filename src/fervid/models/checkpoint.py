@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import torch
 import torch.nn as nn
 
 from fervid.data.preprocess import PreprocessConfig
+from fervid.errors import CheckpointError, OutputError, UserFileNotFoundError, UserValueError
+from fervid.safety import atomic_write, check_input_file, output_error
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
@@ -59,11 +62,20 @@ def _plain(obj: Any) -> Any:
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """Write to a temporary file and rename: an interrupted save never leaves a broken file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`fervid.safety.atomic_write`: an interrupted or failed save
+    (full disk, no permission) never leaves a broken or temporary file, and the error is an
+    :class:`~fervid.errors.OutputError` naming ``path``. Saving to a file object also keeps
+    torch's own writer from turning ``ENOSPC`` into an opaque ``RuntimeError``."""
+    try:
+        with atomic_write(path) as f:
+            torch.save(obj, f)
+    except RuntimeError as e:
+        # torch's zip writer turns a failed write (ENOSPC...) into "unexpected pos" on exit;
+        # the OSError that started it is its context
+        cause = e.__context__
+        if isinstance(cause, OSError):
+            raise output_error(cause, path) from e
+        raise OutputError(f"cannot write {path}: torch.save failed ({e})") from e
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -74,18 +86,100 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+_REQUIRED = {"model": str, "model_args": dict, "preprocess": dict, "labels": list, "state_dict": dict}
+
+
+def _check_structure(ckpt: Any, src: str) -> None:
+    """The checkpoint dict's keys and types, and its scalar fields, before anything is built."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{src}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, "
+                              "not a checkpoint dict)")
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{src}: not a fervid checkpoint (missing format tag)")
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{src}: damaged fervid checkpoint: no {', '.join(repr(k) for k in missing)} entry")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(ckpt[key], typ):
+            raise CheckpointError(f"{src}: damaged fervid checkpoint: {key!r} is a {type(ckpt[key]).__name__}, "
+                                  f"expected a {typ.__name__}")
+    labels = ckpt["labels"]
+    if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        raise CheckpointError(f"{src}: 'labels' must be two or more distinct names, got {labels!r}")
+    t = ckpt.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise CheckpointError(f"{src}: temperature must be a finite number > 0, got {t!r} "
+                              "(it divides the logits: <= 0 would invert or break the probabilities)")
+    bad = [k for k, v in ckpt["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{src}: 'state_dict' entries that are not tensors: {bad[:5]}")
+
+
+def _preprocess(ckpt: dict[str, Any], src: str) -> PreprocessConfig:
+    try:
+        pre = PreprocessConfig.from_dict(ckpt["preprocess"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{src}: bad 'preprocess' entry ({e})") from e
+    ok = (isinstance(pre.input_size, int) and not isinstance(pre.input_size, bool) and 8 <= pre.input_size <= 4096
+          and pre.in_chans in (1, 3) and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                             for v in (pre.mean, pre.std, pre.crop_pct, pre.face_margin))
+          and pre.std > 0 and 0 < pre.crop_pct <= 1 and pre.face_margin >= 0)
+    if not ok:
+        raise CheckpointError(f"{src}: bad 'preprocess' entry {ckpt['preprocess']!r}")
+    if list(pre.labels) != list(ckpt["labels"]):
+        raise CheckpointError(f"{src}: 'labels' {ckpt['labels']} and 'preprocess.labels' {list(pre.labels)} disagree")
+    return pre
+
+
+def check_state_dict(model: nn.Module, state_dict: dict[str, Any], src: str) -> None:
+    """``state_dict`` against ``model``'s own: the same keys, shapes and finite values, else a
+    :class:`CheckpointError` that says which (a label count that does not match the
+    classifier is named as such)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in want]
+    if missing or unexpected:
+        parts = ([f"missing {len(missing)} weights ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"]
+                 if missing else [])
+        parts += ([f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})"]
+                  if unexpected else [])
+        raise CheckpointError(f"{src}: weights do not match the {getattr(model, 'model_name', 'model')} "
+                              f"architecture: {'; '.join(parts)}")
+    n_labels = len(getattr(model, "preprocess", PreprocessConfig()).labels)
+    for k, w in want.items():
+        v = state_dict[k]
+        if tuple(v.shape) == tuple(w.shape):
+            continue
+        if w.ndim >= 1 and w.shape[0] == n_labels and v.ndim == w.ndim and tuple(v.shape[1:]) == tuple(w.shape[1:]):
+            raise CheckpointError(f"{src}: {n_labels} labels, but the classifier weight {k} has {v.shape[0]} outputs")
+        raise CheckpointError(f"{src}: weight {k} has shape {tuple(v.shape)}, the architecture expects {tuple(w.shape)}")
+    for k, v in state_dict.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{src}: weight {k} holds NaN or infinite values; the model would predict NaN")
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str | None = None) -> nn.Module:
+    """Build and load the model a checkpoint dict describes, validating it first: structure,
+    preprocessing, temperature > 0, the architecture's weight names and shapes, the label
+    count against the classifier, finite weights. Each failure is a :class:`CheckpointError`
+    naming ``source`` (default: the checkpoint's own ``source`` entry)."""
     from fervid.models import create_model
 
-    if ckpt.get("format") != FORMAT:
-        raise ValueError("not a fervid checkpoint (missing format tag)")
-    pre = PreprocessConfig.from_dict(ckpt["preprocess"])
+    src = str(source or (ckpt.get("source") if isinstance(ckpt, dict) else None) or "checkpoint")
+    _check_structure(ckpt, src)
+    pre = _preprocess(ckpt, src)
     args = dict(ckpt["model_args"])
     args.pop("num_classes", None)
     args.pop("in_chans", None)
-    model = create_model(ckpt["model"], labels=tuple(ckpt["labels"]), in_chans=pre.in_chans, input_size=pre.input_size, **args)
+    try:
+        model = create_model(ckpt["model"], labels=tuple(ckpt["labels"]), in_chans=pre.in_chans,
+                             input_size=pre.input_size, **args)
+    except (KeyError, TypeError, ValueError) as e:  # unknown architecture or arguments it does not take
+        raise CheckpointError(f"{src}: cannot build its model {ckpt['model']!r} ({e})") from e
     model.preprocess = pre
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    check_state_dict(model, sd, src)
+    model.load_state_dict(sd)
     model.temperature = float(ckpt.get("temperature", 1.0))
     model.checkpoint_meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")}
     return model.eval()
@@ -104,10 +198,15 @@ def bundled_models() -> dict[str, BundledModel]:
     manifest = WEIGHTS_DIR / "manifest.json"
     if not manifest.is_file():
         return {}
-    entries = json.loads(manifest.read_text())
-    out = {e["name"]: BundledModel(e["name"], e["file"], e["sha256"], e.get("description", "")) for e in entries["models"]}
-    for alias, target in entries.get("aliases", {}).items():
-        out[alias] = out[target]
+    try:
+        entries = json.loads(manifest.read_text())
+        out = {e["name"]: BundledModel(str(e["name"]), str(e["file"]), str(e["sha256"]), str(e.get("description", "")))
+               for e in entries["models"]}
+        for alias, target in entries.get("aliases", {}).items():
+            out[alias] = out[target]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{manifest}: broken bundled-model manifest ({type(e).__name__}: {e}); "
+                              "reinstall fervid") from e
     return out
 
 
@@ -115,31 +214,87 @@ def load_safetensors_checkpoint(path: str | os.PathLike, sha256: str | None = No
     from safetensors import safe_open
 
     path = Path(path)
+    check_input_file(path, "model")
     if sha256 is not None:
         got = file_sha256(path)
         if got != sha256:
-            raise ValueError(f"{path}: sha256 {got} does not match the expected {sha256}; the file is corrupt or was modified")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["fervid"])
-        meta["state_dict"] = {k: f.get_tensor(k) for k in f.keys()}
+            raise UserValueError(f"{path}: sha256 {got} does not match the expected {sha256}; the file is corrupt or was modified")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("fervid")
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for any damage
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+    if raw is None:
+        raise CheckpointError(f"{path}: a safetensors file without fervid's metadata (no 'fervid' header entry)")
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the 'fervid' metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the 'fervid' metadata is a {type(meta).__name__}, not an object")
+    meta["state_dict"] = sd
     return meta
 
 
 def save_safetensors_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, half: bool = True) -> str:
     """Write weights (fp16 by default: half the size, no accuracy change at 48x48) plus
     the metadata as JSON in the safetensors header. Returns the file's sha256."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in ckpt["state_dict"].items()}
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")}
-    save_file(sd, str(path), metadata={"fervid": json.dumps(_plain(meta))})
-    return file_sha256(path)
+    blob = save(sd, metadata={"fervid": json.dumps(_plain(meta), allow_nan=False)})
+    with atomic_write(path) as f:
+        f.write(blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load`` of a ``.pt`` checkpoint (``weights_only``: a pickle never runs code), as
+    a dict; anything else (a damaged file, a bare tensor or list) is a :class:`CheckpointError`
+    naming the file."""
+    path = Path(path)
+    check_input_file(path, "model")
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        import pickle
+
+        if isinstance(e, pickle.UnpicklingError):  # torch's message runs to a page: say it in one line
+            detail = "not a torch file, or it holds objects beyond tensors and plain data, which are never unpickled"
+        else:
+            detail = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        raise CheckpointError(f"{path}: not a readable fervid checkpoint ({detail})") from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, "
+                              "not a checkpoint dict)")
+    return ckpt
+
+
+def read_resume_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
+    """A training run's ``last.pt`` for ``--resume``, checked against the model being trained
+    (weights, optimizer and trainer state present; same architecture) before anything is
+    loaded: a damaged or foreign file is a named :class:`CheckpointError`, not a traceback."""
+    ckpt = read_checkpoint(path)
+    missing = [k for k in ("state_dict", "optimizer", "trainer_state") if not isinstance(ckpt.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume from it: no {', '.join(missing)} (a damaged file, or not a "
+                              "run's last.pt); use --overwrite to start the run again")
+    st = ckpt["trainer_state"]
+    if not isinstance(st.get("epoch"), int) or not isinstance(st.get("weights"), list):
+        raise CheckpointError(f"{path}: cannot resume from it: damaged trainer state")
+    check_state_dict(model, ckpt["state_dict"], str(path))
+    return ckpt
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
     """Load a bundled model by name (``"default"``, ``"fast"``) or a checkpoint file
-    (``.pt`` from ``fervid train`` or ``.safetensors``). Returns the model in eval mode with
-    ``.preprocess``, ``.temperature`` and ``.checkpoint_meta`` attached."""
+    (``.pt`` from ``fervid train``, ``.safetensors``, or an ``.onnx`` export, run by ONNX
+    Runtime on the CPU through :class:`fervid.models.onnx_model.OnnxModel`). Returns the model in eval
+    mode with ``.preprocess``, ``.temperature`` and ``.checkpoint_meta`` attached."""
     name = str(name_or_path)
     bundled = bundled_models()
     if name in bundled and not Path(name).exists():
@@ -148,15 +303,19 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         ckpt["source"] = f"bundled:{b.name}"
     else:
         path = Path(name)
+        check_input_file(path, "model")  # a FIFO or device: refused before anything opens it
         if not path.is_file():
-            raise FileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+            raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+        if path.suffix.lower() == ".onnx":
+            # An exported model (fp32 or int8) behind the same interface: evaluate, calibrate-free
+            # scoring and TTA accept every model `fervid predict --model` accepts.
+            from fervid.models.onnx_model import OnnxModel
+
+            return OnnxModel(path)
         if path.suffix == ".safetensors":
             ckpt = load_safetensors_checkpoint(path)
         else:
-            try:
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-                raise ValueError(f"{path}: not a readable fervid checkpoint ({type(e).__name__}: {e})") from e
+            ckpt = read_checkpoint(path)
         ckpt["source"] = str(path)
     model = model_from_checkpoint(ckpt)
     model.checkpoint_meta["source"] = ckpt["source"]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fervid.models import register_model
+from fervid.models import ModelCfg, register_model
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -60,7 +60,7 @@ class ConvNeXt48(nn.Module):
         return self.fc(self.norm(self.forward_features(x).mean((2, 3))))
 
 
-@register_model
+@register_model(cfg=ModelCfg(first_conv="stem.0", classifier="fc"))
 def convnext_fer(num_classes: int = 7, in_chans: int = 1, dims: tuple[int, ...] | list[int] = (48, 96, 192, 384),
                  depths: tuple[int, ...] | list[int] = (2, 2, 6, 2), drop_path: float = 0.1) -> nn.Module:
     """Small ConvNeXt with a 48x48 stem (~4.8 M params)."""

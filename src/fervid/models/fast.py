@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fervid.models import conv_bn_act, register_model
+from fervid.models import ModelCfg, conv_bn_act, register_model
 
 
 class FastCNN(nn.Module):
@@ -33,7 +33,7 @@ class FastCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model
+@register_model(cfg=ModelCfg(first_conv="features.0.0", classifier="head.3", head="head"))
 def fast_cnn(num_classes: int = 7, in_chans: int = 1, widths: tuple[int, ...] | list[int] = (32, 64, 128, 256), drop: float = 0.3) -> nn.Module:
     """Real-time CNN (~0.6 M params, ~25 M MACs at 48x48) for video and edge devices."""
     return FastCNN(num_classes, in_chans, tuple(widths), drop)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fervid.models import register_model
+from fervid.models import ModelCfg, register_model
 
 
 class BasicBlock(nn.Module):
@@ -48,7 +48,7 @@ class ResNet48(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model
+@register_model(cfg=ModelCfg(first_conv="stem.0", classifier="head.3", head="head"))
 def resnet18_fer(num_classes: int = 7, in_chans: int = 1, width: int = 64, drop: float = 0.2) -> nn.Module:
     """ResNet-18 with a 48x48 stem (width 64: ~11 M params)."""
     return ResNet48(num_classes, in_chans, width, (2, 2, 2, 2), drop)

@@ -13,10 +13,17 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from fervid.models import register_model
+from fervid.errors import UserFileNotFoundError
+from fervid.models import ModelCfg, register_model
 
 
-@register_model
+def _timm_cfg(model: nn.Module) -> ModelCfg:
+    # timm's own declaration (pretrained_cfg / default_cfg) names the stem conv and the classifier.
+    c = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {})
+    return ModelCfg(first_conv=str(c["first_conv"]), classifier=str(c["classifier"]))
+
+
+@register_model(cfg=_timm_cfg)
 def timm_model(num_classes: int = 7, in_chans: int = 1, arch: str = "resnet18", pretrained_file: str | None = None,
                drop: float = 0.0) -> nn.Module:
     """Any timm architecture (optional dependency; local pretrained weights only)."""
@@ -28,6 +35,6 @@ def timm_model(num_classes: int = 7, in_chans: int = 1, arch: str = "resnet18", 
     kw: dict = {}
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
-            raise FileNotFoundError(f"no such weights file: {pretrained_file} (fervid never downloads weights)")
+            raise UserFileNotFoundError(f"no such weights file: {pretrained_file} (fervid never downloads weights)")
         kw = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained_file)}}
     return timm.create_model(arch, num_classes=num_classes, in_chans=in_chans, drop_rate=drop, **kw)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fervid.models import conv_bn_act, register_model
+from fervid.errors import UserValueError
+from fervid.models import ModelCfg, conv_bn_act, register_model
 
 
 class VGGNet(nn.Module):
@@ -32,7 +33,7 @@ class VGGNet(nn.Module):
             pool = [nn.AdaptiveAvgPool2d(3), nn.Flatten()]
             flat = cin * 9
         else:
-            raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
+            raise UserValueError(f"head must be 'gap' or 'flatten', got {head!r}")
         self.head = nn.Sequential(
             *pool, nn.Dropout(drop), nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
             nn.Dropout(drop), nn.Linear(hidden, num_classes),
@@ -45,7 +46,7 @@ class VGGNet(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model
+@register_model(cfg=ModelCfg(first_conv="features.0.0", classifier="head.7", head="head"))
 def vgg_fer(num_classes: int = 7, in_chans: int = 1, width: int = 64, head: str = "gap", hidden: int = 512, drop: float = 0.4) -> nn.Module:
     """VGG-style 8-conv net after Khaireddin & Chen 2021 (width 64: ~5 M params)."""
     return VGGNet(num_classes, in_chans, width, head, hidden, drop)

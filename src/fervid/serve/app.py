@@ -109,7 +109,7 @@ class BodyTooLarge(ApiError):
 
 
 def _fmt_bytes(n: float) -> str:
-    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:g} bytes"
+    return f"{n / 2**20:g} MiB" if n >= 2**16 else f"{n:g} bytes"
 
 
 def _error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -196,9 +196,10 @@ class _Guard:
     """Pure ASGI middleware: body size limit (``Content-Length`` and while streaming),
     security headers, and a JSON 500 instead of any traceback."""
 
-    def __init__(self, app: ASGIApp, max_body: int, page_paths: tuple[str, ...] = ("/",)):
+    def __init__(self, app: ASGIApp, max_body: int, limit: int, page_paths: tuple[str, ...] = ("/",)):
         self.app = app
-        self.max_body = max_body
+        self.max_body = max_body  # the limit plus room for multipart boundaries and part headers
+        self.limit = limit  # what the error message names
         self.page_paths = page_paths
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
@@ -228,7 +229,7 @@ class _Guard:
                 await _error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send_wrapper)
                 return
             if n > self.max_body:
-                await _error_response(413, "payload_too_large", BodyTooLarge(self.max_body).detail)(
+                await _error_response(413, "payload_too_large", BodyTooLarge(self.limit).detail)(
                     scope, receive, send_wrapper)
                 return
         received = 0
@@ -239,7 +240,7 @@ class _Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLarge(self.max_body)
+                    raise BodyTooLarge(self.limit)
             return message
 
         try:
@@ -589,7 +590,7 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
                                    swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(_Guard, max_body=state.max_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(_Guard, max_body=state.max_bytes + MULTIPART_OVERHEAD, limit=state.max_bytes)
     return app
 
 

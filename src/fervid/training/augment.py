@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -25,23 +26,34 @@ class AugmentConfig:
     mixup_alpha: float = 0.4
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, strength: torch.Tensor | None = None) -> torch.Tensor:
+def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, strength: torch.Tensor | None = None, *,
+            rows: torch.Tensor | None = None, total: int | None = None) -> torch.Tensor:
     """Augment a float batch ``N x C x H x W`` (values in [0, 1], before normalisation).
 
     ``strength`` (``N``, default 1) scales the geometric and erasing ranges per sample,
     which is how minority classes get stronger augmentation.
+
+    ``rows``/``total``: ``x`` holds rows ``rows`` of a batch of ``total`` samples (one data-
+    parallel rank's share). The random parameters are drawn for the whole batch and these
+    rows' are used, so the shares of all ranks together get exactly what one process
+    augmenting the whole batch would, and ``g`` advances the same on every rank.
     """
     n, _, h, w = x.shape
     dev = x.device
+    n_all = n if rows is None else int(total)  # type: ignore[arg-type]
+
+    def draw(*shape: int) -> torch.Tensor:
+        r = torch.rand(n_all, *shape, device=dev, generator=g)
+        return r if rows is None else r[rows.to(dev)]
 
     def u(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(n, device=dev, generator=g) * (hi - lo) + lo
+        return draw() * (hi - lo) + lo
 
     s = torch.ones(n, device=dev) if strength is None else strength.to(dev, torch.float32)
     ang = u(-1, 1) * math.radians(cfg.rotate) * s
     lo, hi = cfg.scale
     zoom = 1 + (u(lo, hi) - 1) * s
-    flip = torch.where(torch.rand(n, device=dev, generator=g) < cfg.hflip, -1.0, 1.0)
+    flip = torch.where(draw() < cfg.hflip, -1.0, 1.0)
     tx, ty = u(-1, 1) * cfg.translate * 2 * s, u(-1, 1) * cfg.translate * 2 * s
     cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
@@ -63,17 +75,22 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, strength: t
         ys = torch.arange(h, device=dev).view(1, h, 1)
         xs = torch.arange(w, device=dev).view(1, 1, w)
         box = (ys >= y0.view(n, 1, 1)) & (ys < (y0 + eh).view(n, 1, 1)) & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + ew).view(n, 1, 1))
-        on = (torch.rand(n, device=dev, generator=g) < p).view(n, 1, 1)
-        noise = torch.rand(n, 1, h, w, device=dev, generator=g)
+        on = (draw() < p).view(n, 1, 1)
+        noise = draw(1, h, w)
         x = torch.where((box & on)[:, None], noise, x)
     return x
 
 
 def mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup or CutMix on a batch with one-hot/soft targets ``y`` (``N x K``)."""
+    """Mixup or CutMix on a batch with one-hot/soft targets ``y`` (``N x K``); every random
+    draw, the mixing weight included, comes from ``g``. Under data-parallel training each rank
+    mixes within its own share of the batch (the partners come from the same rank)."""
     if cfg.mixup <= 0 or torch.rand(1, generator=g, device=g.device).item() >= cfg.mixup:
         return x, y
-    lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+    # torch.distributions samples from the global RNG and takes no generator: draw the Beta
+    # weight from a numpy generator seeded by ``g`` so that ``g`` alone decides the batch.
+    seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+    lam = float(np.random.default_rng(seed).beta(cfg.mixup_alpha, cfg.mixup_alpha))
     perm = torch.randperm(x.shape[0], device=x.device, generator=g)
     if torch.rand(1, generator=g, device=g.device).item() < 0.5:
         x = lam * x + (1 - lam) * x[perm]

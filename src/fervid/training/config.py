@@ -5,11 +5,13 @@ Dumped to ``config.yaml`` in each run directory; ``fervid train --config X.yaml 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from fervid.data.ferplus import TARGETS
+from fervid.errors import UserValueError
 from fervid.training.augment import AugmentConfig
 from fervid.training.imbalance import STRATEGIES
 
@@ -70,43 +72,155 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from plain values (YAML, JSON, ``--set``), each checked against its field's
+        type: ``--set lr=abc`` is a :class:`~fervid.errors.UserValueError` naming the key, the
+        expected type and the value. Ints are taken where floats are expected and lists where
+        tuples are; nothing else is converted (no ``"0.1"`` -> 0.1, no ``1`` -> ``True``)."""
         d = dict(d)
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown training config key(s) {unknown}; valid: {sorted(names)}")
+            raise UserValueError(f"unknown training config key(s) {unknown}; valid: {sorted(names)}")
         if isinstance(d.get("augment"), dict):
-            aug = d["augment"]
-            bad = sorted(set(aug) - {f.name for f in fields(AugmentConfig)})
+            bad = sorted(set(d["augment"]) - {f.name for f in fields(AugmentConfig)})
             if bad:
-                raise ValueError(f"unknown augment key(s) {bad}")
-            d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
-        return cls(**d)
+                raise UserValueError(f"unknown augment key(s) {bad}")
+        hints = _hints(cls)
+        return cls(**{k: _typed(f"{k}", v, hints[k]) for k, v in d.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self) -> None:
+        """Check every value's type (as :meth:`from_dict` does) and the choices."""
+        hints = _hints(type(self))
+        for f in fields(self):
+            _typed(f.name, getattr(self, f.name), hints[f.name])
         if self.imbalance not in STRATEGIES:
-            raise ValueError(f"imbalance must be one of {STRATEGIES}, got {self.imbalance!r}")
+            raise UserValueError(f"imbalance must be one of {STRATEGIES}, got {self.imbalance!r}")
         if self.targets not in TARGETS:
-            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+            raise UserValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if self.targets.startswith("ferplus") and not self.ferplus:
-            raise ValueError(f"targets={self.targets} needs ferplus=<path to fer2013new.csv>")
+            raise UserValueError(f"targets={self.targets} needs ferplus=<path to fer2013new.csv>")
         if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+            raise UserValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "plateau", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}")
+            raise UserValueError(f"unknown schedule {self.schedule!r}")
         if self.select_metric not in ("accuracy", "macro_f1"):
-            raise ValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
+            raise UserValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
         if self.multilabel_loss not in ("bce", "max"):
-            raise ValueError(f"multilabel_loss must be bce or max, got {self.multilabel_loss!r}")
+            raise UserValueError(f"multilabel_loss must be bce or max, got {self.multilabel_loss!r}")
         if self.head not in ("mapped", "fresh"):
-            raise ValueError(f"head must be mapped or fresh, got {self.head!r}")
+            raise UserValueError(f"head must be mapped or fresh, got {self.head!r}")
         if self.freeze not in ("none", "backbone"):
-            raise ValueError(f"freeze must be none or backbone, got {self.freeze!r}")
+            raise UserValueError(f"freeze must be none or backbone, got {self.freeze!r}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise UserValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        # Ranges (issue 12): a value outside them would mean something else silently
+        # (max_train_samples=0 read as "no limit") or fail mid-run (batch_size=0).
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise UserValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise UserValueError(f"max_train_samples must be at least 1 (or null: all), got {self.max_train_samples}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not self.warmup_epochs >= 0:
+            raise UserValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+
+# ----------------------------------------------------------------------- type checking
+# A few lines for the handful of types these dataclasses use (scalars, optionals, lists,
+# tuples, dicts, the nested AugmentConfig), rather than a validation library as a core
+# dependency of the training package.
+
+def _hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against ``hint`` (ints accepted as floats, lists as tuples), or a
+    :class:`UserValueError` naming ``key``, the expected type and the value."""
+    try:
+        return _convert(key, value, hint)
+    except _Mismatch:
+        raise UserValueError(f"training config key {key!r}: expected {_type_name(hint)}, "
+                             f"got {value!r} ({type(value).__name__})") from None
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    import dataclasses
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(key, value, a)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise _Mismatch
+        sub = _hints(hint)
+        unknown = sorted(set(value) - set(sub))
+        if unknown:
+            raise UserValueError(f"unknown {key} key(s) {unknown}; valid: {sorted(sub)}")
+        return hint(**{k: _typed(f"{key}.{k}", v, sub[k]) for k, v in value.items()})
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        return [_convert(key, v, args[0]) for v in value] if args else list(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(key, v, args[0]) for v in value)
+        if args and len(value) != len(args):
+            raise _Mismatch
+        return tuple(_convert(key, v, a) for v, a in zip(value, args)) if args else tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch
+        kt, vt = args if args else (Any, Any)
+        return {_convert(key, k, kt): _convert(key, v, vt) for k, v in value.items()}
+    raise TypeError(f"config field {key!r}: unsupported annotation {hint!r}")  # a bug in the dataclass, not user input
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -115,7 +229,18 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     if path is not None:
         import yaml
 
-        d = yaml.safe_load(Path(path).read_text()) or {}
+        from fervid.errors import UserFileNotFoundError
+        from fervid.safety import check_input_file
+
+        check_input_file(path, "config")
+        if not Path(path).is_file():
+            raise UserFileNotFoundError(f"config {path}: no such file")
+        try:
+            d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UserValueError(f"config {path}: not valid YAML ({' '.join(str(e).split())})") from e
+        if not isinstance(d, dict):
+            raise UserValueError(f"config {path}: expected a mapping of training keys, got a {type(d).__name__}")
     for k, v in overrides.items():
         if v is not None:
             d[k] = v

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fervid.errors import UserValueError
+
 if TYPE_CHECKING:
     from fervid.data.datasets import FERData
 
@@ -50,8 +52,10 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
              lr: float = 0.01, backbone_lr_mult: float = 0.1, layer_lr_decay: float = 1.0, head: str = "mapped",
              targets: str = "fer2013", ferplus: str | None = None, ferplus_classes: int = 8,
              max_train_samples: int | None = None, batch_size: int = 64, calibrate: bool = True,
-             loaded: FERData | None = None, **train_options: Any) -> dict[str, Any]:
+             loaded: FERData | None = None, resume: bool = False, overwrite: bool = False,
+             **train_options: Any) -> dict[str, Any]:
     """Fine-tune ``base`` on ``data``; writes a normal fervid run to ``out`` (``best.pt``).
+    An ``out`` that already holds a run needs ``resume`` or ``overwrite`` (as in ``fervid train``).
 
     Defaults are for small sets: the backbone is frozen for the first epoch (the new head
     settles without wrecking pretrained features; this replaces the learning-rate warm-up,
@@ -64,12 +68,17 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
     """
     import torch
 
-    from fervid.data.datasets import folder_labels, load_training_data, normalize_labels, relabel
+    from fervid.data.datasets import (
+        folder_labels,
+        load_training_data,
+        normalize_labels,
+        relabel,
+    )
     from fervid.emotions import FER2013
+    from fervid.inference.logits import tta_logits
     from fervid.models.checkpoint import save_atomic
     from fervid.runtime import resolve_device
     from fervid.training.config import TrainConfig
-    from fervid.inference.logits import tta_logits
     from fervid.training.loop import prepare_splits, train
 
     if labels is None and loaded is None and Path(data).is_dir():
@@ -77,16 +86,19 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
         labels = None if set(found) == set(FER2013) else found
     names = normalize_labels(labels) if labels is not None else None
     if names is not None and targets != "fer2013":
-        raise ValueError("--labels works with targets=fer2013 (FER+ targets fix the label set)")
+        raise UserValueError("--labels works with targets=fer2013 (FER+ targets fix the label set)")
     cfg = TrainConfig(data=str(data), init_from=str(base), labels=list(names) if names else None, freeze=freeze,
                       freeze_epochs=freeze_epochs if freeze != "none" else None, epochs=epochs, out=str(out), lr=lr,
                       backbone_lr_mult=backbone_lr_mult, layer_lr_decay=layer_lr_decay, head=head, targets=targets,
                       ferplus=ferplus, ferplus_classes=ferplus_classes, max_train_samples=max_train_samples,
                       batch_size=batch_size, **{"warmup_epochs": 0.0, **train_options})
+    from fervid.safety import prepare_run_dir
+
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuse an earlier run before loading anything
     ds = loaded if loaded is not None else load_training_data(cfg.data, names)
     if loaded is not None and names is not None:
         ds = relabel(ds, names)
-    final = train(cfg, data=ds)
+    final = train(cfg, data=ds, resume=resume, overwrite=overwrite)
     best = Path(out) / "best.pt"
     ck = torch.load(best, map_location="cpu", weights_only=True)
     final["labels"] = list(ck["labels"])

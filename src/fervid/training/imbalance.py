@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fervid.errors import UserValueError
+
 if TYPE_CHECKING:  # torch is imported where a loss is computed, so the CLI can list STRATEGIES cheaply
     import torch
 
@@ -29,7 +31,7 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.nda
     elif kind == "effective":
         w = (1.0 - beta) / (1.0 - np.power(beta, n))
     else:
-        raise ValueError(f"no static weights for {kind!r}")
+        raise UserValueError(f"no static weights for {kind!r}")
     return (w / w.mean()).astype(np.float32)
 
 
@@ -58,7 +60,7 @@ def plan(strategy: str, labels: np.ndarray, n_classes: int, *, cb_beta: float = 
     (:func:`dynamic_weights`), so both start from uniform weights here.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"imbalance must be one of {STRATEGIES}, got {strategy!r}")
+        raise UserValueError(f"imbalance must be one of {STRATEGIES}, got {strategy!r}")
     labels = np.asarray(labels)
     counts = np.bincount(labels, minlength=n_classes)
     weights = np.ones(n_classes, dtype=np.float32)

@@ -6,6 +6,7 @@ once, with the selected weights, after training ends, and is never used to choos
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -18,12 +19,18 @@ import torch
 import torch.nn.functional as F
 
 from fervid.data.datasets import FERData, load_dataset, stratified_subset
-from fervid.data.preprocess import PreprocessConfig
+from fervid.data.preprocess import PreprocessConfig, normalize, to_unit
 from fervid.emotions import FER2013, FERPLUS8
-from fervid.models import count_parameters, create_model
-from fervid.models.checkpoint import make_checkpoint, save_atomic
+from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.inference.logits import tta_logits
-from fervid.runtime import autocast, resolve_device
+from fervid.models import count_parameters, create_model
+from fervid.models.checkpoint import (
+    make_checkpoint,
+    read_resume_checkpoint,
+    save_atomic,
+)
+from fervid.runtime import autocast
+from fervid.training import distributed
 from fervid.training.augment import augment, mix
 from fervid.training.config import TrainConfig
 from fervid.training.imbalance import dynamic_weights, focal_loss, soft_cross_entropy
@@ -64,7 +71,7 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     if "PublicTest" not in set(splits.tolist()):
         tr = np.flatnonzero((splits == "Training") & (data.labels >= 0))
         if len(tr) < 2:
-            raise ValueError(f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set")
+            raise UserValueError(f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set")
         n_val = max(1, int(round(cfg.val_fraction * len(tr))))
         splits[tr[stratified_subset(data.labels[tr], n_val, cfg.seed)]] = "PublicTest"
     return dataclasses.replace(data, splits=splits) if (splits != data.splits).any() else data
@@ -147,25 +154,98 @@ def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
     return warm * f
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data``; returns the final metrics. Writes to ``cfg.out``:
-    ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt``, ``best.pt``, ``final.json``."""
-    from tqdm.auto import tqdm
+    ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt``, ``best.pt``, ``final.json``.
+    A directory that already holds a run needs ``resume`` (continue from ``last.pt``) or
+    ``overwrite`` (its run files are deleted first); otherwise it is an error, before any work.
 
+    ``resume`` with the run's own ``epochs`` continues it (a time-budgeted run keeps the length
+    it resolved); with a larger ``epochs`` it extends the run to that many (the schedule is
+    then the new length's: a cosine schedule continues from where ``epoch / epochs`` puts it).
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), this is data-parallel training with the same
+    results as one process (see :mod:`fervid.training.distributed`); only rank 0 writes.
+
+    Side effects: none on ``cfg`` (what the run resolved -- the epoch count under a time budget,
+    a warm start's architecture -- is in ``OUT/config.json``). torch's global RNG (CPU, and the
+    run's GPU) and thread count are restored on return; numpy's global RNG is not used.
+    """
+    cfg = copy.deepcopy(cfg)
     cfg.validate()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.workers_threads:
-        torch.set_num_threads(cfg.workers_threads)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    ctx, device = distributed.setup(cfg.device)
+    threads = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            if cfg.workers_threads:
+                torch.set_num_threads(cfg.workers_threads)
+            return _train(cfg, resume=resume, data=data, overwrite=overwrite, ctx=ctx, device=device)
+    finally:
+        torch.set_num_threads(threads)
+        distributed.teardown(ctx)
 
-    if data is None and cfg.labels:
+
+def _load_data(cfg: TrainConfig) -> FERData:
+    if cfg.labels:
         from fervid.data.datasets import load_training_data
 
-        data = load_training_data(cfg.data, cfg.labels)  # an image folder with its own label set
-    data = data if data is not None else load_dataset(cfg.data)
+        return load_training_data(cfg.data, cfg.labels)  # an image folder with its own label set
+    return load_dataset(cfg.data)
+
+
+def _resumed_epochs(asked: int, state: dict[str, Any], out: Path) -> int:
+    """The run length after ``--resume``: the run's own when ``asked`` is what it was started
+    (or last extended) with, else ``asked`` (extending, or shortening to no fewer epochs than done)."""
+    done = int(state["epoch"])
+    before = int(state.get("epochs_requested", state.get("epochs", asked)))
+    if asked == before:
+        return int(state.get("epochs", asked))  # the same run goes on; a time budget keeps its resolved length
+    if asked < done:
+        raise UserValueError(f"--resume: {out} has already run {done} epochs; epochs={asked} is fewer "
+                             "(give more epochs to extend the run)")
+    return asked
+
+
+def _rank_loss_scale(cfg: TrainConfig, y: torch.Tensor, w: torch.Tensor, n_global: int,
+                     ctx: distributed.DistContext) -> torch.Tensor | float:
+    """The factor by which one rank's loss is multiplied so that DDP's average of the ranks'
+    gradients is the gradient of the loss over the whole global batch: ``N * n_r / n``, where
+    ``n`` is the loss's normaliser -- the row count for a plain mean, ``sum w[y]`` for the
+    class-weighted cross-entropy (a weighted mean, whose total needs an all-reduce)."""
+    weighted = y.ndim == 1 and cfg.imbalance != "focal" and cfg.targets != "ferplus-multilabel"
+    if weighted:
+        local = w[y].sum().float().reshape(1)
+        return local * ctx.world_size / distributed.all_reduce(local.detach().clone(), ctx)
+    return len(y) * ctx.world_size / n_global
+
+
+def _predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, ctx: distributed.DistContext) -> np.ndarray:
+    """Top labels of ``images``; under DDP each rank predicts rows ``rank::N`` and every rank gets all."""
+    part = images[ctx.rank::ctx.world_size]
+    pred = (tta_logits(model, part, "none", device, batch_size=512).argmax(1) if len(part)
+            else torch.zeros(0, dtype=torch.int64))
+    return distributed.gather_rows(pred, len(images), ctx).numpy()
+
+
+def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: bool, ctx: distributed.DistContext,
+           device: torch.device) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from fervid.safety import prepare_run_dir, write_json_atomic, write_text_atomic
+
+    main = ctx.is_main
+    # Rank 0 owns the run directory; an error there (a run already in it...) stops every rank.
+    out = distributed.run_on_main(lambda: prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite), ctx)
+    if ctx.enabled and cfg.batch_size < ctx.world_size:
+        raise UserValueError(f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes")
+    torch.manual_seed(cfg.seed)
+
+    if data is None:
+        # Rank 0 loads first (it fills the parsed-CSV cache the others then read); a bad path
+        # is reported by every rank.
+        loaded = distributed.run_on_main(lambda: _load_data(cfg), ctx, share=False)
+        data = loaded if main else _load_data(cfg)
     splits, names = prepare_splits(cfg, data)
     train_s, val_s = splits["Training"], splits["PublicTest"]
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
@@ -184,8 +264,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if ctx.enabled:
+        model = distributed.sync_batchnorm(model, device)  # BatchNorm over the global batch, as one process
     pre: PreprocessConfig = model.preprocess
-    fwd = torch.compile(model) if cfg.compile else model
+    # DDP averages the gradients across ranks (and broadcasts rank 0's weights at the start);
+    # evaluation and checkpoints use `model` itself.
+    fwd = distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model
+    fwd = torch.compile(fwd) if cfg.compile else fwd
     from fervid.training.optim import param_groups
 
     groups = param_groups(model, cfg)  # weight decay on weights only; per-stage "lr_scale" for fine-tuning
@@ -207,33 +292,46 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
     state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "since_best": 0, "plateau": 1.0, "plateau_bad": 0,
              "plateau_best": -1.0, "weights": weights.tolist(), "history": []}
     last_path, best_path = out / "last.pt", out / "best.pt"
+    requested = cfg.epochs
     if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
-        ck = torch.load(last_path, map_location="cpu", weights_only=True)
+        def read_last() -> dict[str, Any]:
+            if not last_path.is_file():
+                raise UserFileNotFoundError(f"--resume: no {last_path} to resume from")
+            return read_resume_checkpoint(last_path, model)  # a damaged or foreign last.pt: a named error
+
+        ck = distributed.run_on_main(read_last, ctx)  # read by rank 0, sent to all: any world size resumes
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["trainer_state"]
-        cfg.epochs = int(state.get("epochs", cfg.epochs))  # a time-budgeted run keeps its resolved length
+        cfg.epochs = _resumed_epochs(cfg.epochs, state, out)
         weights = np.asarray(state["weights"], dtype=np.float32)
+    state["epochs_requested"] = requested
     state.setdefault("epoch_started", state["epoch"])
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if main:
+        write_json_atomic(out / "config.json", cfg.to_dict())
 
     n = len(train_s.images)
     steps = max(1, n // cfg.batch_size)
+    if not any(_lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)):
+        # e.g. one step in all: it falls at the start of the warm-up, where the rate is 0
+        raise UserValueError(f"every optimiser step of this run ({steps} per epoch: {n} images / batch {cfg.batch_size}; "
+                             f"{cfg.epochs} epochs) falls in the learning-rate warm-up at rate 0, so it would learn "
+                             "nothing: use more images or epochs, a smaller batch, or warmup_epochs=0")
     log_path = out / "metrics.jsonl"
-    if resume and log_path.is_file():
+    if main and resume and log_path.is_file():
         kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]]
-        log_path.write_text("".join(ln + "\n" for ln in kept))
-    elif not resume:
+        write_text_atomic(log_path, "".join(ln + "\n" for ln in kept))
+    elif main and not resume:
         log_path.unlink(missing_ok=True)  # a fresh run in an old directory starts a fresh log
-    log_f = open(log_path, "a")
+    log_f = open(log_path, "a") if main else None
     t_start = time.time()
     epoch = state["epoch"]
     while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
         # Every source of randomness is re-seeded from (seed, epoch): resuming at an epoch
         # boundary replays exactly what an uninterrupted run would have done.
-        torch.manual_seed(cfg.seed * 100003 + epoch)
+        # The global RNG (dropout) differs between ranks; g and gcpu, which decide the batches
+        # and their augmentation, are the same on every rank.
+        torch.manual_seed(cfg.seed * 100003 + epoch + ctx.rank * 1_000_003)
         g = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
         gcpu = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         if draw is None:
@@ -248,39 +346,42 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
             apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
         tot_loss = tot_correct = tot_seen = 0.0
         t0 = time.time()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main), leave=False, dynamic_ncols=True)
         for step in bar:
             lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])
             for grp in opt.param_groups:
                 grp["lr"] = lr * grp.get("lr_scale", 1.0)
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
-            x = x_train[idx][:, None].float().div_(255.0)
-            if x.shape[-1] != pre.input_size:
-                x = F.interpolate(x, size=(pre.input_size, pre.input_size), mode="bilinear", antialias=True)
-            x = augment(x, cfg.augment, g, s_train[idx])
+            gidx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]  # the global batch
+            rows = distributed.shard_rows(len(gidx), ctx)  # this rank's share of it (all of it alone)
+            idx = gidx[rows].to(device)
+            x = to_unit(x_train[idx], pre)  # the inference preprocessing, split around the augmentation
+            x = augment(x, cfg.augment, g, s_train[idx], rows=rows if ctx.enabled else None, total=len(gidx))
             y = y_train[idx]
-            if cfg.targets == "ferplus-probability":
+            if cfg.targets == "ferplus-probability" and ctx.enabled:
+                # drawn for the whole global batch, so that g stays in step on every rank
+                y = torch.multinomial(y_train[gidx.to(device)].float(), 1, generator=g)[rows.to(device), 0]
+            elif cfg.targets == "ferplus-probability":
                 # Probabilistic label drawing (Barsoum et al.): a fresh label from the vote distribution.
                 y = torch.multinomial(y.float(), 1, generator=g)[:, 0]
             if cfg.augment.mixup > 0 and cfg.targets != "ferplus-multilabel":
                 yy = F.one_hot(y, k).float() if y.ndim == 1 else y.float()
                 x, y = mix(x, yy, cfg.augment, g)
-            x = (x - pre.mean) / pre.std
-            if pre.in_chans != 1:
-                x = x.expand(-1, pre.in_chans, -1, -1)
+            x = normalize(x, pre)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
                 logits = fwd(x)
             logits = logits.float()
             loss = compute_loss(cfg, logits, y, w_t)
+            if ctx.enabled:
+                loss = loss * _rank_loss_scale(cfg, y, w_t, len(gidx), ctx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             b = len(idx)
-            tot_loss += float(loss.detach()) * b
+            tot_loss += float(loss.detach()) * len(gidx) / ctx.world_size  # summed over ranks: the global batch's
             hard = y if y.ndim == 1 else y.argmax(1)
             tot_correct += float((logits.argmax(1) == hard).sum())
             tot_seen += b
@@ -289,8 +390,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
                                 ips=f"{tot_seen / (time.time() - t0):.0f}", lr=f"{lr:.4f}")
         bar.close()
         train_time = time.time() - t0
+        if ctx.enabled:
+            tots = distributed.all_reduce(torch.tensor([tot_loss, tot_correct, tot_seen], dtype=torch.float64), ctx)
+            tot_loss, tot_correct, tot_seen = (float(v) for v in tots)
         # Model selection: PublicTest only.
-        val_pred = tta_logits(model, val_s.images, "none", device, batch_size=512).argmax(1).numpy()
+        val_pred = _predict(model, val_s.images, device, ctx)
         vm = basic_metrics(val_s.labels, val_pred, k)
         score = vm[cfg.select_metric]
         rec = {"epoch": epoch + 1, "train_loss": tot_loss / tot_seen, "train_acc": tot_correct / tot_seen,
@@ -300,7 +404,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         if cfg.time_budget_minutes and epoch == state["epoch_started"]:
             # Size the run to the budget from the first epoch's duration. The cosine schedule
             # reads cfg.epochs, and epoch 1 is warm-up, so changing it now is seamless.
-            fit = int(cfg.time_budget_minutes * 60 / max(1e-3, time.time() - t0))
+            secs = float(distributed.all_reduce(torch.tensor([time.time() - t0]), ctx, op="max"))  # the same on all ranks
+            fit = int(cfg.time_budget_minutes * 60 / max(1e-3, secs))
             cfg.epochs = max(epoch + 2, min(cfg.epochs, fit))
             tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
         if cfg.imbalance == "dynamic":
@@ -316,8 +421,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         improved = score > state["best"]
         if improved:
             state.update(best=score, best_epoch=epoch + 1, since_best=0)
-            save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1,
-                                        metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}}), best_path)
+            if main:
+                save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1,
+                                            metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}}),
+                            best_path)
         else:
             state["since_best"] += 1
         state["epoch"] = epoch + 1
@@ -326,34 +433,41 @@ def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None
         state["history"].append({k2: rec[k2] for k2 in ("epoch", "val_accuracy", "val_macro_f1")})
         # Log first, then last.pt: a crash in between re-runs this epoch on resume, and the
         # resume trims the log back to what last.pt holds.
-        log_f.write(json.dumps(rec) + "\n")
-        log_f.flush()
-        save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
-                                    trainer_state=state), last_path)
-        msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
-               f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
-               f"{' *' if improved else ''}")
-        tqdm.write(msg)
-        if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:
-            tqdm.write(f"early stopping: no PublicTest improvement for {cfg.early_stopping} epochs")
+        if main and log_f is not None:
+            log_f.write(json.dumps(rec) + "\n")
+            log_f.flush()
+            save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
+                                        trainer_state=state), last_path)
+            msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
+                   f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
+                   f"{' *' if improved else ''}")
+            tqdm.write(msg)
+        if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:  # the same decision on every rank
+            if main:
+                tqdm.write(f"early stopping: no PublicTest improvement for {cfg.early_stopping} epochs")
             break
         epoch += 1
-    log_f.close()
+    if log_f is not None:
+        log_f.close()
 
-    # The one PrivateTest evaluation, with the weights chosen on PublicTest.
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # with the resolved epoch count
-    final: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                             "parameters": count_parameters(model), "wall_seconds": time.time() - t_start,
-                             "device": str(device)}
-    ck = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(ck["state_dict"])
-    for split in ("PublicTest", "PrivateTest"):
-        if split not in splits or (split == "PrivateTest" and not cfg.eval_private):
-            continue
-        s = splits[split]
-        pred = tta_logits(model, s.images, "none", device, batch_size=512).argmax(1).numpy()
-        final[split] = basic_metrics(s.labels, pred, k)
-    ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
-    save_atomic(ck, best_path)
-    (out / "final.json").write_text(json.dumps(final, indent=2))
-    return final
+    def finish() -> dict[str, Any]:
+        # The one PrivateTest evaluation, with the weights chosen on PublicTest (rank 0 alone:
+        # best.pt is on its file system).
+        write_json_atomic(out / "config.json", cfg.to_dict())  # with the resolved epoch count
+        final: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+                                 "parameters": count_parameters(model), "wall_seconds": time.time() - t_start,
+                                 "device": str(device), "world_size": ctx.world_size}
+        ck = torch.load(best_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["state_dict"])
+        for split in ("PublicTest", "PrivateTest"):
+            if split not in splits or (split == "PrivateTest" and not cfg.eval_private):
+                continue
+            s = splits[split]
+            pred = tta_logits(model, s.images, "none", device, batch_size=512).argmax(1).numpy()
+            final[split] = basic_metrics(s.labels, pred, k)
+        ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
+        save_atomic(ck, best_path)
+        write_json_atomic(out / "final.json", final)
+        return final
+
+    return distributed.run_on_main(finish, ctx)

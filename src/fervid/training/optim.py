@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fervid.errors import UserValueError
+
 if TYPE_CHECKING:
     import torch.nn as nn
 
@@ -11,25 +13,17 @@ if TYPE_CHECKING:
 
 
 def classifier_name(model: nn.Module) -> str:
-    """Module name of the final classifier: the last ``nn.Linear`` with one output per label."""
-    import torch.nn as nn
+    """Module name of the final classifier, as the model's family declares it (:class:`ModelCfg`)."""
+    from fervid.models import model_cfg
 
-    k = len(model.preprocess.labels)
-    found = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == k]
-    if not found:
-        raise ValueError(f"{type(model).__name__}: no nn.Linear with {k} outputs to use as the classifier")
-    return found[-1]
+    return model_cfg(model).classifier
 
 
 def head_prefix(model: nn.Module) -> str:
-    """Parameters under this prefix form the head (fervid models: ``head.``; else the classifier)."""
-    import torch.nn as nn
+    """Parameters under this prefix form the head (declared by the family)."""
+    from fervid.models import model_cfg
 
-    head = getattr(model, "head", None)
-    clf = classifier_name(model)
-    if isinstance(head, nn.Module) and clf.startswith("head."):
-        return "head."
-    return clf + "."
+    return model_cfg(model).head_prefix
 
 
 def backbone_stages(model: nn.Module) -> list[list[tuple[str, Any]]]:

@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from fervid.emotions import FER2013
+from fervid.errors import UserValueError
+from fervid.safety import atomic_path, write_json_atomic, write_text_atomic
+from fervid.training.imbalance import STRATEGIES
 
 #: Classes singled out in the table (the rare, hard ones in FER2013).
 FOCUS_CLASSES: tuple[str, ...] = ("disgust", "fear")
@@ -39,8 +42,7 @@ class StudyConfig:
 
     data: str = ""
     models: list[str] = field(default_factory=lambda: ["fast_cnn"])
-    strategies: list[str] = field(default_factory=lambda: ["none", "inverse", "effective", "focal", "oversample",
-                                                           "dynamic", "minority-aug"])
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     epochs: int = 4
     max_train_samples: int | None = 8000
@@ -55,16 +57,16 @@ class StudyConfig:
         from fervid.training.imbalance import STRATEGIES
 
         if not self.models or not self.strategies or not self.seeds:
-            raise ValueError("a study needs at least one model, one strategy and one seed")
+            raise UserValueError("a study needs at least one model, one strategy and one seed")
         bad = [s for s in self.strategies if s not in STRATEGIES]
         if bad:
-            raise ValueError(f"unknown imbalance strategy {bad}; choose from {list(STRATEGIES)}")
+            raise UserValueError(f"unknown imbalance strategy {bad}; choose from {list(STRATEGIES)}")
         known = list_models()
         bad = [m for m in self.models if m not in known]
         if bad:
-            raise ValueError(f"unknown model {bad}; registered: {known}")
+            raise UserValueError(f"unknown model {bad}; registered: {known}")
         if self.epochs < 1:
-            raise ValueError("epochs must be >= 1")
+            raise UserValueError("epochs must be >= 1")
 
     def grid(self) -> list[tuple[str, str, int]]:
         return [(m, s, seed) for m in self.models for s in self.strategies for seed in self.seeds]
@@ -86,22 +88,42 @@ def _row(model: str, strategy: str, seed: int, final: dict[str, Any], labels: Se
     }
 
 
-def run_study(cfg: StudyConfig, *, data: Any | None = None,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+STUDY_FILES: tuple[str, ...] = ("study_config.json", "results.jsonl", "study.md", "study.png", "study.json")
+_BUDGET_KEYS = ("epochs", "max_train_samples", "batch_size", "train_overrides")
+
+
+def run_study(cfg: StudyConfig, *, data: Any | None = None, log: Callable[[str], None] = print,
+              resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
     """Train every (model, strategy, seed) of the grid with the same budget; returns one
     row per run (PrivateTest accuracy, macro-F1 and per-class recall, PublicTest selection
-    scores) and writes the table and plot (see the module docstring)."""
+    scores) and writes the table and plot (see the module docstring).
+
+    An ``out`` that already holds a study needs ``resume`` (finished runs are read, an
+    interrupted one continues from its ``last.pt``; the budget must be the same) or
+    ``overwrite`` (every run of the grid is trained again)."""
     from fervid.data.datasets import load_dataset
+    from fervid.safety import make_dir, prepare_run_dir
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
     cfg.validate()
-    out = Path(cfg.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "study_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    out = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite, artefacts=STUDY_FILES)
+    earlier = out / "study_config.json"
+    if resume and earlier.is_file():
+        try:
+            before = json.loads(earlier.read_text())
+        except ValueError as e:
+            raise UserValueError(f"{earlier}: unreadable ({e}); use --overwrite to start the study again") from e
+        changed = [k for k in _BUDGET_KEYS if before.get(k) != asdict(cfg).get(k)]
+        if changed:
+            raise UserValueError(f"{out}: the study there ran with another budget ("
+                                 + ", ".join(f"{k} {before.get(k)!r}, now {asdict(cfg).get(k)!r}" for k in changed)
+                                 + "): its runs would not be comparable; use another --out or --overwrite")
+    make_dir(out / "runs")
+    write_json_atomic(earlier, asdict(cfg))
     if data is None:
         if not cfg.data:
-            raise ValueError("no data: set StudyConfig.data")
+            raise UserValueError("no data: set StudyConfig.data")
         data = load_dataset(cfg.data)
     labels = tuple(data.label_names)
     rows: list[dict[str, Any]] = []
@@ -110,7 +132,7 @@ def run_study(cfg: StudyConfig, *, data: Any | None = None,
     for i, (model, strategy, seed) in enumerate(grid):
         rdir = out / "runs" / run_name(model, strategy, seed)
         fin = rdir / "final.json"
-        if fin.is_file():
+        if fin.is_file() and not overwrite:
             log(f"[{i + 1}/{len(grid)}] {rdir.name}: done earlier, reading {fin}")
         else:
             log(f"[{i + 1}/{len(grid)}] {rdir.name}: training ({time.time() - t0:.0f} s elapsed)")
@@ -120,13 +142,16 @@ def run_study(cfg: StudyConfig, *, data: Any | None = None,
                 "out": str(rdir), "device": cfg.device, "workers_threads": cfg.workers_threads, "progress": False,
                 "eval_private": True,
             })
-            train(tc, data=data)
+            # --resume continues an interrupted run from its last.pt (one killed before its first
+            # epoch ended has nothing to keep); --overwrite retrains every run.
+            again = resume and (rdir / "last.pt").is_file()
+            train(tc, data=data, resume=again, overwrite=overwrite or (resume and not again))
         row = _row(model, strategy, seed, json.loads(fin.read_text()), labels)
         rows.append(row)
         log(f"    PrivateTest acc {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f} "
             + " ".join(f"{c} {row['recall'].get(c, float('nan')):.3f}" for c in FOCUS_CLASSES))
-        with open(out / "results.jsonl", "w") as f:  # rewritten: always the rows so far, no duplicates
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        # rewritten (atomically): always the rows so far, no duplicates
+        write_text_atomic(out / "results.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
         write_outputs(rows, out, labels, cfg)
     return rows
 
@@ -171,12 +196,11 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
     """Two panels: accuracy and macro-F1 per configuration, and per-class recall (error bars: std over seeds)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fervid.data.plots import subplots
 
     names = [f"{s['model']}\n{s['strategy']}" if len({x['model'] for x in summary}) > 1 else s["strategy"] for s in summary]
     x = np.arange(len(summary))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(summary) + 6), 4.5), gridspec_kw={"width_ratios": [1, 2]})
+    fig, (a1, a2) = subplots(1, 2, figsize=(max(10, 1.6 * len(summary) + 6), 4.5), gridspec_kw={"width_ratios": [1, 2]})
     w = 0.38
     a1.bar(x - w / 2, [s["accuracy"] for s in summary], w, yerr=[s["accuracy_std"] for s in summary], label="accuracy", capsize=3)
     a1.bar(x + w / 2, [s["macro_f1"] for s in summary], w, yerr=[s["macro_f1_std"] for s in summary], label="macro-F1", capsize=3)
@@ -186,7 +210,7 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
     a1.legend(fontsize=8)
     cls = [c for c in labels if all(c in s["recall"] for s in summary)]
     wc = 0.8 / max(1, len(summary))
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     xc = np.arange(len(cls))
     for j, s in enumerate(summary):
         a2.bar(xc - 0.4 + wc * (j + 0.5), [s["recall"][c][0] for c in cls], wc, yerr=[s["recall"][c][1] for c in cls],
@@ -200,7 +224,6 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
     a2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_outputs(rows: Sequence[dict[str, Any]], out: str | Path, labels: Sequence[str] = FER2013,
@@ -214,8 +237,8 @@ def write_outputs(rows: Sequence[dict[str, Any]], out: str | Path, labels: Seque
                f"seeds {cfg.seeds}. Selected on PublicTest, reported on PrivateTest (percent, mean ± std over seeds).", ""]
     md += [markdown_table(summary, labels), "![study](study.png)", ""]
     paths = {"markdown": out / "study.md", "plot": out / "study.png", "json": out / "study.json"}
-    paths["markdown"].write_text("\n".join(md))
-    plot_study(summary, paths["plot"], labels)
-    paths["json"].write_text(json.dumps({"config": asdict(cfg) if cfg else None, "summary": summary, "runs": list(rows)},
-                                        indent=2))
+    write_text_atomic(paths["markdown"], "\n".join(md))
+    with atomic_path(paths["plot"]) as tmp:
+        plot_study(summary, tmp, labels)
+    write_json_atomic(paths["json"], {"config": asdict(cfg) if cfg else None, "summary": summary, "runs": list(rows)})
     return paths

@@ -5,18 +5,23 @@ The graph takes the **normalised** input tensor, float32 ``N x C x S x S`` (inpu
 ``input``, batch axis dynamic) and returns logits ``N x K`` (``logits``); the metadata
 (``fervid.labels``, ``fervid.preprocess``, ``fervid.temperature``, ...) carries everything
 needed to use it without fervid's Python objects. int8 quantization and parity reports are
-in :mod:`fervid.export.onnx`; this module is what inference needs.
+in :mod:`fervid.export.onnx`; this module is what inference needs, (torch-free:
+the YuNet detector uses its sessions); :class:`fervid.models.onnx_model.OnnxModel` lets an
+exported file stand wherever a torch model does.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fervid.errors import UserValueError
 
 if TYPE_CHECKING:
     import torch
@@ -88,20 +93,35 @@ def read_metadata(path_or_proto: Any) -> dict[str, Any]:
 
     from fervid.data.preprocess import PreprocessConfig
 
-    if isinstance(path_or_proto, (str, os.PathLike)):
-        proto = onnx.load(str(path_or_proto), load_external_data=False)
-    elif isinstance(path_or_proto, (bytes, bytearray)):
-        proto = onnx.load_from_string(bytes(path_or_proto))
-    else:
-        proto = path_or_proto
+    from fervid.errors import CheckpointError
+
+    name = str(path_or_proto) if isinstance(path_or_proto, (str, os.PathLike)) else "ONNX model"
+    try:
+        if isinstance(path_or_proto, (str, os.PathLike)):
+            from fervid.safety import check_input_file
+
+            check_input_file(path_or_proto, "model")
+            proto = onnx.load(str(path_or_proto), load_external_data=False)
+        elif isinstance(path_or_proto, (bytes, bytearray)):
+            proto = onnx.load_from_string(bytes(path_or_proto))
+        else:
+            proto = path_or_proto
+    except (OSError, ValueError, RuntimeError) as e:  # protobuf's DecodeError is a ValueError
+        raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
     raw = {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
     if "labels" not in raw or "preprocess" not in raw:
-        raise ValueError(f"{path_or_proto if isinstance(path_or_proto, (str, os.PathLike)) else 'ONNX model'}: "
-                         "no fervid metadata (labels, preprocess); export it with `fervid export`")
+        raise UserValueError(f"{name}: no fervid metadata (labels, preprocess); export it with `fervid export`")
     out: dict[str, Any] = dict(raw)
-    out["labels"] = tuple(json.loads(raw["labels"]))
-    out["preprocess"] = PreprocessConfig.from_dict(json.loads(raw["preprocess"]))
-    out["temperature"] = float(raw.get("temperature", "1.0"))
+    try:
+        out["labels"] = tuple(json.loads(raw["labels"]))
+        out["preprocess"] = PreprocessConfig.from_dict(json.loads(raw["preprocess"]))
+        out["temperature"] = float(raw.get("temperature", "1.0"))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{name}: damaged fervid metadata ({type(e).__name__}: {e})") from e
+    if len(out["labels"]) < 2 or not all(isinstance(x, str) for x in out["labels"]):
+        raise CheckpointError(f"{name}: fervid.labels must be two or more names, got {list(out['labels'])}")
+    if not (math.isfinite(out["temperature"]) and out["temperature"] > 0):
+        raise CheckpointError(f"{name}: fervid.temperature must be a finite number > 0, got {raw.get('temperature')}")
     return out
 
 
@@ -132,3 +152,4 @@ def save_fp32(model: Any, path: str | os.PathLike, opset: int = OPSET) -> None:
     proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     set_metadata(proto, m, "none")
     onnx.save(proto, str(path))
+
