@@ -62,6 +62,30 @@ def test_fp32_export_matches_torch_and_carries_metadata(fast_fp32, private_faces
         np.testing.assert_allclose(po, _torch_probs("fast", faces[:n]), atol=1e-4)
 
 
+def _bundled() -> list[str]:
+    from fervid.models.checkpoint import bundled_models
+
+    return sorted(bundled_models())
+
+
+@pytest.mark.parametrize("name", _bundled())
+def test_every_bundled_model_exports_with_parity(name, tmp_path):
+    """fp32 export of each bundled model (not only ``fast``): metadata equal to the checkpoint's,
+    dynamic batch, and the same probabilities as PyTorch on face-like images (no data needed)."""
+    from fervid.models.checkpoint import load_model
+
+    rng = np.random.default_rng(0)
+    faces = np.clip(rng.normal(128, 40, (16, 48, 48)), 0, 255).astype(np.uint8)
+    report = export_onnx(name, tmp_path / f"{name}.onnx", calibration_data=faces[:0], check=False)
+    model = load_model(name)
+    meta = read_metadata(report.path)
+    assert meta["labels"] == tuple(model.preprocess.labels) and meta["preprocess"] == model.preprocess
+    clf = load_classifier(report.path, backend="onnx")
+    for n in (1, 16):
+        po = softmax(clf.logits(faces[:n]), clf.temperature)
+        np.testing.assert_allclose(po, _torch_probs(name, faces[:n]), atol=1e-4)
+
+
 def test_int8_export_keeps_top_labels_on_private_test(fast_fp32, fast_int8, private_faces):
     path, report = fast_int8
     assert read_metadata(path)["quantization"].startswith("int8-static-qdq")
