@@ -145,7 +145,10 @@ def load(base: str, body: bytes, clients: int, seconds: float, max_requests: int
         th.join()
     wall = time.perf_counter() - t0
     lat.sort()
-    q = (lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
+
+    def q(p: float) -> float:
+        return 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
     return {"clients": clients, "requests": len(lat) + len(errors), "ok": len(lat), "errors": len(errors),
             "error_examples": errors[:3], "seconds": round(wall, 2), "p50_ms": round(q(0.50), 1),
             "p99_ms": round(q(0.99), 1), "mean_ms": round(1000 * statistics.fmean(lat), 1) if lat else None,

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 fastapi = pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
-from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient  # noqa: E402
 
-from fervid import EmotionRecognizer
-from fervid.serve.app import create_app
+from fervid import EmotionRecognizer  # noqa: E402
+from fervid.serve.app import create_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ["two_people.jpg", "obama.jpg", "lin-manuel-miranda.png", "obama_and_biden.jpg", "obama-480p.jpg"]
@@ -237,7 +237,9 @@ def test_errors_413_and_bomb(fast_rec: EmotionRecognizer, serve_cache: Path, med
     with TestClient(create_app(fast_rec, max_upload_mb=0.25, cache_dir=serve_cache)) as c:
         big = (media / "two_people.jpg").read_bytes()  # 488 KB > 0.25 MiB
         # Content-Length over the limit: refused before the body is read
-        _assert_error(c.post("/v1/predict", files={"file": ("two_people.jpg", big, "image/jpeg")}), 413, "payload_too_large")
+        err = _assert_error(c.post("/v1/predict", files={"file": ("two_people.jpg", big, "image/jpeg")}), 413,
+                            "payload_too_large")
+        assert "0.25 MiB" in err["message"]
         _assert_error(c.post("/v1/predict", content=big, headers={"content-type": "image/jpeg"}), 413)
 
         # no Content-Length (chunked): counted while streaming

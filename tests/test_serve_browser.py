@@ -25,8 +25,8 @@ pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not 
 pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
 pytest.importorskip("uvicorn", reason="fervid serve needs uvicorn: pip install 'fervid[serve]'")
 
-from fervid import EmotionRecognizer
-from fervid.serve.app import create_app
+from fervid import EmotionRecognizer  # noqa: E402
+from fervid.serve.app import create_app  # noqa: E402
 
 FACE_TIMEOUT_S = 15.0
 

@@ -388,7 +388,7 @@ async function startCamera() {
   try {
     state.camera = "starting";
     if (!window.isSecureContext || !navigator.mediaDevices) {
-      throw new Error("browsers allow the camera only on https:// or http://localhost (serve on 127.0.0.1, or behind HTTPS)");
+      throw new Error("browsers allow the camera only on HTTPS pages or on localhost (serve on 127.0.0.1, or behind HTTPS)");
     }
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
     video.srcObject = stream;
