@@ -73,7 +73,11 @@ def test_run_study_tiny_grid_end_to_end(fer_data, tmp_path):
     md = (tmp_path / "study.md").read_text()
     assert "| fast_cnn | none | 2 |" in md and "| fast_cnn | inverse | 2 |" in md
     assert (tmp_path / "study.png").is_file() and len((tmp_path / "results.jsonl").read_text().splitlines()) == 4
-    # Resume: nothing is retrained, the same rows come back.
+    # An existing study is never silently reused; with resume nothing is retrained, the same rows come back.
+    from fervid.errors import OutputError
+
+    with pytest.raises(OutputError, match="already holds a run .*--resume.*--overwrite"):
+        run_study(cfg, data=data, log=lambda s: None)
     msgs: list[str] = []
-    again = run_study(cfg, data=data, log=msgs.append)
+    again = run_study(cfg, data=data, log=msgs.append, resume=True)
     assert again == rows and sum("done earlier" in m for m in msgs) == 4
