@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.errors import UserValueError
 from fervid.safety import check_not_input, preflight_output
 
 ECE_BINS = 15
@@ -141,30 +141,6 @@ def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray,
 
 # ------------------------------------------------------------- calibrated checkpoints
 
-def load_checkpoint_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """The raw checkpoint dict (weights + metadata) behind a bundled name or a file,
-    resolved the same way as :func:`fervid.checkpoint.load_model`."""
-    from fervid.models.checkpoint import (
-        WEIGHTS_DIR,
-        bundled_models,
-        load_safetensors_checkpoint,
-    )
-
-    name = str(name_or_path)
-    bundled = bundled_models()
-    if name in bundled and not Path(name).exists():
-        b = bundled[name]
-        return load_safetensors_checkpoint(WEIGHTS_DIR / b.file, sha256=b.sha256)
-    path = Path(name)
-    if not path.is_file():
-        raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
-    if path.suffix == ".safetensors":
-        return load_safetensors_checkpoint(path)
-    from fervid.models.checkpoint import read_checkpoint
-
-    return read_checkpoint(path)  # a damaged file or a bare tensor: a named CheckpointError
-
-
 def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: float, out: str | os.PathLike,
                                 info: dict[str, Any] | None = None) -> Path:
     """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
@@ -175,7 +151,9 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
     if not (temperature > 0 and np.isfinite(temperature)):
         raise UserValueError(f"temperature must be a positive number, got {temperature}")
     check_not_input(out, [name_or_path], "the calibrated checkpoint")
-    ckpt = load_checkpoint_dict(name_or_path)
+    from fervid.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(name_or_path)
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "trainer_state", "source")}
     ckpt["temperature"] = float(temperature)
     ckpt["calibration"] = {"method": "temperature", **(info or {})}

@@ -290,33 +290,40 @@ def read_resume_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[st
     return ckpt
 
 
-def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
-    """Load a bundled model by name (``"default"``, ``"fast"``) or a checkpoint file
-    (``.pt`` from ``fervid train``, ``.safetensors``, or an ``.onnx`` export, run by ONNX
-    Runtime on the CPU through :class:`fervid.models.onnx_model.OnnxModel`). Returns the model in eval
-    mode with ``.preprocess``, ``.temperature`` and ``.checkpoint_meta`` attached."""
+def load_checkpoint(name_or_path: str | os.PathLike = "default") -> dict[str, Any]:
+    """The checkpoint dict (weights + metadata, ``"source"`` added) behind a bundled model name
+    (sha256-checked) or a ``.pt`` / ``.safetensors`` file: the one resolver of model names."""
     name = str(name_or_path)
     bundled = bundled_models()
     if name in bundled and not Path(name).exists():
         b = bundled[name]
         ckpt = load_safetensors_checkpoint(WEIGHTS_DIR / b.file, sha256=b.sha256)
         ckpt["source"] = f"bundled:{b.name}"
-    else:
-        path = Path(name)
-        check_input_file(path, "model")  # a FIFO or device: refused before anything opens it
-        if not path.is_file():
-            raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
-        if path.suffix.lower() == ".onnx":
-            # An exported model (fp32 or int8) behind the same interface: evaluate, calibrate-free
-            # scoring and TTA accept every model `fervid predict --model` accepts.
-            from fervid.models.onnx_model import OnnxModel
+        return ckpt
+    path = Path(name)
+    check_input_file(path, "model")  # a FIFO or device: refused before anything opens it
+    if not path.is_file():
+        raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
+    if path.suffix.lower() == ".onnx":
+        raise UserValueError(f"{path}: an ONNX export holds no checkpoint (weights and training metadata); "
+                             "use the .pt or .safetensors it was exported from")
+    ckpt = load_safetensors_checkpoint(path) if path.suffix == ".safetensors" else read_checkpoint(path)
+    ckpt["source"] = str(path)
+    return ckpt
 
-            return OnnxModel(path)
-        if path.suffix == ".safetensors":
-            ckpt = load_safetensors_checkpoint(path)
-        else:
-            ckpt = read_checkpoint(path)
-        ckpt["source"] = str(path)
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
+    """Load a bundled model by name (``"default"``, ``"fast"``) or a checkpoint file
+    (``.pt`` from ``fervid train``, ``.safetensors``, or an ``.onnx`` export, run by ONNX
+    Runtime on the CPU through :class:`fervid.models.onnx_model.OnnxModel`). Returns the model in eval
+    mode with ``.preprocess``, ``.temperature`` and ``.checkpoint_meta`` attached."""
+    if str(name_or_path).lower().endswith(".onnx") and Path(name_or_path).is_file():
+        # An exported model (fp32 or int8) behind the same interface: evaluation and TTA accept
+        # every model `fervid predict --model` accepts.
+        from fervid.models.onnx_model import OnnxModel
+
+        return OnnxModel(name_or_path)
+    ckpt = load_checkpoint(name_or_path)
     model = model_from_checkpoint(ckpt)
     model.checkpoint_meta["source"] = ckpt["source"]
     return model.to(device)
