@@ -138,18 +138,12 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None) -
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def save_fp32(model: Any, path: str | os.PathLike, opset: int = OPSET) -> None:
-    """Write ``model`` (a bundled name, a checkpoint path or a loaded torch model) as an fp32
-    ONNX file with fervid's metadata. The int8 export with parity checks is
-    :func:`fervid.export.onnx.export_onnx`."""
+def save_fp32(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> None:
+    """Write a loaded torch ``model`` as an fp32 ONNX file with fervid's metadata. The int8
+    export with parity checks is :func:`fervid.export.onnx.export_onnx`."""
     import onnx
-    import torch
 
-    from fervid.models.checkpoint import load_model
-
-    m = model if isinstance(model, torch.nn.Module) else load_model(model, device="cpu")
-    m = m.eval().float().cpu()
+    m = model.eval().float().cpu()
     proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     set_metadata(proto, m, "none")
     onnx.save(proto, str(path))
-
