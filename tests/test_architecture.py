@@ -129,3 +129,36 @@ def test_readme_layout_lists_every_module():
         if leaf not in section and not (leaf == "__init__.py"):
             missing.append(name)
     assert not missing, f"modules missing from README.md's layout section: {missing}"
+
+
+def test_no_import_cycles():
+    """No cycle between modules, not even within a layer (function-level imports included)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        targets = set()
+        for imp in _imports(name, path):
+            while imp and imp not in mods:  # `from fervid.x import name` -> module fervid.x
+                imp = imp.rsplit(".", 1)[0] if "." in imp else ""
+            # a package's __init__ importing its own modules (re-exports) is not a dependency
+            if imp and imp != name and imp != "fervid" and not name.startswith(imp + "."):
+                targets.add(imp)
+        graph[name] = targets
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (cycle := visit(t)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m)):
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
