@@ -209,7 +209,8 @@ def browser_fps(base: str, media: Path, models: list[str], seconds: float, chrom
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default", help="the service's model (default: default)")
-    ap.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="concurrency levels (default 1 16)")
+    ap.add_argument("--clients", type=int, nargs="*", default=[1, 16],
+                    help="concurrency levels (default 1 16; none: only the page with --browser)")
     ap.add_argument("--seconds", type=float, default=15.0, help="seconds per level (default 15)")
     ap.add_argument("--max-requests", type=int, default=3000, help="most requests per level (default 3000)")
     ap.add_argument("--workers", type=int, default=1, help="fervid serve --workers (default 1)")
