@@ -241,6 +241,20 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     assert page.is_visible("#upload-canvas")
     assert page.locator("#upload-faces li").count() == 2
     page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+    # drag and drop: a real drop event carrying the file
+    import base64
+
+    b64 = base64.b64encode((media / "obama.jpg").read_bytes()).decode()
+    transfer = page.evaluate_handle("""(b64) => {
+        const bin = atob(b64), bytes = new Uint8Array(bin.length);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "obama.jpg", {type: "image/jpeg"}));
+        return dt;
+    }""", b64)
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    wait_js(page, "fervid.upload.status !== 'sending' && fervid.upload.result && fervid.upload.result.path === 'obama.jpg'", 30)
+    assert page.evaluate("fervid.upload.faces") == 1
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo\n")
     page.set_input_files("#file-input", str(notes))
