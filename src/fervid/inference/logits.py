@@ -24,13 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fervid.inference.options import TTA_MODES
-
 from fervid.errors import UserValueError
+from fervid.inference.options import TTA_MODES
+from fervid.models import model_preprocess as _model_preprocess
 
 if TYPE_CHECKING:
     from fervid.data.preprocess import PreprocessConfig
-
 
 
 def ten_crop_views(x: torch.Tensor, crop_pct: float) -> list[torch.Tensor]:
@@ -67,10 +66,7 @@ def model_preprocess(model: torch.nn.Module, batch_size: int = 1) -> PreprocessC
     """The model's own preprocessing config (checked, with the caller's ``batch_size``)."""
     if batch_size < 1:
         raise UserValueError("batch_size must be >= 1")
-    pre = getattr(model, "preprocess", None)
-    if pre is None:
-        raise UserValueError("model has no .preprocess config; load it with fervid.load_model or create_model")
-    return pre
+    return _model_preprocess(model)
 
 
 @torch.no_grad()

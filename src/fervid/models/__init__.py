@@ -20,6 +20,7 @@ from fervid.data.preprocess import PreprocessConfig
 from fervid.emotions import FER2013
 from fervid.errors import UnknownNameError, UserValueError
 
+
 @dataclass(frozen=True)
 class ModelCfg:
     """What a model family declares about its own layers (module paths in ``named_modules``)."""
@@ -88,6 +89,55 @@ def _resolve_cfg(name: str, model: nn.Module, n_classes: int) -> ModelCfg | None
     return cfg
 
 
+# The attributes that make a model self-describing. nn.Module types any attribute it does not
+# know as ``Tensor | Module``, so they are written through `attach_meta` and read through the
+# typed accessors below rather than as ``model.preprocess`` etc.
+_META_ATTRS = frozenset({"model_name", "model_args", "preprocess", "fervid_cfg", "temperature", "checkpoint_meta"})
+
+
+def attach_meta(model: nn.Module, **attrs: Any) -> None:
+    """Set fervid's self-describing attributes (``preprocess``, ``temperature``, ...) on ``model``."""
+    unknown = set(attrs) - _META_ATTRS
+    assert not unknown, f"not a fervid model attribute: {sorted(unknown)}"
+    for k, v in attrs.items():
+        setattr(model, k, v)
+
+
+def _required_meta(model: nn.Module, attr: str, what: str) -> Any:
+    value = getattr(model, attr, None)
+    if value is None:
+        raise UserValueError(f"model has no .{attr} ({what}); load it with fervid.load_model or create_model")
+    return value
+
+
+def model_preprocess(model: nn.Module) -> PreprocessConfig:
+    """``model.preprocess``: the model's own :class:`PreprocessConfig`."""
+    pre: PreprocessConfig = _required_meta(model, "preprocess", "preprocessing config")
+    return pre
+
+
+def model_temperature(model: nn.Module) -> float:
+    """``model.temperature``: the calibration temperature (1.0 when the model has none)."""
+    return float(getattr(model, "temperature", 1.0))
+
+
+def model_name(model: nn.Module) -> str:
+    """``model.model_name``: the registered family that builds the architecture."""
+    return str(_required_meta(model, "model_name", "registered architecture"))
+
+
+def model_args(model: nn.Module) -> dict[str, Any]:
+    """``model.model_args``: the keyword arguments that rebuild the architecture (the model's own dict)."""
+    args: dict[str, Any] = _required_meta(model, "model_args", "architecture arguments")
+    return args
+
+
+def checkpoint_meta(model: nn.Module) -> dict[str, Any]:
+    """``model.checkpoint_meta``: the loaded checkpoint's metadata ({} for a model not loaded from one)."""
+    meta = getattr(model, "checkpoint_meta", None)
+    return meta if isinstance(meta, dict) else {}
+
+
 def list_models() -> list[str]:
     _load_families()
     return sorted(_REGISTRY)
@@ -108,10 +158,9 @@ def create_model(name: str, *, num_classes: int | None = None, labels: tuple[str
     if num_classes is not None and num_classes != len(labels):
         raise UserValueError(f"num_classes={num_classes} but {len(labels)} labels given")
     model = _REGISTRY[name](num_classes=len(labels), in_chans=in_chans, **overrides)
-    model.model_name = name
-    model.model_args = {"num_classes": len(labels), "in_chans": in_chans, **overrides}
-    model.preprocess = PreprocessConfig(input_size=input_size, in_chans=in_chans, labels=labels)
-    model.fervid_cfg = _resolve_cfg(name, model, len(labels))
+    attach_meta(model, model_name=name, model_args={"num_classes": len(labels), "in_chans": in_chans, **overrides},
+                preprocess=PreprocessConfig(input_size=input_size, in_chans=in_chans, labels=labels),
+                fervid_cfg=_resolve_cfg(name, model, len(labels)))
     return model
 
 
@@ -133,4 +182,5 @@ def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 
 
 
 __all__ = ["ModelCfg", "register_model", "model_cfg", "create_model", "list_models", "describe_models",
-           "count_parameters"]
+           "count_parameters", "attach_meta", "model_preprocess", "model_temperature", "model_name", "model_args",
+           "checkpoint_meta"]

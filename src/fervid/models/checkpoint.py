@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from fervid.data.preprocess import PreprocessConfig
 from fervid.errors import CheckpointError, OutputError, UserFileNotFoundError, UserValueError
+from fervid.models import attach_meta, checkpoint_meta, model_args, model_name, model_preprocess, model_temperature
 from fervid.safety import atomic_write, check_input_file, output_error
 
 FORMAT = "fervid-checkpoint"
@@ -40,11 +41,11 @@ def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fervid_version": _version(),
-        "model": model.model_name,
-        "model_args": _plain(model.model_args),
-        "preprocess": model.preprocess.to_dict(),
-        "labels": list(model.preprocess.labels),
-        "temperature": float(getattr(model, "temperature", 1.0)),
+        "model": model_name(model),
+        "model_args": _plain(model_args(model)),
+        "preprocess": model_preprocess(model).to_dict(),
+        "labels": list(model_preprocess(model).labels),
+        "temperature": model_temperature(model),
         "state_dict": sd,
         **extra,
     }
@@ -176,12 +177,12 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | None = None) -> nn
                              input_size=pre.input_size, **args)
     except (KeyError, TypeError, ValueError) as e:  # unknown architecture or arguments it does not take
         raise CheckpointError(f"{src}: cannot build its model {ckpt['model']!r} ({e})") from e
-    model.preprocess = pre
+    attach_meta(model, preprocess=pre)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     check_state_dict(model, sd, src)
     model.load_state_dict(sd)
-    model.temperature = float(ckpt.get("temperature", 1.0))
-    model.checkpoint_meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")}
+    attach_meta(model, temperature=float(ckpt.get("temperature", 1.0)),
+                checkpoint_meta={k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")})
     return model.eval()
 
 
@@ -325,5 +326,5 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         return OnnxModel(name_or_path)
     ckpt = load_checkpoint(name_or_path)
     model = model_from_checkpoint(ckpt)
-    model.checkpoint_meta["source"] = ckpt["source"]
+    checkpoint_meta(model)["source"] = ckpt["source"]
     return model.to(device)

@@ -51,23 +51,29 @@ def model_source(model: Any) -> str:
 def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
     import torch
 
-    cfg = model.preprocess
+    from fervid.models import model_preprocess
+
+    cfg = model_preprocess(model)
     x = torch.zeros(2, int(cfg.in_chans), int(cfg.input_size), int(cfg.input_size))
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],
+        # The TorchScript exporter (dynamo=False) writes to a file object too; torch annotates
+        # `f` for the dynamo exporter only.
+        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],  # type: ignore[arg-type]
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     return buf.getvalue()
 
 
 def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
-    cfg = model.preprocess
+    from fervid.models import model_preprocess, model_temperature
+
+    cfg = model_preprocess(model)
     meta = {
         "labels": json.dumps(list(cfg.labels)),
         "preprocess": json.dumps(cfg.to_dict()),
-        "temperature": repr(float(getattr(model, "temperature", 1.0))),
+        "temperature": repr(model_temperature(model)),
         "input": (f"float32 N x {cfg.in_chans} x {cfg.input_size} x {cfg.input_size}: grey face crop "
                   f"(face_margin {cfg.face_margin} per side), pixels/255, minus mean {cfg.mean}, over std {cfg.std}"),
         "quantization": quantization,
@@ -92,7 +98,6 @@ def read_metadata(path_or_proto: Any) -> dict[str, Any]:
     import onnx
 
     from fervid.data.preprocess import PreprocessConfig
-
     from fervid.errors import CheckpointError
 
     name = str(path_or_proto) if isinstance(path_or_proto, (str, os.PathLike)) else "ONNX model"
