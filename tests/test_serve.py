@@ -452,3 +452,13 @@ def test_cli_parser_flags() -> None:
     assert (args.host, args.port, args.model, args.detector, args.api_key, args.max_upload_mb, args.workers) == \
         ("0.0.0.0", 9, "fast", "haar", "k", 2.5, 2)
     assert json.loads(json.dumps(vars(build_parser().parse_args(["serve"])), default=str))["host"] == "127.0.0.1"
+
+
+def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fervid.cli import main
+
+    for argv, words in ((["serve", "--model", "nope"], "nope"), (["serve", "--detector", "nope"], "unknown detector"),
+                        (["serve", "--workers", "0"], "--workers"), (["serve", "--max-upload-mb", "0"], "--max-upload-mb")):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("fervid serve: error:") and words in err and "Traceback" not in err

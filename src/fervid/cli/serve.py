@@ -48,21 +48,27 @@ def run(args: argparse.Namespace) -> int:
         raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
     import json
 
+    from fervid import EmotionRecognizer
+
     if args.workers < 1:
-        raise UserValueError("--workers must be at least 1")
+        raise UserValueError(f"--workers {args.workers}: must be at least 1")
     if args.max_upload_mb <= 0:
-        raise UserValueError("--max-upload-mb must be positive")
+        raise UserValueError(f"--max-upload-mb {args.max_upload_mb}: must be positive")
+    if not 0 <= args.port <= 65535:
+        raise UserValueError(f"--port {args.port}: must be in 0..65535")
+    kwargs = {} if args.detector is None else {"detector": args.detector}
+    rec = EmotionRecognizer(args.model, **kwargs)  # checks the detector name now
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
-    print(f"fervid serve: model {args.model}, {args.workers} worker(s); open {url} (API docs: {url}docs)", flush=True)
     if args.workers > 1:
+        # Each worker process builds its own app (and model) from this environment variable.
         os.environ[ENV_CONFIG] = json.dumps(serve_config(args.model, args.detector, args.api_key, args.max_upload_mb))
+        print(f"fervid serve: model {args.model}, {args.workers} worker processes; open {url} (API docs: {url}docs)",
+              flush=True)
         uvicorn.run("fervid.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level="info")
         return 0
-    from fervid import EmotionRecognizer
-
-    kwargs = {} if args.detector is None else {"detector": args.detector}
-    rec = EmotionRecognizer(args.model, **kwargs)
+    rec.load()  # here, so that an unknown model or a bad checkpoint is one clear line, not a server traceback
     app = create_app(rec, api_key=args.api_key, max_upload_mb=args.max_upload_mb)
+    print(f"fervid serve: model {args.model}; open {url} (API docs: {url}docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
