@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from fervid.errors import UserValueError
 
@@ -17,7 +18,7 @@ from fervid.errors import UserValueError
 VERBS: dict[str, str] = {
     "data": "data", "train": "train", "evaluate": "evaluate", "study": "study", "predict": "predict",
     "video": "video", "export": "export", "bench": "bench", "finetune": "finetune", "models": "models",
-    "calibrate": "calibrate", "serve": "serve",
+    "calibrate": "calibrate", "serve": "serve", "batch": "batch",
 }
 
 
@@ -27,11 +28,11 @@ def add_set_option(p: argparse.ArgumentParser, what: str = "training config") ->
                    help=f"any other {what} key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)")
 
 
-def parse_set(pairs: Sequence[str]) -> dict[str, object]:
+def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
     """``["lr=0.1", "augment={mixup: 0.2}"]`` -> ``{"lr": 0.1, "augment": {"mixup": 0.2}}`` (values YAML-typed)."""
     import yaml
 
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}  # any YAML value: the config that receives it type-checks it
     for kv in pairs:
         if "=" not in kv:
             raise UserValueError(f"--set expects KEY=VALUE, got {kv!r}")
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fervid", description="Facial emotion recognition toolkit.")
     parser.add_argument("--version", action="version", version=f"fervid {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, mod in VERBS.items():
+    for mod in VERBS.values():
         module = importlib.import_module(f".{mod}", __name__)  # each keeps its heavy imports inside run()
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
