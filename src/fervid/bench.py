@@ -103,7 +103,7 @@ def resize_video(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int
     if not cap.isOpened():
         raise UserFileNotFoundError(f"cannot open video {src}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    vw = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    vw = cv2.VideoWriter(str(dst), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     while True:
         ok, f = cap.read()
         if not ok:
@@ -136,7 +136,7 @@ def bench_pipeline(source: str | os.PathLike, *, model: str = "fast", backend: s
         rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         path = resize_video(source, Path(tmp) / "sized.mp4", size) if size else Path(source)
-        passes = []
+        passes: list[dict[str, Any]] = []
         for _ in range(repeats + 1):
             stages = dict.fromkeys((*STAGES, "draw"), 0.0)
             n = faces = 0

@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.timm_weights:
         if not args.base.startswith(TIMM_PREFIX):
             raise UserValueError("--timm-weights goes with a timm:<arch> base")
-        extra["model_args"] = {**extra.get("model_args", {}), "pretrained_file": args.timm_weights}
+        model_args = extra.get("model_args", {})
+        if not isinstance(model_args, dict):
+            raise UserValueError(f"--set model_args must be a mapping (e.g. model_args={{drop: 0.1}}), got {model_args!r}")
+        extra["model_args"] = {**model_args, "pretrained_file": args.timm_weights}
     from fervid.safety import sigterm_as_interrupt
 
     with sigterm_as_interrupt():  # `kill` stops like Ctrl-C

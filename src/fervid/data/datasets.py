@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
 class _ArchiveText(io.TextIOWrapper):
     """A text stream over an archive member that also closes the archive."""
 
-    def __init__(self, raw: io.BufferedIOBase, archive: tarfile.TarFile | zipfile.ZipFile):
+    def __init__(self, raw: IO[bytes], archive: tarfile.TarFile | zipfile.ZipFile):
         super().__init__(raw, encoding="utf-8-sig", newline="")
         self._archive = archive
 
@@ -206,7 +206,7 @@ def _open_csv_text(path: Path) -> io.TextIOBase:
             raise FERDataError(f"tar archive holds no .csv file (members: {sorted(members)[:10]})", path)
         raw = tar.extractfile(members[chosen])
         assert raw is not None
-        return _ArchiveText(raw, tar)  # type: ignore[arg-type]
+        return _ArchiveText(raw, tar)
     if magic == b"PK\x03\x04":
         try:
             zf = zipfile.ZipFile(path)
@@ -217,7 +217,7 @@ def _open_csv_text(path: Path) -> io.TextIOBase:
             names = zf.namelist()
             zf.close()
             raise FERDataError(f"zip archive holds no .csv file (members: {sorted(names)[:10]})", path)
-        return _ArchiveText(zf.open(chosen), zf)  # type: ignore[arg-type]
+        return _ArchiveText(zf.open(chosen), zf)
     if magic[:2] == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")

@@ -158,8 +158,8 @@ def sample_grid(
             bx.set_xlim(-0.6, len(columns) - 0.4)
             bx.set_xticks([])
             bx.set_yticks([])
-            for spine in ("top", "right", "left"):
-                bx.spines[spine].set_visible(False)
+            for side in ("top", "right", "left"):
+                bx.spines[side].set_visible(False)
             bx.spines["bottom"].set_color("#999999")
     title = f"{Path(data.source).name or 'data'} — {title_split}: {len(data):,} images, up to {per_class} random per class (seed {seed})"
     fig.suptitle(title, fontsize=9, y=1 - 0.08 / fig_h, va="top")

@@ -46,8 +46,8 @@ def dataset_info(data: FERData, ferplus_path: str | None = None) -> dict[str, An
         for s in data.split_names:
             m = data.splits == s
             fp[s] = agreement_stats(v[m], nf[m])
-            counts = np.bincount(maj[m & keep], minlength=len(FERPLUS8))
-            fp[s]["majority_classes"] = {n: int(c) for n, c in zip(FERPLUS8, counts)}
+            maj_counts = np.bincount(maj[m & keep], minlength=len(FERPLUS8))
+            fp[s]["majority_classes"] = {n: int(c) for n, c in zip(FERPLUS8, maj_counts)}
         if votes.skipped:
             fp["skipped"] = {"count": len(votes.skipped), "records": [str(r) for r in votes.skipped[:50]]}
         # How often the FER+ majority agrees with the original FER2013 label (7 shared classes).

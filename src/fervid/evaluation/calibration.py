@@ -184,6 +184,7 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
                                   ferplus=ferplus)
     from fervid.data.datasets import load_dataset
     from fervid.inference.logits import align_columns, tta_logits
+    from fervid.models import model_preprocess, model_temperature
     from fervid.models.checkpoint import load_model
     from fervid.runtime import resolve_device, softmax
 
@@ -194,10 +195,10 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     s = d.split(split)
     s = s.select(s.labels >= 0)
     m = load_model(model, device=dev)
-    cols = align_columns(m.preprocess.labels, d.label_names)
+    cols = align_columns(model_preprocess(m).labels, d.label_names)
     logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy()[:, cols]
     y = s.labels.astype(np.int64)
-    t0 = float(getattr(m, "temperature", 1.0))
+    t0 = model_temperature(m)
     t = fit_temperature(logits, y)
     info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
             "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
@@ -216,6 +217,7 @@ def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, 
     from fervid.data.ferplus import targets as ferplus_targets
     from fervid.evaluation.ambiguity import model_votes
     from fervid.inference.logits import tta_logits
+    from fervid.models import model_preprocess, model_temperature
     from fervid.models.checkpoint import load_model
     from fervid.runtime import resolve_device, softmax
 
@@ -228,13 +230,13 @@ def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, 
         raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
     s = d.split(split)
     m = load_model(model, device=dev)
-    labels = tuple(m.preprocess.labels)
+    labels = tuple(model_preprocess(m).labels)
     v = model_votes(align(s, load_ferplus(ferplus)), labels)  # the model's label order; emotions it lacks dropped
     y, keep = ferplus_targets(v, "majority")
     s, v, y = s.select(keep), v[keep], y[keep]
     q = distribution(v).astype(np.float64)
     logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy().astype(np.float64)
-    t0 = float(getattr(m, "temperature", 1.0))
+    t0 = model_temperature(m)
     t = fit_temperature_to_distribution(logits, q)
 
     def kl(temp: float) -> float:

@@ -31,8 +31,8 @@ import numpy as np
 
 from fervid.errors import UserValueError
 from fervid.evaluation.calibration import ECE_BINS, expected_calibration_error
-from fervid.safety import atomic_write, json_safe, make_dir, preflight_output, write_json_atomic
 from fervid.runtime import softmax
+from fervid.safety import atomic_write, json_safe, make_dir, preflight_output, write_json_atomic
 
 ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted")
 
@@ -151,8 +151,8 @@ def model_identity(name_or_path: str, model: Any) -> dict[str, Any]:
     p = Path(name_or_path)
     bundled = bundled_models()
     if p.is_file():
-        ident = {"name": p.stem if p.stem not in ("best", "last") else f"{p.parent.name}/{p.stem}",
-                 "source": str(p.resolve()), "sha256": file_sha256(p)}
+        ident: dict[str, Any] = {"name": p.stem if p.stem not in ("best", "last") else f"{p.parent.name}/{p.stem}",
+                                 "source": str(p.resolve()), "sha256": file_sha256(p)}
     elif name_or_path in bundled:
         ident = {"name": name_or_path, "source": f"bundled:{bundled[name_or_path].file}", "sha256": bundled[name_or_path].sha256}
     else:
@@ -247,6 +247,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     may be passed already loaded (``FERData``)."""
     from fervid.data.datasets import load_dataset
     from fervid.inference.logits import align_columns
+    from fervid.models import model_preprocess, model_temperature
     from fervid.models.checkpoint import load_model
     from fervid.runtime import resolve_device
 
@@ -262,6 +263,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     if cfg.split is None:
         # A folder of class subfolders without FER2013's split names is scored whole.
         cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
+    assert cfg.split is not None  # set just above when the caller left it open
     if cfg.split != "all" and cfg.split not in data.split_names:
         raise UserValueError(f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')")
     same_source = cfg.fit_data is None or Path(cfg.fit_data).resolve() == Path(cfg.data).resolve()
@@ -279,14 +281,14 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
 
     idents = [model_identity(name, m) for name, m in zip(cfg.models, models)]
     _unique_names(idents)
-    cols = [align_columns(m.preprocess.labels, labels) for m in models]
+    cols = [align_columns(model_preprocess(m).labels, labels) for m in models]
     log(f"evaluating {len(models)} model(s) on {len(ev)} images ({cfg.split}), tta={cfg.tta}"
         + (f", ensemble={cfg.ensemble}" if len(models) > 1 else "") + (", adabn" if cfg.adabn else ""))
     full_logits = [_scored_logits(m, ev.images, cfg, device) for m in models]
     logits = [fl[:, c] for fl, c in zip(full_logits, cols)]
 
     # ---- fitting on the fit split (PublicTest): temperatures and ensemble weights
-    stored_t = [float(getattr(m, "temperature", 1.0)) for m in models]
+    stored_t = [model_temperature(m) for m in models]
     temps = list(stored_t)
     fit_info: dict[str, Any] | None = None
     weights = np.full(len(models), 1.0 / len(models))

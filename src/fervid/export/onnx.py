@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.models import model_preprocess, model_temperature
 from fervid.models.onnx import OPSET, normalize_faces, onnx_session, set_metadata, to_onnx_bytes
 from fervid.runtime import fer2013_csv, softmax
 
@@ -246,7 +247,7 @@ def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequenc
 def _probs_torch(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
     from fervid.inference.logits import tta_logits
 
-    return softmax(tta_logits(model, faces).numpy(), float(getattr(model, "temperature", 1.0)))
+    return softmax(tta_logits(model, faces).numpy(), model_temperature(model))
 
 
 def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float) -> np.ndarray:
@@ -260,7 +261,7 @@ def compare_with_torch(onnx_model: str | os.PathLike | bytes, model: Any, faces:
     m = _load_torch_model(model)
     sess = onnx_session(onnx_model)
     pt = _probs_torch(m, faces)
-    po = _probs_onnx(sess, faces, m.preprocess, float(getattr(m, "temperature", 1.0)))
+    po = _probs_onnx(sess, faces, model_preprocess(m), model_temperature(m))
     return float(np.abs(pt - po).max()), float((pt.argmax(1) == po.argmax(1)).mean())
 
 
@@ -270,7 +271,7 @@ def _check_faces(model: torch.nn.Module, calib: np.ndarray | None, n: int = 256)
     # no real faces at hand: smooth synthetic images (noise alone is far from the data)
     import cv2
 
-    s = int(model.preprocess.input_size)
+    s = int(model_preprocess(model).input_size)
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, size=(64, 8, 8), dtype=np.uint8)
     return np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_CUBIC) for im in small])
@@ -343,7 +344,7 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
         with tempfile.TemporaryDirectory(prefix="fervid-export-") as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
             onnx.save(proto, str(fp32))
-            x = normalize_faces(calib, m.preprocess)
+            x = normalize_faces(calib, model_preprocess(m))
             if fp32_tail is not None or select is None or len(select) == 0:
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
                 quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m))
@@ -378,7 +379,7 @@ def _select_fp32_tail(m: torch.nn.Module, fp32: Path, out: Path, calib: np.ndarr
     for tail in FP32_TAILS:
         cand = out.with_name(f"tail-{tail:g}.onnx")
         quantize_int8(fp32, cand, calib, method, per_channel, tail, keep)
-        agree = float((_probs_onnx(onnx_session(cand), faces, m.preprocess, 1.0).argmax(1) == ref).mean())
+        agree = float((_probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0).argmax(1) == ref).mean())
         lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
         if best is None or agree > best[1]:
             best = (tail, agree, lower)
