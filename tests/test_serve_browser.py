@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,26 +159,13 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     assert first_face_s < FACE_TIMEOUT_S
 
 
-@dataclass(frozen=True)
-class _Box:
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float = 1.0
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        return (self.x, self.y, self.w, self.h)
-
-
 class _Fixed:
-    """A detector that returns the boxes the page found (duck-typed like fervid's FaceBox)."""
+    """A detector that returns the boxes the page found."""
 
-    def __init__(self, boxes: list[_Box]):
+    def __init__(self, boxes: list[Any]):
         self.boxes = boxes
 
-    def detect(self, image: np.ndarray) -> list[_Box]:
+    def detect(self, image: np.ndarray) -> list[Any]:
         return list(self.boxes)
 
 
@@ -223,7 +209,10 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     for r, f in zip(ref_boxes, faces):
         assert iou(r, f["box"]) > 0.85, (r, f["box"])
 
-    rec = EmotionRecognizer("fast", detector=_Fixed([_Box(**f["box"]) for f in faces]))
+    from fervid.inference.detect import FaceBox
+
+    boxes = [FaceBox(f["box"]["x"], f["box"]["y"], f["box"]["w"], f["box"]["h"], 1.0) for f in faces]
+    rec = EmotionRecognizer("fast", detector=_Fixed(boxes))
     py = rec.predict(media / "two_people.jpg")
     for pf, jf in zip(py.faces, faces):
         diff = max(abs(pf.probabilities[k] - jf["probabilities"][k]) for k in pf.probabilities)
