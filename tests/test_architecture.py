@@ -162,3 +162,12 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state and (cycle := visit(m)):
             raise AssertionError("import cycle: " + " -> ".join(cycle))
+
+
+def test_public_names_match_the_lazy_attributes():
+    """``fervid.__all__`` (spelled out for linters) and the lazy attribute map name the same API, and each resolves."""
+    import fervid
+
+    assert sorted(fervid.__all__) == sorted(["__version__", *fervid._LAZY])
+    for name in fervid._LAZY:
+        assert getattr(fervid, name) is not None

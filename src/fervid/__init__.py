@@ -48,4 +48,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'fervid' has no attribute {name!r}")
 
 
-__all__ = ["__version__", *_LAZY]
+# Spelled out (not derived from _LAZY) so that linters and type checkers see the public names;
+# tests/test_architecture.py checks that the two agree.
+__all__ = [
+    "__version__",
+    "load_dataset", "load_fer2013", "load_image_folder", "FERData", "FERDataError",
+    "load_ferplus",
+    "create_model", "list_models", "register_model",
+    "load_model",
+    "train", "TrainConfig",
+    "FER2013", "FERPLUS",
+    "EmotionRecognizer",
+    "FervidError",
+]
