@@ -26,12 +26,6 @@ from typing import Literal
 
 import numpy as np
 
-from fervid.errors import UserValueError
-
-#: Training targets of the trainer (``TrainConfig.targets``): FER2013 labels, or one of the
-#: four FER+ modes of Barsoum et al. 2016.
-TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
-
 from fervid.data.datasets import BadRecord, FERData, FERDataError
 from fervid.emotions import (
     FERPLUS,
@@ -40,6 +34,11 @@ from fervid.emotions import (
     FERPLUS_TO_FERPLUS8,
     SPLITS,
 )
+from fervid.errors import UserValueError
+
+#: Training targets of the trainer (``TrainConfig.targets``): FER2013 labels, or one of the
+#: four FER+ modes of Barsoum et al. 2016.
+TARGETS = ("fer2013", "ferplus-majority", "ferplus-probability", "ferplus-crossentropy", "ferplus-multilabel")
 
 TargetMode = Literal["majority", "probability", "crossentropy", "multilabel"]
 TARGET_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multilabel")
