@@ -276,10 +276,10 @@ function drawFaces(ctx, faces, labels, scale = 1) {
     const { x, y, w, h } = f.box, col = color(f.label);
     ctx.strokeStyle = col;
     ctx.strokeRect(x, y, w, h);
-    if (Array.isArray(f.landmarks)) {  // YuNet's eyes, nose tip and mouth corners
-      ctx.fillStyle = col;
-      for (const p of f.landmarks) if (Array.isArray(p)) ctx.fillRect(p[0] - 2 * scale, p[1] - 2 * scale, 4 * scale, 4 * scale);
-    }
+    // Eyes, nose tip and mouth corners: [[x, y], ...] from the page's YuNet, {name: [x, y]} from the API.
+    const points = Array.isArray(f.landmarks) ? f.landmarks : f.landmarks && typeof f.landmarks === "object" ? Object.values(f.landmarks) : [];
+    ctx.fillStyle = col;
+    for (const p of points) if (Array.isArray(p)) ctx.fillRect(p[0] - 2 * scale, p[1] - 2 * scale, 4 * scale, 4 * scale);
     const text = `${f.label} ${Math.round(100 * f.confidence)}%${f.ambiguous ? " ?" : ""}`;
     const tw = ctx.measureText(text).width + 8;
     const ty = y - font - 6 >= 0 ? y - font - 6 : y + h;
