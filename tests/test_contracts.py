@@ -12,7 +12,6 @@ import pytest
 
 from fervid.cli import main
 
-
 # --------------------------------------------------------------------------- CLI error policy
 
 def test_user_error_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):

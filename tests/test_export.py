@@ -11,8 +11,8 @@ pytest.importorskip("onnx")
 
 from fervid.cli import main  # noqa: E402
 from fervid.export.onnx import export_onnx
-from fervid.models.onnx import onnx_session, read_metadata  # noqa: E402
 from fervid.inference.backends import load_classifier, resolve_backend
+from fervid.models.onnx import onnx_session, read_metadata  # noqa: E402
 from fervid.runtime import softmax  # noqa: E402
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fervid.inference.options import TTA_MODES
-
 import argparse
+
+from fervid.inference.options import TTA_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

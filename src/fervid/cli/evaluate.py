@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
 from fervid.cli.argtypes import positive_int
 from fervid.inference.options import TTA_MODES
-
-import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

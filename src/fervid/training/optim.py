@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fervid.errors import UserValueError
-
 if TYPE_CHECKING:
     import torch.nn as nn
 
