@@ -526,7 +526,8 @@ async function main() {
   }
   try {
     await Promise.all([loadDetector(), loadEmotionModel(wanted)]);
-    setStatus($("live-status"), `models loaded (${wanted}); starting the camera...`);
+    const cameraOff = params.get("camera") === "off";
+    setStatus($("live-status"), `models loaded (${wanted}); ${cameraOff ? "press Start camera" : "starting the camera..."}`);
   } catch (e) {
     state.error = String(e.message || e);
     setStatus($("live-status"), `could not load the models: ${state.error}`, true);
