@@ -262,7 +262,7 @@ def test_errors_413_and_bomb(fast_rec: EmotionRecognizer, serve_cache: Path, med
         t = time.perf_counter()
         err = _assert_error(c.post("/v1/predict", files={"file": ("bomb.png", bomb, "image/png")}), 413, "image_too_large")
         assert "30000x30000" in err["message"] or "bomb" in err["message"]
-        assert time.perf_counter() - t < 2.0  # refused from the header, never decoded (900 MP)
+        assert time.perf_counter() - t < 5.0  # refused from the header, never decoded (900 MP, ~1 GB of pixels)
         _assert_error(c.post("/v1/predict", content=bomb, headers={"content-type": "image/png"}), 413, "image_too_large")
     with TestClient(create_app(fast_rec, max_pixels=1000 * 1000, cache_dir=serve_cache)) as c:
         _assert_error(_post(c, media / "obama_and_biden.jpg"), 413, "image_too_large")
@@ -333,7 +333,7 @@ class _Slow:
         return getattr(self._rec, name)
 
     def predict(self, image):
-        time.sleep(1.5)
+        time.sleep(3.0)
         return self._rec.predict(image)
 
 
@@ -345,7 +345,7 @@ def test_prediction_does_not_block_the_event_loop(fast_rec: EmotionRecognizer, s
         time.sleep(0.3)
         t = time.perf_counter()
         assert c.get("/healthz").status_code == 200
-        assert time.perf_counter() - t < 0.5  # answered while the prediction runs in its worker thread
+        assert time.perf_counter() - t < 1.5  # answered while the 3 s prediction runs in its worker thread
         th.join()
         assert box["r"].status_code == 200 and len(box["r"].json()["faces"]) == 1
 
