@@ -30,9 +30,9 @@ from fervid.data.preprocess import PreprocessConfig
 from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.inference.logits import tta_logits
 from fervid.inference.options import BACKENDS
+from fervid.models import model_preprocess, model_temperature
 from fervid.models.onnx import OPSET, normalize_faces, save_fp32
 from fervid.runtime import cache_dir
-
 
 
 class Classifier(Protocol):
@@ -54,9 +54,9 @@ class TorchClassifier:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.preprocess: PreprocessConfig = model.preprocess
+        self.preprocess: PreprocessConfig = model_preprocess(model)
         self.labels = tuple(self.preprocess.labels)
-        self.temperature = float(getattr(model, "temperature", 1.0))
+        self.temperature = model_temperature(model)
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
         # The one torch inference path (fervid.inference.logits), fp32: the same numbers as evaluation.
@@ -195,15 +195,16 @@ def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str |
     return None
 
 
-def cached_onnx(model: str | os.PathLike) -> Path:
+def cached_onnx(model: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
     """An fp32 ONNX export of a bundled model or checkpoint, made once and cached in
     ``cache_dir("onnx")``. The entry is keyed by the weight file's sha256 and the torch,
     onnx and fervid versions, and has a record (``<key>.json``: its own sha256 and the
     source's) checked on every read: a damaged or foreign entry is rebuilt, with a warning
     that says so. Bundled weights are verified first (:func:`source_sha256`).
 
-    Raises :class:`OnnxExportError` (carrying the loaded model) when the export or the cache
-    write fails; checkpoint errors (:class:`~fervid.errors.CheckpointError`) propagate."""
+    ``folder``: another cache folder (default ``cache_dir("onnx")``). Raises
+    :class:`OnnxExportError` (carrying the loaded model) when the export or the cache write
+    fails; checkpoint errors (:class:`~fervid.errors.CheckpointError`) propagate."""
     import json
     import warnings
 
@@ -212,7 +213,7 @@ def cached_onnx(model: str | os.PathLike) -> Path:
 
     expected = {"source_sha256": source_sha256(model), **_cache_versions()}
     key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:32]
-    path = cache_dir("onnx") / f"{key}.onnx"
+    path = (Path(folder) if folder is not None else cache_dir("onnx")) / f"{key}.onnx"
     sidecar = path.with_suffix(".json")
     problem = _cache_problem(path, sidecar, expected)
     if problem is None:

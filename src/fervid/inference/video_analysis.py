@@ -25,9 +25,11 @@ import numpy as np
 from fervid.errors import OutputError, UserValueError
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.video import FrameResult, SourceInfo, Timeline, VideoSource, plot_timeline, write_summary
-from fervid.safety import PendingFile, check_not_input, output_error, same_file
+from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file
 
 if TYPE_CHECKING:
+    import cv2
+
     from fervid.inference.recognizer import EmotionRecognizer
 
 VIDEO_SUFFIXES = (".mp4", ".avi")
@@ -64,7 +66,8 @@ class _Writer:
     that name stays intact until then)."""
 
     def __init__(self, path: str, fps: float):
-        self.path, self.fps, self.vw = path, fps, None
+        self.path, self.fps = path, fps
+        self.vw: cv2.VideoWriter | None = None
         self._pending: PendingFile | None = None
 
     def write(self, bgr: np.ndarray) -> None:
@@ -72,7 +75,7 @@ class _Writer:
 
         if self.vw is None:
             self._pending = PendingFile(self.path)
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.lower().endswith(".avi") else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.lower().endswith(".avi") else "mp4v"))
             self.vw = cv2.VideoWriter(str(self._pending.tmp), fourcc, self.fps, (bgr.shape[1], bgr.shape[0]))
             if not self.vw.isOpened():
                 self._pending.discard()
@@ -126,6 +129,7 @@ def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: st
     named = [(flag, p) for flag, p in outputs.items() if p is not None]
     for i, (flag, p) in enumerate(named):
         check_not_input(p, [source] if isinstance(source, (str, os.PathLike)) else [], flag)
+        preflight_output(p)  # a folder or file in the way fails now, not at the first frame or the end
         for flag2, p2 in named[i + 1:]:
             if same_file(p, p2):
                 raise OutputError(f"{flag} and {flag2} are the same file ({p}); give each output its own path")
@@ -139,6 +143,8 @@ def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: st
         timeline = Timeline(recognizer.labels, csv_path=csv)
     except OSError as e:
         stream.close()
+        if csv is None:  # not an output problem: keep the traceback
+            raise
         raise output_error(e, csv) from e
     interrupted = False
     t0 = time.perf_counter()
@@ -147,6 +153,8 @@ def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: st
             try:
                 timeline.add(fr)  # writes the CSV rows
             except OSError as e:
+                if csv is None:
+                    raise
                 raise output_error(e, csv) from e
             img = draw(fr.frame, fr.faces, bgr=True) if (writer is not None or annotate) else None
             if writer is not None and img is not None:
