@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from faultkit import (
     assert_one_line_error,
     checkpoint_dict,
@@ -26,7 +27,6 @@ from faultkit import (
     write_image,
     write_pack,
 )
-
 from fervid.errors import CheckpointError, FervidError
 
 

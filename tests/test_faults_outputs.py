@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from faultkit import (
     REPO,
     assert_one_line_error,
@@ -33,7 +34,6 @@ from faultkit import (
     write_pack,
     write_video,
 )
-
 from fervid.errors import FervidError, OutputError
 
 
@@ -200,7 +200,7 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- file-system errors
 
 @pytest.mark.parametrize("verb", ["predict", "data-pack", "data-show", "export", "evaluate", "calibrate", "train",
-                                  "video-csv", "video-summary"])
+                                  "video-csv", "video-summary", "video-out", "video-plot"])
 def test_output_under_a_regular_file_is_one_named_line(tmp_path: Path, verb: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """ENOTDIR everywhere: the output path runs through a regular file."""
@@ -222,6 +222,8 @@ def test_output_under_a_regular_file_is_one_named_line(tmp_path: Path, verb: str
         "video-csv": ["video", str(clip), "--csv", str(bad / "t.csv"), "--model", "fast", "--no-show"],
         "video-summary": ["video", str(clip), "--summary", str(bad / "s.json"), "--model", "fast", "--no-show",
                           "--no-progress"],
+        "video-out": ["video", str(clip), "--out", str(bad / "a.mp4"), "--model", "fast", "--no-show"],
+        "video-plot": ["video", str(clip), "--plot", str(bad / "p.png"), "--model", "fast", "--no-show"],
     }[verb]
     before = fingerprint(tmp_path)
     rc, _, err = cli(argv, capsys)

@@ -387,4 +387,5 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: the previous handler was not set from Python; the default is what it was
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

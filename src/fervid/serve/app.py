@@ -312,26 +312,14 @@ class BrowserModels:
 
     def path(self, name: str) -> Path:
         """The exported ONNX file of bundled model ``name`` (exported now if not cached; blocking)."""
-        from fervid import __version__
+        from fervid.inference.backends import cached_onnx
 
-        entry = next(m for m in self.models if m["name"] == name)
-        folder = (self._cache_dir or _cache_root()) / "serve"
-        target = folder / f"{name}-{entry['sha256'][:12] or 'bundled'}-fervid{__version__}.onnx"
+        next(m for m in self.models if m["name"] == name)  # a bundled model, nothing else
         with self._locks[name]:
-            if not target.is_file():
-                from fervid.export import (
-                    export_onnx,  # public API (README); loads torch
-                )
-
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.onnx")
-                log.info("exporting the %s model for the browser to %s", name, target)
-                try:
-                    export_onnx(name, tmp, check=False)
-                    os.replace(tmp, target)  # atomic: other processes never see a partial file
-                finally:
-                    tmp.unlink(missing_ok=True)
-        return target
+            # The verified cache (issue 12): the bundled weights' sha256 is checked before the
+            # export is served, the entry against its record (a damaged one is rebuilt), and
+            # it is written atomically (other processes never see a partial file).
+            return cached_onnx(name, folder=(self._cache_dir or _cache_root()) / "serve")
 
     def metadata(self, name: str) -> dict[str, Any]:
         if name not in self._meta:
