@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from fervid.cli import add_set_option, parse_set
 from fervid.cli.argtypes import positive_float, positive_int
 from fervid.errors import UserValueError
+
+if TYPE_CHECKING:
+    from fervid.training.config import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory")
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    again.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt with the run's settings (OUT/config.json); options given now "
+                            "override them, e.g. a larger --epochs extends the run")
     again.add_argument("--overwrite", action="store_true",
                        help="OUT holds an earlier run: delete its run files and start again (without --resume or "
                             "--overwrite an existing run is never touched)")
@@ -40,18 +46,41 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.training.config import load_config
+    from fervid.training.distributed import is_main_process
     from fervid.training.loop import train
 
     extra = parse_set(args.set)
     keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",
             "ferplus_classes", "device", "seed", "out", "progress")
     flags = {k: getattr(args, k) for k in keys}
-    cfg = load_config(args.config, **{**extra, **{k: v for k, v in flags.items() if v is not None}})
+    given = {**extra, **{k: v for k, v in flags.items() if v is not None}}
+    cfg = load_config(args.config, **given)
+    if args.resume:
+        cfg = _resumed_config(cfg, args.config, given)
     if not cfg.data:
         raise UserValueError("no data: give --data PATH or set data: in the config")
     from fervid.safety import sigterm_as_interrupt
 
     with sigterm_as_interrupt():  # `kill` stops like Ctrl-C: last.pt holds the last finished epoch
         final = train(cfg, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps(final, indent=2))
+    if is_main_process():  # under torchrun, rank 0 speaks for the run
+        print(json.dumps(final, indent=2))
     return 0
+
+
+def _resumed_config(cfg: TrainConfig, recipe: str | None, given: dict[str, object]) -> TrainConfig:
+    """--resume: the run's own settings (OUT/config.json), then the recipe and options given now."""
+    from pathlib import Path
+
+    from fervid.training.config import TrainConfig
+
+    stored = Path(cfg.out) / "config.json"
+    if not stored.is_file():
+        return cfg  # train() reports the missing run
+    d = json.loads(stored.read_text())
+    if recipe:
+        import yaml
+
+        d.update(yaml.safe_load(Path(recipe).read_text()) or {})
+    d.update(given)
+    return TrainConfig.from_dict(d)

@@ -312,7 +312,8 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
 
     n = len(train_s.images)
     steps = max(1, n // cfg.batch_size)
-    if not any(_lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)):
+    if state["epoch"] < cfg.epochs and not any(
+            _lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)):
         # e.g. one step in all: it falls at the start of the warm-up, where the rate is 0
         raise UserValueError(f"every optimiser step of this run ({steps} per epoch: {n} images / batch {cfg.batch_size}; "
                              f"{cfg.epochs} epochs) falls in the learning-rate warm-up at rate 0, so it would learn "
