@@ -7,8 +7,9 @@
 2. For each concurrency level N: N client threads (one httpx connection each) post a real
    640x480 photo with one face (../shared/data/media/obama-480p.jpg centre-cropped to 640x480,
    JPEG q90) to /v1/predict for T seconds or until --max-requests, whichever comes first.
-   Prints p50/p99 latency, throughput, errors (any non-200 or transport error) and the server
-   process's peak RSS (VmHWM).
+   Prints p50/p99 latency, throughput, errors (any non-200 or transport error), the server
+   process's CPU time per request (user + system, all threads: a figure that other load on
+   the machine barely changes, unlike latency) and its peak RSS (VmHWM).
 3. --browser: opens the page in Debian's Chromium (headless, fake camera from the Hamilton clip
    as a 640x360 .y4m) with the fast and the default model and reports the page's fps (frames
    analysed per second, capped by the 30 fps camera) and ms per frame (detector + crops +
@@ -69,6 +70,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(model: str, port: int, cache: str | None, workers: int, detector: str | None) -> subprocess.Popen:
@@ -238,7 +245,13 @@ def main() -> None:
                 for _ in range(args.warmup):
                     r = c.post("/v1/predict", files={"file": ("w.jpg", body, "image/jpeg")})
                     assert r.status_code == 200 and (args.expect_faces < 0 or len(r.json()["faces"]) == args.expect_faces), r.text
-            rows = [load(base, body, n, args.seconds, args.max_requests, args.expect_faces) for n in args.clients]
+            rows = []
+            for n in args.clients:
+                cpu0 = cpu_seconds(proc.pid)
+                row = load(base, body, n, args.seconds, args.max_requests, args.expect_faces)
+                # CPU the server spent per answered request: unlike latency, barely changed by other load
+                row["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, row["ok"]), 1)
+                rows.append(row)
             rss = peak_rss_mb(proc.pid)
             page = browser_fps(base, media, args.browser_models, args.browser_seconds, args.chromium) if args.browser else []
         finally:
@@ -258,10 +271,11 @@ def main() -> None:
           f"EmotionRecognizer.predict in process (no HTTP): {direct:.1f} ms median; {os.cpu_count()} CPUs; "
           f"load average at the end {result['load_avg_1min']}; server peak RSS {rss:.0f} MB "
           "(main process; workers > 1 not included)")
-    print("| clients | requests | errors | p50 ms | p99 ms | throughput req/s |")
-    print("|---|---|---|---|---|---|")
+    print("| clients | requests | errors | p50 ms | p99 ms | throughput req/s | server CPU ms/request |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} |")
+        print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} "
+              f"| {r['server_cpu_ms_per_request']} |")
         for e in r["error_examples"]:
             print(f"    error: {e}")
     if page:
