@@ -86,9 +86,21 @@ def start_server(model: str, port: int, cache: str | None, workers: int, detecto
         env["FERVID_CACHE"] = cache
     log_path = Path(tempfile.gettempdir()) / f"fervid-serve-{port}.log"
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        cmd = [sys.executable, "-m", "fervid", "serve", "--port", str(port), "--model", model, "--workers", str(workers)]
-        proc = subprocess.Popen(cmd + (["--detector", detector] if detector else []), stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        cmd = [
+            sys.executable,
+            "-m",
+            "fervid",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            model,
+            "--workers",
+            str(workers),
+        ]
+        proc = subprocess.Popen(
+            cmd + (["--detector", detector] if detector else []), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     deadline = time.time() + 180
     while True:
         try:
@@ -156,10 +168,18 @@ def load(base: str, body: bytes, clients: int, seconds: float, max_requests: int
     def q(p: float) -> float:
         return 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 
-    return {"clients": clients, "requests": len(lat) + len(errors), "ok": len(lat), "errors": len(errors),
-            "error_examples": errors[:3], "seconds": round(wall, 2), "p50_ms": round(q(0.50), 1),
-            "p99_ms": round(q(0.99), 1), "mean_ms": round(1000 * statistics.fmean(lat), 1) if lat else None,
-            "throughput_rps": round(len(lat) / wall, 1)}
+    return {
+        "clients": clients,
+        "requests": len(lat) + len(errors),
+        "ok": len(lat),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "seconds": round(wall, 2),
+        "p50_ms": round(q(0.50), 1),
+        "p99_ms": round(q(0.99), 1),
+        "mean_ms": round(1000 * statistics.fmean(lat), 1) if lat else None,
+        "throughput_rps": round(len(lat) / wall, 1),
+    }
 
 
 def write_y4m(video: Path, out: Path, max_frames: int = 150) -> None:
@@ -185,29 +205,47 @@ def browser_fps(base: str, media: Path, models: list[str], seconds: float, chrom
         y4m = Path(tmp) / "cam.y4m"
         write_y4m(media / "short_hamilton_clip.mp4", y4m)
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={y4m}", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            b = p.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--no-sandbox",
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={y4m}",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             for model in models:
                 page = b.new_page()
                 page.goto(f"{base}/?model={model}")
                 deadline = time.time() + 180
                 while not page.evaluate("!!(window.fervid && fervid.facesDrawn > 0)"):
                     if time.time() > deadline:
-                        sys.exit(f"serve_load: the page showed no face with {model}: "
-                                 f"{page.evaluate('JSON.stringify(window.fervid || {})')}")
+                        sys.exit(
+                            f"serve_load: the page showed no face with {model}: "
+                            f"{page.evaluate('JSON.stringify(window.fervid || {})')}"
+                        )
                     time.sleep(0.2)
                 time.sleep(2.0)  # warm-up
                 a = page.evaluate("({n: fervid.framesProcessed, f: fervid.facesDrawn, t: performance.now()})")
                 time.sleep(seconds)
-                z = page.evaluate("({n: fervid.framesProcessed, f: fervid.facesDrawn, t: performance.now(), "
-                                  "ms: fervid.msPerFrame, timing: fervid.timing, threads: fervid.threads})")
+                z = page.evaluate(
+                    "({n: fervid.framesProcessed, f: fervid.facesDrawn, t: performance.now(), "
+                    "ms: fervid.msPerFrame, timing: fervid.timing, threads: fervid.threads})"
+                )
                 dt = (z["t"] - a["t"]) / 1000
-                out.append({"model": model, "fps": round((z["n"] - a["n"]) / dt, 1),
-                            "faces_per_frame": round((z["f"] - a["f"]) / max(1, z["n"] - a["n"]), 2),
-                            "ms_per_frame": round(z["ms"], 1), "wasm_threads": z["threads"],
-                            "timing_ms": {k: round(v, 1) for k, v in z["timing"].items()}})
+                out.append(
+                    {
+                        "model": model,
+                        "fps": round((z["n"] - a["n"]) / dt, 1),
+                        "faces_per_frame": round((z["f"] - a["f"]) / max(1, z["n"] - a["n"]), 2),
+                        "ms_per_frame": round(z["ms"], 1),
+                        "wasm_threads": z["threads"],
+                        "timing_ms": {k: round(v, 1) for k, v in z["timing"].items()},
+                    }
+                )
                 page.close()
             b.close()
     return out
@@ -216,8 +254,13 @@ def browser_fps(base: str, media: Path, models: list[str], seconds: float, chrom
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default", help="the service's model (default: default)")
-    ap.add_argument("--clients", type=int, nargs="*", default=[1, 16],
-                    help="concurrency levels (default 1 16; none: only the page with --browser)")
+    ap.add_argument(
+        "--clients",
+        type=int,
+        nargs="*",
+        default=[1, 16],
+        help="concurrency levels (default 1 16; none: only the page with --browser)",
+    )
     ap.add_argument("--seconds", type=float, default=15.0, help="seconds per level (default 15)")
     ap.add_argument("--max-requests", type=int, default=3000, help="most requests per level (default 3000)")
     ap.add_argument("--workers", type=int, default=1, help="fervid serve --workers (default 1)")
@@ -244,7 +287,9 @@ def main() -> None:
             with httpx.Client(base_url=base, timeout=60) as c:
                 for _ in range(args.warmup):
                     r = c.post("/v1/predict", files={"file": ("w.jpg", body, "image/jpeg")})
-                    assert r.status_code == 200 and (args.expect_faces < 0 or len(r.json()["faces"]) == args.expect_faces), r.text
+                    assert r.status_code == 200 and (
+                        args.expect_faces < 0 or len(r.json()["faces"]) == args.expect_faces
+                    ), r.text
             rows = []
             for n in args.clients:
                 cpu0 = cpu_seconds(proc.pid)
@@ -253,29 +298,44 @@ def main() -> None:
                 row["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, row["ok"]), 1)
                 rows.append(row)
             rss = peak_rss_mb(proc.pid)
-            page = browser_fps(base, media, args.browser_models, args.browser_seconds, args.chromium) if args.browser else []
+            page = (
+                browser_fps(base, media, args.browser_models, args.browser_seconds, args.chromium)
+                if args.browser
+                else []
+            )
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    result = {"model": args.model, "detector": args.detector or "default", "in_process_predict_ms": round(direct, 1),
-              "workers": args.workers, "cpu_count": os.cpu_count(),
-              "load_avg_1min": round(os.getloadavg()[0], 2), "server_peak_rss_mb": round(rss, 1),
-              "api": rows, "browser": page}
+    result = {
+        "model": args.model,
+        "detector": args.detector or "default",
+        "in_process_predict_ms": round(direct, 1),
+        "workers": args.workers,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "server_peak_rss_mb": round(rss, 1),
+        "api": rows,
+        "browser": page,
+    }
     if args.json:
         print(json.dumps(result))
         return
-    print(f"fervid serve --model {args.model} --detector {result['detector']} --workers {args.workers}; "
-          f"EmotionRecognizer.predict in process (no HTTP): {direct:.1f} ms median; {os.cpu_count()} CPUs; "
-          f"load average at the end {result['load_avg_1min']}; server peak RSS {rss:.0f} MB "
-          "(main process; workers > 1 not included)")
+    print(
+        f"fervid serve --model {args.model} --detector {result['detector']} --workers {args.workers}; "
+        f"EmotionRecognizer.predict in process (no HTTP): {direct:.1f} ms median; {os.cpu_count()} CPUs; "
+        f"load average at the end {result['load_avg_1min']}; server peak RSS {rss:.0f} MB "
+        "(main process; workers > 1 not included)"
+    )
     print("| clients | requests | errors | p50 ms | p99 ms | throughput req/s | server CPU ms/request |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} "
-              f"| {r['server_cpu_ms_per_request']} |")
+        print(
+            f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} "
+            f"| {r['server_cpu_ms_per_request']} |"
+        )
         for e in r["error_examples"]:
             print(f"    error: {e}")
     if page:
@@ -283,8 +343,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for b in page:
             t = b["timing_ms"]
-            print(f"| {b['model']} | {b['fps']} | {b['ms_per_frame']} | {b['faces_per_frame']} | {t['detect']} | "
-                  f"{t['crop']} | {t['classify']} | {b['wasm_threads']} |")
+            print(
+                f"| {b['model']} | {b['fps']} | {b['ms_per_frame']} | {b['faces_per_frame']} | {t['detect']} | "
+                f"{t['crop']} | {t['classify']} | {b['wasm_threads']} |"
+            )
 
 
 if __name__ == "__main__":

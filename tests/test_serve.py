@@ -89,6 +89,7 @@ def _assert_error(r, status: int, code: str | None = None) -> dict:
 
 # --------------------------------------------------------------------------- predict
 
+
 def test_predict_two_people_is_the_cli_json(client: TestClient, fast_rec: EmotionRecognizer, media: Path) -> None:
     r = _post(client, media / "two_people.jpg")
     assert r.status_code == 200, r.text
@@ -149,6 +150,7 @@ def test_photo_without_face(client: TestClient) -> None:
 
 # --------------------------------------------------------------------------- other endpoints
 
+
 def test_models_health_docs_page(client: TestClient, serve_cache: Path) -> None:
     h = client.get("/healthz")
     assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["model_loaded"] is True
@@ -156,6 +158,9 @@ def test_models_health_docs_page(client: TestClient, serve_cache: Path) -> None:
     assert m["service"]["model"] == "fast" and m["service"]["labels"][3] == "happy"
     assert {x["name"] for x in m["browser"]["models"]} >= {"default", "fast"}
     assert m["browser"]["detector"]["available"] is True
+    index = client.get("/models/index.json").json()  # open: the page builds its model switch from it
+    assert [x["name"] for x in index["models"]] == [x["name"] for x in m["browser"]["models"]]
+    assert index["detector"]["url"] == "/models/yunet.onnx"
     schema = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/predict/batch", "/v1/models", "/healthz"} <= set(schema["paths"])
     docs = client.get("/docs")
@@ -171,7 +176,11 @@ def test_models_health_docs_page(client: TestClient, serve_cache: Path) -> None:
         assert "http://" not in text and "https://" not in text  # nothing from the network
     wasm = client.get("/static/vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm")
     assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
-    assert client.get("/static/vendor/onnxruntime-web/ort.wasm.min.mjs").headers["content-type"].startswith("text/javascript")
+    assert (
+        client.get("/static/vendor/onnxruntime-web/ort.wasm.min.mjs")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
 
 
 def test_model_files_match_python(client: TestClient, fast_rec: EmotionRecognizer, media: Path) -> None:
@@ -201,32 +210,49 @@ def test_model_files_match_python(client: TestClient, fast_rec: EmotionRecognize
 
 # --------------------------------------------------------------------------- errors
 
+
 def _bomb_png(w: int = 30000, h: int = 30000) -> bytes:
     """A real decompression bomb: a 1-bit PNG declaring w x h pixels, ~100 KB compressed."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     row = b"\0" * (1 + (w + 7) // 8)
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_errors_415_400_404(client: TestClient, media: Path) -> None:
-    _assert_error(client.post("/v1/predict", files={"file": ("notes.txt", b"hello, world\n", "text/plain")}),
-                  415, "not_an_image")
-    _assert_error(client.post("/v1/predict", content=b"hello", headers={"content-type": "text/plain"}),
-                  415, "unsupported_media_type")
+    _assert_error(
+        client.post("/v1/predict", files={"file": ("notes.txt", b"hello, world\n", "text/plain")}), 415, "not_an_image"
+    )
+    _assert_error(
+        client.post("/v1/predict", content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     _assert_error(client.post("/v1/predict", content=b'{"a": 1}', headers={"content-type": "application/json"}), 415)
     half = (media / "obama.jpg").read_bytes()[:4000]  # header fine, pixels truncated
     _assert_error(client.post("/v1/predict", files={"file": ("cut.jpg", half, "image/jpeg")}), 415, "not_an_image")
     _assert_error(client.post("/v1/predict", files={"file": ("empty.jpg", b"", "image/jpeg")}), 400, "empty")
     _assert_error(client.post("/v1/predict", content=b"", headers={"content-type": "image/jpeg"}), 400, "empty")
-    _assert_error(client.post("/v1/predict", data={"other": "x"}, files={"x": ("a.jpg", b"abc", "image/jpeg")}),
-                  400, "missing_file")
-    _assert_error(client.post("/v1/predict", content=b"--zz\r\nbroken", headers={"content-type": "multipart/form-data; boundary=zz"}),
-                  400)
+    _assert_error(
+        client.post("/v1/predict", data={"other": "x"}, files={"x": ("a.jpg", b"abc", "image/jpeg")}),
+        400,
+        "missing_file",
+    )
+    _assert_error(
+        client.post(
+            "/v1/predict", content=b"--zz\r\nbroken", headers={"content-type": "multipart/form-data; boundary=zz"}
+        ),
+        400,
+    )
     two = [("file", ("a.jpg", (media / "obama.jpg").read_bytes(), "image/jpeg"))] * 2
     _assert_error(client.post("/v1/predict", files=two), 400, "too_many_files")
     _assert_error(client.get("/nowhere"), 404, "not_found")
@@ -237,20 +263,24 @@ def test_errors_413_and_bomb(fast_rec: EmotionRecognizer, serve_cache: Path, med
     with TestClient(create_app(fast_rec, max_upload_mb=0.25, cache_dir=serve_cache)) as c:
         big = (media / "two_people.jpg").read_bytes()  # 488 KB > 0.25 MiB
         # Content-Length over the limit: refused before the body is read
-        err = _assert_error(c.post("/v1/predict", files={"file": ("two_people.jpg", big, "image/jpeg")}), 413,
-                            "payload_too_large")
+        err = _assert_error(
+            c.post("/v1/predict", files={"file": ("two_people.jpg", big, "image/jpeg")}), 413, "payload_too_large"
+        )
         assert "0.25 MiB" in err["message"]
         _assert_error(c.post("/v1/predict", content=big, headers={"content-type": "image/jpeg"}), 413)
 
         # no Content-Length (chunked): counted while streaming
         def chunks():
             for i in range(0, len(big), 16384):
-                yield big[i:i + 16384]
+                yield big[i : i + 16384]
 
-        _assert_error(c.post("/v1/predict", content=chunks(), headers={"content-type": "image/jpeg"}), 413,
-                      "payload_too_large")
+        _assert_error(
+            c.post("/v1/predict", content=chunks(), headers={"content-type": "image/jpeg"}), 413, "payload_too_large"
+        )
         # a lying Content-Length is no way around it either
-        _assert_error(c.post("/v1/predict", content=b"x", headers={"content-type": "image/jpeg", "content-length": "nan"}), 400)
+        _assert_error(
+            c.post("/v1/predict", content=b"x", headers={"content-type": "image/jpeg", "content-length": "nan"}), 400
+        )
         # a file under the body limit is fine
         small = (media / "obama-480p.jpg").read_bytes()
         assert len(small) < 0.25 * 2**20
@@ -260,10 +290,14 @@ def test_errors_413_and_bomb(fast_rec: EmotionRecognizer, serve_cache: Path, med
     assert len(bomb) < 200_000
     with TestClient(create_app(fast_rec, cache_dir=serve_cache)) as c:
         t = time.perf_counter()
-        err = _assert_error(c.post("/v1/predict", files={"file": ("bomb.png", bomb, "image/png")}), 413, "image_too_large")
+        err = _assert_error(
+            c.post("/v1/predict", files={"file": ("bomb.png", bomb, "image/png")}), 413, "image_too_large"
+        )
         assert "30000x30000" in err["message"] or "bomb" in err["message"]
         assert time.perf_counter() - t < 5.0  # refused from the header, never decoded (900 MP, ~1 GB of pixels)
-        _assert_error(c.post("/v1/predict", content=bomb, headers={"content-type": "image/png"}), 413, "image_too_large")
+        _assert_error(
+            c.post("/v1/predict", content=bomb, headers={"content-type": "image/png"}), 413, "image_too_large"
+        )
     with TestClient(create_app(fast_rec, max_pixels=1000 * 1000, cache_dir=serve_cache)) as c:
         _assert_error(_post(c, media / "obama_and_biden.jpg"), 413, "image_too_large")
 
@@ -306,6 +340,7 @@ def test_error_500_has_no_traceback(fast_rec: EmotionRecognizer, serve_cache: Pa
 
 
 # --------------------------------------------------------------------------- concurrency
+
 
 def test_concurrent_requests_equal_sequential(client: TestClient, media: Path) -> None:
     payloads = [(n, (media / n).read_bytes()) for n in PHOTOS]
@@ -352,6 +387,7 @@ def test_prediction_does_not_block_the_event_loop(fast_rec: EmotionRecognizer, s
 
 # --------------------------------------------------------------------------- fuzzing
 
+
 def test_fuzz_openapi_no_5xx(fast_rec: EmotionRecognizer, serve_cache: Path) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
@@ -360,15 +396,25 @@ def test_fuzz_openapi_no_5xx(fast_rec: EmotionRecognizer, serve_cache: Path) -> 
     app = create_app(fast_rec, api_key=None, cache_dir=serve_cache)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     ops = [r.ok() for r in schema.get_all_operations()]
-    assert {op.path for op in ops} >= {"/v1/predict", "/v1/predict/batch", "/v1/models", "/healthz", "/models/{filename}"}
+    assert {op.path for op in ops} >= {
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/models",
+        "/healthz",
+        "/models/{filename}",
+    }
     calls: list[str] = []
 
     def fuzz(op) -> None:
         @given(case=op.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         def check(case) -> None:
-            if op.path == "/models/{filename}" and str(case.path_parameters.get("filename", "")).split(".")[0] in ("default", "fast"):
+            if op.path == "/models/{filename}" and str(case.path_parameters.get("filename", "")).split(".")[0] in (
+                "default",
+                "fast",
+            ):
                 case.path_parameters["filename"] = "fast.json"  # exporting the default model is tested elsewhere
             case.call_and_validate(checks=[not_a_server_error])
             calls.append(op.path)
@@ -381,6 +427,7 @@ def test_fuzz_openapi_no_5xx(fast_rec: EmotionRecognizer, serve_cache: Path) -> 
 
 
 # --------------------------------------------------------------------------- the CLI, on a real port
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -396,9 +443,26 @@ def test_cli_serve_end_to_end(media: Path, serve_cache: Path, tmp_path: Path, wo
 
     port = _free_port()
     env = {**os.environ, "FERVID_CACHE": str(serve_cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "fervid", "serve", "--port", str(port), "--model", "fast",
-                             "--max-upload-mb", "1", "--workers", str(workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fervid",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            "fast",
+            "--max-upload-mb",
+            "1",
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -438,8 +502,12 @@ def test_app_from_env_for_worker_processes(monkeypatch: pytest.MonkeyPatch, serv
         _assert_error(_post(c, media / "obama-480p.jpg"), 401)
         r = _post(c, media / "two_people.jpg", headers={"X-API-Key": "k"})
         assert r.status_code == 200 and len(r.json()["faces"]) == 2
-        _assert_error(c.post("/v1/predict", content=os.urandom(1_200_000), headers={"X-API-Key": "k",
-                                                                                   "content-type": "image/jpeg"}), 413)
+        _assert_error(
+            c.post(
+                "/v1/predict", content=os.urandom(1_200_000), headers={"X-API-Key": "k", "content-type": "image/jpeg"}
+            ),
+            413,
+        )
         m = c.get("/v1/models", headers={"X-API-Key": "k"}).json()["service"]
         assert (m["model"], m["detector"], m["max_upload_bytes"]) == ("fast", "haar", 2**20)
 
@@ -447,18 +515,46 @@ def test_app_from_env_for_worker_processes(monkeypatch: pytest.MonkeyPatch, serv
 def test_cli_parser_flags() -> None:
     from fervid.cli import build_parser
 
-    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9", "--model", "fast", "--detector", "haar",
-                                      "--api-key", "k", "--max-upload-mb", "2.5", "--workers", "2"])
-    assert (args.host, args.port, args.model, args.detector, args.api_key, args.max_upload_mb, args.workers) == \
-        ("0.0.0.0", 9, "fast", "haar", "k", 2.5, 2)
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9",
+            "--model",
+            "fast",
+            "--detector",
+            "haar",
+            "--api-key",
+            "k",
+            "--max-upload-mb",
+            "2.5",
+            "--workers",
+            "2",
+        ]
+    )
+    assert (args.host, args.port, args.model, args.detector, args.api_key, args.max_upload_mb, args.workers) == (
+        "0.0.0.0",
+        9,
+        "fast",
+        "haar",
+        "k",
+        2.5,
+        2,
+    )
     assert json.loads(json.dumps(vars(build_parser().parse_args(["serve"])), default=str))["host"] == "127.0.0.1"
 
 
 def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     from fervid.cli import main
 
-    for argv, words in ((["serve", "--model", "nope"], "nope"), (["serve", "--detector", "nope"], "unknown detector"),
-                        (["serve", "--workers", "0"], "--workers"), (["serve", "--max-upload-mb", "0"], "--max-upload-mb")):
+    for argv, words in (
+        (["serve", "--model", "nope"], "nope"),
+        (["serve", "--detector", "nope"], "unknown detector"),
+        (["serve", "--workers", "0"], "--workers"),
+        (["serve", "--max-upload-mb", "0"], "--max-upload-mb"),
+    ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("fervid serve: error:") and words in err and "Traceback" not in err

@@ -100,16 +100,30 @@ def page(server: str, camera_file: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera_file}", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera_file}",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         pg = context.new_page()
         pg.problems = []  # type: ignore[attr-defined]
         pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))  # type: ignore[attr-defined]
-        pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")  # type: ignore[attr-defined]
-              if m.type == "error" else None)
+        pg.on(
+            "console",
+            lambda m: (
+                pg.problems.append(f"console {m.type}: {m.text}")  # type: ignore[attr-defined]
+                if m.type == "error"
+                else None
+            ),
+        )
         outside: list[str] = []
         pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server, "data:", "blob:")) else None)
         pg.outside = outside  # type: ignore[attr-defined]
@@ -126,8 +140,10 @@ def wait_js(page: Any, expr: str, timeout: float) -> Any:
             return value
         if time.time() > deadline:
             state = page.evaluate("JSON.stringify(Object.assign({}, window.fervid || {}, {detectImage: undefined}))")
-            raise AssertionError(f"timed out after {timeout}s waiting for {expr}; window.fervid = {state}; "
-                                 f"problems: {getattr(page, 'problems', [])}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {expr}; window.fervid = {state}; "
+                f"problems: {getattr(page, 'problems', [])}"
+            )
         time.sleep(0.1)
 
 
@@ -137,7 +153,9 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
     wait_js(page, "window.fervid.facesDrawn > 0", FACE_TIMEOUT_S)
     first_face_s = time.time() - t0
-    state = page.evaluate("({camera: fervid.camera, model: fervid.model, faces: fervid.lastFaces, n: fervid.facesDrawn})")
+    state = page.evaluate(
+        "({camera: fervid.camera, model: fervid.model, faces: fervid.lastFaces, n: fervid.facesDrawn})"
+    )
     assert state["camera"] == "on" and state["model"] == "fast"
     wait_js(page, "fervid.lastFaces.length > 0", 10)
     faces = page.evaluate("fervid.lastFaces")
@@ -147,6 +165,11 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     assert page.evaluate("fervid.fps") > 0
     # the overlay, bars and timeline are on the page
     assert page.evaluate("document.querySelectorAll('#bars .fill').length") == 7
+    # the model switch offers every bundled model the server lists
+    offered = [m["name"] for m in page.evaluate("fetch('/models/index.json').then(r => r.json())")["models"]]
+    assert {"default", "fast"} <= set(offered)
+    assert page.evaluate("[...document.querySelectorAll('input[name=model]')].map(r => r.value)") == offered
+    assert page.evaluate("document.querySelector('input[name=model]:checked').value") == "fast"
     assert "fps" in page.inner_text("#fps")
     shot = tmp_path / "live.png"
     page.screenshot(path=str(shot))
@@ -186,16 +209,25 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     import base64
 
     url = "data:image/jpeg;base64," + base64.b64encode(img_bytes).decode()
-    faces = page.evaluate("async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, "
-                          "probabilities: f.probabilities, label: f.label}))", url)
+    faces = page.evaluate(
+        "async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, "
+        "probabilities: f.probabilities, label: f.label}))",
+        url,
+    )
     assert len(faces) == 2, faces
 
     bgr = cv2.imread(str(media / "two_people.jpg"))
     H, W = bgr.shape[:2]
     s = 320 / max(H, W)
     small = cv2.resize(bgr, (round(W * s), round(H * s)))
-    det = cv2.FaceDetectorYN.create(str(_package_file("weights", "yunet", "face_detection_yunet_2023mar.onnx")), "",
-                                    (small.shape[1], small.shape[0]), 0.6, 0.3, 50)
+    det = cv2.FaceDetectorYN.create(
+        str(_package_file("weights", "yunet", "face_detection_yunet_2023mar.onnx")),
+        "",
+        (small.shape[1], small.shape[0]),
+        0.6,
+        0.3,
+        50,
+    )
     _, ref = det.detect(small)
     assert ref is not None and len(ref) == 2
     ref_boxes = sorted(([float(v) / s for v in r[:4]] for r in ref), key=lambda b: b[0])
@@ -234,15 +266,22 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     import base64
 
     b64 = base64.b64encode((media / "obama.jpg").read_bytes()).decode()
-    transfer = page.evaluate_handle("""(b64) => {
+    transfer = page.evaluate_handle(
+        """(b64) => {
         const bin = atob(b64), bytes = new Uint8Array(bin.length);
         for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
         const dt = new DataTransfer();
         dt.items.add(new File([bytes], "obama.jpg", {type: "image/jpeg"}));
         return dt;
-    }""", b64)
+    }""",
+        b64,
+    )
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
-    wait_js(page, "fervid.upload.status !== 'sending' && fervid.upload.result && fervid.upload.result.path === 'obama.jpg'", 30)
+    wait_js(
+        page,
+        "fervid.upload.status !== 'sending' && fervid.upload.result && fervid.upload.result.path === 'obama.jpg'",
+        30,
+    )
     assert page.evaluate("fervid.upload.faces") == 1
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo\n")
@@ -250,8 +289,9 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     wait_js(page, "fervid.upload.status === 'error'", 30)
     assert "415" in page.evaluate("fervid.upload.error")
     assert "415" in page.inner_text("#upload-status")
-    expected = ("console error: Failed to load resource: the server responded with a status of 415 "
-                "(Unsupported Media Type)")
+    expected = (
+        "console error: Failed to load resource: the server responded with a status of 415 (Unsupported Media Type)"
+    )
     assert page.problems == [expected], page.problems
     page.problems.clear()  # that 415 was the point
 

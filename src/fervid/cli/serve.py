@@ -23,19 +23,30 @@ from fervid.errors import UserValueError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="REST API and web page with the live camera",
-                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "serve",
+        help="REST API and web page with the live camera",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None, help="face detector of the API (default: the library's default)")
-    p.add_argument("--api-key", dest="api_key", default=os.environ.get("FERVID_API_KEY") or None,
-                   help="require this key on /v1/* (X-API-Key header or Bearer token; default $FERVID_API_KEY)")
-    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=16.0,
-                   help="largest request body in MiB, one image or a whole batch (default 16)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes, each with its own model (default 1)")
+    p.add_argument(
+        "--api-key",
+        dest="api_key",
+        default=os.environ.get("FERVID_API_KEY") or None,
+        help="require this key on /v1/* (X-API-Key header or Bearer token; default $FERVID_API_KEY)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        dest="max_upload_mb",
+        type=float,
+        default=16.0,
+        help="largest request body in MiB, one image or a whole batch (default 16)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model (default 1)")
     return p
 
 
@@ -62,10 +73,18 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each worker process builds its own app (and model) from this environment variable.
         os.environ[ENV_CONFIG] = json.dumps(serve_config(args.model, args.detector, args.api_key, args.max_upload_mb))
-        print(f"fervid serve: model {args.model}, {args.workers} worker processes; open {url} (API docs: {url}docs)",
-              flush=True)
-        uvicorn.run("fervid.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="info")
+        print(
+            f"fervid serve: model {args.model}, {args.workers} worker processes; open {url} (API docs: {url}docs)",
+            flush=True,
+        )
+        uvicorn.run(
+            "fervid.serve.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+        )
         return 0
     rec.load()  # here, so that an unknown model or a bad checkpoint is one clear line, not a server traceback
     app = create_app(rec, api_key=args.api_key, max_upload_mb=args.max_upload_mb)

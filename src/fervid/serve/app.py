@@ -19,7 +19,8 @@ the package, no CDN):
 ``GET /models/{name}.onnx`` the ONNX files the page runs: ``yunet`` (face detector, from the
                             package) and the bundled emotion models (exported on first request
                             into ``$FERVID_CACHE/serve`` or ``~/.cache/fervid/serve``);
-                            ``/models/{name}.json`` their labels, preprocessing and temperature
+                            ``/models/{name}.json`` their labels, preprocessing and temperature;
+                            ``/models/index.json`` the list (the page builds its model switch from it)
 
 Errors are JSON, ``{"error": {"code": ..., "message": ...}}``, never a traceback: 400
 (empty body, no ``file`` field, malformed multipart), 401 (``api_key`` set and the
@@ -78,9 +79,17 @@ YUNET_FILE = "yunet_s_dynamic.onnx"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ENV_CONFIG = "FERVID_SERVE_CONFIG"
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-                 500: "internal_error", 503: "unavailable"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
 _SECURITY_HEADERS = {
     # Cross-origin isolation: lets onnxruntime-web use WebAssembly threads (SharedArrayBuffer).
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -88,12 +97,15 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
-_PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
-             "connect-src 'self' blob: data:; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
-             "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    "connect-src 'self' blob: data:; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+    "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 # --------------------------------------------------------------------------- errors
+
 
 class ApiError(StarletteHTTPException):
     """An error answered as ``{"error": {"code", "message"}}`` with ``status``."""
@@ -117,6 +129,7 @@ def _error_response(status: int, code: str, message: str, headers: dict[str, str
 
 
 # --------------------------------------------------------------------------- schema (docs)
+
 
 class Box(BaseModel):
     x: int
@@ -169,27 +182,52 @@ class Health(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse, "description": d} for s, d in (
-        (400, "empty body, no file field or malformed multipart"), (401, "missing or wrong API key"),
+    s: {"model": ErrorResponse, "description": d}
+    for s, d in (
+        (400, "empty body, no file field or malformed multipart"),
+        (401, "missing or wrong API key"),
         (413, "body over the upload limit, or an image declaring too many pixels"),
-        (415, "not an image, or an image that cannot be decoded"), (422, "invalid request"),
-        (500, "internal error (details in the server log)"))}
+        (415, "not an image, or an image that cannot be decoded"),
+        (422, "invalid request"),
+        (500, "internal error (details in the server log)"),
+    )
+}
 
 _IMAGE_BODY = {"type": "string", "format": "binary"}
-_PREDICT_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": _IMAGE_BODY}}},
-    "image/jpeg": {"schema": _IMAGE_BODY}, "image/png": {"schema": _IMAGE_BODY},
-    "application/octet-stream": {"schema": _IMAGE_BODY}}}}
-_BATCH_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": {"type": "array", "items": _IMAGE_BODY}}}}}}}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {"file": _IMAGE_BODY}}
+            },
+            "image/jpeg": {"schema": _IMAGE_BODY},
+            "image/png": {"schema": _IMAGE_BODY},
+            "application/octet-stream": {"schema": _IMAGE_BODY},
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "array", "items": _IMAGE_BODY}},
+                }
+            }
+        },
+    }
+}
 
 
 # --------------------------------------------------------------------------- the guard middleware
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 
 class _Guard:
@@ -202,8 +240,12 @@ class _Guard:
         self.limit = limit  # what the error message names
         self.page_paths = page_paths
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -230,7 +272,8 @@ class _Guard:
                 return
             if n > self.max_body:
                 await _error_response(413, "payload_too_large", BodyTooLarge(self.limit).detail)(
-                    scope, receive, send_wrapper)
+                    scope, receive, send_wrapper
+                )
                 return
         received = 0
 
@@ -259,6 +302,7 @@ class _Guard:
 
 # --------------------------------------------------------------------------- browser models
 
+
 def _cache_root() -> Path:
     env = os.environ.get("FERVID_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "fervid"
@@ -274,8 +318,10 @@ def _bundled_models() -> list[dict[str, str]]:
     """``[{"name", "sha256", "description"}]`` of the bundled models (the weights manifest)."""
     try:
         manifest = json.loads(_package_file("weights", "manifest.json").read_text())
-        return [{"name": m["name"], "sha256": m.get("sha256", ""), "description": m.get("description", "")}
-                for m in manifest["models"]]
+        return [
+            {"name": m["name"], "sha256": m.get("sha256", ""), "description": m.get("description", "")}
+            for m in manifest["models"]
+        ]
     except (OSError, KeyError, ValueError):
         return [{"name": "default", "sha256": "", "description": ""}, {"name": "fast", "sha256": "", "description": ""}]
 
@@ -285,11 +331,16 @@ def _onnx_metadata(path: Path) -> dict[str, Any]:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    raw = {p.key[len("fervid."):]: p.value for p in proto.metadata_props if p.key.startswith("fervid.")}
+    raw = {p.key[len("fervid.") :]: p.value for p in proto.metadata_props if p.key.startswith("fervid.")}
     pre = json.loads(raw["preprocess"])
-    return {"labels": json.loads(raw["labels"]), "preprocess": pre,
-            "temperature": float(raw.get("temperature", "1.0")), "input": raw.get("input", ""),
-            "quantization": raw.get("quantization", "none"), "source": raw.get("source", "")}
+    return {
+        "labels": json.loads(raw["labels"]),
+        "preprocess": pre,
+        "temperature": float(raw.get("temperature", "1.0")),
+        "input": raw.get("input", ""),
+        "quantization": raw.get("quantization", "none"),
+        "source": raw.get("source", ""),
+    }
 
 
 class BrowserModels:
@@ -329,6 +380,7 @@ class BrowserModels:
 
 # --------------------------------------------------------------------------- app
 
+
 @dataclass
 class _State:
     recognizer: Any
@@ -345,8 +397,9 @@ def _check_image(name: str, data: bytes, state: _State) -> None:
     if not data:
         raise ApiError(400, "empty", f"{name}: the image is empty")
     if len(data) > state.max_bytes:
-        raise ApiError(413, "payload_too_large", f"{name}: {len(data)} bytes, over the limit of "
-                                                 f"{_fmt_bytes(state.max_bytes)}")
+        raise ApiError(
+            413, "payload_too_large", f"{name}: {len(data)} bytes, over the limit of {_fmt_bytes(state.max_bytes)}"
+        )
     from PIL import Image
 
     try:
@@ -355,11 +408,15 @@ def _check_image(name: str, data: bytes, state: _State) -> None:
     except Image.DecompressionBombError as e:
         raise ApiError(413, "image_too_large", f"{name}: refused as a decompression bomb ({e})") from None
     except Exception:  # noqa: BLE001 -- whatever PIL cannot parse is "not an image" to the client
-        raise ApiError(415, "not_an_image", f"{name}: not an image fervid can read "
-                                            "(JPEG, PNG, BMP, TIFF, WebP, GIF...)") from None
+        raise ApiError(
+            415, "not_an_image", f"{name}: not an image fervid can read (JPEG, PNG, BMP, TIFF, WebP, GIF...)"
+        ) from None
     if w * h > state.max_pixels:
-        raise ApiError(413, "image_too_large", f"{name}: {w}x{h} = {w * h} pixels, over the limit of "
-                                               f"{state.max_pixels} (decompression bomb guard)")
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"{name}: {w}x{h} = {w * h} pixels, over the limit of {state.max_pixels} (decompression bomb guard)",
+        )
 
 
 def _safe_name(name: str | None, default: str) -> str:
@@ -367,10 +424,17 @@ def _safe_name(name: str | None, default: str) -> str:
     return base[:255] or default
 
 
-def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
-               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_batch: int = DEFAULT_MAX_BATCH, max_concurrency: int = 1, load: bool = True,
-               cache_dir: str | os.PathLike | None = None) -> FastAPI:
+def create_app(
+    recognizer: EmotionRecognizer,
+    *,
+    api_key: str | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_concurrency: int = 1,
+    load: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> FastAPI:
     """The fervid ASGI app around ``recognizer`` (any :class:`fervid.EmotionRecognizer`,
     whatever its model or detector).
 
@@ -413,9 +477,15 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
             log.info("fervid serve: model loaded (%r)", recognizer)
         yield
 
-    app = FastAPI(title="fervid", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Facial emotion recognition: faces, calibrated emotion probabilities and ambiguity "
-                              "for uploaded images. Errors are `{\"error\": {\"code\", \"message\"}}`.")
+    app = FastAPI(
+        title="fervid",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Facial emotion recognition: faces, calibrated emotion probabilities and ambiguity "
+        'for uploaded images. Errors are `{"error": {"code", "message"}}`.',
+    )
     app.state.fervid = state
     app.state.browser_models = browser
 
@@ -432,19 +502,26 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
         return _error_response(422, "invalid_request", msgs or "invalid request")
 
     # ---- auth
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key given to `fervid serve --api-key`")
+    key_header = APIKeyHeader(
+        name="X-API-Key", auto_error=False, description="the key given to `fervid serve --api-key`"
+    )
     bearer = HTTPBearer(auto_error=False, description="the same key as a Bearer token")
 
     # Defaults, not Annotated[...]: the annotations are strings (PEP 563) that FastAPI cannot
     # resolve to these local objects.
-    async def require_key(key: str | None = Depends(key_header),
-                          token: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+    async def require_key(
+        key: str | None = Depends(key_header), token: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> None:  # noqa: B008
         if state.api_key is None:
             return
         given = key if key is not None else (token.credentials if token is not None else None)
         if given is None:
-            raise ApiError(401, "unauthorized", "API key required: X-API-Key header or Authorization: Bearer",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "API key required: X-API-Key header or Authorization: Bearer",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not hmac.compare_digest(given.encode(), state.api_key.encode()):
             raise ApiError(401, "unauthorized", "wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
@@ -455,8 +532,7 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
         items: list[tuple[str, bytes]] = []
         if media == "multipart/form-data":
             try:
-                form = await request.form(max_files=state.max_batch + 1, max_fields=16,
-                                          max_part_size=1024 * 1024)
+                form = await request.form(max_files=state.max_batch + 1, max_fields=16, max_part_size=1024 * 1024)
             except StarletteHTTPException:
                 raise
             except Exception as e:  # noqa: BLE001 -- MultiPartException and any other malformed body
@@ -482,9 +558,12 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
         elif media in ("", "application/octet-stream") or media.startswith("image/"):
             items.append(("upload", await request.body()))
         else:
-            raise ApiError(415, "unsupported_media_type",
-                           f"content type {media!r}: send an image (image/*, application/octet-stream) "
-                           "or a multipart/form-data field named 'file'")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"content type {media!r}: send an image (image/*, application/octet-stream) "
+                "or a multipart/form-data field named 'file'",
+            )
         for name, data in items:
             _check_image(name, data, state)
         return items
@@ -508,22 +587,39 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
         return await anyio.to_thread.run_sync(predict_sync, items, limiter=limiter)
 
     # ---- API
-    @app.post("/v1/predict", response_model=PredictResult, responses=_ERRORS, openapi_extra=_PREDICT_BODY,
-              dependencies=[Depends(require_key)], tags=["predict"],
-              summary="faces and emotions in one image (same JSON as `fervid predict --json`)")
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResult,
+        responses=_ERRORS,
+        openapi_extra=_PREDICT_BODY,
+        dependencies=[Depends(require_key)],
+        tags=["predict"],
+        summary="faces and emotions in one image (same JSON as `fervid predict --json`)",
+    )
     async def predict_one(request: Request) -> JSONResponse:
         items = await read_uploads(request, many=False)
         return JSONResponse((await predict(items))[0])
 
-    @app.post("/v1/predict/batch", response_model=BatchResult, responses=_ERRORS, openapi_extra=_BATCH_BODY,
-              dependencies=[Depends(require_key)], tags=["predict"],
-              summary="faces and emotions in several images (multipart fields named `file`)")
+    @app.post(
+        "/v1/predict/batch",
+        response_model=BatchResult,
+        responses=_ERRORS,
+        openapi_extra=_BATCH_BODY,
+        dependencies=[Depends(require_key)],
+        tags=["predict"],
+        summary="faces and emotions in several images (multipart fields named `file`)",
+    )
     async def predict_batch(request: Request) -> JSONResponse:
         items = await read_uploads(request, many=True)
         return JSONResponse({"results": await predict(items)})
 
-    @app.get("/v1/models", responses={401: _ERRORS[401]}, dependencies=[Depends(require_key)], tags=["models"],
-             summary="the service's model and detector, and the models the web page runs")
+    @app.get(
+        "/v1/models",
+        responses={401: _ERRORS[401]},
+        dependencies=[Depends(require_key)],
+        tags=["models"],
+        summary="the service's model and detector, and the models the web page runs",
+    )
     async def models() -> dict[str, Any]:
         rec = recognizer
         if not state.loaded:
@@ -531,35 +627,79 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
         det = rec.detector
         model = rec.model if isinstance(rec.model, (str, os.PathLike)) else type(rec.model).__name__
         return {
-            "service": {"model": str(model), "detector": str(getattr(det, "name", type(det).__name__)),
-                        "backend": str(getattr(rec, "backend", "")), "labels": list(rec.labels),
-                        "max_upload_bytes": state.max_bytes, "max_pixels": state.max_pixels,
-                        "max_batch": state.max_batch},
-            "browser": {"detector": {"name": "yunet", "url": "/models/yunet.onnx",
-                                     "available": browser.yunet() is not None},
-                        "models": [{"name": m["name"], "url": f"/models/{m['name']}.onnx",
-                                    "metadata": f"/models/{m['name']}.json", "description": m["description"]}
-                                   for m in browser.models]},
+            "service": {
+                "model": str(model),
+                "detector": str(getattr(det, "name", type(det).__name__)),
+                "backend": str(getattr(rec, "backend", "")),
+                "labels": list(rec.labels),
+                "max_upload_bytes": state.max_bytes,
+                "max_pixels": state.max_pixels,
+                "max_batch": state.max_batch,
+            },
+            "browser": {
+                "detector": {"name": "yunet", "url": "/models/yunet.onnx", "available": browser.yunet() is not None},
+                "models": [
+                    {
+                        "name": m["name"],
+                        "url": f"/models/{m['name']}.onnx",
+                        "metadata": f"/models/{m['name']}.json",
+                        "description": m["description"],
+                    }
+                    for m in browser.models
+                ],
+            },
         }
 
     @app.get("/healthz", response_model=Health, tags=["service"], summary="liveness")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model_loaded": state.loaded, "version": __version__,
-                "auth_required": state.api_key is not None}
+        return {
+            "status": "ok",
+            "model_loaded": state.loaded,
+            "version": __version__,
+            "auth_required": state.api_key is not None,
+        }
 
     # ---- model files for the page
-    @app.get("/models/{filename}", tags=["web page"], responses={404: {"model": ErrorResponse}},
-             summary="ONNX models the page runs (yunet.onnx, default.onnx, fast.onnx) and their metadata (.json)")
+    @app.get(
+        "/models/{filename}",
+        tags=["web page"],
+        responses={404: {"model": ErrorResponse}},
+        summary="ONNX models the page runs (yunet.onnx, default.onnx, fast.onnx...), their metadata (NAME.json) "
+        "and the list (index.json)",
+    )
     async def model_file(filename: str) -> Response:
         stem, _, ext = filename.rpartition(".")
+        if filename == "index.json":  # what the page offers (open, like the files themselves)
+            return JSONResponse(
+                {
+                    "detector": {
+                        "name": "yunet",
+                        "url": "/models/yunet.onnx",
+                        "available": browser.yunet() is not None,
+                    },
+                    "models": [
+                        {
+                            "name": m["name"],
+                            "url": f"/models/{m['name']}.onnx",
+                            "metadata": f"/models/{m['name']}.json",
+                            "description": m["description"],
+                        }
+                        for m in browser.models
+                    ],
+                }
+            )
         if stem == "yunet" and ext == "onnx":
             p = browser.yunet()
             if p is None:
                 raise ApiError(404, "not_found", f"the YuNet weights are not installed ({YUNET_FILE})")
             return FileResponse(p, media_type="application/octet-stream")
         if ext not in ("onnx", "json") or stem not in browser.names:
-            raise ApiError(404, "not_found", f"no model file {filename!r}; available: yunet.onnx, "
-                           + ", ".join(f"{n}.onnx, {n}.json" for n in browser.names))
+            raise ApiError(
+                404,
+                "not_found",
+                f"no model file {filename!r}; available: index.json, yunet.onnx, "
+                + ", ".join(f"{n}.onnx, {n}.json" for n in browser.names),
+            )
         if ext == "json":
             return JSONResponse(await anyio.to_thread.run_sync(browser.metadata, stem))
         path = await anyio.to_thread.run_sync(browser.path, stem)
@@ -572,10 +712,13 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="fervid API",
-                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
-                                   swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="fervid API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(_Guard, max_body=state.max_bytes + MULTIPART_OVERHEAD, limit=state.max_bytes)
@@ -584,8 +727,13 @@ def create_app(recognizer: EmotionRecognizer, *, api_key: str | None = None,
 
 # --------------------------------------------------------------------------- several processes
 
-def serve_config(model: str = "default", detector: str | None = None, api_key: str | None = None,
-                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> dict[str, Any]:
+
+def serve_config(
+    model: str = "default",
+    detector: str | None = None,
+    api_key: str | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+) -> dict[str, Any]:
     return {"model": model, "detector": detector, "api_key": api_key, "max_upload_mb": max_upload_mb}
 
 

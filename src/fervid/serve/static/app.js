@@ -515,9 +515,25 @@ async function main() {
   setupUpload();
   $("camera-btn").addEventListener("click", () => (running ? stopCamera() : startCamera()));
   const params = new URLSearchParams(location.search);
-  const wanted = params.get("model") || "fast";
-  for (const r of document.querySelectorAll('input[name="model"]')) {
-    r.checked = r.value === wanted;
+  // The model switch: every bundled model the server offers (default, fast, ...).
+  let offered = [];
+  try {
+    const res = await fetch("/models/index.json");
+    if (!res.ok) throw new Error(await errorText(res));
+    offered = (await res.json()).models;
+  } catch (e) {
+    state.error = String(e.message || e);
+    setStatus($("live-status"), `could not list the models: ${state.error}`, true);
+    return;
+  }
+  const names = offered.map((m) => m.name);
+  const wanted = params.get("model") || (names.includes("fast") ? "fast" : names[0]);
+  for (const m of offered) {
+    const label = document.createElement("label"), r = document.createElement("input");
+    r.type = "radio"; r.name = "model"; r.value = m.name; r.checked = m.name === wanted;
+    label.title = m.description || "";
+    label.append(r, document.createTextNode(` ${m.name}`));
+    $("model-switch").append(label);
     r.addEventListener("change", async () => {
       setStatus($("live-status"), `loading the ${r.value} model...`);
       try { await exclusive(() => loadEmotionModel(r.value)); setStatus($("live-status"), `model ${r.value} loaded`); }
