@@ -159,6 +159,20 @@ def test_calibrate_and_pack_never_overwrite_their_input(tmp_path: Path, capsys: 
     assert {**fingerprint(ck), **fingerprint(pack)} == before and leftovers(tmp_path) == []
 
 
+def test_batch_output_never_overwrites_its_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    img = write_image(tmp_path / "a.png")
+    manifest = tmp_path / "list.parquet"
+    pq.write_table(pa.table({"path": [str(img)]}), manifest)
+    before = {**fingerprint(manifest), **fingerprint(img)}
+    rc, _, err = cli(["batch", str(manifest), "--out", str(manifest), "--model", "fast", "--backend", "torch",
+                      "--no-progress"], capsys)
+    assert_one_line_error(rc, err, str(manifest))
+    assert {**fingerprint(manifest), **fingerprint(img)} == before and leftovers(tmp_path) == []
+
+
 # ------------------------------------------------------------------------- run folders
 
 def test_train_into_an_existing_run_needs_resume_or_overwrite(tmp_path: Path,

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.safety import check_outputs_not_inputs, preflight_output, write_text_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -523,6 +524,13 @@ def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str 
     all_sources = list_sources(source)
     if not all_sources:
         raise UserValueError(f"{source}: no photos or videos found")
+    # Issue 12: no output lands on an input (the manifest, a photo, a video), and a path that
+    # cannot be written fails now, not after the work.
+    named = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    label = ", ".join(str(x) for x in named)
+    check_outputs_not_inputs([(p, label) for p in (paths.faces, paths.sources, paths.errors)],
+                             [*named, *(s.path for s in all_sources)], "Parquet output")
+    preflight_output(paths.faces)
     settings = options.settings()
     _check_settings(paths, settings)
     done = _done_sources(paths)
@@ -532,7 +540,7 @@ def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str 
     n_workers = 1
     if todo:
         paths.parts.mkdir(parents=True, exist_ok=True)
-        (paths.parts / "settings.json").write_text(json.dumps(settings))
+        write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
         tasks = chunks(todo, chunk_size)
         if engine == "local":
             results: Iterator[tuple[list[dict], list[dict]]] = _run_local(tasks, options)

@@ -291,7 +291,7 @@ def check_outputs_not_inputs(pairs: Iterable[tuple[PathLike, PathLike]], inputs:
             continue  # a new file cannot be an input
         hit = ids.get((st.st_dev, st.st_ino))
         if hit is not None:
-            target = "itself" if same_file(hit, src) else f"the input {hit}"
+            target = "itself" if os.path.exists(src) and same_file(hit, src) else f"the input {hit}"
             raise OutputError(f"the {what} of {src} would be written to {out}, over {target}: "
                               "refusing to overwrite an input (choose another output folder)")
 
