@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fervid.data.ferplus import TARGETS
 from fervid.emotions import FER2013, FERPLUS8
 from fervid.training.config import TrainConfig
-from fervid.data.ferplus import TARGETS
 from fervid.training.loop import compute_loss
 
 # --------------------------------------------------------------------------- FER+ losses
@@ -72,13 +72,13 @@ def test_four_ferplus_modes_train(small_fer, data_root, tmp_path):
 
 # --------------------------------------------------------------------------- heads and groups
 
-def test_init_model_maps_head_rows(tiny_checkpoint):
+def test_init_model_maps_head_rows(synthetic_checkpoint):
     from fervid import load_model
     from fervid.training.optim import classifier_name
     from fervid.training.warmstart import init_model
 
-    base = load_model(tiny_checkpoint)
-    cfg = TrainConfig(init_from=str(tiny_checkpoint), model="vgg_fer")
+    base = load_model(synthetic_checkpoint)
+    cfg = TrainConfig(init_from=str(synthetic_checkpoint), model="vgg_fer")
     m = init_model(cfg, ("happiness", "Sad", "contempt"))
     assert cfg.model == base.model_name == "fast_cnn"
     assert m.preprocess.labels == ("happiness", "Sad", "contempt") and m.preprocess.mean == base.preprocess.mean
@@ -86,15 +86,15 @@ def test_init_model_maps_head_rows(tiny_checkpoint):
     torch.testing.assert_close(w[0], bw[FER2013.index("happy")])
     torch.testing.assert_close(w[1], bw[FER2013.index("sad")])
     torch.testing.assert_close(m.state_dict()["features.0.0.weight"], base.state_dict()["features.0.0.weight"])
-    fresh = init_model(TrainConfig(init_from=str(tiny_checkpoint), head="fresh"), ("happy", "sad"))
+    fresh = init_model(TrainConfig(init_from=str(synthetic_checkpoint), head="fresh"), ("happy", "sad"))
     assert not torch.allclose(fresh.state_dict()[classifier_name(fresh) + ".weight"][0], bw[3])
 
 
-def test_param_groups_and_freeze(tiny_checkpoint):
+def test_param_groups_and_freeze(synthetic_checkpoint):
     from fervid.training.optim import apply_freeze, backbone_stages, param_groups
     from fervid.training.warmstart import init_model
 
-    m = init_model(TrainConfig(init_from=str(tiny_checkpoint)), FER2013)
+    m = init_model(TrainConfig(init_from=str(synthetic_checkpoint)), FER2013)
     plain = param_groups(m, TrainConfig())
     assert len(plain) == 2 and "lr_scale" not in plain[0]
     groups = param_groups(m, TrainConfig(backbone_lr_mult=0.1, layer_lr_decay=0.5))
@@ -113,7 +113,7 @@ def test_param_groups_and_freeze(tiny_checkpoint):
     assert all(p.requires_grad for p in m.parameters())
 
 
-def test_labels_and_relabel(fer_data, tmp_path):
+def test_labels_and_relabel(synthetic_data, tmp_path):
     from fervid.data.datasets import folder_labels, normalize_labels, relabel
 
     assert normalize_labels("Anger, joy,smile") == ("angry", "happy", "smile")
@@ -121,9 +121,9 @@ def test_labels_and_relabel(fer_data, tmp_path):
         normalize_labels("happy")
     with pytest.raises(ValueError):
         normalize_labels(["happy", "happiness"])
-    r = relabel(fer_data.split("PublicTest"), ("sad", "happy"))
+    r = relabel(synthetic_data.split("PublicTest"), ("sad", "happy"))
     assert r.label_names == ("sad", "happy")
-    orig = fer_data.split("PublicTest").labels
+    orig = synthetic_data.split("PublicTest").labels
     np.testing.assert_array_equal(r.labels, np.where(orig == 4, 0, np.where(orig == 3, 1, -1)))
     for c in ("Happiness", "smile", "sad"):
         (tmp_path / "train" / c).mkdir(parents=True)
@@ -132,9 +132,12 @@ def test_labels_and_relabel(fer_data, tmp_path):
 
 # --------------------------------------------------------------------------- the CLI, end to end
 
-@pytest.fixture()
-def three_classes(tmp_path, data_root):
-    src = data_root / "fer2013-images" / "test"
+@pytest.fixture(params=["synthetic", "real"])
+def three_classes(request, tmp_path, synthetic_folder):
+    """Three class folders of 20 faces: synthetic PNGs (always), real FER2013 JPEGs (with the data)."""
+    if request.param == "synthetic":
+        return synthetic_folder
+    src = request.getfixturevalue("data_root") / "fer2013-images" / "test"
     root = tmp_path / "three"
     for c in ("happy", "sad", "neutral"):
         (root / c).mkdir(parents=True)

@@ -127,16 +127,16 @@ def test_dynamic_weights_follow_recall() -> None:
     assert np.all(plan("dynamic", LABELS, 7).weights == 1)  # starts uniform
 
 
-def test_dynamic_weights_move_during_training(fer_data, tmp_path) -> None:
+def test_dynamic_weights_move_during_training(synthetic_data, tmp_path) -> None:
     """A real 2-epoch run: the logged class weights start uniform and then follow PublicTest recall."""
     import json
 
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=2, max_train_samples=800, batch_size=64,
+    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=2, max_train_samples=256, batch_size=64,
                       imbalance="dynamic", progress=False, device="cpu", eval_private=False)
-    train(cfg, data=fer_data.select(fer_data.splits != "PrivateTest"))
+    train(cfg, data=synthetic_data.select(synthetic_data.splits != "PrivateTest"))
     recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["class_weights"] == [1.0] * 7
     w = np.array(recs[1]["class_weights"])

@@ -49,17 +49,12 @@ def test_study_config_validation():
     assert len(StudyConfig(strategies=["none", "focal"], seeds=[0, 1, 2]).grid()) == 6
 
 
-def test_run_study_tiny_grid_end_to_end(fer_data, tmp_path):
-    """Two strategies x two seeds, 1 epoch on 200 images, small test splits: real training
-    runs selected on PublicTest and reported on PrivateTest; a second call resumes."""
-    from fervid.data.datasets import stratified_subset
+def test_run_study_tiny_grid_end_to_end(synthetic_data, tmp_path):
+    """Two strategies x two seeds, 1 epoch on 200 synthetic images: real training runs
+    selected on PublicTest and reported on PrivateTest; a second call resumes."""
     from fervid.training.study import StudyConfig, run_study
 
-    keep = [np.flatnonzero(fer_data.splits == "Training")]
-    for s in ("PublicTest", "PrivateTest"):
-        idx = np.flatnonzero(fer_data.splits == s)
-        keep.append(idx[stratified_subset(fer_data.labels[idx], 150, 0)])
-    data = fer_data.select(np.sort(np.concatenate(keep)))
+    data = synthetic_data
     cfg = StudyConfig(data="", strategies=["none", "inverse"], seeds=[0, 1], epochs=1, max_train_samples=200,
                       batch_size=64, out=str(tmp_path), device="cpu", workers_threads=1)
     rows = run_study(cfg, data=data, log=lambda s: None)

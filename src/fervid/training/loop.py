@@ -65,7 +65,8 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     model selection."""
     import dataclasses
 
-    splits = data.splits.copy()
+    # As objects: a fixed-width str array (e.g. <U7 for "Unknown") would truncate the names written into it.
+    splits = data.splits.astype(object)
     if "Training" not in data.split_names:
         splits[:] = "Training"
     if "PublicTest" not in set(splits.tolist()):
@@ -74,7 +75,7 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
             raise UserValueError(f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set")
         n_val = max(1, int(round(cfg.val_fraction * len(tr))))
         splits[tr[stratified_subset(data.labels[tr], n_val, cfg.seed)]] = "PublicTest"
-    return dataclasses.replace(data, splits=splits) if (splits != data.splits).any() else data
+    return dataclasses.replace(data, splits=splits.astype(str)) if (splits != data.splits).any() else data
 
 
 def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], tuple[str, ...]]:
