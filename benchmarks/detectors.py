@@ -109,7 +109,7 @@ SWEEP: dict[str, tuple[str, dict]] = {
 
 YUNET_SWEEP: dict[str, tuple[str, dict]] = {
     f"yunet {side} px, score {thr}": ("yunet", {"max_side": side, "score_threshold": thr})
-    for side in (256, 320, 480, 640, 800) for thr in (0.5, 0.6, 0.7, 0.8, 0.9)
+    for side in (256, 320, 416, 480, 640, 800) for thr in (0.5, 0.6, 0.7, 0.8, 0.9)
 }
 
 NO_FACE = ("china.jpg", "flower.jpg")  # sklearn.datasets.load_sample_image

@@ -203,6 +203,7 @@ def test_large_image_boxes_in_original_coordinates(rec, media: Path):
     (xs, ys, ws, hs), (xb, yb, wb, hb) = rs.faces[0].box, rb.faces[0].box
     assert (rb.width, rb.height) == (big.shape[1], big.shape[0])
     assert abs(xb - 3 * xs) < 0.1 * wb and abs(yb - 3 * ys) < 0.1 * hb and abs(wb - 3 * ws) < 0.1 * wb
+    assert abs(hb - 3 * hs) < 0.1 * hb
     # same face, similar crop -> similar emotion distribution
     ps, pb = np.array(list(rs.faces[0].probabilities.values())), np.array(list(rb.faces[0].probabilities.values()))
     assert np.abs(ps - pb).max() < 0.1
@@ -256,17 +257,34 @@ def test_results_to_json_and_dataframe(rec, media: Path):
     d = json.loads(res.to_json())
     assert d["path"].endswith("two_people.jpg") and len(d["faces"]) == 2
     assert set(d["faces"][0]) == {"box", "score", "label", "confidence", "probabilities", "ambiguity", "top2_margin",
-                                  "ambiguous", "labels_above"}
+                                  "ambiguous", "labels_above", "landmarks"}
     assert set(d["faces"][0]["box"]) == {"x", "y", "w", "h"}
+    # the default detector's five landmarks, in image pixels, on the face: eyes above the mouth
+    for f, face in zip(d["faces"], res.faces):
+        lm = f["landmarks"]
+        assert list(lm) == ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"]
+        assert lm["right_eye"] == [round(v, 2) for v in face.landmarks[0]]
+        b = f["box"]
+        for x, y in lm.values():
+            assert b["x"] <= x <= b["x"] + b["w"] and b["y"] <= y <= b["y"] + b["h"]
+        assert lm["right_eye"][0] < lm["left_eye"][0] and lm["left_eye"][1] < lm["mouth_left"][1]
     pd = pytest.importorskip("pandas")
     from fervid.inference.recognizer import results_to_dataframe
 
     df = res.to_dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == 2
     assert list(df.columns[-7:]) == list(res.labels)
+    assert df["nose_x"].tolist() == pytest.approx([f.landmarks[2][0] for f in res.faces])
+    assert df["mouth_left_y"].tolist() == pytest.approx([f.landmarks[4][1] for f in res.faces])
     np.testing.assert_allclose(df[list(res.labels)].sum(axis=1), 1.0, atol=1e-6)
     both = results_to_dataframe([res, rec.predict(np.zeros((50, 50, 3), np.uint8))])
     assert len(both) == 2  # an image without faces adds no rows
+    # a detector without landmarks: null in JSON, NaN in the table
+    from fervid.inference.recognizer import EmotionRecognizer
+
+    haar = EmotionRecognizer(rec.model, detector="haar", device="cpu").predict(media / "two_people.jpg")
+    assert [f["landmarks"] for f in haar.to_dict()["faces"]] == [None, None]
+    assert haar.to_dataframe()["right_eye_x"].isna().all()
 
 
 # ------------------------------------------------------------------ drawing
@@ -289,6 +307,16 @@ def test_annotate_draws_without_touching_input(rec, media: Path):
     # dicts from to_dict() work too, and grey images come back 3-channel
     out2 = annotate(rgb[..., 0], [f.to_dict() for f in res.faces])
     assert out2.shape == rgb.shape
+    # a dot on every landmark (in the face's colour), none with landmarks=False
+    from fervid.inference.draw import color_for
+
+    bare = annotate(rgb, res.faces, landmarks=False, bars=False)
+    dots = annotate(rgb, res.faces, bars=False)
+    for f in res.faces:
+        for x, y in f.landmarks:
+            px = (int(round(y)), int(round(x)))
+            assert tuple(dots[px]) == color_for(f.label) and (bare[px] == rgb[px]).all()
+    assert (annotate(rgb, [f.to_dict() for f in res.faces], bars=False) == dots).all()
 
 
 # ------------------------------------------------------------------ CLI

@@ -1,6 +1,6 @@
 """``fervid predict``: emotions of the faces in photos.
 
-    fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME]
+    fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME] [--detector-size PX]
                    [--backend auto|torch|onnx] [--device D] [--threshold P] [--adabn] [--no-progress]
 
 PATH: image files, folders (searched recursively for images) or glob patterns
@@ -14,9 +14,6 @@ files are still processed and the exit status is 1 at the end.
 
 from __future__ import annotations
 
-from fervid.cli.argtypes import unit_interval
-from fervid.inference.options import BACKENDS
-
 import argparse
 import dataclasses
 import errno
@@ -27,6 +24,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from fervid.cli.argtypes import positive_int, unit_interval
+from fervid.inference.options import BACKENDS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="recognise the emotions of the faces in photos",
@@ -35,7 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None,
-                   help="face detector: haar (default), haar-profile, dlib, skip (images already are face crops)")
+                   help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib, "
+                        "skip (images already are face crops)")
+    p.add_argument("--detector-size", dest="detector_size", type=positive_int, default=None, metavar="PX",
+                   help="shrink images to this longer side for detection (default: yunet 640, haar/dlib 1024); "
+                        "larger finds smaller faces in big photos, slower")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
+                            detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
                             backend=args.backend,
                             threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
     rec.load()  # a bad --model fails here, once, before any file is read

@@ -2,7 +2,8 @@
 
     fervid video SOURCE [--out annotated.mp4] [--csv timeline.csv] [--plot timeline.png]
                  [--summary summary.json] [--every N] [--smooth ALPHA] [--max-seconds S]
-                 [--model NAME] [--backend auto|torch|onnx] [--detector NAME] [--detect-every K]
+                 [--model NAME] [--backend auto|torch|onnx] [--detector NAME] [--detector-size PX]
+                 [--detect-every K]
                  [--show | --no-show] [--no-progress]
 
 SOURCE: a video file or a camera index (0, 1, ...). Writes one CSV row per face per
@@ -16,14 +17,14 @@ stop cleanly: everything processed so far is written out.
 
 from __future__ import annotations
 
-from fervid.cli.argtypes import positive_float, positive_int, unit_interval
-from fervid.inference.options import BACKENDS
-
 import argparse
 import os
 import sys
 import time
 from typing import Any
+
+from fervid.cli.argtypes import positive_float, positive_int, unit_interval
+from fervid.inference.options import BACKENDS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,11 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="weight of the newest frame in each face's moving average, (0, 1]; 1 = none (default 0.4)")
     p.add_argument("--max-seconds", dest="max_seconds", type=positive_float, help="stop after S seconds of video")
     p.add_argument("--detect-every", dest="detect_every", type=positive_int, default=None,
-                   help="full-frame face detection every K processed frames, tracking in between (default 5)")
+                   help="full-frame face detection every K processed frames, tracking in between (default 1: "
+                        "every frame; 5 suits the slow haar detector)")
     p.add_argument("--model", default="default", help="bundled model name, checkpoint or .onnx file (default: default)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="inference backend (default auto: onnx on the CPU when installed)")
-    p.add_argument("--detector", default=None, help="face detector: haar (default), haar-profile, dlib")
+    p.add_argument("--detector", default=None,
+                   help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib")
+    p.add_argument("--detector-size", dest="detector_size", type=positive_int, default=None, metavar="PX",
+                   help="shrink frames to this longer side for detection (default: yunet 320 for video)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--show", dest="show", action="store_true", default=None, help="live window (needs a display)")
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.video_analysis import analyze_video, expected_frames
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
-                            backend=args.backend)
+                            backend=args.backend,
+                            detector_options=None if args.detector_size is None else {"max_side": args.detector_size})
     state: dict[str, Any] = {}
 
     def on_start(info: Any) -> None:

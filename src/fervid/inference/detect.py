@@ -92,6 +92,19 @@ class FaceBox:
                        int(round(self.h * scale)), self.score, lm)
 
 
+def landmarks_dict(landmarks: Landmarks | None) -> dict[str, list[float]] | None:
+    """``{"right_eye": [x, y], "left_eye": ..., "nose": ..., "mouth_right": ..., "mouth_left": ...}``
+    (pixels, 2 decimals): the JSON form of landmarks in results; ``None`` stays ``None``."""
+    if landmarks is None:
+        return None
+    return {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in zip(LANDMARK_NAMES, landmarks)}
+
+
+def landmark_columns() -> list[str]:
+    """Table columns of the landmarks: ``right_eye_x, right_eye_y, ..., mouth_left_y``."""
+    return [f"{n}_{c}" for n in LANDMARK_NAMES for c in "xy"]
+
+
 @runtime_checkable
 class Detector(Protocol):
     """Finds faces in an RGB (``H x W x 3``) or grey (``H x W``) ``uint8`` image."""
@@ -239,7 +252,7 @@ class HaarDetector:
 
         import cv2
 
-        path = file if os.path.isfile(file) else os.path.join(getattr(cv2, "data").haarcascades, file) \
+        path = file if os.path.isfile(file) else os.path.join(cv2.data.haarcascades, file) \
             if hasattr(cv2, "data") else file
         if not os.path.isfile(path):
             raise DetectorUnavailableError(
@@ -485,8 +498,9 @@ class YuNetDetector:
 
     def with_options(self, **kwargs: Any) -> YuNetDetector:
         """A copy with some settings changed (e.g. ``**YUNET_VIDEO`` for video frames)."""
-        kw = {"max_side": self.max_side, "score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
-              "top_k": self.top_k, "backend": self.backend, "threads": self.threads, "model": self.model}
+        kw: dict[str, Any] = {"max_side": self.max_side, "score_threshold": self.score_threshold,
+                              "nms_threshold": self.nms_threshold, "top_k": self.top_k, "backend": self.backend,
+                              "threads": self.threads, "model": self.model}
         kw.update(kwargs)
         return YuNetDetector(**kw)
 

@@ -35,9 +35,13 @@ _DEFAULT_COLOR = (180, 180, 180)
 class FaceLike(Protocol):
     """What :func:`annotate` needs of a face (``fervid.recognizer.FaceResult`` fits)."""
 
-    box: tuple[int, int, int, int]
-    label: str
-    probabilities: Mapping[str, float]
+    # Read-only members, so that frozen dataclasses (FaceResult, TrackedFace) fit.
+    @property
+    def box(self) -> tuple[int, int, int, int]: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def probabilities(self) -> Mapping[str, float]: ...
 
 
 def color_for(label: str) -> tuple[int, int, int]:
@@ -50,11 +54,14 @@ def _get(face: Any, name: str) -> Any:
 
 
 def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str, Any]], *, bars: bool = True,
-             bgr: bool = False, thickness: int | None = None) -> np.ndarray:
+             bgr: bool = False, thickness: int | None = None, landmarks: bool = True) -> np.ndarray:
     """Return a copy of ``image`` (``H x W x 3`` uint8; grey is converted to 3 channels) with
-    each face's box, top label and probability, and (``bars=True``) one small bar per
-    emotion next to the box. ``faces`` are :class:`~fervid.recognizer.FaceResult` objects
-    or their ``to_dict()`` dicts (``box`` as ``(x, y, w, h)`` or ``{"x":..,"y":..,"w":..,"h":..}``)."""
+    each face's box, top label and probability, (``bars=True``) one small bar per emotion
+    next to the box and (``landmarks=True``) a dot on each of the face's five landmarks
+    when it has them (eyes, nose, mouth corners: what the crop was aligned on).
+    ``faces`` are :class:`~fervid.recognizer.FaceResult` objects or their ``to_dict()``
+    dicts (``box`` as ``(x, y, w, h)`` or ``{"x":..,"y":..,"w":..,"h":..}``; ``landmarks``
+    as ``((x, y), ...)`` or ``{"right_eye": [x, y], ...}``)."""
     import cv2
 
     if image.ndim == 2:
@@ -81,6 +88,12 @@ def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str
         probs: Mapping[str, float] = _get(face, "probabilities")
         col = c(color_for(label))
         cv2.rectangle(out, (x, y), (x + w, y + h), col, th, cv2.LINE_AA)
+        if landmarks:
+            r = max(1, round(max(w, h) / 60))
+            for px, py in _landmarks_of(face):
+                # a dark ring under the coloured dot: visible on light and dark skin alike
+                cv2.circle(out, (int(round(px)), int(round(py))), r + 1, (0, 0, 0), -1, cv2.LINE_AA)
+                cv2.circle(out, (int(round(px)), int(round(py))), r, col, -1, cv2.LINE_AA)
 
         text = f"{label} {100 * float(probs.get(label, 0.0)):.0f}%"
         (tw, tht), bl = cv2.getTextSize(text, font, fscale, max(1, th // 2 + 1))
@@ -91,6 +104,15 @@ def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str
         if bars and probs:
             taken.append(_draw_bars(out, probs, (x, y, w, h), fscale, c, font, taken))
     return out
+
+
+def _landmarks_of(face: Any) -> list[tuple[float, float]]:
+    """The face's landmarks as ``(x, y)`` pairs (none when it has none)."""
+    lm = face.get("landmarks") if isinstance(face, Mapping) else getattr(face, "landmarks", None)
+    if lm is None:
+        return []
+    pts = lm.values() if isinstance(lm, Mapping) else lm
+    return [(float(p[0]), float(p[1])) for p in pts]
 
 
 def _box_of(face: Any) -> tuple[int, int, int, int]:

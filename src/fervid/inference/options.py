@@ -11,5 +11,7 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx")
 DEFAULT_SMOOTH = 0.4
 """Video: weight of the newest frame in each face's exponential moving average of probabilities."""
 
-DEFAULT_DETECT_EVERY = 5
-"""Video: run the face detector on every N-th processed frame and track boxes in between."""
+DEFAULT_DETECT_EVERY = 1
+"""Video: run the face detector on every N-th processed frame and track boxes in between. 1 (every
+frame) since the default detector is YuNet (a few ms per 640x480 frame, benchmarks/video_yunet.md);
+5 suits the slow Haar cascade."""

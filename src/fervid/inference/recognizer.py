@@ -1,7 +1,7 @@
 """The Python API for photos: find faces, classify their emotion, get typed results.
 
 >>> from fervid.recognizer import EmotionRecognizer
->>> rec = EmotionRecognizer()                      # bundled "default" model, Haar detector
+>>> rec = EmotionRecognizer()                      # bundled "default" model, YuNet detector
 >>> result = rec.predict("two_people.jpg")         # path, bytes, PIL image or numpy array
 >>> for face in result.faces:
 ...     print(face.box, face.label, round(face.confidence, 2), face.labels_above)
@@ -11,9 +11,13 @@ Colour order: numpy arrays are taken as **RGB** (like PIL). For OpenCV frames
 (``cv2.imread``, ``cv2.VideoCapture.read``), which are BGR, pass ``color="bgr"``:
 ``rec.predict(frame, color="bgr")``.
 
-Each face is cropped around its detected box with the model's own margin
-(``preprocess.face_margin`` of the box side on every side), squared, converted to grey
-and resized to the model's ``input_size``; pixels outside the image repeat the border.
+Each face is cropped by :func:`fervid.inference.crop.crop_face`, in grey, at the model's
+``input_size``: with the default detector (YuNet, which finds five landmarks) the crop is
+*aligned*: a similarity transform puts the eyes, nose and mouth corners where they lie on
+FER2013's own training faces (eyes level, same scale and position); detectors without
+landmarks (``haar``, ``dlib``) get the square box grown by the model's margin
+(``preprocess.face_margin`` of the box side on every side). Pixels outside the image
+repeat the border.
 Probabilities are the softmax of the logits divided by the model's calibration
 temperature, so they sum to 1.
 
@@ -34,8 +38,15 @@ import numpy as np
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
 from fervid.errors import UserValueError
 from fervid.inference.crop import crop_face
+from fervid.inference.detect import (
+    DEFAULT_DETECTOR,
+    Detector,
+    FaceBox,
+    create_detector,
+    landmark_columns,
+    landmarks_dict,
+)
 from fervid.inference.options import BACKENDS, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
-from fervid.inference.detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
 from fervid.runtime import resolve_device
 
 if TYPE_CHECKING:
@@ -73,6 +84,11 @@ class FaceResult:
             that the bundled model flags about as many FER+ test faces as the ten human
             annotators disagreed on (see :mod:`fervid.ambiguity`). Computed from
             ``probabilities`` when not given.
+        landmarks: the detector's five landmarks ``((x, y), ...)`` in the original image's
+            pixels, in :data:`fervid.inference.detect.LANDMARK_NAMES` order (the person's
+            right eye, left eye, nose tip, right and left mouth corners); ``None`` for
+            detectors without landmarks (``haar``, ``dlib``, ``skip``). The crop was
+            aligned on them.
     """
 
     box: tuple[int, int, int, int]
@@ -84,6 +100,7 @@ class FaceResult:
     labels_above: tuple[str, ...]
     top2_margin: float | None = None
     ambiguous: bool | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, top2_margin
@@ -106,6 +123,7 @@ class FaceResult:
             "top2_margin": float(self.top2_margin),  # type: ignore[arg-type]
             "ambiguous": bool(self.ambiguous),
             "labels_above": list(self.labels_above),
+            "landmarks": landmarks_dict(self.landmarks),
         }
 
 
@@ -147,7 +165,9 @@ class ImageResult:
 
 def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
     """One row per face: ``path, face, x, y, w, h, score, label, confidence, ambiguity,
-    top2_margin, ambiguous, labels_above`` (``"|"``-joined) and one probability column per emotion label.
+    top2_margin, ambiguous, labels_above`` (``"|"``-joined), the landmarks (``right_eye_x,
+    right_eye_y, ..., mouth_left_y``; NaN for detectors without them) and one probability
+    column per emotion label.
     Images without faces contribute no rows. Needs pandas (``pip install 'fervid[pandas]'``)."""
     try:
         import pandas as pd
@@ -157,15 +177,18 @@ def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
     labels: list[str] = []
     for r in results:
         labels += [lab for lab in r.labels if lab not in labels]
+    lm_cols = landmark_columns()
     rows = []
     for r in results:
         for i, f in enumerate(r.faces):
             x, y, w, h = f.box
+            lm = [float("nan")] * len(lm_cols) if f.landmarks is None else [float(v) for p in f.landmarks for v in p]
             rows.append({"path": r.source, "face": i, "x": x, "y": y, "w": w, "h": h, "score": f.score,
                          "label": f.label, "confidence": f.confidence, "ambiguity": f.ambiguity,
-                         "top2_margin": f.top2_margin, "ambiguous": f.ambiguous, "labels_above": "|".join(f.labels_above), **f.probabilities})
+                         "top2_margin": f.top2_margin, "ambiguous": f.ambiguous, "labels_above": "|".join(f.labels_above),
+                         **dict(zip(lm_cols, lm)), **f.probabilities})
     cols = ["path", "face", "x", "y", "w", "h", "score", "label", "confidence", "ambiguity", "top2_margin", "ambiguous",
-            "labels_above", *labels]
+            "labels_above", *lm_cols, *labels]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -197,16 +220,19 @@ class EmotionRecognizer:
     Args:
         model: a bundled model name (``"default"``, ``"fast"``), a checkpoint path
             (``.pt`` from ``fervid train``, ``.safetensors``), or a loaded torch model.
-        detector: a detector name (``"haar"`` default, ``"haar-profile"``, ``"dlib"``,
-            ``"skip"`` for images that already are face crops; see :mod:`fervid.detect`)
-            or any object with ``detect(image) -> list[FaceBox]``.
+        detector: a detector name (``"yunet"`` default, with landmarks; ``"haar"``,
+            ``"haar-profile"``, ``"dlib"``, ``"skip"`` for images that already are face
+            crops; see :mod:`fervid.inference.detect`) or any object with
+            ``detect(image) -> list[FaceBox]``.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         backend: ``"auto"`` (default: onnxruntime when it is installed and the device is
             the CPU, where it was 1.5-3x faster than PyTorch; else torch), ``"torch"`` or
             ``"onnx"`` (see :func:`fervid.backends.load_classifier`).
         threshold: probability threshold for :attr:`FaceResult.labels_above` (default 0.3).
-        detector_options: keyword arguments for :func:`fervid.detect.create_detector`
-            (e.g. ``{"min_neighbors": 8}`` for Haar).
+        detector_options: keyword arguments for :func:`fervid.inference.detect.create_detector`
+            (e.g. ``{"max_side": 1024}`` for YuNet on photos of small faces, ``{"min_neighbors": 8}``
+            for Haar). YuNet's video settings (:data:`~fervid.inference.detect.YUNET_VIDEO`) apply
+            in :meth:`stream` unless these set ``max_side`` or ``score_threshold``.
     """
 
     def __init__(self, model: Any = "default", detector: str | Detector = DEFAULT_DETECTOR, device: str = "auto",
@@ -228,6 +254,7 @@ class EmotionRecognizer:
             if detector not in available_detectors():
                 raise UserValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
         self._detector: Detector | None = None
+        self._video_detector: Detector | None = None
         self._classifier: Classifier | None = None
         self._load_lock = threading.Lock()
 
@@ -256,6 +283,24 @@ class EmotionRecognizer:
                 if self._detector is None:
                     self._detector = create_detector(self._detector_spec, **self._detector_options)
         return self._detector
+
+    @property
+    def video_detector(self) -> Detector:
+        """The detector for video frames (:meth:`stream`): the default YuNet with its video
+        settings (:data:`~fervid.inference.detect.YUNET_VIDEO`: 320 px, score 0.6, what the
+        annotated clip was tuned on) unless ``detector_options`` set its size or threshold;
+        any other detector as it is."""
+        from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
+
+        det = self.detector
+        if not isinstance(det, YuNetDetector) or not isinstance(self._detector_spec, str) \
+                or set(YUNET_VIDEO) & set(self._detector_options):
+            return det
+        if self._video_detector is None:
+            with self._load_lock:
+                if self._video_detector is None:
+                    self._video_detector = det.with_options(**YUNET_VIDEO)
+        return self._video_detector
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -304,7 +349,7 @@ class EmotionRecognizer:
             rgb = load_image(image, color=color)
             boxes = det.detect(rgb)
             gray = _to_gray(rgb)
-            crops += [crop_face(gray, b.box, margin, size) for b in boxes]
+            crops += [crop_face(gray, b.box, margin, size, b.landmarks) for b in boxes]
             metas.append((describe_source(image), rgb.shape[1], rgb.shape[0], boxes))
         stack = np.stack(crops) if crops else np.zeros((0, size, size), np.uint8)
         # The adapted classifier is local to this call: a recognizer shared by threads (a web
@@ -344,7 +389,7 @@ class EmotionRecognizer:
                     raise
                 continue
             gray = _to_gray(rgb)
-            crops += [crop_face(gray, b.box, margin, size) for b in det.detect(rgb)]
+            crops += [crop_face(gray, b.box, margin, size, b.landmarks) for b in det.detect(rgb)]
         self._classifier = self._adapted_classifier(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8))
         return len(crops)
 
@@ -427,5 +472,6 @@ class EmotionRecognizer:
                 label=labels[k], confidence=float(p[k]),
                 ambiguity=_normalized_entropy(p),
                 labels_above=_labels_above(p, labels, self.threshold),
+                landmarks=getattr(b, "landmarks", None),
             ))
         return out

@@ -11,16 +11,16 @@ timeline (CSV) and a per-face summary.
 :class:`FrameResult` per processed frame and never draws or opens a window: drawing,
 video writing and live display belong to the caller (``fervid video`` does them).
 
-Speed. Haar detection on a whole 640x480 frame costs 50-200 ms on a 2-core CPU, far more
-than the 33 ms a 30 fps stream allows; the classifier costs under 1 ms per face. So the
-stream runs the full-frame detector only on every ``detect_every``-th processed frame
-(*key frames*, default 5: a new face shows up within 1/6 s at 30 fps) and, in between,
-re-detects each tracked face inside a small window around its last box (a Haar pass
-over a few percent of the frame); a face not re-detected keeps its last box until the
-next key frame. Boxes therefore stay fresh on most frames, a face found at a key frame is
-reported until the next one, and new faces are picked up at the next key frame.
-``detect_every=1`` detects on every frame.
-Measurements: ``benchmarks/realtime.md``.
+Speed. The default detector, YuNet, costs a few ms on a whole 640x480 frame (it runs on
+the frame shrunk to 320 px, :data:`fervid.inference.detect.YUNET_VIDEO`; see
+:attr:`~fervid.inference.recognizer.EmotionRecognizer.video_detector`), so by default
+(``detect_every=1``) every frame gets a full detection with landmarks, and every crop is
+aligned on them. For slow detectors (Haar: 50-200 ms per 640x480 frame on a 2-core CPU,
+more than the 33 ms a 30 fps stream allows) pass ``detect_every=K``: the full-frame
+detector then runs only on every K-th processed frame (*key frames*; K = 5 shows a new
+face within 1/6 s at 30 fps) and, in between, re-detects each tracked face inside a small
+window around its last box; a face not re-detected keeps its last box until the next key
+frame. Measurements: ``benchmarks/realtime.md``, ``benchmarks/video_yunet.md``.
 
 Tracking. Faces get stable integer ids (1, 2, ...) from a greedy IoU tracker with a
 centroid-distance fallback (no identity model): a face keeps its id while its box
@@ -42,21 +42,21 @@ import csv
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
-from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.detect import FaceBox, iou
+from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 
 if TYPE_CHECKING:
     from fervid.inference.recognizer import EmotionRecognizer
 
-VideoSource = Union[str, os.PathLike, int, Iterable[np.ndarray]]
+VideoSource = str | os.PathLike | int | Iterable[np.ndarray]
 """A video file path, a camera index (``0`` or ``"0"``), or an iterable of BGR frames."""
 
 STAGES = ("decode", "detect", "crop", "classify")
@@ -84,6 +84,9 @@ class TrackedFace:
         raw_label: the top emotion of ``probabilities``.
         key_frame: whether the box comes from a full-frame detection (else from the
             re-detection around the track's previous box, or is that previous box).
+        landmarks: the five landmarks ``((x, y), ...)`` in the frame's pixels
+            (:data:`fervid.inference.detect.LANDMARK_NAMES` order) for detectors that find
+            them, else ``None``; the crop was aligned on them.
     """
 
     face_id: int
@@ -95,13 +98,16 @@ class TrackedFace:
     confidence: float
     raw_label: str
     key_frame: bool = True
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        from fervid.inference.detect import landmarks_dict
+
         x, y, w, h = self.box
         return {"face_id": self.face_id, "box": {"x": x, "y": y, "w": w, "h": h}, "score": float(self.score),
                 "label": self.label, "confidence": float(self.confidence), "raw_label": self.raw_label,
                 "probabilities": dict(self.probabilities), "smoothed": dict(self.smoothed),
-                "key_frame": self.key_frame}
+                "key_frame": self.key_frame, "landmarks": landmarks_dict(self.landmarks)}
 
 
 @dataclass(frozen=True)
@@ -200,13 +206,13 @@ class IoUTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
         out = []
         for bi, b in enumerate(boxes):
-            t = assigned.get(bi)
-            if t is None:
-                t = _Track(self._next_id, b, np.full(n_labels, np.nan))
+            track = assigned.get(bi)
+            if track is None:
+                track = _Track(self._next_id, b, np.full(n_labels, np.nan))
                 self._next_id += 1
-                self.tracks.append(t)
-            t.box = b
-            out.append(t)
+                self.tracks.append(track)
+            track.box = b
+            out.append(track)
         return out
 
 
@@ -351,6 +357,7 @@ class VideoStream(Iterator[FrameResult]):
         self.roi_face = 48  # face side (px) in the re-detection window for Haar detectors (40 lost faces)
         self.tracker = tracker or IoUTracker()
         recognizer.load()  # a bad model or detector fails here, before the source is opened
+        self.detector = recognizer.video_detector
         self._reader = open_source(source, fps)
         self.info: SourceInfo = self._reader.info
         self.frames_read = 0
@@ -383,15 +390,15 @@ class VideoStream(Iterator[FrameResult]):
         return self.stop_reason not in (None, "end", "max_seconds", "closed")
 
     # ---- internals
-    def _detect(self, gray: np.ndarray, key: bool) -> tuple[list[FaceBox], bool]:
+    def _detect(self, rgb: np.ndarray, key: bool) -> tuple[list[FaceBox], bool]:
         import cv2
 
         from fervid.inference.detect import HaarDetector
 
-        det = self.recognizer.detector
+        det = self.detector
         if key or getattr(det, "whole_image", False):
-            return det.detect(gray), True
-        H, W = gray.shape
+            return det.detect(rgb), True
+        H, W = rgb.shape[:2]
         found: list[FaceBox] = []
         for t in self.tracker.tracks:
             if t.missed:
@@ -399,15 +406,14 @@ class VideoStream(Iterator[FrameResult]):
             x0, y0, x1, y1 = _expand(t.box, W, H, self.search_margin)
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            roi = gray[y0:y1, x0:x1]
+            roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
             # Haar scans every scale from its 24 px minimum up to the window: shrink the
             # window so the face is ~roi_face px and the scan covers only sizes near it.
             f = min(1.0, self.roi_face / max(t.box.w, t.box.h)) if isinstance(det, HaarDetector) else 1.0
             if f < 1.0:
                 roi = cv2.resize(roi, (max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))),
                                  interpolation=cv2.INTER_AREA)
-            boxes = [FaceBox(x0 + round(b.x / f), y0 + round(b.y / f), round(b.w / f), round(b.h / f), b.score)
-                     for b in det.detect(np.ascontiguousarray(roi))]
+            boxes = [b.moved(x0, y0, 1 / f) for b in det.detect(np.ascontiguousarray(roi))]
             # not re-detected (a Haar miss on a turned or blurred face): keep the last box
             # until the next key frame, where the full-frame detection decides
             found.append(max(boxes, key=lambda b: (iou(b, t.box), b.score)) if boxes else t.box)
@@ -415,7 +421,7 @@ class VideoStream(Iterator[FrameResult]):
 
         return sort_reading_order(non_max_suppression(found)), False
 
-    def _run(self) -> Iterator[FrameResult]:
+    def _run(self) -> Generator[FrameResult, None, None]:
         import cv2
 
         from fervid.inference.crop import crop_face
@@ -425,7 +431,7 @@ class VideoStream(Iterator[FrameResult]):
         clf = rec.classifier
         labels = tuple(clf.labels)
         size, margin = int(clf.preprocess.input_size), float(clf.preprocess.face_margin)
-        if getattr(rec.detector, "whole_image", False):
+        if getattr(self.detector, "whole_image", False):
             margin = 0.0
         info = self.info
         fps = info.fps
@@ -474,9 +480,10 @@ class VideoStream(Iterator[FrameResult]):
                 gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 t1 = time.perf_counter()
                 key = self.frames_processed % self.detect_every == 0
-                boxes, key = self._detect(gray, key)
+                # detectors take RGB (a view: YuNet flips it back to the frame's BGR for free)
+                boxes, key = self._detect(frame[:, :, ::-1], key)
                 t2 = time.perf_counter()
-                crops = [crop_face(gray, b.box, margin, size) for b in boxes]
+                crops = [crop_face(gray, b.box, margin, size, b.landmarks) for b in boxes]
                 t3 = time.perf_counter()
                 probs = (softmax(np.asarray(clf.logits(np.stack(crops)), np.float32), float(clf.temperature))
                          .astype(np.float64) if crops else np.zeros((0, len(labels))))
@@ -489,7 +496,8 @@ class VideoStream(Iterator[FrameResult]):
                     k, kr = int(np.argmax(s)), int(np.argmax(p))
                     faces.append(TrackedFace(
                         t.face_id, b.box, float(b.score), {lab: float(v) for lab, v in zip(labels, p)},
-                        {lab: float(v) for lab, v in zip(labels, s)}, labels[k], float(s[k]), labels[kr], key))
+                        {lab: float(v) for lab, v in zip(labels, s)}, labels[k], float(s[k]), labels[kr], key,
+                        b.landmarks))
                 faces.sort(key=lambda f: f.face_id)
                 t4 = time.perf_counter()
                 self.frames_processed += 1
@@ -539,9 +547,13 @@ def stream(recognizer: EmotionRecognizer, source: VideoSource, *, every: int = 1
 # --------------------------------------------------------------------------- timeline
 
 def csv_header(labels: Sequence[str]) -> list[str]:
-    """Columns of the timeline CSV: one row per face per processed frame."""
+    """Columns of the timeline CSV: one row per face per processed frame (the landmark columns,
+    last, are empty for detectors without landmarks)."""
+    from fervid.inference.detect import landmark_columns
+
     return (["frame", "time", "face_id", "x", "y", "w", "h", "score", "key_frame", "label", "confidence",
-             "raw_label"] + [f"p_{lab}" for lab in labels] + [f"smooth_{lab}" for lab in labels])
+             "raw_label"] + [f"p_{lab}" for lab in labels] + [f"smooth_{lab}" for lab in labels]
+            + landmark_columns())
 
 
 def csv_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
@@ -551,7 +563,8 @@ def csv_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
         rows.append([result.index, f"{result.time:.3f}", f.face_id, *f.box, f"{f.score:.3f}", int(f.key_frame),
                      f.label, f"{f.confidence:.4f}", f.raw_label,
                      *(f"{f.probabilities[lab]:.4f}" for lab in labels),
-                     *(f"{f.smoothed[lab]:.4f}" for lab in labels)])
+                     *(f"{f.smoothed[lab]:.4f}" for lab in labels),
+                     *([""] * 10 if f.landmarks is None else (f"{v:.1f}" for p in f.landmarks for v in p))])
     return rows
 
 
