@@ -263,3 +263,18 @@ def test_mixup_draws_only_from_its_generator() -> None:
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
     torch.testing.assert_close(outs[0][1], outs[1][1], rtol=0, atol=0)
     assert not torch.equal(outs[0][0], x)  # it did mix
+
+
+@pytest.mark.parametrize("split", ["Unknown", "Training"])
+def test_held_out_split_names_are_not_truncated(split: str) -> None:
+    """A folder without split prefixes (splits "Unknown", numpy <U7) or with Training only
+    (<U8): the split names written into it ("Training", "PublicTest") must not be cut short."""
+    from fervid.data.datasets import FERData
+    from fervid.training.loop import prepare_splits
+
+    n = 40
+    data = FERData(images=np.zeros((n, 48, 48), np.uint8), labels=np.arange(n) % 2, splits=np.array([split] * n),
+                   index=np.arange(n), label_names=("happy", "sad"))
+    splits, _ = prepare_splits(TrainConfig(val_fraction=0.25), data)
+    assert sorted(splits) == ["PublicTest", "Training"]
+    assert (len(splits["Training"].labels), len(splits["PublicTest"].labels)) == (30, 10)

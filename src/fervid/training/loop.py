@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from fervid.data.preprocess import PreprocessConfig, normalize, to_unit
 from fervid.emotions import FER2013, FERPLUS8
 from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.inference.logits import tta_logits
-from fervid.models import count_parameters, create_model
+from fervid.models import count_parameters, create_model, model_preprocess
 from fervid.models.checkpoint import (
     make_checkpoint,
     read_resume_checkpoint,
@@ -82,7 +83,7 @@ def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], t
     if cfg.targets == "fer2013":
         names = tuple(data.label_names)  # FER2013, or a folder's own label set (cfg.labels)
         data = _standard_splits(cfg, data)
-        out = {}
+        out: dict[str, Split] = {}
         for s in ("Training", "PublicTest", "PrivateTest"):
             if s in data.split_names:
                 d = data.split(s)
@@ -251,8 +252,8 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     train_s, val_s = splits["Training"], splits["PublicTest"]
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
-        idx = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
-        train_s = Split(train_s.images[idx], train_s.labels[idx], train_s.targets[idx])
+        keep = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
+        train_s = Split(train_s.images[keep], train_s.labels[keep], train_s.targets[keep])
     k = len(names)
     soft = train_s.targets.ndim == 2
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
@@ -264,13 +265,15 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     else:
         model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's overloads do not declare it.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if ctx.enabled:
         model = distributed.sync_batchnorm(model, device)  # BatchNorm over the global batch, as one process
-    pre: PreprocessConfig = model.preprocess
+    pre: PreprocessConfig = model_preprocess(model)
     # DDP averages the gradients across ranks (and broadcasts rank 0's weights at the start);
     # evaluation and checkpoints use `model` itself.
-    fwd = distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model
+    fwd: Callable[[torch.Tensor], torch.Tensor] = (
+        distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model)
     fwd = torch.compile(fwd) if cfg.compile else fwd
     from fervid.training.optim import param_groups
 

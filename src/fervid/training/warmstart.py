@@ -19,17 +19,16 @@ IMAGENET_GREY_STD = 0.226
 
 
 def _timm_model(cfg: TrainConfig, names: tuple[str, ...]) -> nn.Module:
-    from fervid.data.preprocess import PreprocessConfig
-    from fervid.models import create_model
+    from fervid.models import attach_meta, create_model, model_args, model_preprocess
 
     args = dict(cfg.model_args)
     size = int(args.pop("input_size", 96))
-    arch = cfg.init_from[len(TIMM_PREFIX):]  # type: ignore[index]
+    arch = str(cfg.init_from)[len(TIMM_PREFIX):]
     model = create_model("timm_model", labels=names, in_chans=1, input_size=size, arch=arch, **args)
-    model.model_args.pop("pretrained_file", None)  # the checkpoint carries the weights, not the path
-    model.preprocess = dataclasses.replace(model.preprocess, mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD)
-    assert isinstance(model.preprocess, PreprocessConfig)
-    cfg.model, cfg.model_args = "timm_model", dict(model.model_args)
+    model_args(model).pop("pretrained_file", None)  # the checkpoint carries the weights, not the path
+    attach_meta(model, preprocess=dataclasses.replace(model_preprocess(model), mean=IMAGENET_GREY_MEAN,
+                                                      std=IMAGENET_GREY_STD))
+    cfg.model, cfg.model_args = "timm_model", dict(model_args(model))
     return model
 
 
@@ -41,17 +40,17 @@ def init_model(cfg: TrainConfig, names: Sequence[str]) -> nn.Module:
     import torch
 
     from fervid.emotions import try_canonical
-    from fervid.models import create_model
+    from fervid.models import attach_meta, create_model, model_args, model_name, model_preprocess
     from fervid.models.checkpoint import load_model
 
     names = tuple(names)
     if str(cfg.init_from).startswith(TIMM_PREFIX):
         return _timm_model(cfg, names)
     base = load_model(str(cfg.init_from))
-    args = {k: v for k, v in base.model_args.items() if k not in ("num_classes", "in_chans")}
-    pre = base.preprocess
-    model = create_model(base.model_name, labels=names, in_chans=pre.in_chans, input_size=pre.input_size, **args)
-    model.preprocess = dataclasses.replace(pre, labels=names)
+    args = {k: v for k, v in model_args(base).items() if k not in ("num_classes", "in_chans")}
+    pre = model_preprocess(base)
+    model = create_model(model_name(base), labels=names, in_chans=pre.in_chans, input_size=pre.input_size, **args)
+    attach_meta(model, preprocess=dataclasses.replace(pre, labels=names))
     clf = classifier_name(model)
     base_clf = classifier_name(base)
     sd = model.state_dict()
@@ -60,7 +59,7 @@ def init_model(cfg: TrainConfig, names: Sequence[str]) -> nn.Module:
         if not k.startswith(base_clf + ".") and k in sd and sd[k].shape == v.shape:
             sd[k] = v.clone()
     if cfg.head == "mapped":
-        base_names = [try_canonical(n) or n for n in base.preprocess.labels]
+        base_names = [try_canonical(n) or n for n in pre.labels]
         with torch.no_grad():
             for i, n in enumerate(names):
                 c = try_canonical(n) or n
@@ -69,5 +68,5 @@ def init_model(cfg: TrainConfig, names: Sequence[str]) -> nn.Module:
                     sd[f"{clf}.weight"][i] = bsd[f"{base_clf}.weight"][j]
                     sd[f"{clf}.bias"][i] = bsd[f"{base_clf}.bias"][j]
     model.load_state_dict(sd)
-    cfg.model, cfg.model_args = base.model_name, dict(args)
+    cfg.model, cfg.model_args = model_name(base), dict(args)
     return model
