@@ -194,14 +194,14 @@ class _AllReduceSum(torch.autograd.Function):
     a global statistic reaches the inputs on every rank."""
 
     @staticmethod
-    def forward(ctx: Any, t: torch.Tensor, group: Any) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, t: torch.Tensor, group: Any) -> torch.Tensor:
         ctx.group = group
         t = t.clone()
         dist.all_reduce(t, group=group)
         return t
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.clone()
         dist.all_reduce(grad, group=ctx.group)
         return grad, None
