@@ -6,6 +6,7 @@ faces in between lose faces?
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/stream_recall.py [--data ../shared/data] [--detect-every 1,2,5,10]
+                                                 [--detector yunet|haar] [--size 640x480]
 
 The annotated frames (0, 100, 125, ..., 250) are all multiples of 5, so with a fixed start
 they would all be key frames (full detection). Each setting is therefore run with every
@@ -60,15 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect-every", default="1,2,5,10")
     ap.add_argument("--size", default=None, help="WxH letterbox, e.g. 640x480")
     ap.add_argument("--model", default="fast")
+    ap.add_argument("--detector", default=None, help="detector name (default: the library's default, yunet)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     frames, dy = read_frames(Path(args.data) / "media" / "short_hamilton_clip.mp4", size)  # type: ignore[arg-type]
     items = [Item(it.name, [(x, y + dy, w, h) for x, y, w, h in it.faces],
                   [(x, y + dy, w, h) for x, y, w, h in it.ignore], it.frame) for it in FRAMES]
     n_faces = sum(len(it.faces) for it in items)
-    rec = EmotionRecognizer(args.model, device="cpu").load()
+    from fervid.inference.detect import DEFAULT_DETECTOR
+
+    rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device="cpu").load()
+    det = rec.video_detector
     print(f"# short_hamilton_clip.mp4 {frames[0].shape[1]}x{frames[0].shape[0]}, {len(items)} annotated frames, "
-          f"{n_faces} faces; default haar detector; recall summed over all K phases")
+          f"{n_faces} faces; detector {det!r}; recall summed over all K phases")
     print("| detect every K | recall | false positives | faces reported over the clip (phase 0) |")
     print("|---|---|---|---|")
     for k in (int(v) for v in args.detect_every.split(",")):
