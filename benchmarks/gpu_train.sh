@@ -8,6 +8,12 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
 mkdir -p runs
+# GPU utilisation and memory every 5 s while the jobs run (images/s per job are in each metrics.jsonl).
+smi=
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > runs/gpu_util.csv &
+  smi=$!
+fi
 pids=()
 for cfg in "$@"; do
   name=$(basename "$cfg" .yaml)
@@ -16,13 +22,14 @@ for cfg in "$@"; do
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait $p; done
+[ -n "$smi" ] && kill "$smi"
 for cfg in "$@"; do
   name=$(basename "$cfg" .yaml)
   tail -3 "runs/$name.log"
   # fp16 weights + metadata; split above 15 MB (the transfer's per-file limit).
   python3 - "$name" "$out" <<'PY'
 import sys, torch
-from fervid.checkpoint import save_safetensors_checkpoint
+from fervid.models.checkpoint import save_safetensors_checkpoint
 name, out = sys.argv[1], sys.argv[2]
 ck = torch.load(f"runs/{name}/best.pt", map_location="cpu", weights_only=True)
 save_safetensors_checkpoint(ck, f"{out}/{name}.safetensors")
@@ -32,5 +39,5 @@ PY
   f="$out/$name.safetensors"
   if [ "$(stat -c %s "$f")" -gt 15000000 ]; then split -b 15000000 -d "$f" "$f.part" && rm "$f"; fi
 done
-tar czf "$out/logs.tar.gz" runs/*.log runs/*.jsonl runs/*.json
+tar czf "$out/logs.tar.gz" runs/*.log runs/*.jsonl runs/*.json $(ls runs/gpu_util.csv 2>/dev/null)
 ls -la "$out"
