@@ -8,7 +8,7 @@ callers in :mod:`fervid.evaluate`; PrivateTest is only ever scored.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,17 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, max_i
     if (y < 0).any():
         raise UserValueError("labels must be class indices >= 0 (drop unlabelled images first)")
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    return _fit_temperature(lambda t: torch.nn.functional.cross_entropy(z / t, y), max_iter)
+
+
+def _fit_temperature(loss_at: Callable[[torch.Tensor], torch.Tensor], max_iter: int) -> float:
+    """Minimise ``loss_at(T)`` over ``T > 0`` (parameterised as ``exp(log T)``; LBFGS)."""
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss = loss_at(log_t.exp())
         loss.backward()
         return loss
 
@@ -99,20 +104,7 @@ def fit_temperature_to_distribution(logits: np.ndarray | torch.Tensor, target: n
         raise UserValueError(f"target must match the logits' shape {tuple(z.shape)}, got {tuple(q.shape)}")
     if (q < 0).any() or not torch.allclose(q.sum(1), torch.ones(len(q), dtype=torch.float64), atol=1e-4):
         raise UserValueError("target rows must be non-negative and sum to 1 (a distribution per image)")
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = -(q * torch.log_softmax(z / log_t.exp(), 1)).sum(1).mean()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    t = float(log_t.detach().exp())
-    if not np.isfinite(t) or t <= 0:
-        raise RuntimeError(f"temperature fit diverged (T={t})")
-    return t
+    return _fit_temperature(lambda t: -(q * torch.log_softmax(z / t, 1)).sum(1).mean(), max_iter)
 
 
 def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray, max_iter: int = 200) -> np.ndarray:
