@@ -1,4 +1,4 @@
-"""``fervid finetune``: transfer learning from any fervid checkpoint (see :mod:`fervid.finetune`)."""
+"""``fervid finetune``: transfer learning from any fervid checkpoint (see :mod:`fervid.training.finetune`)."""
 
 from __future__ import annotations
 

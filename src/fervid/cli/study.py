@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="fer2013.csv(.gz), an image folder or a fervid pack")
     p.add_argument("--models", nargs="+", default=["fast_cnn"], help="architectures (default: fast_cnn)")
     p.add_argument("--strategies", nargs="+", default=None,
-                   help="imbalance strategies (default: all of fervid.imbalance.STRATEGIES)")
+                   help="imbalance strategies (default: all of fervid.training.imbalance.STRATEGIES)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--epochs", type=positive_int, default=4)
     p.add_argument("--max-train-samples", dest="max_train_samples", type=count_or_all, default=8000,

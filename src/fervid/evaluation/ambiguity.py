@@ -7,7 +7,7 @@ divergence from the vote distribution to the model's probabilities, and accuracy
 against "any emotion with at least 30% of the votes". The model's columns are matched
 to the votes by label name, so 7-class (FER2013) and 8-class (FER+, with
 ``contempt``) models both work; for a 7-class model the ``contempt`` votes are
-dropped before any rule is applied (as :func:`fervid.train.train` does for
+dropped before any rule is applied (as :func:`fervid.training.loop.train` does for
 ``ferplus_classes=7``).
 """
 
@@ -78,10 +78,10 @@ def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
 
 def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """FER+ metrics of model probabilities ``N x K`` (columns = ``labels``) against aligned
-    FER+ votes ``N x 10`` (:func:`fervid.ferplus.align`).
+    FER+ votes ``N x 10`` (:func:`fervid.data.ferplus.align`).
 
     Scored images: the FER+ test protocol keeps images with a majority emotion (after the
-    FER+ noise rule; see :func:`fervid.ferplus.targets`); the others are counted in
+    FER+ noise rule; see :func:`fervid.data.ferplus.targets`); the others are counted in
     ``excluded``. Returned (numbers are over the scored images unless named otherwise):
 
     - ``majority_accuracy``: argmax == FER+ majority label (``majority_macro_f1`` too).

@@ -2,7 +2,7 @@
 ensemble weights, and writing a calibrated copy of a checkpoint.
 
 Everything that is *fitted* here is fitted on PublicTest (the validation split) by the
-callers in :mod:`fervid.evaluate`; PrivateTest is only ever scored.
+callers in :mod:`fervid.evaluation.evaluate`; PrivateTest is only ever scored.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
                                 info: dict[str, Any] | None = None) -> Path:
     """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
     it was fitted). ``out`` ending in ``.safetensors`` writes that format, else a ``.pt``
-    dict. :func:`fervid.checkpoint.load_model` reads the temperature back."""
+    dict. :func:`fervid.models.checkpoint.load_model` reads the temperature back."""
     from fervid.models.checkpoint import save_atomic, save_safetensors_checkpoint
 
     if not (temperature > 0 and np.isfinite(temperature)):

@@ -357,7 +357,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     if cfg.ferplus:
         metrics["ferplus"] = _ferplus_metrics(cfg.ferplus, ev, models, full_logits, temps, weights, probs, labels)
     if cfg.adabn:
-        metrics["adabn_note"] = "BatchNorm statistics re-estimated on each scored image set (fervid.adapt.adabn)"
+        metrics["adabn_note"] = "BatchNorm statistics re-estimated on each scored image set (fervid.inference.adapt.adabn)"
     metrics["seconds"] = round(time.time() - t0, 2)
 
     res = EvalResult(metrics=metrics, labels=labels, y_true=y, probs=probs, probs_uncalibrated=probs_before,
@@ -369,7 +369,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
 
 def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np.ndarray], temps: list[float],
                      weights: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
-    """FER+ metrics (fervid.ambiguity.ferplus_metrics) on the evaluated rows. Uses each model's
+    """FER+ metrics (fervid.evaluation.ambiguity.ferplus_metrics) on the evaluated rows. Uses each model's
     full output (e.g. with ``contempt``) when all members share one vocabulary."""
     from fervid.data.ferplus import align, load_ferplus
     from fervid.evaluation.ambiguity import ferplus_metrics

@@ -11,7 +11,7 @@ name ``input``, batch axis dynamic) and returns logits ``N x K`` (``logits``). E
 needed to use it without fervid's Python objects is in the model's ``metadata_props``:
 
 ``fervid.labels``        JSON list of the K emotion labels, in output order
-``fervid.preprocess``    JSON :class:`~fervid.preprocess.PreprocessConfig` (size, mean, std, margin, ...)
+``fervid.preprocess``    JSON :class:`~fervid.data.preprocess.PreprocessConfig` (size, mean, std, margin, ...)
 ``fervid.temperature``   calibration temperature: probabilities = softmax(logits / T)
 ``fervid.input``         a one-line description of the input tensor
 ``fervid.quantization``  ``none`` or e.g. ``int8-static-qdq-percentile-per-channel-fp32-tail-0.25``

@@ -123,7 +123,7 @@ class DetectorUnavailableError(FervidError, ImportError):
 
 def _as_gray(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
-        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.io.load_image)")
+        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.data.io.load_image)")
     if image.ndim == 2:
         return np.ascontiguousarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -191,7 +191,7 @@ def sort_reading_order(boxes: list[FaceBox]) -> list[FaceBox]:
 class SkipDetector:
     """The whole image is one face (for inputs that are already face crops).
 
-    ``whole_image = True`` tells :class:`fervid.recognizer.EmotionRecognizer` not to add
+    ``whole_image = True`` tells :class:`fervid.inference.recognizer.EmotionRecognizer` not to add
     the model's face margin around the box (the crop already is the face)."""
 
     name = "skip"
@@ -403,7 +403,7 @@ def verify_sha256(path: Path, sha256: str | None) -> Path:
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     """uint8 RGB / grey -> contiguous BGR (YuNet was trained on BGR: RGB input loses faces)."""
     if image.dtype != np.uint8:
-        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.io.load_image)")
+        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.data.io.load_image)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:

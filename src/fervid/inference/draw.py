@@ -1,7 +1,7 @@
 """Draw prediction results on images: a box per face, its top emotion and small
 probability bars. Used by ``fervid predict --out`` and the video tools.
 
->>> from fervid.draw import annotate
+>>> from fervid.inference.draw import annotate
 >>> out = annotate(rgb, result.faces)      # a new RGB uint8 array; ``rgb`` is untouched
 
 Works on RGB arrays (OpenCV draws on any channel order; the colours below are RGB, so for
@@ -33,7 +33,7 @@ _DEFAULT_COLOR = (180, 180, 180)
 
 
 class FaceLike(Protocol):
-    """What :func:`annotate` needs of a face (``fervid.recognizer.FaceResult`` fits)."""
+    """What :func:`annotate` needs of a face (``fervid.inference.recognizer.FaceResult`` fits)."""
 
     # Read-only members, so that frozen dataclasses (FaceResult, TrackedFace) fit.
     @property
@@ -59,7 +59,7 @@ def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str
     each face's box, top label and probability, (``bars=True``) one small bar per emotion
     next to the box and (``landmarks=True``) a dot on each of the face's five landmarks
     when it has them (eyes, nose, mouth corners: what the crop was aligned on).
-    ``faces`` are :class:`~fervid.recognizer.FaceResult` objects or their ``to_dict()``
+    ``faces`` are :class:`~fervid.inference.recognizer.FaceResult` objects or their ``to_dict()``
     dicts (``box`` as ``(x, y, w, h)`` or ``{"x":..,"y":..,"w":..,"h":..}``; ``landmarks``
     as ``((x, y), ...)`` or ``{"right_eye": [x, y], ...}``)."""
     import cv2

@@ -3,11 +3,11 @@
 ``tta_logits`` is the one function that turns uint8 faces into logits for evaluation,
 calibration and ensembling. TTA modes:
 
-- ``"none"``: the image as preprocessed (:func:`fervid.preprocess.to_tensor`).
+- ``"none"``: the image as preprocessed (:func:`fervid.data.preprocess.to_tensor`).
 - ``"flip"``: the mean of the logits for the image and its horizontal mirror.
 - ``"crops"``: ten-crop: the four corner crops and the centre crop, each of side
   ``round(crop_pct * input_size)`` (``crop_pct`` from the model's
-  :class:`~fervid.preprocess.PreprocessConfig`), resized back to ``input_size``, plus
+  :class:`~fervid.data.preprocess.PreprocessConfig`), resized back to ``input_size``, plus
   the mirror of each; the mean of the ten views' logits.
 
 Averaging logits gives the same class distribution as averaging log-probabilities

@@ -1,6 +1,6 @@
 """The Python API for photos: find faces, classify their emotion, get typed results.
 
->>> from fervid.recognizer import EmotionRecognizer
+>>> from fervid import EmotionRecognizer
 >>> rec = EmotionRecognizer()                      # bundled "default" model, YuNet detector
 >>> result = rec.predict("two_people.jpg")         # path, bytes, PIL image or numpy array
 >>> for face in result.faces:
@@ -80,9 +80,9 @@ class FaceResult:
             (default 0.3), most probable first: the plausible readings of an ambiguous face.
         top2_margin: probability of the best label minus the second best (near 0: the
             model hesitates between two readings).
-        ambiguous: ``ambiguity >= fervid.ambiguity.AMBIGUITY_THRESHOLD``, a level set so
+        ambiguous: ``ambiguity >= fervid.inference.ambiguity.AMBIGUITY_THRESHOLD``, a level set so
             that the bundled model flags about as many FER+ test faces as the ten human
-            annotators disagreed on (see :mod:`fervid.ambiguity`). Computed from
+            annotators disagreed on (see :mod:`fervid.inference.ambiguity`). Computed from
             ``probabilities`` when not given.
         landmarks: the detector's five landmarks ``((x, y), ...)`` in the original image's
             pixels, in :data:`fervid.inference.detect.LANDMARK_NAMES` order (the person's
@@ -227,7 +227,7 @@ class EmotionRecognizer:
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         backend: ``"auto"`` (default: onnxruntime when it is installed and the device is
             the CPU, where it was 1.5-3x faster than PyTorch; else torch), ``"torch"`` or
-            ``"onnx"`` (see :func:`fervid.backends.load_classifier`).
+            ``"onnx"`` (see :func:`fervid.inference.backends.load_classifier`).
         threshold: probability threshold for :attr:`FaceResult.labels_above` (default 0.3).
         detector_options: keyword arguments for :func:`fervid.inference.detect.create_detector`
             (e.g. ``{"max_side": 1024}`` for YuNet on photos of small faces, ``{"min_neighbors": 8}``
@@ -324,7 +324,7 @@ class EmotionRecognizer:
             An :class:`ImageResult`; ``faces`` is empty when no face is found.
 
         Raises:
-            fervid.io.ImageLoadError: unreadable or truncated image (names the file).
+            fervid.data.io.ImageLoadError: unreadable or truncated image (names the file).
         """
         return self.predict_batch([image], color=color)[0]
 
@@ -333,10 +333,10 @@ class EmotionRecognizer:
         """:meth:`predict` for many images; all faces are classified in one batch.
 
         ``adabn=True`` first re-estimates the model's BatchNorm statistics on the faces
-        found in these images (AdaBN, :func:`fervid.adapt.adabn`), for a set of photos that
+        found in these images (AdaBN, :func:`fervid.inference.adapt.adabn`), for a set of photos that
         share a shift from FER2013 (another camera, blur, low light); the recognizer itself
         is left unadapted (see :meth:`adapt` for that). Needs the torch backend and at
-        least :data:`fervid.adapt.MIN_IMAGES` faces.
+        least :data:`fervid.inference.adapt.MIN_IMAGES` faces.
         """
         clf = self.classifier
         det = self.detector
@@ -371,7 +371,7 @@ class EmotionRecognizer:
 
         Raises ``ValueError`` for the onnx backend (AdaBN changes the PyTorch model; with
         ``backend="auto"`` the torch model is used) or fewer than
-        :data:`fervid.adapt.MIN_IMAGES` faces.
+        :data:`fervid.inference.adapt.MIN_IMAGES` faces.
         """
         from tqdm.auto import tqdm
 
@@ -435,8 +435,8 @@ class EmotionRecognizer:
     def stream(self, source: VideoSource, *, every: int = 1, smooth: float = DEFAULT_SMOOTH,
                max_seconds: float | None = None, detect_every: int = DEFAULT_DETECT_EVERY) -> VideoStream:
         """Faces, stable face ids and emotions frame by frame in a video file, a camera or
-        an iterable of BGR frames: an iterator of :class:`fervid.video.FrameResult` (no
-        drawing, no window; see :mod:`fervid.video` for tracking, smoothing, speed and how
+        an iterable of BGR frames: an iterator of :class:`fervid.inference.video.FrameResult` (no
+        drawing, no window; see :mod:`fervid.inference.video` for tracking, smoothing, speed and how
         bad streams end).
 
         Args:
@@ -448,7 +448,7 @@ class EmotionRecognizer:
                 are re-detected near their last box in between (1: every frame).
 
         Raises:
-            FileNotFoundError, fervid.video.VideoOpenError: the source cannot be opened.
+            FileNotFoundError, fervid.inference.video.VideoOpenError: the source cannot be opened.
         """
         from fervid.inference.video import stream
 

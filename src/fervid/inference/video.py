@@ -1,13 +1,13 @@
 """Emotions over time in videos and camera streams: a frame generator, a face tracker, a
 timeline (CSV) and a per-face summary.
 
->>> from fervid.recognizer import EmotionRecognizer
+>>> from fervid import EmotionRecognizer
 >>> rec = EmotionRecognizer(model="fast")
 >>> for frame in rec.stream("clip.mp4", every=1, smooth=0.4, max_seconds=10):
 ...     for face in frame.faces:
 ...         print(frame.time, face.face_id, face.label, face.box)
 
-:func:`stream` (behind :meth:`fervid.recognizer.EmotionRecognizer.stream`) yields one
+:func:`stream` (behind :meth:`fervid.inference.recognizer.EmotionRecognizer.stream`) yields one
 :class:`FrameResult` per processed frame and never draws or opens a window: drawing,
 video writing and live display belong to the caller (``fervid video`` does them).
 

@@ -39,7 +39,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     label_smoothing: float = 0.0
     grad_clip: float | None = 5.0
-    imbalance: str = "none"                # see fervid.imbalance.STRATEGIES
+    imbalance: str = "none"                # see fervid.training.imbalance.STRATEGIES
     focal_gamma: float = 2.0
     cb_beta: float = 0.9999
     oversample_power: float = 1.0
@@ -60,7 +60,7 @@ class TrainConfig:
     progress: bool = True
     eval_private: bool = True              # evaluate PrivateTest once at the end
     time_budget_minutes: float | None = None  # fit the epoch count to a wall-clock budget (set after epoch 1)
-    # Transfer learning (see fervid.finetune): start from a checkpoint; a new head for new labels.
+    # Transfer learning (see fervid.training.finetune): start from a checkpoint; a new head for new labels.
     init_from: str | None = None           # bundled model name or checkpoint whose weights start the run
     labels: list[str] | None = None        # class names for image-folder data (default: the FER2013 classes)
     head: str = "mapped"                   # init_from: mapped (reuse rows of labels the base knows) | fresh

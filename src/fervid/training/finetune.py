@@ -8,11 +8,11 @@ hundred faces of a new camera, or a new label set such as ``happy / neutral / sa
 trains far better from a network that already knows faces than from scratch
 (``benchmarks/transfer.md``), but only with lower learning rates and, at first, a
 frozen backbone. :func:`finetune` sets those defaults and then runs the ordinary
-trainer (:func:`fervid.train.train`), so the output is a normal fervid checkpoint
+trainer (:func:`fervid.training.loop.train`), so the output is a normal fervid checkpoint
 (``OUT/best.pt``) that :func:`fervid.load_model`, ``fervid evaluate`` and ``fervid
 predict`` accept.
 
-Pieces (each a :class:`~fervid.train.TrainConfig` field, so ``fervid train --set`` can
+Pieces (each a :class:`~fervid.training.config.TrainConfig` field, so ``fervid train --set`` can
 use them too):
 
 - ``init_from``: the base -- a bundled name (``default``, ``fast``), a checkpoint file,
@@ -63,7 +63,7 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
     the class folders for an image folder (emotion folders in FER2013 order first).
     ``targets``/``ferplus`` select FER+ targets on the FER2013 CSV as in ``fervid train``.
     ``calibrate`` fits the temperature on the selection split afterwards. Other
-    :class:`~fervid.train.TrainConfig` fields go in ``train_options``. Returns the
+    :class:`~fervid.training.config.TrainConfig` fields go in ``train_options``. Returns the
     trainer's final metrics plus ``temperature`` and ``labels``.
     """
     import torch

@@ -1,7 +1,7 @@
 """Controlled comparisons: train and evaluate a grid of models x imbalance strategies x seeds
 under one fixed budget, then report mean +- std over seeds.
 
-Protocol (the same as :func:`fervid.train.train`): every run selects its weights on
+Protocol (the same as :func:`fervid.training.loop.train`): every run selects its weights on
 PublicTest; PrivateTest is evaluated once per run with the selected weights and is the
 only split reported in the table. Nothing is tuned on PrivateTest.
 
