@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test serve
+.PHONY: setup test lint serve
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= default
@@ -15,8 +15,18 @@ setup:
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/python -c "import torch; print('installed torch', torch.__version__, 'cuda' if torch.version.cuda else 'cpu-only')"
 
+# The test suite with line coverage of src/fervid (the report is printed; figures live nowhere else).
 test:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov=fervid --cov-report=term:skip-covered
+
+# What keeps the layers layered: lint and format (ruff), types (mypy), no import cycle or
+# cross-module private import (the shared import-graph tool, where ../shared is present).
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	@if [ -f ../shared/tools/import_graph.py ]; then $(BIN)/python ../shared/tools/import_graph.py src fervid; \
+	else echo "import graph: ../shared/tools/import_graph.py not found (tests/test_architecture.py checks the layers)"; fi
 
 # The REST API and the web page (live camera, inference in the browser) with the bundled model.
 serve:

@@ -67,8 +67,13 @@ def main() -> None:
             for adapt in (False, True):
                 m = adabn(model, x) if adapt else model
                 pred = tta_logits(m, x).argmax(1).numpy()
-                r = {"model": name, "shift": kind, "adabn": adapt, "accuracy": float(accuracy_score(y, pred)),
-                     "macro_f1": float(f1_score(y, pred, average="macro"))}
+                r = {
+                    "model": name,
+                    "shift": kind,
+                    "adabn": adapt,
+                    "accuracy": float(accuracy_score(y, pred)),
+                    "macro_f1": float(f1_score(y, pred, average="macro")),
+                }
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +82,9 @@ def main() -> None:
     for name in args.models:
         for kind in args.kinds:
             a, b = [r for r in rows if r["model"] == name and r["shift"] == kind]
-            print(f"| {name} | {kind} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['macro_f1']:.4f} | {b['macro_f1']:.4f} |")
+            print(
+                f"| {name} | {kind} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['macro_f1']:.4f} | {b['macro_f1']:.4f} |"
+            )
 
 
 if __name__ == "__main__":

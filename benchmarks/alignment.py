@@ -94,9 +94,12 @@ def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     pred = probs.argmax(1)
-    return {"n": int(len(y)), "accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, labels=list(range(probs.shape[1])), average="macro", zero_division=0)),
-            "mean_confidence": float(probs.max(1).mean())}
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=list(range(probs.shape[1])), average="macro", zero_division=0)),
+        "mean_confidence": float(probs.max(1).mean()),
+    }
 
 
 def run_fer(args: argparse.Namespace) -> int:
@@ -114,8 +117,11 @@ def run_fer(args: argparse.Namespace) -> int:
         crops = fer_crops(faces, scene, 48, 0.2, idx)
         found_y = np.array([c is not None for c in crops["yunet-aligned"]])
         found_h = np.array([c is not None for c in crops["haar-box"]])
-        print(f"# {args.split} {scene}: {len(idx)} faces, YuNet found {found_y.sum()} ({100 * found_y.mean():.1f}%), "
-              f"Haar {found_h.sum()} ({100 * found_h.mean():.1f}%) [{time.perf_counter() - t:.0f} s]", flush=True)
+        print(
+            f"# {args.split} {scene}: {len(idx)} faces, YuNet found {found_y.sum()} ({100 * found_y.mean():.1f}%), "
+            f"Haar {found_h.sum()} ({100 * found_h.mean():.1f}%) [{time.perf_counter() - t:.0f} s]",
+            flush=True,
+        )
         for model in args.models.split(","):
             clf = load_classifier(model, backend="auto", device="cpu")
             if int(clf.preprocess.input_size) != 48 or abs(float(clf.preprocess.face_margin) - 0.2) > 1e-9:
@@ -124,23 +130,38 @@ def run_fer(args: argparse.Namespace) -> int:
             def probs(stack: list, clf=clf) -> np.ndarray:  # this model's classifier, bound now
                 return softmax(np.asarray(clf.logits(np.stack(stack)), np.float32), float(clf.temperature))
 
-            for crop, subset in (("fer48", found_y), ("yunet-aligned", found_y), ("yunet-box", found_y),
-                                 ("fer48", found_y & found_h), ("yunet-aligned", found_y & found_h),
-                                 ("haar-box", found_y & found_h)):
+            for crop, subset in (
+                ("fer48", found_y),
+                ("yunet-aligned", found_y),
+                ("yunet-box", found_y),
+                ("fer48", found_y & found_h),
+                ("yunet-aligned", found_y & found_h),
+                ("haar-box", found_y & found_h),
+            ):
                 sel = np.flatnonzero(subset)
-                r = {"split": args.split, "scene": scene, "model": model, "crop": crop,
-                     "subset": "yunet" if subset is found_y else "yunet&haar",
-                     **scores(y[sel], probs([crops[crop][i] for i in sel])),
-                     "found_yunet": float(found_y.mean()), "found_haar": float(found_h.mean())}
+                r = {
+                    "split": args.split,
+                    "scene": scene,
+                    "model": model,
+                    "crop": crop,
+                    "subset": "yunet" if subset is found_y else "yunet&haar",
+                    **scores(y[sel], probs([crops[crop][i] for i in sel])),
+                    "found_yunet": float(found_y.mean()),
+                    "found_haar": float(found_h.mean()),
+                }
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| split | scene | model | faces | crop | accuracy | macro-F1 | mean top p |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| split | scene | model | faces | crop | accuracy | macro-F1 | mean top p |\n|---|---|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['split']} | {r['scene']} | {r['model']} | {r['subset']} ({r['n']}) | {r['crop']} | "
-              f"{100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | {r['mean_confidence']:.3f} |")
+        print(
+            f"| {r['split']} | {r['scene']} | {r['model']} | {r['subset']} ({r['n']}) | {r['crop']} | "
+            f"{100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | {r['mean_confidence']:.3f} |"
+        )
     return 0
 
 
@@ -170,10 +191,12 @@ def run_media(args: argparse.Namespace) -> int:
             pb = softmax(np.asarray(clf.logits(np.stack(box)), np.float32), float(clf.temperature))
             pa = softmax(np.asarray(clf.logits(np.stack(ali)), np.float32), float(clf.temperature))
             labels = clf.labels
-            print(f"{model} {kind}: {len(box)} faces; mean top p box {pb.max(1).mean():.3f}, aligned "
-                  f"{pa.max(1).mean():.3f}; aligned more confident on {(pa.max(1) > pb.max(1)).sum()}; same top label "
-                  f"{(pa.argmax(1) == pb.argmax(1)).sum()}; labels box {[labels[k] for k in pb.argmax(1)]}, aligned "
-                  f"{[labels[k] for k in pa.argmax(1)]}")
+            print(
+                f"{model} {kind}: {len(box)} faces; mean top p box {pb.max(1).mean():.3f}, aligned "
+                f"{pa.max(1).mean():.3f}; aligned more confident on {(pa.max(1) > pb.max(1)).sum()}; same top label "
+                f"{(pa.argmax(1) == pb.argmax(1)).sum()}; labels box {[labels[k] for k in pb.argmax(1)]}, aligned "
+                f"{[labels[k] for k in pa.argmax(1)]}"
+            )
     return 0
 
 

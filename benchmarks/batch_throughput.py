@@ -42,8 +42,10 @@ def main() -> None:
             if f.suffix.lower() in (".jpg", ".png", ".mp4"):
                 shutil.copy(f, d / f.name)
     opts = BatchOptions(model=args.model, video_every=args.video_every)
-    print(f"corpus: {args.copies} x (7 photos + the 274-frame clip, every {args.video_every} frame); "
-          f"model {args.model}; {os.cpu_count()} cores")
+    print(
+        f"corpus: {args.copies} x (7 photos + the 274-frame clip, every {args.video_every} frame); "
+        f"model {args.model}; {os.cpu_count()} cores"
+    )
     print("| engine | workers | sources | frames | faces | seconds | frames/s | faces/s |")
     print("|---|---|---|---|---|---|---|---|")
     tables = {}
@@ -56,8 +58,11 @@ def main() -> None:
         out = tmp / f"{engine}{workers or ''}.parquet"
         s = run_batch(tmp / "corpus", out, options=opts, engine=engine, workers=workers, chunk_size=4, progress=False)
         tables[(engine, workers)] = pq.read_table(out).drop_columns(["source"]).to_pylist()
-        print(f"| {engine} | {s.workers} | {s.processed} | {s.frames} | {s.faces} | {s.seconds:.1f} | "
-              f"{s.frames_per_s:.1f} | {s.faces_per_s:.1f} |", flush=True)
+        print(
+            f"| {engine} | {s.workers} | {s.processed} | {s.frames} | {s.faces} | {s.seconds:.1f} | "
+            f"{s.frames_per_s:.1f} | {s.faces_per_s:.1f} |",
+            flush=True,
+        )
     ray.shutdown()
     same = all(len(t) == len(tables[("local", None)]) for t in tables.values())
     print(f"same number of rows from every engine: {same}")
@@ -91,8 +96,10 @@ def driver_cost(media: Path, model: str) -> None:
     t1 = time.perf_counter()
     faces, _ = merge(paths, opts.settings())
     t2 = time.perf_counter()
-    print(f"driver: {faces} face rows decoded and committed in {t1 - t0:.2f} s ({faces / (t1 - t0):.0f} rows/s), "
-          f"merged in {t2 - t1:.2f} s ({faces / (t2 - t1):.0f} rows/s)")
+    print(
+        f"driver: {faces} face rows decoded and committed in {t1 - t0:.2f} s ({faces / (t1 - t0):.0f} rows/s), "
+        f"merged in {t2 - t1:.2f} s ({faces / (t2 - t1):.0f} rows/s)"
+    )
 
 
 def stage_costs(media: Path, opts) -> None:
@@ -116,16 +123,21 @@ def stage_costs(media: Path, opts) -> None:
         decode.append(t2 - t1)
         total.append(t3 - t2)
     mb = np.mean([f.stat().st_size for f in photos]) / 1e6
-    print(f"photos ({len(photos)}, {mb:.2f} MB each on average): read {1e3 * np.median(read):.1f} ms, "
-          f"decode {1e3 * np.median(decode):.1f} ms, predict (decode + detect + crop + classify) "
-          f"{1e3 * np.median(total):.1f} ms per photo (medians)")
+    print(
+        f"photos ({len(photos)}, {mb:.2f} MB each on average): read {1e3 * np.median(read):.1f} ms, "
+        f"decode {1e3 * np.median(decode):.1f} ms, predict (decode + detect + crop + classify) "
+        f"{1e3 * np.median(total):.1f} ms per photo (medians)"
+    )
     stages: dict[str, list[float]] = {}
     with rec.stream(media / "short_hamilton_clip.mp4", every=1) as frames:
         for fr in frames:
             for k, v in fr.timings.items():
                 stages.setdefault(k, []).append(v)
-    print("video (every frame): " + ", ".join(f"{k} {1e3 * np.mean(v):.1f} ms" for k, v in stages.items())
-          + " per frame (means)")
+    print(
+        "video (every frame): "
+        + ", ".join(f"{k} {1e3 * np.mean(v):.1f} ms" for k, v in stages.items())
+        + " per frame (means)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,11 @@ PHOTOS = [
     Item("obama.jpg", [(351, 97, 294, 294)]),
     Item("obama-480p.jpg", [(377, 40, 135, 135)]),
     # A third, real face (a child looking down, bottom right) and a person cut by the right border.
-    Item("obama_and_biden.jpg", [(742, 418, 194, 193), (1123, 365, 227, 227)],
-         ignore=[(1560, 1000, 240, 260), (1860, 500, 140, 600)]),
+    Item(
+        "obama_and_biden.jpg",
+        [(742, 418, 194, 193), (1123, 365, 227, 227)],
+        ignore=[(1560, 1000, 240, 260), (1860, 500, 140, 600)],
+    ),
     Item("obama_partial_face.jpg", [(0, 150, 200, 230)]),
     Item("lin-manuel-miranda.png", [(239, 127, 356, 356)]),
     Item("32bit.png", [(137, 236, 349, 349)], ignore=[(540, 300, 86, 400)]),
@@ -78,10 +81,18 @@ FRAMES = [
     Item("frame 200", [(245, 45, 100, 100)], frame=200),
     # (25, 15, 60, 85): a blurred background face behind the top-left one, a 3/4 view; added
     # to the ignore regions on review when YuNet found it (visible in the brightened frame).
-    Item("frame 225", [(40, 65, 66, 66), (153, 93, 68, 68), (313, 37, 60, 97), (360, 73, 107, 107)],
-         ignore=[(590, 60, 50, 120), (0, 200, 200, 160), (25, 15, 60, 85)], frame=225),
-    Item("frame 250", [(37, 64, 57, 57), (162, 100, 62, 62), (320, 40, 55, 95), (372, 82, 96, 96)],
-         ignore=[(590, 60, 50, 140), (0, 200, 200, 160)], frame=250),
+    Item(
+        "frame 225",
+        [(40, 65, 66, 66), (153, 93, 68, 68), (313, 37, 60, 97), (360, 73, 107, 107)],
+        ignore=[(590, 60, 50, 120), (0, 200, 200, 160), (25, 15, 60, 85)],
+        frame=225,
+    ),
+    Item(
+        "frame 250",
+        [(37, 64, 57, 57), (162, 100, 62, 62), (320, 40, 55, 95), (372, 82, 96, 96)],
+        ignore=[(590, 60, 50, 140), (0, 200, 200, 160)],
+        frame=250,
+    ),
 ]
 
 # name -> (registered detector, kwargs)
@@ -100,16 +111,25 @@ DETECTORS: dict[str, tuple[str, dict]] = {
 }
 
 SWEEP: dict[str, tuple[str, dict]] = {
-    f"haar {c.split('_', 1)[1].removesuffix('.xml')} n={n} sf={sf}{' eq' if eq else ''}":
-        ("haar", {"cascade": c, "min_neighbors": n, "scale_factor": sf, "equalize": eq})
-    for c in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt.xml", "haarcascade_frontalface_alt2.xml")
-    for n in (3, 4, 5, 8) for sf in (1.1, 1.2) for eq in (False,)
+    f"haar {c.split('_', 1)[1].removesuffix('.xml')} n={n} sf={sf}{' eq' if eq else ''}": (
+        "haar",
+        {"cascade": c, "min_neighbors": n, "scale_factor": sf, "equalize": eq},
+    )
+    for c in (
+        "haarcascade_frontalface_default.xml",
+        "haarcascade_frontalface_alt.xml",
+        "haarcascade_frontalface_alt2.xml",
+    )
+    for n in (3, 4, 5, 8)
+    for sf in (1.1, 1.2)
+    for eq in (False,)
 }
 
 
 YUNET_SWEEP: dict[str, tuple[str, dict]] = {
     f"yunet {side} px, score {thr}": ("yunet", {"max_side": side, "score_threshold": thr})
-    for side in (256, 320, 416, 480, 640, 800) for thr in (0.5, 0.6, 0.7, 0.8, 0.9)
+    for side in (256, 320, 416, 480, 640, 800)
+    for thr in (0.5, 0.6, 0.7, 0.8, 0.9)
 }
 
 NO_FACE = ("china.jpg", "flower.jpg")  # sklearn.datasets.load_sample_image
@@ -152,8 +172,14 @@ def score_item(item: Item, dets: list[FaceBox]) -> tuple[int, int]:
     fp = 0
     for d in sorted(dets, key=lambda d: -d.score):
         cx, cy, side = d.x + d.w / 2, d.y + d.h / 2, (d.w * d.h) ** 0.5
-        hit = next((j for j, g in enumerate(item.faces) if j not in matched and _inside(cx, cy, g)
-                    and 0.5 <= side / (g[2] * g[3]) ** 0.5 <= 2.0), None)
+        hit = next(
+            (
+                j
+                for j, g in enumerate(item.faces)
+                if j not in matched and _inside(cx, cy, g) and 0.5 <= side / (g[2] * g[3]) ** 0.5 <= 2.0
+            ),
+            None,
+        )
         if hit is not None:
             matched.add(hit)
         elif not any(_inside(cx, cy, g) for g in item.ignore + item.faces):
@@ -192,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectors", default=";".join(DETECTORS), help="semicolon-separated names from the table")
     ap.add_argument("--repeats", type=int, default=5, help="timing passes (0: no timing)")
     ap.add_argument("--threads", type=int, default=None, help="OpenCV and onnxruntime threads (default: theirs)")
-    ap.add_argument("--sweep", action="store_true", help="Haar parameter sweep instead (cascade x min_neighbors x equalize)")
+    ap.add_argument(
+        "--sweep", action="store_true", help="Haar parameter sweep instead (cascade x min_neighbors x equalize)"
+    )
     ap.add_argument("--yunet-sweep", action="store_true", help="YuNet input size x score threshold sweep instead")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--per-image", action="store_true", help="print each image's result")
@@ -204,8 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         cv2.setNumThreads(args.threads)
     items = load_items(Path(args.data))
     no_face = load_no_face()
-    table = SWEEP if args.sweep else YUNET_SWEEP if args.yunet_sweep else \
-        {k: DETECTORS[k] for k in args.detectors.split(";")}
+    table = (
+        SWEEP
+        if args.sweep
+        else YUNET_SWEEP
+        if args.yunet_sweep
+        else {k: DETECTORS[k] for k in args.detectors.split(";")}
+    )
     n_photo = sum(len(it.faces) for it, _ in items if it.frame is None)
     n_frame = sum(len(it.faces) for it, _ in items if it.frame is not None)
     rows, dets = [], {}
@@ -233,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     ms = time_detectors(dets, [im for _, im in items], args.repeats) if args.repeats > 0 else {}
     ref = ms.get("haar")
 
-    print(f"# {len([i for i, _ in items if i.frame is None])} photos ({n_photo} faces), "
-          f"{len([i for i, _ in items if i.frame is not None])} video frames ({n_frame} faces), "
-          f"{len(no_face)} no-face photos; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"# {len([i for i, _ in items if i.frame is None])} photos ({n_photo} faces), "
+        f"{len([i for i, _ in items if i.frame is not None])} video frames ({n_frame} faces), "
+        f"{len(no_face)} no-face photos; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), load average {os.getloadavg()[0]:.1f}"
+    )
 
     def t(label: str) -> tuple[str, str, str]:
         if label not in ms:
@@ -245,19 +280,25 @@ def main(argv: list[str] | None = None) -> int:
         return f"{w:.1f}", f"{c:.1f}", (f"{w / ref[0]:.3f}x / {c / ref[1]:.3f}x" if ref else "-")
 
     if args.markdown:
-        print("| detector | photo recall | photo FP | video recall | video FP | no-face FP | ms / 640x480 wall | "
-              "CPU ms | vs haar (wall / CPU) |")
+        print(
+            "| detector | photo recall | photo FP | video recall | video FP | no-face FP | ms / 640x480 wall | "
+            "CPU ms | vs haar (wall / CPU) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for label, hp, fp_p, hf, fp_f, nf in rows:
             w, c, r = t(label)
             print(f"| {label} | {hp}/{n_photo} | {fp_p} | {hf}/{n_frame} | {fp_f} | {nf} | {w} | {c} | {r} |")
     else:
-        print(f"{'detector':40s} {'photo recall':>12s} {'FP':>4s} {'video recall':>12s} {'FP':>4s} {'no-face':>7s} "
-              f"{'wall ms':>8s} {'CPU ms':>7s} {'vs haar (wall / CPU)':>22s}")
+        print(
+            f"{'detector':40s} {'photo recall':>12s} {'FP':>4s} {'video recall':>12s} {'FP':>4s} {'no-face':>7s} "
+            f"{'wall ms':>8s} {'CPU ms':>7s} {'vs haar (wall / CPU)':>22s}"
+        )
         for label, hp, fp_p, hf, fp_f, nf in rows:
             w, c, r = t(label)
-            print(f"{label:40s} {hp:>5d}/{n_photo:<6d} {fp_p:>4d} {hf:>5d}/{n_frame:<6d} {fp_f:>4d} {nf:>7d} "
-                  f"{w:>8s} {c:>7s} {r:>22s}")
+            print(
+                f"{label:40s} {hp:>5d}/{n_photo:<6d} {fp_p:>4d} {hf:>5d}/{n_frame:<6d} {fp_f:>4d} {nf:>7d} "
+                f"{w:>8s} {c:>7s} {r:>22s}"
+            )
     return 0
 
 

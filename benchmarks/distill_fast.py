@@ -86,25 +86,41 @@ def teacher(args: argparse.Namespace) -> None:
                 wall, cpu = time.perf_counter() - w0, time.process_time() - c0
                 store[s] = z
                 if s == "Training":
-                    rows.append({"model": name, "tta": tta, "images": len(imgs),
-                                 "of_training": len(imgs) / 28709, "wall_s": round(wall, 1),
-                                 "cpu_s": round(cpu, 1), "images_per_s": round(len(imgs) / wall),
-                                 "images_per_cpu_s": round(len(imgs) / max(cpu, 1e-9)),
-                                 "load_1min": round(os.getloadavg()[0], 1)})
+                    rows.append(
+                        {
+                            "model": name,
+                            "tta": tta,
+                            "images": len(imgs),
+                            "of_training": len(imgs) / 28709,
+                            "wall_s": round(wall, 1),
+                            "cpu_s": round(cpu, 1),
+                            "images_per_s": round(len(imgs) / wall),
+                            "images_per_cpu_s": round(len(imgs) / max(cpu, 1e-9)),
+                            "load_1min": round(os.getloadavg()[0], 1),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
             if timing_only:
                 continue
-            np.savez_compressed(out / f"teacher-{_slug(name)}-{tta}.npz", labels=np.asarray(model.preprocess.labels),
-                                temperature=model.temperature, **{s: store[s] for s in SPLITS},
-                                **{f"{s}_y": splits[s].labels for s in SPLITS})
-    (out / ("teacher_timing_subset.json" if timing_only else "teacher_timing.json")).write_text(json.dumps(rows, indent=2))
+            np.savez_compressed(
+                out / f"teacher-{_slug(name)}-{tta}.npz",
+                labels=np.asarray(model.preprocess.labels),
+                temperature=model.temperature,
+                **{s: store[s] for s in SPLITS},
+                **{f"{s}_y": splits[s].labels for s in SPLITS},
+            )
+    (out / ("teacher_timing_subset.json" if timing_only else "teacher_timing.json")).write_text(
+        json.dumps(rows, indent=2)
+    )
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0))}
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0)),
+    }
 
 
 def train(args: argparse.Namespace) -> None:
@@ -126,9 +142,12 @@ def train(args: argparse.Namespace) -> None:
     ens_pub = sum(wi * softmax(m["PublicTest"], t) for wi, m, t in zip(w, members, temps)).argmax(1)
     ens_priv = sum(wi * softmax(m["PrivateTest"], t) for wi, m, t in zip(w, members, temps)).argmax(1)
     k = 7
-    teacher_info = {"weights": dict(zip(args.models, map(float, w))), "tta": args.teacher_tta,
-                    "PublicTest": _metrics(y_pub, ens_pub, k),
-                    "PrivateTest": _metrics(splits["PrivateTest"].labels, ens_priv, k)}
+    teacher_info = {
+        "weights": dict(zip(args.models, map(float, w))),
+        "tta": args.teacher_tta,
+        "PublicTest": _metrics(y_pub, ens_pub, k),
+        "PrivateTest": _metrics(splits["PrivateTest"].labels, ens_priv, k),
+    }
     print("teacher", json.dumps(teacher_info), flush=True)
     tr = splits["Training"]
     rows = np.arange(len(tr.labels))
@@ -137,8 +156,9 @@ def train(args: argparse.Namespace) -> None:
 
         rows = np.sort(stratified_subset(tr.labels, args.max_train_images, seed=0))
         tr = tr.select(rows)
-    soft = torch.as_tensor(sum(wi * softmax(m["Training"][rows], t * args.T) for wi, m, t in zip(w, members, temps)),
-                           dtype=torch.float32)
+    soft = torch.as_tensor(
+        sum(wi * softmax(m["Training"][rows], t * args.T) for wi, m, t in zip(w, members, temps)), dtype=torch.float32
+    )
     y = torch.as_tensor(tr.labels, dtype=torch.long)
     x_all = torch.from_numpy(tr.images)
 
@@ -147,8 +167,12 @@ def train(args: argparse.Namespace) -> None:
     pre = student.preprocess
     decay = [p for n, p in student.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in student.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=args.lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
     aug = AugmentConfig(hflip=0.5, rotate=12, scale=(0.85, 1.2), translate=0.1, erase=0.25, mixup=0.0)
     n, bs = len(y), args.batch_size
     steps = n // bs
@@ -172,10 +196,10 @@ def train(args: argparse.Namespace) -> None:
             lr = args.lr * 0.5 * (1 + math.cos(math.pi * it / total))  # cosine from the start: a fine-tune
             for grp in opt.param_groups:
                 grp["lr"] = lr
-            idx = order[step * bs:(step + 1) * bs]
+            idx = order[step * bs : (step + 1) * bs]
             xb = normalize(augment(to_unit(x_all[idx], pre), aug, g), pre)
             z = student(xb.contiguous(memory_format=torch.channels_last)).float()
-            kd = F.kl_div(F.log_softmax(z / args.T, 1), soft[idx], reduction="batchmean") * args.T ** 2
+            kd = F.kl_div(F.log_softmax(z / args.T, 1), soft[idx], reduction="batchmean") * args.T**2
             loss = args.alpha * kd + (1 - args.alpha) * F.cross_entropy(z, y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -184,8 +208,14 @@ def train(args: argparse.Namespace) -> None:
             tot += float(loss.detach()) * len(idx)
         student.eval()
         pub = evaluate("PublicTest")
-        rec = {"epoch": epoch + 1, "loss": tot / (steps * bs), "PublicTest": pub, "wall_s": round(time.perf_counter() - t0, 1),
-               "cpu_s": round(time.process_time() - c0, 1), "load_1min": round(os.getloadavg()[0], 1)}
+        rec = {
+            "epoch": epoch + 1,
+            "loss": tot / (steps * bs),
+            "PublicTest": pub,
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1),
+            "load_1min": round(os.getloadavg()[0], 1),
+        }
         log.append(rec)
         print(json.dumps(rec), flush=True)
         if pub["accuracy"] > best:
@@ -193,15 +223,30 @@ def train(args: argparse.Namespace) -> None:
             best_state = {kk: v.clone() for kk, v in student.state_dict().items()}
     student.load_state_dict(best_state)
     student.eval()
-    final = {"best_epoch": best_epoch, "start_PublicTest": base_pub, "PublicTest": evaluate("PublicTest"),
-             "PrivateTest": evaluate("PrivateTest"), "teacher": teacher_info, "T": args.T, "alpha": args.alpha,
-             "lr": args.lr, "epochs": args.epochs, "log": log}
+    final = {
+        "best_epoch": best_epoch,
+        "start_PublicTest": base_pub,
+        "PublicTest": evaluate("PublicTest"),
+        "PrivateTest": evaluate("PrivateTest"),
+        "teacher": teacher_info,
+        "T": args.T,
+        "alpha": args.alpha,
+        "lr": args.lr,
+        "epochs": args.epochs,
+        "log": log,
+    }
     print("final", json.dumps({k2: final[k2] for k2 in ("best_epoch", "PublicTest", "PrivateTest")}), flush=True)
     (out / "final.json").write_text(json.dumps(final, indent=2))
     # best_epoch 0 means no epoch beat the bundled model on PublicTest: best.pt is then `fast` itself.
-    save_atomic(make_checkpoint(student, distillation={k2: final[k2] for k2 in ("T", "alpha", "lr", "epochs", "best_epoch")}
-                                | {"teacher": teacher_info}, metrics={"PublicTest": final["PublicTest"]}),
-                out / "best.pt")
+    save_atomic(
+        make_checkpoint(
+            student,
+            distillation={k2: final[k2] for k2 in ("T", "alpha", "lr", "epochs", "best_epoch")}
+            | {"teacher": teacher_info},
+            metrics={"PublicTest": final["PublicTest"]},
+        ),
+        out / "best.pt",
+    )
 
 
 def main() -> None:
@@ -209,12 +254,15 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("teacher", "train"):
         p = sub.add_parser(name)
-        p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz"))
+        p.add_argument(
+            "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz")
+        )
         p.add_argument("--out", default="runs/distill")
         p.add_argument("--models", nargs="+", default=list(TEACHERS))
         p.add_argument("--threads", type=int, default=1)
-    sub.choices["teacher"].add_argument("--max-images", dest="max_images", type=int,
-                                        help="time a stratified subset of Training only; store nothing")
+    sub.choices["teacher"].add_argument(
+        "--max-images", dest="max_images", type=int, help="time a stratified subset of Training only; store nothing"
+    )
     t = sub.choices["train"]
     t.add_argument("--teacher-tta", dest="teacher_tta", choices=("none", "flip"), default="flip")
     t.add_argument("--epochs", type=int, default=6)
@@ -223,8 +271,12 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--max-train-images", dest="max_train_images", type=int,
-                   help="stratified subset of Training (a quick check of the loop)")
+    t.add_argument(
+        "--max-train-images",
+        dest="max_train_images",
+        type=int,
+        help="stratified subset of Training (a quick check of the loop)",
+    )
     args = ap.parse_args()
     (teacher if args.cmd == "teacher" else train)(args)
 

@@ -37,8 +37,9 @@ from fervid.data.datasets import load_fer2013, stratified_subset  # noqa: E402
 from fervid.inference.detect import LANDMARK_NAMES, YuNetDetector  # noqa: E402
 
 
-def fer_landmarks(faces: np.ndarray, upscale: int = 4, min_score: float = 0.6,
-                  threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+def fer_landmarks(
+    faces: np.ndarray, upscale: int = 4, min_score: float = 0.6, threads: int | None = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """YuNet's landmarks of 48x48 grey faces, in 48x48 pixel-centre coordinates.
 
     Returns ``(found, landmarks)``: a bool mask of the faces where YuNet fired (score >=
@@ -88,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     secs = time.perf_counter() - t
     L = lm[found]
     names = d.label_names
-    print(f"# FER2013 {args.split}: {len(idx)} faces (stratified, seed 0), upscaled {args.upscale}x bicubic; "
-          f"YuNet fired (score >= 0.6) on {found.sum()} ({100 * found.mean():.1f}%) in {secs:.0f} s")
+    print(
+        f"# FER2013 {args.split}: {len(idx)} faces (stratified, seed 0), upscaled {args.upscale}x bicubic; "
+        f"YuNet fired (score >= 0.6) on {found.sum()} ({100 * found.mean():.1f}%) in {secs:.0f} s"
+    )
     for c, name in enumerate(names):
         m = d.labels[idx] == c
         print(f"#   {name}: {found[m].sum()}/{m.sum()} ({100 * found[m].mean():.0f}%)")
@@ -104,14 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     print("| landmark | median x | median y | IQR x | IQR y | MAD x | MAD y |")
     print("|---|---|---|---|---|---|---|")
     for k, n in enumerate(LANDMARK_NAMES):
-        print(f"| {n} | {med[k, 0]:.2f} | {med[k, 1]:.2f} | {q1[k, 0]:.1f}–{q3[k, 0]:.1f} | {q1[k, 1]:.1f}–{q3[k, 1]:.1f} "
-              f"| {mad[k, 0]:.2f} | {mad[k, 1]:.2f} |")
+        print(
+            f"| {n} | {med[k, 0]:.2f} | {med[k, 1]:.2f} | {q1[k, 0]:.1f}–{q3[k, 0]:.1f} | {q1[k, 1]:.1f}–{q3[k, 1]:.1f} "
+            f"| {mad[k, 0]:.2f} | {mad[k, 1]:.2f} |"
+        )
     pct = [5, 25, 50, 75, 95]
     print("| measure | " + " | ".join(f"p{p}" for p in pct) + " |")
     print("|---|" + "---|" * len(pct))
-    for label, v in (("inter-ocular distance (px of 48)", iod), ("eye line roll (degrees, + clockwise)", roll),
-                     ("eye centre x", eye_mid[:, 0]), ("eye centre y", eye_mid[:, 1]),
-                     ("mouth centre y", mouth_mid[:, 1]), ("eye-to-mouth distance", eye_mouth)):
+    for label, v in (
+        ("inter-ocular distance (px of 48)", iod),
+        ("eye line roll (degrees, + clockwise)", roll),
+        ("eye centre x", eye_mid[:, 0]),
+        ("eye centre y", eye_mid[:, 1]),
+        ("mouth centre y", mouth_mid[:, 1]),
+        ("eye-to-mouth distance", eye_mouth),
+    ):
         print(f"| {label} | " + " | ".join(f"{np.percentile(v, p):.2f}" for p in pct) + " |")
     tpl = symmetric_template(med)
     print("# template (mirror-symmetric medians, 48x48 pixel-centre coordinates), for crop.py:")

@@ -11,16 +11,20 @@ RUNS = Path("runs")
 
 def row(name: str, m: dict, extra: str = "") -> str:
     f = m["ferplus"]
-    return (f"| {name} | {f['majority_accuracy']:.4f} | {f['majority_macro_f1']:.4f} | {f['kl_divergence']:.3f} | "
-            f"{f['plausible_accuracy']:.4f} | {m['accuracy']:.4f} | {f['ambiguity_auroc']:.3f} | {extra}|")
+    return (
+        f"| {name} | {f['majority_accuracy']:.4f} | {f['majority_macro_f1']:.4f} | {f['kl_divergence']:.3f} | "
+        f"{f['plausible_accuracy']:.4f} | {m['accuracy']:.4f} | {f['ambiguity_auroc']:.3f} | {extra}|"
+    )
 
 
 def main() -> None:
     import sys
 
     prefix = sys.argv[1] if len(sys.argv) > 1 else "ferplus"
-    print("| training targets | FER+ majority acc | FER+ macro-F1 | KL(votes‖model) | >=30%-vote acc | FER2013 acc | "
-          "entropy AUROC (split faces) | epochs (best) |")
+    print(
+        "| training targets | FER+ majority acc | FER+ macro-F1 | KL(votes‖model) | >=30%-vote acc | FER2013 acc | "
+        "entropy AUROC (split faces) | epochs (best) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("majority", "probability", "crossentropy", "multilabel"):
         d = RUNS / f"{prefix}-{mode}"
@@ -42,9 +46,11 @@ def main() -> None:
         p = RUNS / "ferplus-default" / split / "metrics.json"
         if p.is_file():
             f = json.loads(p.read_text())["ferplus"]
-            print(f"\n`default` on {split.split('-')[1]}: split share {f['split_share']:.4f}, flagged (ambiguous_share) "
-                  f"{f['ambiguous_share']:.4f}, matched threshold {f['matched_threshold']:.4f}, "
-                  f"AUROC {f['ambiguity_auroc']:.4f}, images {f['images']}")
+            print(
+                f"\n`default` on {split.split('-')[1]}: split share {f['split_share']:.4f}, flagged (ambiguous_share) "
+                f"{f['ambiguous_share']:.4f}, matched threshold {f['matched_threshold']:.4f}, "
+                f"AUROC {f['ambiguity_auroc']:.4f}, images {f['images']}"
+            )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def photos(data: Path) -> list[np.ndarray]:
     for name, cx, cy, side in PHOTOS:
         rgb = load_image(data / "media" / name)
         x0, y0 = max(0, cx - side // 2), max(0, cy - side // 2)
-        crop = rgb[y0:y0 + side, x0:x0 + side]
+        crop = rgb[y0 : y0 + side, x0 : x0 + side]
         out.append(np.ascontiguousarray(cv2.resize(crop, (400, 400), interpolation=cv2.INTER_AREA)))
     return out
 
@@ -78,8 +78,13 @@ def run_photo(args: argparse.Namespace) -> int:
         for variant in args.variants.split(","):
             for det in args.detectors.split(","):
                 m = str(int8_path(model, data)) if variant == "int8" else model
-                rec = EmotionRecognizer(m, detector=det, device="cpu", backend="onnx",
-                                        detector_options={"threads": args.threads} if det == "yunet" else None).load()
+                rec = EmotionRecognizer(
+                    m,
+                    detector=det,
+                    device="cpu",
+                    backend="onnx",
+                    detector_options={"threads": args.threads} if det == "yunet" else None,
+                ).load()
                 rec._classifier = OnnxClassifier(rec.classifier.path, args.threads)  # type: ignore[attr-defined]
                 configs[f"{model} {variant} + {det}"] = rec
     faces = {k: [len(r.predict(im).faces) for im in imgs] for k, r in configs.items()}
@@ -100,16 +105,22 @@ def run_photo(args: argparse.Namespace) -> int:
                 t = time.perf_counter()
                 r.detector.detect(im)
                 det_times[k].append(1e3 * (time.perf_counter() - t))
-    print(f"# photo end to end, 3 photos 400x400 (one face each), {args.repeats} rounds; {os.cpu_count()} CPUs, "
-          f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
-    print("| model | classifier | detector | faces found | ms per photo (median, wall) | of which detection | "
-          "CPU ms of the calling thread |")
+    print(
+        f"# photo end to end, 3 photos 400x400 (one face each), {args.repeats} rounds; {os.cpu_count()} CPUs, "
+        f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| model | classifier | detector | faces found | ms per photo (median, wall) | of which detection | "
+        "CPU ms of the calling thread |"
+    )
     print("|---|---|---|---|---|---|---|")
     for k in configs:
         model, rest = k.split(" ", 1)
         variant, det = rest.split(" + ")
-        print(f"| {model} | {variant} | {det} | {faces[k]} | {statistics.median(times[k]):.2f} | "
-              f"{statistics.median(det_times[k]):.2f} | {statistics.median(cpu[k]):.2f} |")
+        print(
+            f"| {model} | {variant} | {det} | {faces[k]} | {statistics.median(times[k]):.2f} | "
+            f"{statistics.median(det_times[k]):.2f} | {statistics.median(cpu[k]):.2f} |"
+        )
     return 0
 
 
@@ -125,20 +136,33 @@ def run_video(args: argparse.Namespace) -> int:
             for det, every in (("yunet", 1), ("haar", 1), ("haar", 5)):
                 if det not in args.detectors.split(","):
                     continue
-                r = bench_pipeline(clip, model=m, detector=det, detect_every=every, size=(640, 480),
-                                   threads=args.threads, repeats=args.repeats)
+                r = bench_pipeline(
+                    clip,
+                    model=m,
+                    detector=det,
+                    detect_every=every,
+                    size=(640, 480),
+                    threads=args.threads,
+                    repeats=args.repeats,
+                )
                 r.update(model=model, variant=variant)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-    print(f"\n# video end to end, short_hamilton_clip.mp4 letterboxed to 640x480 ({rows[0]['frames']} frames), "
-          f"stream + drawing; threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
-    print("| model | classifier | detector | detection every | faces | fps | decode | detect | crop | classify | draw (ms/frame) |")
+    print(
+        f"\n# video end to end, short_hamilton_clip.mp4 letterboxed to 640x480 ({rows[0]['frames']} frames), "
+        f"stream + drawing; threads {args.threads}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| model | classifier | detector | detection every | faces | fps | decode | detect | crop | classify | draw (ms/frame) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ms = r["ms"]
-        print(f"| {r['model']} | {r['variant']} | {r['detector']} | {r['detect_every']} | {r['faces']} | "
-              f"**{r['fps']:.1f}** | {ms['decode']:.2f} | {ms['detect']:.2f} | {ms['crop']:.2f} | {ms['classify']:.2f} | "
-              f"{ms['draw']:.2f} |")
+        print(
+            f"| {r['model']} | {r['variant']} | {r['detector']} | {r['detect_every']} | {r['faces']} | "
+            f"**{r['fps']:.1f}** | {ms['decode']:.2f} | {ms['detect']:.2f} | {ms['crop']:.2f} | {ms['classify']:.2f} | "
+            f"{ms['draw']:.2f} |"
+        )
     return 0
 
 

@@ -55,8 +55,12 @@ def shift(faces: np.ndarray, kind: str, index: np.ndarray) -> np.ndarray:
         k = np.full((1, 7), 1 / 7, np.float32)
         return np.stack([cv2.filter2D(im, -1, k, borderType=cv2.BORDER_REPLICATE) for im in faces])
     if kind == "jpeg":
-        return np.stack([cv2.imdecode(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 10])[1], cv2.IMREAD_GRAYSCALE)
-                         for im in faces])
+        return np.stack(
+            [
+                cv2.imdecode(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 10])[1], cv2.IMREAD_GRAYSCALE)
+                for im in faces
+            ]
+        )
     if kind == "dark":
         return np.clip(np.rint(f * 0.35), 0, 255).astype(np.uint8)
     if kind == "lowlight":
@@ -76,12 +80,31 @@ def shift(faces: np.ndarray, kind: str, index: np.ndarray) -> np.ndarray:
         for i, im in zip(index, out):
             r = np.random.default_rng(int(i))
             cx, cy = int(r.integers(10, 38)), int(r.integers(22, 44))
-            cv2.ellipse(im, (cx, cy), (int(r.integers(8, 12)), int(r.integers(6, 10))), float(r.uniform(0, 180)),
-                        0, 360, 150, -1)
+            cv2.ellipse(
+                im,
+                (cx, cy),
+                (int(r.integers(8, 12)), int(r.integers(6, 10))),
+                float(r.uniform(0, 180)),
+                0,
+                360,
+                150,
+                -1,
+            )
         return out
     if kind == "roll20":
-        return np.stack([cv2.warpAffine(im, cv2.getRotationMatrix2D((23.5, 23.5), 20.0 * (1 if np.random.default_rng(int(i)).random() < 0.5 else -1), 1.0),
-                                        (48, 48), borderMode=cv2.BORDER_REPLICATE) for i, im in zip(index, faces)])
+        return np.stack(
+            [
+                cv2.warpAffine(
+                    im,
+                    cv2.getRotationMatrix2D(
+                        (23.5, 23.5), 20.0 * (1 if np.random.default_rng(int(i)).random() < 0.5 else -1), 1.0
+                    ),
+                    (48, 48),
+                    borderMode=cv2.BORDER_REPLICATE,
+                )
+                for i, im in zip(index, faces)
+            ]
+        )
     if kind == "yaw":
         res = []
         for i, im in zip(index, faces):
@@ -91,8 +114,11 @@ def shift(faces: np.ndarray, kind: str, index: np.ndarray) -> np.ndarray:
                 dst = np.float32([[0, 0], [47 - d / 2, d / 2], [47 - d / 2, 47 - d / 2], [0, 47]])
             else:
                 dst = np.float32([[d / 2, d / 2], [47, 0], [47, 47], [d / 2, 47 - d / 2]])
-            res.append(cv2.warpPerspective(im, cv2.getPerspectiveTransform(src, dst), (48, 48),
-                                           borderMode=cv2.BORDER_REPLICATE))
+            res.append(
+                cv2.warpPerspective(
+                    im, cv2.getPerspectiveTransform(src, dst), (48, 48), borderMode=cv2.BORDER_REPLICATE
+                )
+            )
         return np.stack(res)
     raise ValueError(kind)
 
@@ -125,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         clf = load_classifier(model, backend="auto", device="cpu")
         for k, x in shifted.items():
             pred = np.asarray(clf.logits(x)).argmax(1)
-            r = {"split": args.split, "model": model, "shift": k, "accuracy": float(accuracy_score(y, pred)),
-                 "macro_f1": float(f1_score(y, pred, average="macro"))}
+            r = {
+                "split": args.split,
+                "model": model,
+                "shift": k,
+                "accuracy": float(accuracy_score(y, pred)),
+                "macro_f1": float(f1_score(y, pred, average="macro")),
+            }
             rows.append(r)
             print(json.dumps(r), flush=True)
     if args.out:
@@ -140,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             r = next(r for r in rows if r["model"] == m and r["shift"] == k)
             c = next(r for r in rows if r["model"] == m and r["shift"] == "clean") if "clean" in shifted else r
-            cells.append(f"{100 * r['accuracy']:.2f} ({100 * (r['accuracy'] - c['accuracy']):+.1f}) | {100 * r['macro_f1']:.2f}")
+            cells.append(
+                f"{100 * r['accuracy']:.2f} ({100 * (r['accuracy'] - c['accuracy']):+.1f}) | {100 * r['macro_f1']:.2f}"
+            )
         print(f"| {k} | " + " | ".join(cells) + " |")
     return 0
 

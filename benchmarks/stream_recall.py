@@ -65,15 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     frames, dy = read_frames(Path(args.data) / "media" / "short_hamilton_clip.mp4", size)  # type: ignore[arg-type]
-    items = [Item(it.name, [(x, y + dy, w, h) for x, y, w, h in it.faces],
-                  [(x, y + dy, w, h) for x, y, w, h in it.ignore], it.frame) for it in FRAMES]
+    items = [
+        Item(
+            it.name,
+            [(x, y + dy, w, h) for x, y, w, h in it.faces],
+            [(x, y + dy, w, h) for x, y, w, h in it.ignore],
+            it.frame,
+        )
+        for it in FRAMES
+    ]
     n_faces = sum(len(it.faces) for it in items)
     from fervid.inference.detect import DEFAULT_DETECTOR
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device="cpu").load()
     det = rec.video_detector
-    print(f"# short_hamilton_clip.mp4 {frames[0].shape[1]}x{frames[0].shape[0]}, {len(items)} annotated frames, "
-          f"{n_faces} faces; detector {det!r}; recall summed over all K phases")
+    print(
+        f"# short_hamilton_clip.mp4 {frames[0].shape[1]}x{frames[0].shape[0]}, {len(items)} annotated frames, "
+        f"{n_faces} faces; detector {det!r}; recall summed over all K phases"
+    )
     print("| detect every K | recall | false positives | faces reported over the clip (phase 0) |")
     print("|---|---|---|---|")
     for k in (int(v) for v in args.detect_every.split(",")):

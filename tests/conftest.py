@@ -57,8 +57,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_data) -> Path:
     from fervid.training.loop import train
 
     out = tmp_path_factory.mktemp("tiny_run")
-    cfg = TrainConfig(data="", model="fast_cnn", out=str(out), epochs=2, max_train_samples=600, batch_size=64,
-                      lr=0.05, progress=False, device="cpu", seed=0)
+    cfg = TrainConfig(
+        data="",
+        model="fast_cnn",
+        out=str(out),
+        epochs=2,
+        max_train_samples=600,
+        batch_size=64,
+        lr=0.05,
+        progress=False,
+        device="cpu",
+        seed=0,
+    )
     train(cfg, data=fer_data.select(fer_data.splits != "PrivateTest"))
     return out / "best.pt"
 
@@ -68,8 +78,11 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_data) -> Path:
 # user's fork): 48x48 grey "faces" whose class is a texture a small CNN learns in an epoch or
 # two, and that survives the training augmentation (flips, +-10 degree rotations, zoom, erasing).
 
-SYNTHETIC_COUNTS = {"Training": [60, 15, 60, 90, 60, 45, 60], "PublicTest": [12, 4, 12, 14, 12, 10, 12],
-                    "PrivateTest": [12, 4, 12, 14, 12, 10, 12]}  # disgust rare, happy common, as in FER2013
+SYNTHETIC_COUNTS = {
+    "Training": [60, 15, 60, 90, 60, 45, 60],
+    "PublicTest": [12, 4, 12, 14, 12, 10, 12],
+    "PrivateTest": [12, 4, 12, 14, 12, 10, 12],
+}  # disgust rare, happy common, as in FER2013
 
 
 def synthetic_faces(labels, seed: int = 0):
@@ -87,13 +100,13 @@ def synthetic_faces(labels, seed: int = 0):
     for i, c in enumerate(labels):
         ph = rng.uniform(0, 2 * np.pi)
         pattern = [
-            np.sin(yy * 0.8 + ph),                                  # 0 horizontal stripes
-            np.sin(xx * 0.8 + ph),                                  # 1 vertical stripes
-            np.sin((xx + yy) * 0.6 + ph),                           # 2 diagonal stripes
+            np.sin(yy * 0.8 + ph),  # 0 horizontal stripes
+            np.sin(xx * 0.8 + ph),  # 1 vertical stripes
+            np.sin((xx + yy) * 0.6 + ph),  # 2 diagonal stripes
             np.sign(np.sin(xx * 0.5 + ph) * np.sin(yy * 0.5 + ph)),  # 3 checks
             np.cos(np.clip(np.abs(r - rng.uniform(9, 12)), 0, 3) * np.pi / 3),  # 4 a ring
-            np.where(r < rng.uniform(6, 9), 1.0, -1.0),             # 5 a disc
-            np.where(yy < cy + rng.uniform(-3, 3), 1.0, -1.0),      # 6 bright upper half
+            np.where(r < rng.uniform(6, 9), 1.0, -1.0),  # 5 a disc
+            np.where(yy < cy + rng.uniform(-3, 3), 1.0, -1.0),  # 6 bright upper half
         ][int(c)]
         img = 90 + face * (35 + rng.uniform(20, 45) * pattern) + rng.uniform(-20, 20) + rng.normal(0, 12, (48, 48))
         out[i] = np.clip(img, 0, 255).astype(np.uint8)
@@ -114,8 +127,13 @@ def synthetic_data():
             splits += [split] * n
     order = np.random.default_rng(1).permutation(len(labels))
     labels_a, splits_a = np.asarray(labels, np.int64)[order], np.asarray(splits)[order]
-    return FERData(images=synthetic_faces(labels_a, seed=2), labels=labels_a, splits=splits_a,
-                   index=np.arange(len(labels_a), dtype=np.int64), source="synthetic")
+    return FERData(
+        images=synthetic_faces(labels_a, seed=2),
+        labels=labels_a,
+        splits=splits_a,
+        index=np.arange(len(labels_a), dtype=np.int64),
+        source="synthetic",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +170,17 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic_dat
     from fervid.training.loop import train
 
     out = tmp_path_factory.mktemp("synthetic_run")
-    cfg = TrainConfig(data="", model="fast_cnn", out=str(out), epochs=2, batch_size=32, lr=0.05, progress=False,
-                      device="cpu", seed=0, eval_private=False)
+    cfg = TrainConfig(
+        data="",
+        model="fast_cnn",
+        out=str(out),
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        progress=False,
+        device="cpu",
+        seed=0,
+        eval_private=False,
+    )
     train(cfg, data=synthetic_data.select(synthetic_data.splits != "PrivateTest"))
     return out / "best.pt"

@@ -24,14 +24,18 @@ def fingerprint(path: Path) -> dict[str, str]:
     """sha256 of a file, or of every file under a folder (relative path -> digest)."""
     path = Path(path)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {str(p.relative_to(path) if p != path else p.name): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files}
+    return {
+        str(p.relative_to(path) if p != path else p.name): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
+    }
 
 
 def leftovers(folder: Path) -> list[str]:
     """Temporary files fervid may have left behind (none should survive any failure)."""
-    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*")
-                  if ".tmp" in p.name or p.name.startswith(".") and p.is_file())
+    return sorted(
+        str(p.relative_to(folder))
+        for p in Path(folder).rglob("*")
+        if ".tmp" in p.name or p.name.startswith(".") and p.is_file()
+    )
 
 
 def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -47,12 +51,20 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return rc, out, err
 
 
-def run_fervid(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240,
-               preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
+def run_fervid(
+    argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240, preexec_fn: Any = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m fervid ARGV`` as a subprocess (for tracebacks, signals and rlimits)."""
     e = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fervid", *argv], cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [sys.executable, "-m", "fervid", *argv],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
 
 
 def assert_one_line_error(rc: int, err: str, *names: str, status: int = 1) -> None:
@@ -92,10 +104,13 @@ def synthetic_data(n_train: int = 240, n_val: int = 60, seed: int = 0) -> Any:
 
     rng = np.random.default_rng(seed)
     n = n_train + n_val
-    return FERData(images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
-                   labels=np.arange(n, dtype=np.int64) % 7,
-                   splits=np.asarray(["Training"] * n_train + ["PublicTest"] * n_val, dtype="U11"),
-                   index=np.arange(n, dtype=np.int64), source="synthetic")
+    return FERData(
+        images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+        labels=np.arange(n, dtype=np.int64) % 7,
+        splits=np.asarray(["Training"] * n_train + ["PublicTest"] * n_val, dtype="U11"),
+        index=np.arange(n, dtype=np.int64),
+        source="synthetic",
+    )
 
 
 def write_pack(path: Path, **kw: Any) -> Path:
@@ -133,8 +148,12 @@ def small_filesystem(base: Path, size: str = "256k") -> Iterator[Path | None]:
     mnt.mkdir()
     ok = False
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount"):
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                            capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True
+            ).returncode
+            == 0
+        )
     try:
         yield mnt if ok else None
     finally:

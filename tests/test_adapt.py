@@ -39,8 +39,9 @@ def test_adabn_statistics_are_the_target_images():
     torch.testing.assert_close(bn.running_var, z.var((0, 2, 3)), rtol=0.02, atol=1e-4)
     # The batch size barely matters (deeper layers normalise per batch, as in training).
     other = adabn(model, dark, batch_size=48)
-    torch.testing.assert_close(batchnorm_layers(other)[3].running_mean, batchnorm_layers(adapted)[3].running_mean,
-                               rtol=0.02, atol=1e-3)
+    torch.testing.assert_close(
+        batchnorm_layers(other)[3].running_mean, batchnorm_layers(adapted)[3].running_mean, rtol=0.02, atol=1e-3
+    )
     assert batchnorm_layers(adapted)[0].momentum == batchnorm_layers(model)[0].momentum
 
 
@@ -59,8 +60,9 @@ def test_adabn_errors_and_inplace():
 def test_evaluate_adabn_real(tiny_checkpoint, fer_csv):
     from fervid.evaluation.evaluate import EvalConfig, evaluate
 
-    cfg = EvalConfig(models=[str(tiny_checkpoint)], data=str(fer_csv), split="PrivateTest", max_images=120, adabn=True,
-                     report=False)
+    cfg = EvalConfig(
+        models=[str(tiny_checkpoint)], data=str(fer_csv), split="PrivateTest", max_images=120, adabn=True, report=False
+    )
     m = evaluate(cfg, log=lambda s: None).metrics
     assert m["adabn"] and m["images"] == 120 and 0.0 < m["accuracy"] <= 1.0
 
@@ -90,14 +92,16 @@ def test_recognizer_adabn(tiny_checkpoint, face_folder):
     assert p0 == [f.probabilities for r in again for f in r.faces]  # predict_batch(adabn=True) adapts a copy only
     assert p0 != [f.probabilities for r in adapted for f in r.faces]
     assert rec.adapt(files) == len(files)
-    assert [f.probabilities for r in rec.predict_batch(files) for f in r.faces] == \
-        [f.probabilities for r in adapted for f in r.faces]
+    assert [f.probabilities for r in rec.predict_batch(files) for f in r.faces] == [
+        f.probabilities for r in adapted for f in r.faces
+    ]
     with pytest.raises(ValueError, match="at least"):
         rec.predict_batch(files[:3], adabn=True)
     # Another backend cannot be adapted.
     onnx_like = EmotionRecognizer(str(tiny_checkpoint), detector="skip", backend="onnx")
-    onnx_like._classifier = type("Fake", (), {"preprocess": rec.classifier.preprocess, "labels": rec.labels,
-                                              "temperature": 1.0, "logits": None})()
+    onnx_like._classifier = type(
+        "Fake", (), {"preprocess": rec.classifier.preprocess, "labels": rec.labels, "temperature": 1.0, "logits": None}
+    )()
     with pytest.raises(ValueError, match="backend"):
         onnx_like.predict_batch(files, adabn=True)
 
@@ -105,8 +109,23 @@ def test_recognizer_adabn(tiny_checkpoint, face_folder):
 def test_cli_predict_adabn_json(tiny_checkpoint, face_folder, capsys):
     from fervid.cli import main
 
-    rc = main(["predict", str(face_folder), "--model", str(tiny_checkpoint), "--detector", "skip", "--backend", "torch",
-               "--device", "cpu", "--adabn", "--json", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(face_folder),
+            "--model",
+            str(tiny_checkpoint),
+            "--detector",
+            "skip",
+            "--backend",
+            "torch",
+            "--device",
+            "cpu",
+            "--adabn",
+            "--json",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0 and "AdaBN statistics from 24 faces" in err
     lines = [json.loads(s) for s in out.splitlines()]

@@ -35,6 +35,7 @@ def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndar
 
 # ------------------------------------------------------------------ geometry (no data needed)
 
+
 def test_template_is_upright_symmetric_and_inside_the_frame():
     t = np.array(CANONICAL_LANDMARKS_48)
     assert t.shape == (5, 2)
@@ -47,7 +48,9 @@ def test_template_is_upright_symmetric_and_inside_the_frame():
     np.testing.assert_allclose(canonical_landmarks(96), (t + 0.5) * 2 - 0.5)
 
 
-@pytest.mark.parametrize("angle,scale,tx,ty", [(0, 1, 0, 0), (25, 3.0, 140, -20), (-40, 0.5, 10, 300), (180, 1.7, 5, 5)])
+@pytest.mark.parametrize(
+    "angle,scale,tx,ty", [(0, 1, 0, 0), (25, 3.0, 140, -20), (-40, 0.5, 10, 300), (180, 1.7, 5, 5)]
+)
 def test_alignment_matrix_inverts_a_similarity_exactly(angle, scale, tx, ty):
     tpl = canonical_landmarks(48)
     S = _similarity(angle, scale, tx, ty)
@@ -116,6 +119,7 @@ def test_a_rotated_face_comes_out_upright(fer_data):
 
 
 # ------------------------------------------------------------------ real faces
+
 
 @pytest.fixture(scope="module")
 def media(data_root: Path) -> Path:

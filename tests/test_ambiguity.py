@@ -60,11 +60,15 @@ def _votes(rows):
 
 def test_ferplus_metrics_by_hand():
     #          angry dis fear happy sad sur neu con  unk NF
-    votes = _votes([[0, 0, 0, 10, 0, 0, 0, 0, 0, 0],    # unanimous happy
-                    [0, 0, 0, 0, 5, 0, 5, 0, 0, 0],     # sad 5 / neutral 5: a tie is no majority
-                    [0, 0, 0, 0, 6, 0, 4, 0, 0, 0],     # sad majority, split with neutral
-                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],    # not a face
-                    [0, 0, 0, 0, 0, 0, 3, 7, 0, 0]])    # contempt majority
+    votes = _votes(
+        [
+            [0, 0, 0, 10, 0, 0, 0, 0, 0, 0],  # unanimous happy
+            [0, 0, 0, 0, 5, 0, 5, 0, 0, 0],  # sad 5 / neutral 5: a tie is no majority
+            [0, 0, 0, 0, 6, 0, 4, 0, 0, 0],  # sad majority, split with neutral
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
+            [0, 0, 0, 0, 0, 0, 3, 7, 0, 0],
+        ]
+    )  # contempt majority
     # A model that outputs exactly the vote shares: KL 0, all majority labels right.
     dist = votes[:, :8] / np.maximum(votes[:, :8].sum(1, keepdims=True), 1)
     dist[3] = 1 / 8
@@ -72,7 +76,7 @@ def test_ferplus_metrics_by_hand():
     assert m["images"] == 3 and m["excluded"] == 2
     assert m["majority_accuracy"] == 1.0 and m["kl_divergence"] == pytest.approx(0.0, abs=1e-6)
     assert m["plausible_accuracy"] == 1.0
-    assert m["split_share"] == pytest.approx(2 / 3)   # rows 2 (6/4) and 4 (3/7)
+    assert m["split_share"] == pytest.approx(2 / 3)  # rows 2 (6/4) and 4 (3/7)
     # A model that always says neutral: right on no majority, plausible on the two split faces.
     neutral = np.tile(np.eye(8)[6] * 0.93 + 0.01, (5, 1))
     m2 = ferplus_metrics(neutral, votes, FERPLUS8)
@@ -89,14 +93,20 @@ def test_ferplus_metrics_by_hand():
 
 
 def test_annotator_split_and_matched_threshold():
-    votes = _votes([[0, 0, 0, 5, 5, 0, 0, 0, 0, 0], [0, 0, 0, 10, 0, 0, 0, 0, 0, 0],
-                    [0, 0, 0, 2, 8, 0, 0, 0, 0, 0], [0, 0, 0, 0, 4, 0, 6, 0, 0, 0]])
+    votes = _votes(
+        [
+            [0, 0, 0, 5, 5, 0, 0, 0, 0, 0],
+            [0, 0, 0, 10, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 2, 8, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 4, 0, 6, 0, 0, 0],
+        ]
+    )
     np.testing.assert_array_equal(annotator_split(votes), [True, False, False, True])
     rng = np.random.default_rng(1)
     p = rng.dirichlet(np.ones(8), size=4)
     p[:, 3] += 1
     p /= p.sum(1, keepdims=True)
-    ok = np.array([False, True, True, True])   # row 0 has no majority: excluded
+    ok = np.array([False, True, True, True])  # row 0 has no majority: excluded
     ent = normalized_entropy(p[ok])
     assert matched_threshold(p, votes, FERPLUS8) == pytest.approx(np.quantile(ent, 1 - 1 / 3))
 

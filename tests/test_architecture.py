@@ -23,9 +23,20 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = {
-    "emotions": 0, "errors": 0, "runtime": 0, "safety": 0,
-    "data": 1, "models": 2, "inference": 3, "evaluation": 4, "training": 5, "export": 5,
-    "bench": 6, "batch": 6, "serve": 6, "cli": 6,
+    "emotions": 0,
+    "errors": 0,
+    "runtime": 0,
+    "safety": 0,
+    "data": 1,
+    "models": 2,
+    "inference": 3,
+    "evaluation": 4,
+    "training": 5,
+    "export": 5,
+    "bench": 6,
+    "batch": 6,
+    "serve": 6,
+    "cli": 6,
 }
 
 
@@ -92,22 +103,37 @@ def test_nothing_imports_upward():
 
 def test_train_is_always_the_function():
     """``fervid.train`` is the training function whatever was imported before."""
-    code = ("import fervid, fervid.training.loop, fervid.training.config; import fervid.training; "
-            "f = fervid.train; import fervid.training.finetune; assert callable(f) and fervid.train is f "
-            "and f.__module__ == 'fervid.training.loop', fervid.train")
+    code = (
+        "import fervid, fervid.training.loop, fervid.training.config; import fervid.training; "
+        "f = fervid.train; import fervid.training.finetune; assert callable(f) and fervid.train is f "
+        "and f.__module__ == 'fervid.training.loop', fervid.train"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_import_does_no_work():
     """``import fervid`` (and the subpackages' __init__) loads neither torch nor OpenCV."""
-    code = ("import sys, fervid, fervid.inference, fervid.evaluation, fervid.training, fervid.export; "
-            "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'matplotlib') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, fervid, fervid.inference, fervid.evaluation, fervid.training, fervid.export; "
+        "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'matplotlib') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("name", ["EmotionRecognizer", "load_model", "create_model", "list_models", "TrainConfig",
-                                  "train", "load_dataset", "FervidError"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "EmotionRecognizer",
+        "load_model",
+        "create_model",
+        "list_models",
+        "TrainConfig",
+        "train",
+        "load_dataset",
+        "FervidError",
+    ],
+)
 def test_public_api_names(name):
     import fervid
 
@@ -152,7 +178,7 @@ def test_no_import_cycles():
         stack.append(m)
         for t in sorted(graph.get(m, ())):
             if state.get(t) == 1:
-                return stack[stack.index(t):] + [t]
+                return stack[stack.index(t) :] + [t]
             if t not in state and (cycle := visit(t)):
                 return cycle
         stack.pop()

@@ -98,7 +98,10 @@ def test_rows_are_the_recognizers_results(corpus: Path, local_run: Path) -> None
     assert len(status) == len(list_sources(corpus)) == 7
     errors = {Path(r["source"]).name: r for r in rows(paths.errors)}
     assert set(errors) == {"not-a-photo.jpg", "truncated.mp4"}  # reported, and the run went on
-    assert errors["not-a-photo.jpg"]["error_type"] == "ImageLoadError" and "not-a-photo.jpg" in errors["not-a-photo.jpg"]["error"]
+    assert (
+        errors["not-a-photo.jpg"]["error_type"] == "ImageLoadError"
+        and "not-a-photo.jpg" in errors["not-a-photo.jpg"]["error"]
+    )
     assert status["clip.mp4"]["status"] == "ok" and status["clip.mp4"]["frames"] == len(frames)
     assert not paths.parts.exists()  # merged and cleaned up
 
@@ -113,8 +116,9 @@ def test_ray_engine_gives_the_local_rows(ray_cluster, corpus: Path, local_run: P
         assert [(r["source"], r["status"]) for r in a] == [(r["source"], r["status"]) for r in b]
 
 
-def test_crash_then_rerun_completes_without_duplicates(corpus: Path, local_run: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_then_rerun_completes_without_duplicates(
+    corpus: Path, local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A crash after 3 committed sources; the second run does only the other 4."""
     import fervid.batch as batch
 
@@ -148,8 +152,24 @@ def test_killed_cli_run_resumes(corpus: Path, local_run: Path, tmp_path: Path) -
     """``kill -9`` of ``fervid batch`` once its first part is committed, then the same command
     again: the output equals an uninterrupted run's, with no source twice."""
     out = tmp_path / "r.parquet"
-    cmd = [sys.executable, "-m", "fervid", "batch", str(corpus), "--out", str(out), "--model", "fast",
-           "--video-every", "10", "--chunk-size", "1", "--flush-every", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fervid",
+        "batch",
+        str(corpus),
+        "--out",
+        str(out),
+        "--model",
+        "fast",
+        "--video-every",
+        "10",
+        "--chunk-size",
+        "1",
+        "--flush-every",
+        "1",
+        "--no-progress",
+    ]
     parts = OutputPaths.of(out).parts
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -178,6 +198,5 @@ def test_manifest_and_cli_errors(corpus: Path, tmp_path: Path, capsys: pytest.Ca
     (corpus / "m.parquet").unlink()
     assert main(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "r.parquet")]) == 1
     assert "no such file" in capsys.readouterr().err
-    assert main(["batch", str(manifest), "--out", str(tmp_path / "r.parquet"), "--model", "fast",
-                 "--no-progress"]) == 0
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "r.parquet"), "--model", "fast", "--no-progress"]) == 0
     assert pq.read_table(tmp_path / "r.parquet").num_rows == 3  # 1 + 2 faces

@@ -27,8 +27,9 @@ def small_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return p
 
 
-def test_info_json_real(fer_csv: Path, data_root: Path, official_counts: dict[str, list[int]],
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_json_real(
+    fer_csv: Path, data_root: Path, official_counts: dict[str, list[int]], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["data", "info", str(fer_csv), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["total"] == 35887
@@ -82,12 +83,29 @@ def _png_ok(path: Path) -> tuple[int, int]:
     return im.size
 
 
-def test_show_real_with_ferplus(fer_csv: Path, data_root: Path, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_real_with_ferplus(
+    fer_csv: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "grid.png"
     ferplus = data_root / "fer2013" / "fer2013new.csv"
-    assert main(["data", "show", str(fer_csv), "--out", str(out), "--split", "PublicTest",
-                 "--per-class", "3", "--ferplus", str(ferplus)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "show",
+                str(fer_csv),
+                "--out",
+                str(out),
+                "--split",
+                "PublicTest",
+                "--per-class",
+                "3",
+                "--ferplus",
+                str(ferplus),
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     w, h = _png_ok(out)
     assert h > w  # 7 class rows of 3 faces + vote bars
@@ -108,8 +126,10 @@ def test_show_folder_refuses_ferplus(tmp_path: Path, capsys: pytest.CaptureFixtu
     (root / "happy").mkdir(parents=True)
     Image.new("L", (48, 48), 50).save(root / "happy" / "a.png")
     fp = tmp_path / "fp.csv"
-    fp.write_text("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
-                  "Training,a.png,0,10,0,0,0,0,0,0,0,0\n")
+    fp.write_text(
+        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+        "Training,a.png,0,10,0,0,0,0,0,0,0,0\n"
+    )
     assert main(["data", "show", str(root), "--out", str(tmp_path / "g.png"), "--ferplus", str(fp)]) == 1
     assert "image-folder" in capsys.readouterr().err
 
@@ -127,7 +147,9 @@ def test_cli_imports_nothing_heavy_for_info() -> None:
     """Importing the data CLI and fervid.plots must not pull matplotlib in (only drawing does)."""
     import subprocess
 
-    code = ("import sys, fervid.cli.data, fervid.data.plots, fervid.data.stats, fervid.data.ferplus; "
-            "print('matplotlib' in sys.modules)")
+    code = (
+        "import sys, fervid.cli.data, fervid.data.plots, fervid.data.stats, fervid.data.ferplus; "
+        "print('matplotlib' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"

@@ -14,6 +14,7 @@ from fervid.cli import main
 
 # --------------------------------------------------------------------------- CLI error policy
 
+
 def test_user_error_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     import fervid.cli.models as verb
     from fervid.errors import UserValueError
@@ -41,6 +42,7 @@ def test_missing_file_is_a_user_error(capsys, tmp_path, synthetic_pack):
 
 # --------------------------------------------------------------------------- plots leave pyplot alone
 
+
 def test_reports_and_plots_do_not_change_the_matplotlib_backend(tmp_path):
     """Notebooks keep their inline backend: fervid draws on bare Figures, never through pyplot."""
     code = f"""
@@ -51,7 +53,7 @@ from fervid.training.study import plot_study
 fig_to_base64(plot_confusion(np.eye(7, dtype=int) * 3, tuple("abcdefg")))
 row = dict(model="m", strategy="none", accuracy=.5, accuracy_std=.1, macro_f1=.4, macro_f1_std=.1,
            recall={{c: (.5, .1) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}})
-plot_study([row], r"{tmp_path / 'study.png'}")
+plot_study([row], r"{tmp_path / "study.png"}")
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert "matplotlib.pyplot" not in sys.modules
 """
@@ -60,6 +62,7 @@ assert "matplotlib.pyplot" not in sys.modules
 
 
 # --------------------------------------------------------------------------- shared recognizer
+
 
 def test_adabn_batch_never_swaps_the_shared_classifier():
     """predict_batch(adabn=True) adapts a private copy: other threads using the same recognizer
@@ -99,6 +102,7 @@ def test_adabn_batch_never_swaps_the_shared_classifier():
 
 # --------------------------------------------------------------------------- one loader, any folder
 
+
 @pytest.fixture(scope="module")
 def fast_onnx(tmp_path_factory):
     pytest.importorskip("onnxruntime")
@@ -114,8 +118,10 @@ def test_evaluate_accepts_onnx_and_folders_without_split_names(fast_onnx, synthe
     folder of class subfolders without FER2013 split names is scored whole by default."""
     from fervid.evaluation.evaluate import EvalConfig, evaluate
 
-    res = {m: evaluate(EvalConfig(models=[m], data=str(synthetic_folder), report=False), log=lambda *a: None)
-           for m in ("fast", str(fast_onnx))}
+    res = {
+        m: evaluate(EvalConfig(models=[m], data=str(synthetic_folder), report=False), log=lambda *a: None)
+        for m in ("fast", str(fast_onnx))
+    }
     for r in res.values():
         assert r.metrics["split"] == "all" and r.metrics["images"] == 60
     # the ONNX export scores the same faces like the checkpoint it came from
@@ -137,6 +143,7 @@ def test_onnx_model_runs_the_one_torch_path(fast_onnx):
 
 # --------------------------------------------------------------------------- int8 never below the bar silently
 
+
 def test_int8_export_below_the_agreement_bar_is_refused(tmp_path):
     pytest.importorskip("onnxruntime")
     from fervid.errors import FervidError
@@ -154,6 +161,7 @@ def test_int8_export_below_the_agreement_bar_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- declared layers
+
 
 @pytest.mark.parametrize("name", ["fast_cnn", "vgg_fer", "resnet18_fer", "convnext_fer"])
 def test_every_family_declares_its_first_conv_and_classifier(name):

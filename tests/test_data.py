@@ -77,8 +77,9 @@ def test_csv_plain(tmp_path: Path, cache_tmp: Path) -> None:
     rows = make_rows()
     d = load_fer2013(write_csv(tmp_path / "fer2013.csv", rows))
     check_same(d, rows)
-    assert d.class_counts("Training") == {n: int(sum(1 for r in rows if r[2] == "Training" and r[0] == k))
-                                          for k, n in enumerate(FER2013)}
+    assert d.class_counts("Training") == {
+        n: int(sum(1 for r in rows if r[2] == "Training" and r[0] == k)) for k, n in enumerate(FER2013)
+    }
     assert d.split_names == ["Training", "PublicTest", "PrivateTest"]
 
 
@@ -106,7 +107,9 @@ def test_csv_header_variants(tmp_path: Path, cache_tmp: Path) -> None:
     rows = make_rows(3, seed=2)
     # Byte-order mark, column order and spacing as in Kaggle's icml_face_data.csv, blank line inside.
     text = "\ufeffemotion, Usage, pixels\n" + "\n".join(
-        f"{lab},{use},{' '.join(map(str, img.ravel()))}" + ("\n" if i == 1 else "") for i, (lab, img, use) in enumerate(rows))
+        f"{lab},{use},{' '.join(map(str, img.ravel()))}" + ("\n" if i == 1 else "")
+        for i, (lab, img, use) in enumerate(rows)
+    )
     p = tmp_path / "icml.csv"
     p.write_text(text, encoding="utf-8")
     check_same(load_fer2013(p), rows)
@@ -161,6 +164,7 @@ def test_unwritable_cache_still_loads(tmp_path: Path, monkeypatch: pytest.Monkey
 
 # --------------------------------------------------------------------- bad CSV input
 
+
 def _pix(img: np.ndarray) -> str:
     return " ".join(map(str, img.ravel()))
 
@@ -198,8 +202,8 @@ def test_bad_row_strict_names_file_line_field(tmp_path: Path, cache_tmp: Path, m
 def test_lenient_skips_and_reports_every_bad_row(tmp_path: Path, cache_tmp: Path) -> None:
     rows = make_rows(6)
     lines = csv_text(rows).splitlines()
-    lines[2] = "9," + lines[2].split(",", 1)[1]             # row 1: label out of range (line 3)
-    lines[4] = lines[4].rsplit(",", 1)[0] + ",Nope"         # row 3: unknown Usage (line 5)
+    lines[2] = "9," + lines[2].split(",", 1)[1]  # row 1: label out of range (line 3)
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",Nope"  # row 3: unknown Usage (line 5)
     lines[5] = lines[5].split(",")[0] + ",1 2 3," + rows[4][2]  # row 4: 3 pixels (line 6)
     p = tmp_path / "bad.csv"
     p.write_text("\n".join(lines) + "\n")
@@ -271,6 +275,7 @@ def test_bad_files(tmp_path: Path, cache_tmp: Path) -> None:
 
 
 # --------------------------------------------------------------------- image folders
+
 
 def _save(path: Path, im: Image.Image, **kw) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +362,7 @@ def test_empty_folders(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- FERData and packs
 
+
 def test_select_split_and_pack_roundtrip(tmp_path: Path, cache_tmp: Path) -> None:
     rows = make_rows(8, seed=5)
     d = load_fer2013(write_csv(tmp_path / "f.csv", rows))
@@ -378,6 +384,7 @@ def test_select_split_and_pack_roundtrip(tmp_path: Path, cache_tmp: Path) -> Non
 
 
 # ------------------------------------------------------------------------- real data
+
 
 def test_real_official_counts(fer_data: FERData, official_counts: dict[str, list[int]]) -> None:
     assert len(fer_data) == 35887 and fer_data.source_rows == 35887 and fer_data.skipped == []

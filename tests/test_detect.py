@@ -22,8 +22,14 @@ from fervid.inference.detect import (
     register_detector,
 )
 
-EXPECTED = {"two_people.jpg": 2, "obama.jpg": 1, "obama-480p.jpg": 1, "obama_and_biden.jpg": 2,
-            "lin-manuel-miranda.png": 1, "32bit.png": 1}
+EXPECTED = {
+    "two_people.jpg": 2,
+    "obama.jpg": 1,
+    "obama-480p.jpg": 1,
+    "obama_and_biden.jpg": 2,
+    "lin-manuel-miranda.png": 1,
+    "32bit.png": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +172,16 @@ def test_haar_profile_runs_and_includes_frontal(media: Path, haar):
 
 # ------------------------------------------------------------------ dlib (optional extra)
 
+
 @pytest.fixture(scope="module")
 def dlib_det():
     pytest.importorskip("dlib")
     return create_detector("dlib")
 
 
-@pytest.mark.parametrize("name", ["two_people.jpg", "obama-480p.jpg", "lin-manuel-miranda.png", "obama_partial_face.jpg"])
+@pytest.mark.parametrize(
+    "name", ["two_people.jpg", "obama-480p.jpg", "lin-manuel-miranda.png", "obama_partial_face.jpg"]
+)
 def test_dlib_finds_faces(media: Path, dlib_det, name: str):
     img = load_image(media / name)
     faces = dlib_det.detect(img)

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from fervid.emotions import FER2013
 from fervid.training.config import TrainConfig
 
-pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                                reason="torch.distributed with gloo is needed")
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with gloo is needed",
+)
 
 RUN_FILES = {"best.pt", "last.pt", "metrics.jsonl", "config.json", "final.json"}
 SEED = 3
@@ -28,15 +30,40 @@ SEED = 3
 # weights make epoch 2 use the class-weighted loss, whose normaliser is all-reduced. One torch
 # thread everywhere: the same process with 2 threads sums in another order and ends 2 steps
 # 1.4% away (of the update); 2 processes of 1 thread end 4e-5 away from 1 process of 1 thread.
-ARGS = ["--model", "fast_cnn", "--max-train-samples", "64", "--batch-size", "64", "--device", "cpu", "--no-progress",
-        "--seed", str(SEED), "--set", "warmup_epochs=0", "amp=false", "imbalance=dynamic", "model_args={drop: 0.0}",
-        "workers_threads=1"]
+ARGS = [
+    "--model",
+    "fast_cnn",
+    "--max-train-samples",
+    "64",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--seed",
+    str(SEED),
+    "--set",
+    "warmup_epochs=0",
+    "amp=false",
+    "imbalance=dynamic",
+    "model_args={drop: 0.0}",
+    "workers_threads=1",
+]
 
 
 def torchrun(nproc: int, *args: str) -> str:
     """``torchrun --standalone --nproc_per_node N -m fervid train ARGS``; returns its stdout."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "fervid", "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "fervid",
+        "train",
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
@@ -59,12 +86,16 @@ def initial_weights() -> dict[str, torch.Tensor]:
     from fervid.models import create_model
 
     torch.manual_seed(SEED)
-    return {k: v.double() for k, v in create_model("fast_cnn", labels=FER2013, drop=0.0).state_dict().items()
-            if v.dtype.is_floating_point}
+    return {
+        k: v.double()
+        for k, v in create_model("fast_cnn", labels=FER2013, drop=0.0).state_dict().items()
+        if v.dtype.is_floating_point
+    }
 
 
-def assert_same_step(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], start: dict[str, torch.Tensor],
-                     tol: float) -> None:
+def assert_same_step(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], start: dict[str, torch.Tensor], tol: float
+) -> None:
     """``a`` and ``b`` differ by less than ``tol`` of the update from ``start`` (all weights
     together), and no tensor by more than ``10 * tol`` of its own update. Measured: 4e-5 (float
     summation order); BatchNorm over each rank's half instead of the global batch gives ~1.4."""
@@ -132,8 +163,20 @@ def test_checked_by_command_on_fer2013(fer_csv: Path, tmp_path: Path) -> None:
     from fervid.models.checkpoint import load_model
 
     out = tmp_path / "run"
-    torchrun(2, "--model", "fast_cnn", "--data", str(fer_csv), "--epochs", "1", "--max-train-samples", "2000",
-             "--out", str(out), "--no-progress")
+    torchrun(
+        2,
+        "--model",
+        "fast_cnn",
+        "--data",
+        str(fer_csv),
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "2000",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert {p.name for p in out.iterdir()} == RUN_FILES
     assert len(log(out)) == 1
     for f in ("best.pt", "last.pt"):
@@ -143,15 +186,19 @@ def test_checked_by_command_on_fer2013(fer_csv: Path, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the loss split, without processes
 
-@pytest.mark.parametrize("kw,soft", [
-    (dict(), False),
-    (dict(imbalance="inverse"), False),
-    (dict(imbalance="inverse", label_smoothing=0.1), False),
-    (dict(imbalance="focal"), False),
-    (dict(), True),
-    (dict(targets="ferplus-multilabel", ferplus="x"), True),
-    (dict(targets="ferplus-multilabel", ferplus="x", multilabel_loss="max"), True),
-])
+
+@pytest.mark.parametrize(
+    "kw,soft",
+    [
+        (dict(), False),
+        (dict(imbalance="inverse"), False),
+        (dict(imbalance="inverse", label_smoothing=0.1), False),
+        (dict(imbalance="focal"), False),
+        (dict(), True),
+        (dict(targets="ferplus-multilabel", ferplus="x"), True),
+        (dict(targets="ferplus-multilabel", ferplus="x", multilabel_loss="max"), True),
+    ],
+)
 def test_rank_loss_scale_recovers_the_global_batch_loss(monkeypatch: pytest.MonkeyPatch, kw: dict, soft: bool) -> None:
     """For every loss: the mean over ranks of (each rank's loss x its scale) is the loss of the
     whole batch, which is what makes DDP's averaged gradient the single-process gradient."""

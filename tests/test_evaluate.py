@@ -16,8 +16,21 @@ import pytest
 import torch
 
 N_EVAL = 300
-REQUIRED = ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "top2_accuracy", "nll", "ece",
-            "split", "images", "tta", "ensemble", "models")
+REQUIRED = (
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "per_class",
+    "confusion_matrix",
+    "top2_accuracy",
+    "nll",
+    "ece",
+    "split",
+    "images",
+    "tta",
+    "ensemble",
+    "models",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +50,10 @@ def second_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     """A different model: the tiny checkpoint with its weights perturbed."""
     ck = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
     g = torch.Generator().manual_seed(1)
-    ck["state_dict"] = {k: v + 0.3 * v.std() * torch.randn(v.shape, generator=g) if v.is_floating_point() and v.ndim > 1 else v
-                        for k, v in ck["state_dict"].items()}
+    ck["state_dict"] = {
+        k: v + 0.3 * v.std() * torch.randn(v.shape, generator=g) if v.is_floating_point() and v.ndim > 1 else v
+        for k, v in ck["state_dict"].items()
+    }
     out = tmp_path_factory.mktemp("second") / "perturbed.pt"
     torch.save(ck, out)
     return out
@@ -47,7 +62,9 @@ def second_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
 def _eval(models, data, tmp_path=None, **kw):
     from fervid.evaluation.evaluate import EvalConfig, evaluate
 
-    cfg = EvalConfig(models=[str(m) for m in models], data="", device="cpu", out=str(tmp_path) if tmp_path else None, **kw)
+    cfg = EvalConfig(
+        models=[str(m) for m in models], data="", device="cpu", out=str(tmp_path) if tmp_path else None, **kw
+    )
     return evaluate(cfg, data=data, log=lambda s: None)
 
 
@@ -262,8 +279,24 @@ def test_image_folder_with_classes_outside_the_vocabulary(tiny_checkpoint, fer_d
 def test_cli_evaluate_and_errors(tiny_checkpoint, fer_csv, tmp_path, capsys):
     from fervid.cli import main
 
-    rc = main(["evaluate", str(tiny_checkpoint), "--data", str(fer_csv), "--split", "PrivateTest", "--tta", "flip",
-               "--max-images", "200", "--device", "cpu", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "evaluate",
+            str(tiny_checkpoint),
+            "--data",
+            str(fer_csv),
+            "--split",
+            "PrivateTest",
+            "--tta",
+            "flip",
+            "--max-images",
+            "200",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "tta=flip" in out
@@ -288,10 +321,18 @@ def test_ferplus_and_adabn_hooks_are_called(tiny_checkpoint, small_data, monkeyp
         calls.setdefault("adabn", []).append(len(images))  # type: ignore[union-attr]
         return copy.deepcopy(model)
 
-    monkeypatch.setitem(sys.modules, "fervid.evaluation.ambiguity", types.SimpleNamespace(ferplus_metrics=fake_ferplus_metrics))
+    monkeypatch.setitem(
+        sys.modules, "fervid.evaluation.ambiguity", types.SimpleNamespace(ferplus_metrics=fake_ferplus_metrics)
+    )
     monkeypatch.setitem(sys.modules, "fervid.inference.adapt", types.SimpleNamespace(adabn=fake_adabn))
-    m = _eval([tiny_checkpoint], small_data, split="PrivateTest", max_images=100, adabn=True,
-              ferplus=str(data_root / "fer2013" / "fer2013new.csv")).metrics
+    m = _eval(
+        [tiny_checkpoint],
+        small_data,
+        split="PrivateTest",
+        max_images=100,
+        adabn=True,
+        ferplus=str(data_root / "fer2013" / "fer2013new.csv"),
+    ).metrics
     assert m["ferplus"] == {"majority_accuracy": 0.5} and m["adabn"]
     n = m["images"]
     assert calls["ferplus"][0] == (n, 7) and calls["ferplus"][1][0] == n and len(calls["ferplus"][2]) == 7

@@ -128,18 +128,26 @@ def test_fp32_nodes_first_conv_head_and_tail(fast_fp32):
     k = len(convs) - -(-len(convs) // 4)
     assert set(convs[k:]) <= set(tail) and not set(convs[1:k]) & set(tail)
     assert tail[-1] == nodes[-1].name
-    assert fp32_nodes(path, 1.0, keep) == [n.name for n in nodes[[n.name for n in nodes].index(convs[0]):]]
+    assert fp32_nodes(path, 1.0, keep) == [n.name for n in nodes[[n.name for n in nodes].index(convs[0]) :]]
     with pytest.raises(ValueError, match="no ONNX node belongs to module 'head.9'"):
         fp32_nodes(path, 0.0, ("head.9",))
 
 
 def test_fixed_fp32_tail_skips_selection(tmp_path, fer_csv):
-    report = export_onnx("fast", tmp_path / "q.onnx", int8=True, calibration_data=fer_csv, n_calibration=64,
-                         fp32_tail=0.5, check=False)
+    report = export_onnx(
+        "fast", tmp_path / "q.onnx", int8=True, calibration_data=fer_csv, n_calibration=64, fp32_tail=0.5, check=False
+    )
     assert report.fp32_tail == 0.5 and report.n_selection == 0 and report.n_check == 0
     with pytest.raises(ValueError, match="fp32_tail"):
-        export_onnx("fast", tmp_path / "r.onnx", int8=True, calibration_data=fer_csv, n_calibration=64,
-                    fp32_tail=1.5, check=False)
+        export_onnx(
+            "fast",
+            tmp_path / "r.onnx",
+            int8=True,
+            calibration_data=fer_csv,
+            n_calibration=64,
+            fp32_tail=1.5,
+            check=False,
+        )
 
 
 def test_recognizer_backends_agree_on_a_real_photo(data_root):
@@ -195,8 +203,23 @@ def test_cli_bench_classifier_and_int8_accuracy(fer_csv, tmp_path, capsys):
     import json
 
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--what", "classifier,int8", "--models", "fast", "--backends", "torch,onnx",
-               "--repeats", "1", "--data", str(fer_csv), "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--what",
+            "classifier,int8",
+            "--models",
+            "fast",
+            "--backends",
+            "torch,onnx",
+            "--repeats",
+            "1",
+            "--data",
+            str(fer_csv),
+            "--json",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "faces/s, batch 64" in text and "int8 drop (points)" in text
     res = json.loads(out.read_text())

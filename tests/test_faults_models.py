@@ -43,6 +43,7 @@ def _load(path: Path) -> Any:
 
 # ----------------------------------------------------------------------- checkpoints
 
+
 def _mutated(kind: str) -> Any:
     ck = checkpoint_dict()
     sd = ck["state_dict"]
@@ -88,12 +89,22 @@ def _mutated(kind: str) -> Any:
 
 
 CASES = {
-    "wrong_shape": "has shape", "missing_weight": "missing 1 weights", "unexpected_weight": "1 unexpected",
-    "label_count": "8 labels, but the classifier weight", "nan_weight": "NaN or infinite",
-    "inf_weight": "NaN or infinite", "temperature_zero": "temperature must be", "temperature_negative": "temperature",
-    "temperature_nan": "temperature", "no_preprocess": "'preprocess'", "no_state_dict": "'state_dict'",
-    "state_dict_is_a_list": "'state_dict' is a list", "unknown_architecture": "no_such_net",
-    "labels_disagree": "disagree", "no_format_tag": "not a fervid checkpoint", "a_tensor": "holds a Tensor",
+    "wrong_shape": "has shape",
+    "missing_weight": "missing 1 weights",
+    "unexpected_weight": "1 unexpected",
+    "label_count": "8 labels, but the classifier weight",
+    "nan_weight": "NaN or infinite",
+    "inf_weight": "NaN or infinite",
+    "temperature_zero": "temperature must be",
+    "temperature_negative": "temperature",
+    "temperature_nan": "temperature",
+    "no_preprocess": "'preprocess'",
+    "no_state_dict": "'state_dict'",
+    "state_dict_is_a_list": "'state_dict' is a list",
+    "unknown_architecture": "no_such_net",
+    "labels_disagree": "disagree",
+    "no_format_tag": "not a fervid checkpoint",
+    "a_tensor": "holds a Tensor",
     "a_list": "holds a list",
 }
 
@@ -106,16 +117,29 @@ def test_malformed_pt_checkpoints_are_named_errors(tmp_path: Path, kind: str) ->
     assert str(path) in str(e.value) and CASES[kind] in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "random", "huge_header", "no_metadata", "bad_metadata_json",
-                                  "metadata_not_object", "nan_in_safetensors"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "empty",
+        "truncated",
+        "random",
+        "huge_header",
+        "no_metadata",
+        "bad_metadata_json",
+        "metadata_not_object",
+        "nan_in_safetensors",
+    ],
+)
 def test_malformed_safetensors_are_named_errors(tmp_path: Path, kind: str) -> None:
     from safetensors.torch import save_file
 
     from fervid.models.checkpoint import save_safetensors_checkpoint
 
     path = tmp_path / "m.safetensors"
-    good = save_safetensors_checkpoint(checkpoint_dict(), tmp_path / "good.safetensors") and \
-        (tmp_path / "good.safetensors").read_bytes()
+    good = (
+        save_safetensors_checkpoint(checkpoint_dict(), tmp_path / "good.safetensors")
+        and (tmp_path / "good.safetensors").read_bytes()
+    )
     sd = {"w": torch.zeros(2)}
     if kind == "empty":
         path.write_bytes(b"")
@@ -153,8 +177,9 @@ def test_valid_checkpoints_still_load(tmp_path: Path) -> None:
         assert _load(name).checkpoint_meta["source"] == f"bundled:{name}"
 
 
-def test_bad_checkpoint_on_the_cli_is_one_line_without_export_warning(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_checkpoint_on_the_cli_is_one_line_without_export_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("onnxruntime")
     path = save_pt(_mutated("label_count"), tmp_path / "m.pt")
     img = write_image(tmp_path / "a.png")
@@ -201,6 +226,7 @@ def test_nan_outputs_never_reach_results(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 # ------------------------------------------------------------------------ the ONNX cache
+
 
 @pytest.fixture
 def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -287,6 +313,7 @@ def test_export_failure_falls_back_to_torch_loading_the_model_once(monkeypatch: 
 
 # ------------------------------------------------------------------------------ data
 
+
 def test_pack_with_a_label_outside_the_label_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fervid.data.datasets import FERDataError, save_pack
 
@@ -311,8 +338,9 @@ def test_sample_grid_caps_per_class(tmp_path: Path, capsys: pytest.CaptureFixtur
     pack = write_pack(tmp_path / "faces.npz", n_train=70, n_val=0)
     t0 = time.time()
     with pytest.warns(UserWarning, match="per_class 100000 capped at 10"):
-        rc, out, err = cli(["data", "show", str(pack), "--out", str(tmp_path / "g.png"), "--per-class", "100000"],
-                           capsys)
+        rc, out, err = cli(
+            ["data", "show", str(pack), "--out", str(tmp_path / "g.png"), "--per-class", "100000"], capsys
+        )
     assert rc == 0 and (tmp_path / "g.png").is_file() and time.time() - t0 < 60
 
 
@@ -338,8 +366,7 @@ def test_arrays_out_of_range_and_animated_gifs_are_reported(tmp_path: Path) -> N
     assert rgb[0, 0, 0] > 200 and rgb[0, 0, 1] < 50  # red: the first frame
 
 
-def test_broken_manifest_names_the_file(weights_copy: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_manifest_names_the_file(weights_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (weights_copy / "manifest.json").write_text('{"models": [{"name": "default"')
     rc, _, err = cli(["predict", str(write_image(tmp_path / "a.png")), "--model", "default"], capsys)
     assert_one_line_error(rc, err, "manifest.json")
@@ -371,9 +398,11 @@ def test_int8_export_on_npy_checks_min_agreement(tmp_path: Path) -> None:
     faces = synthetic_data(n_train=96, n_val=0).images
     np.save(tmp_path / "all.npy", faces)
     with pytest.raises(FervidError, match="none are left to check --min-agreement"):
-        export_onnx("fast", tmp_path / "a.onnx", int8=True, calibration_data=tmp_path / "all.npy",
-                    n_calibration=96, check=False)
+        export_onnx(
+            "fast", tmp_path / "a.onnx", int8=True, calibration_data=tmp_path / "all.npy", n_calibration=96, check=False
+        )
     assert not (tmp_path / "a.onnx").exists()
-    report = export_onnx("fast", tmp_path / "b.onnx", int8=True, calibration_data=tmp_path / "all.npy",
-                         n_calibration=48, check=False)
+    report = export_onnx(
+        "fast", tmp_path / "b.onnx", int8=True, calibration_data=tmp_path / "all.npy", n_calibration=48, check=False
+    )
     assert report.n_selection == 48 and report.selection_agreement == report.selection_agreement  # not NaN

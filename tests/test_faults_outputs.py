@@ -44,6 +44,7 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --------------------------------------------------------------------- the safety module
 
+
 def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
     from fervid.safety import atomic_write, write_text_atomic
 
@@ -53,8 +54,10 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Pa
         f.write('{"new": ')
         raise RuntimeError("boom")
     assert fingerprint(dest) == before and leftovers(tmp_path) == []
-    with pytest.raises(OutputError, match=r"cannot write .*result.json: no space left on the device"), \
-            atomic_write(dest) as f:
+    with (
+        pytest.raises(OutputError, match=r"cannot write .*result.json: no space left on the device"),
+        atomic_write(dest) as f,
+    ):
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert fingerprint(dest) == before and leftovers(tmp_path) == []
@@ -67,13 +70,17 @@ def test_output_location_errors_name_the_path(tmp_path: Path, case: str) -> None
     (tmp_path / "file.txt").write_text("keep me")
     (tmp_path / "folder").mkdir()
     if case == "under_a_file":
-        for call in (lambda: write_text_atomic(tmp_path / "file.txt" / "x.json", "{}"),
-                     lambda: preflight_output(tmp_path / "file.txt" / "x.json")):
+        for call in (
+            lambda: write_text_atomic(tmp_path / "file.txt" / "x.json", "{}"),
+            lambda: preflight_output(tmp_path / "file.txt" / "x.json"),
+        ):
             with pytest.raises(OutputError, match=r"x.json: .*file.txt is a file, not a folder"):
                 call()
     elif case == "is_a_folder":
-        for call in (lambda: write_text_atomic(tmp_path / "folder", "{}"),
-                     lambda: preflight_output(tmp_path / "folder")):
+        for call in (
+            lambda: write_text_atomic(tmp_path / "folder", "{}"),
+            lambda: preflight_output(tmp_path / "folder"),
+        ):
             with pytest.raises(OutputError, match=r"folder: is a folder, not a file"):
                 call()
     else:
@@ -109,40 +116,60 @@ def test_sigterm_as_interrupt_restores_the_handler() -> None:
 
 # ------------------------------------------------------------------- outputs over inputs
 
+
 def test_predict_out_into_the_input_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     same = tmp_path / "same"
     same.mkdir()
     for i in range(2):
         write_image(same / f"p{i}.jpg", seed=i)
     before = fingerprint(same)
-    rc, _, err = cli(["predict", str(same), "--out", str(same), "--model", "fast", "--backend", "torch",
-                      "--no-progress"], capsys)
+    rc, _, err = cli(
+        ["predict", str(same), "--out", str(same), "--model", "fast", "--backend", "torch", "--no-progress"], capsys
+    )
     assert_one_line_error(rc, err, str(same / "p0.jpg"))
     assert "refusing to overwrite an input" in err
     assert fingerprint(same) == before
     # the same folder reached through a symlink
     os.symlink(same, tmp_path / "alias")
-    rc, _, err = cli(["predict", str(same / "p1.jpg"), "--out", str(tmp_path / "alias"), "--model", "fast",
-                      "--backend", "torch"], capsys)
+    rc, _, err = cli(
+        ["predict", str(same / "p1.jpg"), "--out", str(tmp_path / "alias"), "--model", "fast", "--backend", "torch"],
+        capsys,
+    )
     assert_one_line_error(rc, err, "p1.jpg")
     assert fingerprint(same) == before
 
 
 @pytest.mark.parametrize("flag", ["--out", "--csv", "--summary", "--plot"])
-def test_video_outputs_never_overwrite_the_source(tmp_path: Path, flag: str,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_video_outputs_never_overwrite_the_source(
+    tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = write_video(tmp_path / "clip.mp4", frames=10)
     before = fingerprint(clip)
-    rc, _, err = cli(["video", str(clip), flag, str(clip), "--model", "fast", "--backend", "torch", "--no-show",
-                      "--no-progress"], capsys)
+    rc, _, err = cli(
+        ["video", str(clip), flag, str(clip), "--model", "fast", "--backend", "torch", "--no-show", "--no-progress"],
+        capsys,
+    )
     assert_one_line_error(rc, err, str(clip))
     assert fingerprint(clip) == before and leftovers(tmp_path) == []
 
 
 def test_video_two_outputs_on_one_path_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clip = write_video(tmp_path / "clip.mp4", frames=10)
-    rc, _, err = cli(["video", str(clip), "--summary", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.json"),
-                      "--model", "fast", "--no-show", "--no-progress"], capsys)
+    rc, _, err = cli(
+        [
+            "video",
+            str(clip),
+            "--summary",
+            str(tmp_path / "s.json"),
+            "--csv",
+            str(tmp_path / "s.json"),
+            "--model",
+            "fast",
+            "--no-show",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert_one_line_error(rc, err, "s.json")
     assert not (tmp_path / "s.json").exists()
 
@@ -167,24 +194,29 @@ def test_batch_output_never_overwrites_its_manifest(tmp_path: Path, capsys: pyte
     manifest = tmp_path / "list.parquet"
     pq.write_table(pa.table({"path": [str(img)]}), manifest)
     before = {**fingerprint(manifest), **fingerprint(img)}
-    rc, _, err = cli(["batch", str(manifest), "--out", str(manifest), "--model", "fast", "--backend", "torch",
-                      "--no-progress"], capsys)
+    rc, _, err = cli(
+        ["batch", str(manifest), "--out", str(manifest), "--model", "fast", "--backend", "torch", "--no-progress"],
+        capsys,
+    )
     assert_one_line_error(rc, err, str(manifest))
     assert {**fingerprint(manifest), **fingerprint(img)} == before and leftovers(tmp_path) == []
 
 
 # ------------------------------------------------------------------------- run folders
 
-def test_train_into_an_existing_run_needs_resume_or_overwrite(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_train_into_an_existing_run_needs_resume_or_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     save_pt(checkpoint_dict(), run / "best.pt")
     before = fingerprint(run)
     pack = write_pack(tmp_path / "faces.npz")
-    rc, _, err = cli(["train", "--data", str(pack), "--out", str(run), "--epochs", "1", "--device", "cpu",
-                      "--no-progress"], capsys)
+    rc, _, err = cli(
+        ["train", "--data", str(pack), "--out", str(run), "--epochs", "1", "--device", "cpu", "--no-progress"], capsys
+    )
     assert_one_line_error(rc, err, str(run), "--resume", "--overwrite")
     assert fingerprint(run) == before
     rc, _, err = cli(["finetune", "fast", "--data", str(pack), "--out", str(run), "--epochs", "1"], capsys)
@@ -213,10 +245,26 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(tmp_path: Path) -> Non
 
 # ---------------------------------------------------------------- file-system errors
 
-@pytest.mark.parametrize("verb", ["predict", "data-pack", "data-show", "export", "evaluate", "calibrate", "train",
-                                  "video-csv", "video-summary", "video-out", "video-plot"])
-def test_output_under_a_regular_file_is_one_named_line(tmp_path: Path, verb: str,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        "predict",
+        "data-pack",
+        "data-show",
+        "export",
+        "evaluate",
+        "calibrate",
+        "train",
+        "video-csv",
+        "video-summary",
+        "video-out",
+        "video-plot",
+    ],
+)
+def test_output_under_a_regular_file_is_one_named_line(
+    tmp_path: Path, verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """ENOTDIR everywhere: the output path runs through a regular file."""
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
@@ -234,8 +282,16 @@ def test_output_under_a_regular_file_is_one_named_line(tmp_path: Path, verb: str
         "calibrate": ["calibrate", str(ck), "--data", str(pack), "--out", str(bad / "c.pt")],
         "train": ["train", "--data", str(pack), "--out", str(bad), "--epochs", "1", "--device", "cpu"],
         "video-csv": ["video", str(clip), "--csv", str(bad / "t.csv"), "--model", "fast", "--no-show"],
-        "video-summary": ["video", str(clip), "--summary", str(bad / "s.json"), "--model", "fast", "--no-show",
-                          "--no-progress"],
+        "video-summary": [
+            "video",
+            str(clip),
+            "--summary",
+            str(bad / "s.json"),
+            "--model",
+            "fast",
+            "--no-show",
+            "--no-progress",
+        ],
         "video-out": ["video", str(clip), "--out", str(bad / "a.mp4"), "--model", "fast", "--no-show"],
         "video-plot": ["video", str(clip), "--plot", str(bad / "p.png"), "--model", "fast", "--no-show"],
     }[verb]
@@ -243,29 +299,34 @@ def test_output_under_a_regular_file_is_one_named_line(tmp_path: Path, verb: str
     rc, _, err = cli(argv, capsys)
     assert_one_line_error(rc, err, str(blocker))
     after = fingerprint(tmp_path)
-    assert {k: v for k, v in after.items() if not k.startswith("cache")} == \
-        {k: v for k, v in before.items() if not k.startswith("cache")}
+    assert {k: v for k, v in after.items() if not k.startswith("cache")} == {
+        k: v for k, v in before.items() if not k.startswith("cache")
+    }
 
 
 @pytest.mark.parametrize("verb", ["data-pack", "calibrate", "export"])
-def test_output_that_is_a_folder_is_one_named_line(tmp_path: Path, verb: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_that_is_a_folder_is_one_named_line(
+    tmp_path: Path, verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """EISDIR: a folder where the output file should go; the folder is left alone."""
     pack = write_pack(tmp_path / "faces.npz")
     ck = save_pt(checkpoint_dict(), tmp_path / "model.pt")
     target = tmp_path / ("out.onnx" if verb == "export" else "out.npz" if verb == "data-pack" else "out.pt")
     target.mkdir()
     (target / "inside.txt").write_text("keep")
-    argv = {"data-pack": ["data", "pack", str(pack), "--out", str(target)],
-            "calibrate": ["calibrate", str(ck), "--data", str(pack), "--out", str(target)],
-            "export": ["export", str(ck), "--out", str(target), "--no-check"]}[verb]
+    argv = {
+        "data-pack": ["data", "pack", str(pack), "--out", str(target)],
+        "calibrate": ["calibrate", str(ck), "--data", str(pack), "--out", str(target)],
+        "export": ["export", str(ck), "--out", str(target), "--no-check"],
+    }[verb]
     rc, _, err = cli(argv, capsys)
     assert_one_line_error(rc, err, str(target))
     assert "is a folder" in err and (target / "inside.txt").read_text() == "keep"
 
 
-def test_full_disk_during_predict_leaves_no_truncated_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_disk_during_predict_leaves_no_truncated_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A real full tmpfs where mounting one is allowed, else a simulated ENOSPC mid-write."""
     src = tmp_path / "in"
     src.mkdir()
@@ -288,8 +349,9 @@ def test_full_disk_during_predict_leaves_no_truncated_image(tmp_path: Path, monk
             out = tmp_path / "out"
         else:
             out = mnt / "out"
-        rc, _, err = cli(["predict", str(src), "--out", str(out), "--model", "fast", "--backend", "torch",
-                          "--no-progress"], capsys)
+        rc, _, err = cli(
+            ["predict", str(src), "--out", str(out), "--model", "fast", "--backend", "torch", "--no-progress"], capsys
+        )
         assert_one_line_error(rc, err, "no space left on the device")
         written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         from PIL import Image as PILImage
@@ -307,8 +369,7 @@ def test_file_size_limit_keeps_the_earlier_pack(tmp_path: Path) -> None:
     pack = write_pack(tmp_path / "faces.npz", n_train=2000, n_val=200)
     earlier = write_pack(tmp_path / "out.npz", n_train=10, n_val=10, seed=1)
     before = fingerprint(earlier)
-    r = run_fervid(["data", "pack", str(pack), "--out", str(earlier)], cwd=tmp_path,
-                   preexec_fn=file_size_limit(20_000))
+    r = run_fervid(["data", "pack", str(pack), "--out", str(earlier)], cwd=tmp_path, preexec_fn=file_size_limit(20_000))
     assert_one_line_error(r.returncode, r.stderr, str(earlier), "file too large")
     assert fingerprint(earlier) == before and leftovers(tmp_path) == []
 
@@ -339,8 +400,9 @@ def test_save_atomic_on_a_full_disk_keeps_the_checkpoint(tmp_path: Path, monkeyp
     assert fingerprint(dest) == before and leftovers(tmp_path) == []
 
 
-def test_failed_export_leaves_no_onnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_export_leaves_no_onnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import onnx
 
     pytest.importorskip("onnxruntime")
@@ -358,6 +420,7 @@ def test_failed_export_leaves_no_onnx(tmp_path: Path, monkeypatch: pytest.Monkey
 
 # --------------------------------------------------------------------------- signals
 
+
 def _wait_for(cond, proc: subprocess.Popen, timeout: float) -> None:
     t0 = time.time()
     while not cond():
@@ -372,8 +435,14 @@ def _wait_for(cond, proc: subprocess.Popen, timeout: float) -> None:
 
 def _popen(argv: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FERVID_CACHE": str(cwd / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "fervid", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fervid", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigterm_during_video_finalises_the_mp4_and_writes_the_summary(tmp_path: Path) -> None:
@@ -382,9 +451,27 @@ def test_sigterm_during_video_finalises_the_mp4_and_writes_the_summary(tmp_path:
     clip = write_video(tmp_path / "clip.mp4", frames=3000, size=(64, 64))
     before = fingerprint(clip)
     csv, out, summary = tmp_path / "t.csv", tmp_path / "annotated.mp4", tmp_path / "s.json"
-    proc = _popen(["video", str(clip), "--out", str(out), "--csv", str(csv), "--summary", str(summary),
-                   "--detector", "skip", "--model", "fast", "--backend", "torch", "--no-show", "--no-progress"],
-                  tmp_path)
+    proc = _popen(
+        [
+            "video",
+            str(clip),
+            "--out",
+            str(out),
+            "--csv",
+            str(csv),
+            "--summary",
+            str(summary),
+            "--detector",
+            "skip",
+            "--model",
+            "fast",
+            "--backend",
+            "torch",
+            "--no-show",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     _wait_for(lambda: csv.is_file() and len(csv.read_text().splitlines()) > 20, proc, 120)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -406,8 +493,22 @@ def test_sigterm_during_train_keeps_a_resumable_run(tmp_path: Path) -> None:
 
     pack = write_pack(tmp_path / "faces.npz", n_train=480, n_val=60)
     run = tmp_path / "run"
-    argv = ["train", "--data", str(pack), "--out", str(run), "--model", "fast_cnn", "--epochs", "200",
-            "--batch-size", "32", "--device", "cpu", "--no-progress"]
+    argv = [
+        "train",
+        "--data",
+        str(pack),
+        "--out",
+        str(run),
+        "--model",
+        "fast_cnn",
+        "--epochs",
+        "200",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     proc = _popen(argv, tmp_path)
     _wait_for(lambda: (run / "last.pt").is_file(), proc, 180)
     proc.send_signal(signal.SIGTERM)
@@ -417,37 +518,44 @@ def test_sigterm_during_train_keeps_a_resumable_run(tmp_path: Path) -> None:
     ck = torch.load(run / "last.pt", weights_only=True)  # whole and loadable
     assert ck["epoch"] >= 1 and leftovers(run) == []
     done = ck["epoch"]
-    r = run_fervid(argv[:-5] + ["--epochs", str(done + 1), "--batch-size", "32", "--device", "cpu", "--no-progress",
-                                "--resume"], cwd=tmp_path)
+    r = run_fervid(
+        argv[:-5] + ["--epochs", str(done + 1), "--batch-size", "32", "--device", "cpu", "--no-progress", "--resume"],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "final.json").read_text())["epochs_run"] == done + 1
 
 
 # ------------------------------------------------------------------ argument validation
 
-@pytest.mark.parametrize("argv,flag", [
-    (["train", "--data", "x", "--epochs", "0"], "--epochs"),
-    (["train", "--data", "x", "--batch-size", "0"], "--batch-size"),
-    (["train", "--data", "x", "--max-train-samples", "0"], "--max-train-samples"),
-    (["train", "--data", "x", "--lr", "-1"], "--lr"),
-    (["finetune", "fast", "--data", "x", "--epochs", "-3"], "--epochs"),
-    (["finetune", "fast", "--data", "x", "--val-fraction", "1"], "--val-fraction"),
-    (["study", "--data", "x", "--max-train-samples", "0"], "--max-train-samples"),
-    (["study", "--data", "x", "--epochs", "0"], "--epochs"),
-    (["evaluate", "m.pt", "--data", "x", "--max-images", "0"], "--max-images"),
-    (["evaluate", "m.pt", "--data", "x", "--batch-size", "0"], "--batch-size"),
-    (["export", "m.pt", "--out", "m.onnx", "--min-agreement", "1.5"], "--min-agreement"),
-    (["export", "m.pt", "--out", "m.onnx", "--n-calibration", "0"], "--n-calibration"),
-    (["export", "m.pt", "--out", "m.onnx", "--fp32-tail", "nan"], "--fp32-tail"),
-    (["predict", "x.jpg", "--threshold", "0"], "--threshold"),
-    (["video", "x.mp4", "--every", "0"], "--every"),
-    (["video", "x.mp4", "--smooth", "2"], "--smooth"),
-    (["video", "x.mp4", "--max-seconds", "-1"], "--max-seconds"),
-    (["video", "x.mp4", "--detect-every", "0"], "--detect-every"),
-    (["data", "show", "x", "--out", "g.png", "--per-class", "0"], "--per-class"),
-])
-def test_out_of_range_arguments_are_refused_by_the_parser(argv: list[str], flag: str,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["train", "--data", "x", "--epochs", "0"], "--epochs"),
+        (["train", "--data", "x", "--batch-size", "0"], "--batch-size"),
+        (["train", "--data", "x", "--max-train-samples", "0"], "--max-train-samples"),
+        (["train", "--data", "x", "--lr", "-1"], "--lr"),
+        (["finetune", "fast", "--data", "x", "--epochs", "-3"], "--epochs"),
+        (["finetune", "fast", "--data", "x", "--val-fraction", "1"], "--val-fraction"),
+        (["study", "--data", "x", "--max-train-samples", "0"], "--max-train-samples"),
+        (["study", "--data", "x", "--epochs", "0"], "--epochs"),
+        (["evaluate", "m.pt", "--data", "x", "--max-images", "0"], "--max-images"),
+        (["evaluate", "m.pt", "--data", "x", "--batch-size", "0"], "--batch-size"),
+        (["export", "m.pt", "--out", "m.onnx", "--min-agreement", "1.5"], "--min-agreement"),
+        (["export", "m.pt", "--out", "m.onnx", "--n-calibration", "0"], "--n-calibration"),
+        (["export", "m.pt", "--out", "m.onnx", "--fp32-tail", "nan"], "--fp32-tail"),
+        (["predict", "x.jpg", "--threshold", "0"], "--threshold"),
+        (["video", "x.mp4", "--every", "0"], "--every"),
+        (["video", "x.mp4", "--smooth", "2"], "--smooth"),
+        (["video", "x.mp4", "--max-seconds", "-1"], "--max-seconds"),
+        (["video", "x.mp4", "--detect-every", "0"], "--detect-every"),
+        (["data", "show", "x", "--out", "g.png", "--per-class", "0"], "--per-class"),
+    ],
+)
+def test_out_of_range_arguments_are_refused_by_the_parser(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, _, err = cli(argv, capsys)
     assert rc == 2 and f"argument {flag}" in err and "Traceback" not in err
 
@@ -466,10 +574,12 @@ def test_training_config_ranges_and_warmup_only_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "r" / "best.pt").exists()
 
 
-@pytest.mark.parametrize("text,match", [("epochs: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping"),
-                                        (None, "no such file")])
-def test_yaml_config_errors_are_one_line(tmp_path: Path, text: str | None, match: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "text,match", [("epochs: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping"), (None, "no such file")]
+)
+def test_yaml_config_errors_are_one_line(
+    tmp_path: Path, text: str | None, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "c.yaml"
     if text is not None:
         cfg.write_text(text)
@@ -486,9 +596,12 @@ def test_fifos_are_refused_before_they_are_opened(tmp_path: Path, capsys: pytest
     rc, out, err = cli(["predict", str(fifo), str(ok), "--model", "fast", "--backend", "torch", "--json"], capsys)
     assert rc == 1 and "FIFO" in err and str(fifo) in err and "Traceback" not in err
     assert json.loads(out.splitlines()[0])["path"] == str(ok)  # the other file was still processed
-    for argv in (["data", "info", str(fifo)], ["video", str(fifo), "--model", "fast", "--no-show"],
-                 ["train", "--config", str(fifo), "--data", "x"],
-                 ["evaluate", str(fifo), "--data", str(write_pack(tmp_path / "faces.npz"))]):
+    for argv in (
+        ["data", "info", str(fifo)],
+        ["video", str(fifo), "--model", "fast", "--no-show"],
+        ["train", "--config", str(fifo), "--data", "x"],
+        ["evaluate", str(fifo), "--data", str(write_pack(tmp_path / "faces.npz"))],
+    ):
         rc, _, err = cli(argv, capsys)
         assert_one_line_error(rc, err, str(fifo))
         assert "FIFO" in err
@@ -529,8 +642,10 @@ def test_cli_errors_have_no_traceback_end_to_end(tmp_path: Path) -> None:
     pack = write_pack(tmp_path / "faces.npz")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02not a checkpoint")
-    for argv, name in ((["data", "pack", str(pack), "--out", str(blocker / "p.npz")], str(blocker)),
-                       (["predict", str(write_image(tmp_path / "a.png")), "--model", str(bad)], str(bad))):
+    for argv, name in (
+        (["data", "pack", str(pack), "--out", str(blocker / "p.npz")], str(blocker)),
+        (["predict", str(write_image(tmp_path / "a.png")), "--model", str(bad)], str(bad)),
+    ):
         r = run_fervid(argv, cwd=tmp_path, env={"FERVID_CACHE": str(tmp_path / "cache")})
         assert_one_line_error(r.returncode, r.stderr, name)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -538,8 +653,9 @@ def test_cli_errors_have_no_traceback_end_to_end(tmp_path: Path) -> None:
 
 def test_predict_json_is_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     img = write_image(tmp_path / "a.png", size=64)
-    rc, out, _ = cli(["predict", str(img), "--model", "fast", "--backend", "torch", "--detector", "skip", "--json"],
-                     capsys)
+    rc, out, _ = cli(
+        ["predict", str(img), "--model", "fast", "--backend", "torch", "--detector", "skip", "--json"], capsys
+    )
     assert rc == 0
 
     def no_constants(name: str) -> None:

@@ -27,16 +27,19 @@ def vrow(**votes: int) -> list[int]:
 
 # ------------------------------------------------------------------- target rules
 
+
 def test_majority_rules() -> None:
-    v = np.array([
-        vrow(happy=6, neutral=4),                      # clear majority
-        vrow(happy=5, neutral=5),                      # tie: no majority
-        vrow(unknown=6, happy=4),                      # unknown wins: excluded
-        vrow(NF=10),                                   # not a face: excluded
-        vrow(happy=5, sad=1, angry=1, fear=1, neutral=2),  # single votes removed -> 5/7 is a majority
-        vrow(happy=4, neutral=3, sad=3),               # 4/10: no majority
-        vrow(),                                        # no votes at all
-    ])
+    v = np.array(
+        [
+            vrow(happy=6, neutral=4),  # clear majority
+            vrow(happy=5, neutral=5),  # tie: no majority
+            vrow(unknown=6, happy=4),  # unknown wins: excluded
+            vrow(NF=10),  # not a face: excluded
+            vrow(happy=5, sad=1, angry=1, fear=1, neutral=2),  # single votes removed -> 5/7 is a majority
+            vrow(happy=4, neutral=3, sad=3),  # 4/10: no majority
+            vrow(),  # no votes at all
+        ]
+    )
     label, keep = targets(v, "majority")
     assert keep.tolist() == [True, False, False, False, True, False, False]
     assert label[0] == E["happy"] and label[4] == E["happy"]
@@ -44,14 +47,16 @@ def test_majority_rules() -> None:
 
 
 def test_probability_rules() -> None:
-    v = np.array([
-        vrow(happy=6, neutral=3, sad=1),       # sad's single vote dropped -> 2/3, 1/3
-        vrow(unknown=5, happy=3, sad=2),       # unknown is the top choice: excluded
-        vrow(happy=4, unknown=4, sad=2),       # tie with unknown: unknown dropped, 4/10 left: excluded
-        vrow(angry=2, disgust=2, fear=2, sad=2, surprise=2),  # 5 tied emotions > 3: excluded
-        vrow(surprise=5, fear=3, happy=2),     # 75% covered after 2 emotions: happy left out
-        vrow(NF=10),
-    ])
+    v = np.array(
+        [
+            vrow(happy=6, neutral=3, sad=1),  # sad's single vote dropped -> 2/3, 1/3
+            vrow(unknown=5, happy=3, sad=2),  # unknown is the top choice: excluded
+            vrow(happy=4, unknown=4, sad=2),  # tie with unknown: unknown dropped, 4/10 left: excluded
+            vrow(angry=2, disgust=2, fear=2, sad=2, surprise=2),  # 5 tied emotions > 3: excluded
+            vrow(surprise=5, fear=3, happy=2),  # 75% covered after 2 emotions: happy left out
+            vrow(NF=10),
+        ]
+    )
     for mode in ("probability", "crossentropy"):
         t, keep = targets(v, mode)
         assert t.shape == (6, 8) and t.dtype == np.float32
@@ -62,11 +67,13 @@ def test_probability_rules() -> None:
 
 
 def test_multilabel_threshold() -> None:
-    v = np.array([
-        vrow(happy=4, surprise=4, neutral=2),  # 30%: happy and surprise
-        vrow(unknown=4, happy=3, sad=3),       # unknown strongest: excluded
-        vrow(happy=9, sad=1),
-    ])
+    v = np.array(
+        [
+            vrow(happy=4, surprise=4, neutral=2),  # 30%: happy and surprise
+            vrow(unknown=4, happy=3, sad=3),  # unknown strongest: excluded
+            vrow(happy=9, sad=1),
+        ]
+    )
     t, keep = targets(v, "multilabel", threshold=0.3)
     assert keep.tolist() == [True, False, True]
     assert np.flatnonzero(t[0]).tolist() == sorted([E["happy"], E["surprise"]])
@@ -183,17 +190,21 @@ def test_targets_match_the_reference_implementation() -> None:
 
 # ------------------------------------------------------------- reading the vote file
 
+
 def write_ferplus(path: Path, rows: list[str]) -> Path:
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     return path
 
 
 def test_load_ferplus_reorders_columns(tmp_path: Path) -> None:
-    p = write_ferplus(tmp_path / "fer2013new.csv", [
-        "Training,fer0000000.png,7,3,0,0,0,0,0,0,0,0",
-        "PublicTest,,0,0,0,0,0,0,0,0,0,10",
-        "PrivateTest,fer0000002.png,0,0,0,0,0,0,0,4,6,0",
-    ])
+    p = write_ferplus(
+        tmp_path / "fer2013new.csv",
+        [
+            "Training,fer0000000.png,7,3,0,0,0,0,0,0,0,0",
+            "PublicTest,,0,0,0,0,0,0,0,0,0,10",
+            "PrivateTest,fer0000002.png,0,0,0,0,0,0,0,4,6,0",
+        ],
+    )
     fp = load_ferplus(p, expected_rows=3)
     assert fp.votes.shape == (3, 10) and fp.columns == FERPLUS8 + ("unknown", "NF")
     assert fp.votes[0, E["neutral"]] == 7 and fp.votes[0, E["happy"]] == 3
@@ -201,17 +212,28 @@ def test_load_ferplus_reorders_columns(tmp_path: Path) -> None:
     assert fp.not_face.tolist() == [False, True, False]
     assert fp.splits.tolist() == ["Training", "PublicTest", "PrivateTest"]
     assert [FERPLUS8[FERPLUS_TO_FERPLUS8[i]] for i in range(8)] == [
-        "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]
+        "neutral",
+        "happy",
+        "surprise",
+        "sad",
+        "angry",
+        "disgust",
+        "fear",
+        "contempt",
+    ]
     assert len(FERPLUS) == 8
 
 
-@pytest.mark.parametrize("row,field,message", [
-    ("Training,a.png,4,x,0,0,0,0,0,0,0,6", "happiness", "not a non-negative integer: 'x'"),
-    ("Training,a.png,4,2.5,0,0,0,0,0,0,0,6", "happiness", "'2.5'"),
-    ("Training,a.png,4,0,0,0,0,0,-1,0,0,6", "fear", "negative vote count"),
-    ("Training,a.png,4,0,0,0", None, "expected 12 fields, found 6"),
-    ("Train,a.png,4,0,0,0,0,0,0,0,0,6", "Usage", "unknown Usage 'Train'"),
-])
+@pytest.mark.parametrize(
+    "row,field,message",
+    [
+        ("Training,a.png,4,x,0,0,0,0,0,0,0,6", "happiness", "not a non-negative integer: 'x'"),
+        ("Training,a.png,4,2.5,0,0,0,0,0,0,0,6", "happiness", "'2.5'"),
+        ("Training,a.png,4,0,0,0,0,0,-1,0,0,6", "fear", "negative vote count"),
+        ("Training,a.png,4,0,0,0", None, "expected 12 fields, found 6"),
+        ("Train,a.png,4,0,0,0,0,0,0,0,0,6", "Usage", "unknown Usage 'Train'"),
+    ],
+)
 def test_bad_ferplus_rows(tmp_path: Path, row: str, field: str | None, message: str) -> None:
     good = "Training,b.png,10,0,0,0,0,0,0,0,0,0"
     p = write_ferplus(tmp_path / "fp.csv", [good, row, good])
@@ -239,14 +261,21 @@ def test_ferplus_file_errors(tmp_path: Path) -> None:
 
 def _fake_data(splits: list[str], source_rows: int | None = None, files: bool = False) -> FERData:
     n = len(splits)
-    return FERData(images=np.zeros((n, 48, 48), np.uint8), labels=np.zeros(n, np.int64), splits=np.asarray(splits),
-                   index=np.arange(n), source="fer.csv", source_rows=source_rows,
-                   files=np.asarray([f"{i}.png" for i in range(n)]) if files else None)
+    return FERData(
+        images=np.zeros((n, 48, 48), np.uint8),
+        labels=np.zeros(n, np.int64),
+        splits=np.asarray(splits),
+        index=np.arange(n),
+        source="fer.csv",
+        source_rows=source_rows,
+        files=np.asarray([f"{i}.png" for i in range(n)]) if files else None,
+    )
 
 
 def test_align_checks(tmp_path: Path) -> None:
-    p = write_ferplus(tmp_path / "fp.csv", ["Training,a.png,10,0,0,0,0,0,0,0,0,0",
-                                             "PublicTest,b.png,0,10,0,0,0,0,0,0,0,0"])
+    p = write_ferplus(
+        tmp_path / "fp.csv", ["Training,a.png,10,0,0,0,0,0,0,0,0,0", "PublicTest,b.png,0,10,0,0,0,0,0,0,0,0"]
+    )
     fp = load_ferplus(p)
     v = align(_fake_data(["Training", "PublicTest"], source_rows=2), fp)
     assert v[1, E["happy"]] == 10
@@ -261,6 +290,7 @@ def test_align_checks(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ real data
+
 
 @pytest.fixture(scope="module")
 def real_votes(data_root: Path, fer_data: FERData):

@@ -92,6 +92,7 @@ def test_ferplus_majority_accuracy_on_publictest(fer_data, data_root: Path) -> N
 
 # --------------------------------------------------------------- soft-target temperature
 
+
 def test_fit_temperature_to_distribution_recovers_the_temperature() -> None:
     from fervid.evaluation.calibration import fit_temperature_to_distribution
 
@@ -115,8 +116,9 @@ def test_calibrate_against_ferplus_votes(fer_data, data_root: Path, tmp_path: Pa
     from fervid.models.checkpoint import load_model
 
     small = fer_data.select(np.isin(np.arange(len(fer_data)), np.flatnonzero(fer_data.splits == "PublicTest")[:600]))
-    info = calibrate("ferplus", small, tmp_path / "cal.safetensors", device="cpu",
-                     ferplus=data_root / "fer2013" / "fer2013new.csv")
+    info = calibrate(
+        "ferplus", small, tmp_path / "cal.safetensors", device="cpu", ferplus=data_root / "fer2013" / "fer2013new.csv"
+    )
     assert info["target"] == "FER+ vote distribution" and info["fit_images"] > 450
     assert info["kl_after"] <= info["kl_before"] + 1e-9
     m = load_model(tmp_path / "cal.safetensors")

@@ -19,6 +19,7 @@ from fervid.training.loop import compute_loss
 
 # --------------------------------------------------------------------------- FER+ losses
 
+
 def test_ferplus_losses_follow_barsoum():
     """Majority: CE on one label; crossentropy: CE against the vote distribution;
     multilabel: BCE per emotion, or the paper's -log max over the accepted emotions."""
@@ -57,10 +58,23 @@ def test_four_ferplus_modes_train(small_fer, data_root, tmp_path):
     losses = {}
     for mode in [t for t in TARGETS if t.startswith("ferplus")] + ["max"]:
         target = "ferplus-multilabel" if mode == "max" else mode
-        cfg = TrainConfig(model="fast_cnn", out=str(tmp_path / mode), epochs=1, batch_size=32, max_train_samples=64,
-                          targets=target, ferplus=votes, progress=False, device="cpu", seed=0,
-                          multilabel_loss="max" if mode == "max" else "bce", model_args={"widths": [8, 16, 16, 32]})
-        final = json.loads(json.dumps(__import__("fervid.training.loop", fromlist=["train"]).train(cfg, data=small_fer)))
+        cfg = TrainConfig(
+            model="fast_cnn",
+            out=str(tmp_path / mode),
+            epochs=1,
+            batch_size=32,
+            max_train_samples=64,
+            targets=target,
+            ferplus=votes,
+            progress=False,
+            device="cpu",
+            seed=0,
+            multilabel_loss="max" if mode == "max" else "bce",
+            model_args={"widths": [8, 16, 16, 32]},
+        )
+        final = json.loads(
+            json.dumps(__import__("fervid.training.loop", fromlist=["train"]).train(cfg, data=small_fer))
+        )
         assert "PublicTest" in final and "PrivateTest" not in final
         rec = json.loads((tmp_path / mode / "metrics.jsonl").read_text().splitlines()[-1])
         losses[mode] = rec["train_loss"]
@@ -71,6 +85,7 @@ def test_four_ferplus_modes_train(small_fer, data_root, tmp_path):
 
 
 # --------------------------------------------------------------------------- heads and groups
+
 
 def test_init_model_maps_head_rows(synthetic_checkpoint):
     from fervid import load_model
@@ -103,7 +118,7 @@ def test_param_groups_and_freeze(synthetic_checkpoint):
     stages = backbone_stages(m)
     assert len(stages) == 7  # fast_cnn: 7 conv blocks with parameters (pools have none)
     scales = sorted({g["lr_scale"] for g in groups})
-    assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.1 * 0.5 ** 6)
+    assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.1 * 0.5**6)
     m.train()
     apply_freeze(m, frozen=True)
     assert all(not p.requires_grad for n, p in m.named_parameters() if not n.startswith("head."))
@@ -132,6 +147,7 @@ def test_labels_and_relabel(synthetic_data, tmp_path):
 
 # --------------------------------------------------------------------------- the CLI, end to end
 
+
 @pytest.fixture(params=["synthetic", "real"])
 def three_classes(request, tmp_path, synthetic_folder):
     """Three class folders of 20 faces: synthetic PNGs (always), real FER2013 JPEGs (with the data)."""
@@ -152,8 +168,23 @@ def test_cli_finetune_three_classes(tiny_checkpoint, three_classes, tmp_path, ca
     from fervid.training.optim import classifier_name
 
     out = tmp_path / "ft"
-    rc = main(["finetune", str(tiny_checkpoint), "--data", str(three_classes), "--epochs", "1", "--freeze-epochs", "0",
-               "--out", str(out), "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "finetune",
+            str(tiny_checkpoint),
+            "--data",
+            str(three_classes),
+            "--epochs",
+            "1",
+            "--freeze-epochs",
+            "0",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     model = load_model(out / "best.pt")
     base = load_model(tiny_checkpoint)
@@ -170,8 +201,23 @@ def test_cli_finetune_three_classes(tiny_checkpoint, three_classes, tmp_path, ca
     capsys.readouterr()
     assert main(["evaluate", str(out / "best.pt"), "--data", str(three_classes), "--split", "all", "--no-report"]) == 0
     assert "60 images" in capsys.readouterr().out
-    assert main(["predict", str(three_classes / "sad"), "--model", str(out / "best.pt"), "--detector", "skip",
-                 "--backend", "torch", "--json", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(three_classes / "sad"),
+                "--model",
+                str(out / "best.pt"),
+                "--detector",
+                "skip",
+                "--backend",
+                "torch",
+                "--json",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     face = json.loads(capsys.readouterr().out.splitlines()[0])["faces"][0]
     assert set(face["probabilities"]) == {"happy", "sad", "neutral"} and "ambiguous" in face
 
@@ -186,6 +232,7 @@ def test_cli_finetune_errors(tiny_checkpoint, three_classes, capsys):
 
 
 # --------------------------------------------------------------------------- timm (optional)
+
 
 def test_timm_missing_is_a_clear_error(monkeypatch):
     from fervid.models import create_model
@@ -231,11 +278,23 @@ def test_timm_path_with_local_weights(monkeypatch, three_classes, tmp_path):
     ref = Net(1000, 1)
     torch.save(ref.state_dict(), weights)
     out = tmp_path / "timm-ft"
-    finetune("timm:tinynet", three_classes, epochs=1, freeze_epochs=None, out=str(out), device="cpu", progress=False,
-             model_args={"pretrained_file": str(weights), "input_size": 64})
+    finetune(
+        "timm:tinynet",
+        three_classes,
+        epochs=1,
+        freeze_epochs=None,
+        out=str(out),
+        device="cpu",
+        progress=False,
+        model_args={"pretrained_file": str(weights), "input_size": 64},
+    )
     assert calls[0] == ("tinynet", True, {"file": str(weights)})
     m = load_model(out / "best.pt")
-    assert m.model_name == "timm_model" and m.preprocess.input_size == 64 and m.preprocess.labels == ("happy", "sad", "neutral")
+    assert (
+        m.model_name == "timm_model"
+        and m.preprocess.input_size == 64
+        and m.preprocess.labels == ("happy", "sad", "neutral")
+    )
     assert "pretrained_file" not in m.model_args
     torch.testing.assert_close(m.state_dict()["conv.weight"], ref.state_dict()["conv.weight"])  # frozen backbone
 
@@ -245,8 +304,18 @@ def test_ferplus_seven_class_head(small_fer, data_root, tmp_path):
     from fervid import load_model
     from fervid.training.loop import train
 
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=1, batch_size=32, max_train_samples=64,
-                      targets="ferplus-crossentropy", ferplus=str(data_root / "fer2013" / "fer2013new.csv"),
-                      ferplus_classes=7, progress=False, device="cpu", model_args={"widths": [8, 16, 16, 32]})
+    cfg = TrainConfig(
+        model="fast_cnn",
+        out=str(tmp_path),
+        epochs=1,
+        batch_size=32,
+        max_train_samples=64,
+        targets="ferplus-crossentropy",
+        ferplus=str(data_root / "fer2013" / "fer2013new.csv"),
+        ferplus_classes=7,
+        progress=False,
+        device="cpu",
+        model_args={"widths": [8, 16, 16, 32]},
+    )
     train(cfg, data=small_fer)
     assert load_model(tmp_path / "best.pt").preprocess.labels == FER2013

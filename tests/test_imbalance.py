@@ -81,7 +81,7 @@ def test_focal_loss_down_weights_easy_examples() -> None:
     logits = torch.tensor([[6.0, 0, 0, 0, 0, 0, 0], [0.3, 0, 0, 0, 0, 0, 0]])
     y = torch.tensor([0, 0])
     ce = F.cross_entropy(logits, y, reduction="none")
-    fl = torch.stack([focal_loss(logits[i:i + 1], y[i:i + 1], gamma=2.0) for i in range(2)])
+    fl = torch.stack([focal_loss(logits[i : i + 1], y[i : i + 1], gamma=2.0) for i in range(2)])
     ratio = fl / ce
     assert ratio[0] < 0.01 and ratio[1] > 0.3  # the confident one almost vanishes
     assert focal_loss(logits, y, gamma=0.0) == pytest.approx(float(ce.mean()), rel=1e-5)
@@ -134,8 +134,17 @@ def test_dynamic_weights_move_during_training(synthetic_data, tmp_path) -> None:
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=2, max_train_samples=256, batch_size=64,
-                      imbalance="dynamic", progress=False, device="cpu", eval_private=False)
+    cfg = TrainConfig(
+        model="fast_cnn",
+        out=str(tmp_path),
+        epochs=2,
+        max_train_samples=256,
+        batch_size=64,
+        imbalance="dynamic",
+        progress=False,
+        device="cpu",
+        eval_private=False,
+    )
     train(cfg, data=synthetic_data.select(synthetic_data.splits != "PrivateTest"))
     recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["class_weights"] == [1.0] * 7

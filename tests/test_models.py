@@ -11,8 +11,12 @@ from fervid.models import count_parameters, create_model, describe_models, list_
 ALL = list_models()
 # Built-in families; timm_model wraps the optional timm package and is tested only when it is installed.
 OWN = [n for n in ALL if n != "timm_model"]
-PARAMS = OWN + [pytest.param("timm_model", marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec("timm") is None, reason="timm not installed"))]
+PARAMS = OWN + [
+    pytest.param(
+        "timm_model",
+        marks=pytest.mark.skipif(__import__("importlib").util.find_spec("timm") is None, reason="timm not installed"),
+    )
+]
 
 
 def test_registry_has_the_four_families() -> None:

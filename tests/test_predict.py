@@ -24,12 +24,12 @@ def _png_bytes(im: Image.Image, **kw) -> bytes:
 
 def test_load_rgba_composites_on_white():
     a = np.zeros((4, 4, 4), np.uint8)
-    a[..., 0] = 200          # red-ish, fully transparent except one opaque pixel
+    a[..., 0] = 200  # red-ish, fully transparent except one opaque pixel
     a[0, 0, 3] = 255
     a[1, 1, 3] = 128
     rgb = load_image(_png_bytes(Image.fromarray(a, "RGBA")))
     assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[3, 3]) == (255, 255, 255)        # transparent -> white, not black
+    assert tuple(rgb[3, 3]) == (255, 255, 255)  # transparent -> white, not black
     assert tuple(rgb[0, 0]) == (200, 0, 0)
     assert 200 <= rgb[1, 1, 0] <= 230 and 120 <= rgb[1, 1, 1] <= 135
     # the same through an RGBA numpy array
@@ -41,7 +41,7 @@ def test_load_grey_16bit_palette():
     out = load_image(_png_bytes(Image.fromarray(g, "L")))
     assert out.shape == (8, 8, 3) and (out[..., 0] == g).all() and (out[..., 2] == g).all()
 
-    g16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    g16 = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     im16 = Image.fromarray(g16)
     assert im16.mode.startswith("I")
     out16 = load_image(_png_bytes(im16))
@@ -51,7 +51,7 @@ def test_load_grey_16bit_palette():
     pal = Image.fromarray(g, "L").convert("P")
     pal.info["transparency"] = int(pal.getpixel((0, 0)))
     outp = load_image(_png_bytes(pal, transparency=pal.info["transparency"]))
-    assert tuple(outp[0, 0]) == (255, 255, 255)     # transparent palette entry -> white
+    assert tuple(outp[0, 0]) == (255, 255, 255)  # transparent palette entry -> white
     assert outp.shape == (8, 8, 3)
 
 
@@ -71,7 +71,7 @@ def test_load_array_colour_orders():
     bgr = rgb[..., ::-1]
     assert (load_image(bgr, color="bgr")[..., 0] == 255).all()
     assert (load_image(bgr, color="bgr")[..., 2] == 0).all()
-    assert load_image(np.ones((5, 6), np.float32)).max() == 255       # float [0, 1]
+    assert load_image(np.ones((5, 6), np.float32)).max() == 255  # float [0, 1]
     assert load_image(np.full((5, 6, 1), 7, np.uint8)).shape == (5, 6, 3)
     with pytest.raises(ValueError, match="color"):
         load_image(rgb, color="hsv")  # type: ignore[arg-type]
@@ -99,6 +99,7 @@ def test_truncated_and_garbage_files_name_the_file(tmp_path: Path, data_root: Pa
 
 
 # ------------------------------------------------------------------ recognizer (real tiny checkpoint)
+
 
 @pytest.fixture(scope="module")
 def media(data_root: Path) -> Path:
@@ -130,15 +131,25 @@ def _check_faces(res, shape):
         assert f.label == max(f.probabilities, key=f.probabilities.get)
         assert f.confidence == pytest.approx(p.max())
         assert 0.0 <= f.ambiguity <= 1.0
-        assert list(f.labels_above) == [k for k, v in sorted(f.probabilities.items(), key=lambda kv: -kv[1]) if v >= 0.3]
+        assert list(f.labels_above) == [
+            k for k, v in sorted(f.probabilities.items(), key=lambda kv: -kv[1]) if v >= 0.3
+        ]
         x, y, w, h = f.box
         assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= shape[1] and y + h <= shape[0]
 
 
 # obama_and_biden.jpg: the two men and, bottom right, a child looking down (a real face the
 # default YuNet detector finds; the Haar cascade did not).
-@pytest.mark.parametrize("name,n", [("two_people.jpg", 2), ("obama.jpg", 1), ("obama_and_biden.jpg", 3),
-                                    ("lin-manuel-miranda.png", 1), ("32bit.png", 1)])
+@pytest.mark.parametrize(
+    "name,n",
+    [
+        ("two_people.jpg", 2),
+        ("obama.jpg", 1),
+        ("obama_and_biden.jpg", 3),
+        ("lin-manuel-miranda.png", 1),
+        ("32bit.png", 1),
+    ],
+)
 def test_predict_real_photos(rec, media: Path, name: str, n: int):
     res = rec.predict(media / name)
     assert len(res.faces) == n
@@ -256,8 +267,18 @@ def test_results_to_json_and_dataframe(rec, media: Path):
     res = rec.predict(media / "two_people.jpg")
     d = json.loads(res.to_json())
     assert d["path"].endswith("two_people.jpg") and len(d["faces"]) == 2
-    assert set(d["faces"][0]) == {"box", "score", "label", "confidence", "probabilities", "ambiguity", "top2_margin",
-                                  "ambiguous", "labels_above", "landmarks"}
+    assert set(d["faces"][0]) == {
+        "box",
+        "score",
+        "label",
+        "confidence",
+        "probabilities",
+        "ambiguity",
+        "top2_margin",
+        "ambiguous",
+        "labels_above",
+        "landmarks",
+    }
     assert set(d["faces"][0]["box"]) == {"x", "y", "w", "h"}
     # the default detector's five landmarks, in image pixels, on the face: eyes above the mouth
     for f, face in zip(d["faces"], res.faces):
@@ -289,6 +310,7 @@ def test_results_to_json_and_dataframe(rec, media: Path):
 
 # ------------------------------------------------------------------ drawing
 
+
 def test_annotate_draws_without_touching_input(rec, media: Path):
     from fervid.inference.draw import annotate
 
@@ -299,11 +321,11 @@ def test_annotate_draws_without_touching_input(rec, media: Path):
     assert (rgb == before).all()
     assert out.shape == rgb.shape and out.dtype == np.uint8
     x, y, w, h = res.faces[0].box
-    assert (out[y + h // 2, x] != rgb[y + h // 2, x]).any()           # box edge drawn
+    assert (out[y + h // 2, x] != rgb[y + h // 2, x]).any()  # box edge drawn
     for f in res.faces:  # labels and probability panels never cover a face's centre
         fx, fy, fw, fh = f.box
         cy, cx = fy + fh // 2, fx + fw // 2
-        assert (out[cy - 5:cy + 5, cx - 5:cx + 5] == rgb[cy - 5:cy + 5, cx - 5:cx + 5]).all()
+        assert (out[cy - 5 : cy + 5, cx - 5 : cx + 5] == rgb[cy - 5 : cy + 5, cx - 5 : cx + 5]).all()
     # dicts from to_dict() work too, and grey images come back 3-channel
     out2 = annotate(rgb[..., 0], [f.to_dict() for f in res.faces])
     assert out2.shape == rgb.shape
@@ -320,6 +342,7 @@ def test_annotate_draws_without_touching_input(rec, media: Path):
 
 
 # ------------------------------------------------------------------ CLI
+
 
 def _cli(args: list[str]) -> int:
     from fervid.cli import main
@@ -341,8 +364,17 @@ def test_cli_json_two_people(tiny_checkpoint: Path, media: Path, capsys):
 
 def test_cli_out_writes_annotated_images(tiny_checkpoint: Path, media: Path, tmp_path: Path, capsys):
     out = tmp_path / "annotated"
-    rc = _cli([str(media / "two_people.jpg"), str(media / "lin-manuel-miranda.png"), "--model", str(tiny_checkpoint),
-               "--out", str(out), "--no-progress"])
+    rc = _cli(
+        [
+            str(media / "two_people.jpg"),
+            str(media / "lin-manuel-miranda.png"),
+            "--model",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "two_people.jpg: 2 faces" in text and "lin-manuel-miranda.png: 1 face" in text

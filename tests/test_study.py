@@ -14,8 +14,16 @@ from fervid.emotions import FER2013
 def _row(strategy: str, seed: int, acc: float, f1: float, disgust: float) -> dict:
     rec = {c: 0.5 for c in FER2013}
     rec["disgust"] = disgust
-    return {"model": "fast_cnn", "strategy": strategy, "seed": seed, "accuracy": acc, "macro_f1": f1,
-            "public_accuracy": acc + 0.01, "public_macro_f1": f1 + 0.01, "recall": rec}
+    return {
+        "model": "fast_cnn",
+        "strategy": strategy,
+        "seed": seed,
+        "accuracy": acc,
+        "macro_f1": f1,
+        "public_accuracy": acc + 0.01,
+        "public_macro_f1": f1 + 0.01,
+        "recall": rec,
+    }
 
 
 def test_summarize_mean_std_and_table(tmp_path):
@@ -55,13 +63,25 @@ def test_run_study_tiny_grid_end_to_end(synthetic_data, tmp_path):
     from fervid.training.study import StudyConfig, run_study
 
     data = synthetic_data
-    cfg = StudyConfig(data="", strategies=["none", "inverse"], seeds=[0, 1], epochs=1, max_train_samples=200,
-                      batch_size=64, out=str(tmp_path), device="cpu", workers_threads=1)
+    cfg = StudyConfig(
+        data="",
+        strategies=["none", "inverse"],
+        seeds=[0, 1],
+        epochs=1,
+        max_train_samples=200,
+        batch_size=64,
+        out=str(tmp_path),
+        device="cpu",
+        workers_threads=1,
+    )
     rows = run_study(cfg, data=data, log=lambda s: None)
     assert [(r["strategy"], r["seed"]) for r in rows] == [("none", 0), ("none", 1), ("inverse", 0), ("inverse", 1)]
     for r in rows:
         final = json.loads((tmp_path / "runs" / f"fast_cnn-{r['strategy']}-s{r['seed']}" / "final.json").read_text())
-        assert r["accuracy"] == final["PrivateTest"]["accuracy"] and r["public_accuracy"] == final["PublicTest"]["accuracy"]
+        assert (
+            r["accuracy"] == final["PrivateTest"]["accuracy"]
+            and r["public_accuracy"] == final["PublicTest"]["accuracy"]
+        )
         assert set(r["recall"]) == set(FER2013)
         cfg_run = json.loads((tmp_path / "runs" / f"fast_cnn-{r['strategy']}-s{r['seed']}" / "config.json").read_text())
         assert cfg_run["imbalance"] == r["strategy"] and cfg_run["epochs"] == 1 and cfg_run["max_train_samples"] == 200

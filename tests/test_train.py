@@ -24,11 +24,29 @@ def test_cli_train_quick_run(fer_csv: Path, tmp_path: Path, capsys: pytest.Captu
     from fervid.models.checkpoint import load_model
 
     out = tmp_path / "run"
-    rc = main(["train", "--model", "fast_cnn", "--data", str(fer_csv), "--epochs", "1", "--max-train-samples", "3000",
-               "--out", str(out), "--device", "cpu", "--seed", "3", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "fast_cnn",
+            "--data",
+            str(fer_csv),
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "3000",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
-    assert json.loads(printed[printed.index("{"):]) == json.loads((out / "final.json").read_text())
+    assert json.loads(printed[printed.index("{") :]) == json.loads((out / "final.json").read_text())
     for f in ("best.pt", "last.pt", "metrics.jsonl", "config.json", "final.json"):
         assert (out / f).is_file(), f
     cfg = json.loads((out / "config.json").read_text())
@@ -37,7 +55,16 @@ def test_cli_train_quick_run(fer_csv: Path, tmp_path: Path, capsys: pytest.Captu
     assert len(log) == 1 and {"train_loss", "val_accuracy", "val_macro_f1", "images_per_s"} <= set(log[0])
 
     ck = torch.load(out / "best.pt", map_location="cpu", weights_only=True)  # safe loading works
-    for key in ("model", "model_args", "preprocess", "labels", "train_config", "metrics", "fervid_version", "state_dict"):
+    for key in (
+        "model",
+        "model_args",
+        "preprocess",
+        "labels",
+        "train_config",
+        "metrics",
+        "fervid_version",
+        "state_dict",
+    ):
         assert key in ck, key
     assert set(ck["metrics"]) == {"PublicTest", "PrivateTest"}  # PrivateTest recorded once, at the end
     final = json.loads((out / "final.json").read_text())
@@ -60,8 +87,16 @@ def test_resume_is_exact(synthetic_data, tmp_path: Path, monkeypatch: pytest.Mon
     import fervid.training.loop as tr
 
     data = synthetic_data.select(synthetic_data.splits != "PrivateTest")
-    base = dict(model="fast_cnn", epochs=3, max_train_samples=192, batch_size=64, progress=False, device="cpu",
-                seed=7, eval_private=False)
+    base = dict(
+        model="fast_cnn",
+        epochs=3,
+        max_train_samples=192,
+        batch_size=64,
+        progress=False,
+        device="cpu",
+        seed=7,
+        eval_private=False,
+    )
     full = TrainConfig(out=str(tmp_path / "full"), **base)
     _run(full, data)
 
@@ -99,8 +134,17 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path: Path, synthetic_data) -
 def test_selection_never_sees_privatetest(synthetic_data, tmp_path: Path) -> None:
     """best.pt is the epoch with the best PublicTest score in the log, whatever PrivateTest says."""
     data = synthetic_data
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=3, max_train_samples=192, batch_size=64,
-                      progress=False, device="cpu", select_metric="macro_f1", lr=0.1)
+    cfg = TrainConfig(
+        model="fast_cnn",
+        out=str(tmp_path),
+        epochs=3,
+        max_train_samples=192,
+        batch_size=64,
+        progress=False,
+        device="cpu",
+        select_metric="macro_f1",
+        lr=0.1,
+    )
     final = train(cfg, data=data)
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     best = max(range(len(log)), key=lambda i: (log[i]["val_macro_f1"], -i))
@@ -139,9 +183,20 @@ def test_schedules_and_warmup() -> None:
 
 @pytest.mark.parametrize("opt,strategy", [("adamw", "focal"), ("sgd", "oversample")])
 def test_optimizers_and_strategies_train(synthetic_data, tmp_path: Path, opt: str, strategy: str) -> None:
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=1, max_train_samples=192, batch_size=64,
-                      optimizer=opt, lr=0.003 if opt == "adamw" else 0.05, imbalance=strategy, label_smoothing=0.1,
-                      progress=False, device="cpu", eval_private=False)
+    cfg = TrainConfig(
+        model="fast_cnn",
+        out=str(tmp_path),
+        epochs=1,
+        max_train_samples=192,
+        batch_size=64,
+        optimizer=opt,
+        lr=0.003 if opt == "adamw" else 0.05,
+        imbalance=strategy,
+        label_smoothing=0.1,
+        progress=False,
+        device="cpu",
+        eval_private=False,
+    )
     final = train(cfg, data=synthetic_data.select(synthetic_data.splits != "PrivateTest"))
     assert np.isfinite(final["PublicTest"]["accuracy"]) and "PrivateTest" not in final
 
@@ -152,10 +207,29 @@ def test_cli_train_on_synthetic_data(synthetic_pack: Path, tmp_path: Path, capsy
     from fervid.models.checkpoint import load_model
 
     out = tmp_path / "run"
-    assert main(["train", "--model", "fast_cnn", "--data", str(synthetic_pack), "--epochs", "2", "--batch-size", "32",
-                 "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "fast_cnn",
+                "--data",
+                str(synthetic_pack),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "32",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    final = json.loads(printed[printed.index("{"):])
+    final = json.loads(printed[printed.index("{") :])
     assert final == json.loads((out / "final.json").read_text())
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert final["PrivateTest"]["accuracy"] > 0.5  # chance is 1/7: the textures are learnt
@@ -164,13 +238,24 @@ def test_cli_train_on_synthetic_data(synthetic_pack: Path, tmp_path: Path, capsy
 
 # ------------------------------------------------------------------ train() and its caller (issue 11)
 
+
 def test_train_leaves_the_callers_config_and_global_state_alone(synthetic_data, tmp_path: Path) -> None:
     """No mutation of the argument, torch's global RNG or the thread count (a time budget and a
     thread setting used to write into cfg and torch behind the caller's back)."""
     import copy
 
-    cfg = TrainConfig(model="fast_cnn", out=str(tmp_path), epochs=5, max_train_samples=64, batch_size=32,
-                      progress=False, device="cpu", eval_private=False, time_budget_minutes=1e-4, workers_threads=1)
+    cfg = TrainConfig(
+        model="fast_cnn",
+        out=str(tmp_path),
+        epochs=5,
+        max_train_samples=64,
+        batch_size=32,
+        progress=False,
+        device="cpu",
+        eval_private=False,
+        time_budget_minutes=1e-4,
+        workers_threads=1,
+    )
     before = copy.deepcopy(cfg)
     threads = torch.get_num_threads()
     torch.manual_seed(1234)
@@ -187,8 +272,15 @@ def test_train_leaves_the_callers_config_and_global_state_alone(synthetic_data, 
 
 def test_resume_with_more_epochs_extends_the_run(synthetic_data, tmp_path: Path) -> None:
     data = synthetic_data.select(synthetic_data.splits != "PrivateTest")
-    base = dict(model="fast_cnn", out=str(tmp_path), max_train_samples=64, batch_size=32, progress=False,
-                device="cpu", eval_private=False)
+    base = dict(
+        model="fast_cnn",
+        out=str(tmp_path),
+        max_train_samples=64,
+        batch_size=32,
+        progress=False,
+        device="cpu",
+        eval_private=False,
+    )
     train(TrainConfig(epochs=1, **base), data=data)
     longer = TrainConfig(epochs=3, **base)
     final = train(longer, resume=True, data=data)
@@ -210,23 +302,47 @@ def test_cli_resume_takes_the_runs_settings(synthetic_pack: Path, tmp_path: Path
     from fervid.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", "--data", str(synthetic_pack), "--epochs", "1", "--max-train-samples", "64",
-                 "--batch-size", "32", "--out", str(out), "--device", "cpu", "--no-progress", "--set", "lr=0.02"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_pack),
+                "--epochs",
+                "1",
+                "--max-train-samples",
+                "64",
+                "--batch-size",
+                "32",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--set",
+                "lr=0.02",
+            ]
+        )
+        == 0
+    )
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["epochs"] == 2 and cfg["lr"] == 0.02 and cfg["max_train_samples"] == 64
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("pairs,key,expected,shown", [
-    ({"lr": "abc"}, "lr", "float", "'abc'"),
-    ({"epochs": 2.5}, "epochs", "int", "2.5"),
-    ({"amp": "yes"}, "amp", "bool", "'yes'"),
-    ({"max_train_samples": "1000"}, "max_train_samples", "int | None", "'1000'"),
-    ({"step_epochs": [10, "x"]}, "step_epochs", "list[int]", "[10, 'x']"),
-    ({"augment": {"scale": [0.9]}}, "augment.scale", "tuple[float, float]", "[0.9]"),
-    ({"model_args": [1, 2]}, "model_args", "dict[str, Any]", "[1, 2]"),
-])
+@pytest.mark.parametrize(
+    "pairs,key,expected,shown",
+    [
+        ({"lr": "abc"}, "lr", "float", "'abc'"),
+        ({"epochs": 2.5}, "epochs", "int", "2.5"),
+        ({"amp": "yes"}, "amp", "bool", "'yes'"),
+        ({"max_train_samples": "1000"}, "max_train_samples", "int | None", "'1000'"),
+        ({"step_epochs": [10, "x"]}, "step_epochs", "list[int]", "[10, 'x']"),
+        ({"augment": {"scale": [0.9]}}, "augment.scale", "tuple[float, float]", "[0.9]"),
+        ({"model_args": [1, 2]}, "model_args", "dict[str, Any]", "[1, 2]"),
+    ],
+)
 def test_config_values_are_type_checked(pairs: dict, key: str, expected: str, shown: str) -> None:
     """``--set lr=abc`` and friends: a user error naming the key, the expected type and the value."""
     from fervid.errors import UserValueError
@@ -275,8 +391,13 @@ def test_held_out_split_names_are_not_truncated(split: str) -> None:
     from fervid.training.loop import prepare_splits
 
     n = 40
-    data = FERData(images=np.zeros((n, 48, 48), np.uint8), labels=np.arange(n) % 2, splits=np.array([split] * n),
-                   index=np.arange(n), label_names=("happy", "sad"))
+    data = FERData(
+        images=np.zeros((n, 48, 48), np.uint8),
+        labels=np.arange(n) % 2,
+        splits=np.array([split] * n),
+        index=np.arange(n),
+        label_names=("happy", "sad"),
+    )
     splits, _ = prepare_splits(TrainConfig(val_fraction=0.25), data)
     assert sorted(splits) == ["PublicTest", "Training"]
     assert (len(splits["Training"].labels), len(splits["PublicTest"].labels)) == (30, 10)

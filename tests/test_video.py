@@ -104,8 +104,21 @@ def test_cli_truncated_video_writes_what_was_processed(tmp_path, capsys):
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
     csv_p, sum_p, plot_p = tmp_path / "t.csv", tmp_path / "s.json", tmp_path / "p.png"
-    rc = main(["video", str(cut), "--model", "fast", "--csv", str(csv_p), "--summary", str(sum_p),
-               "--plot", str(plot_p), "--no-progress"])
+    rc = main(
+        [
+            "video",
+            str(cut),
+            "--model",
+            "fast",
+            "--csv",
+            str(csv_p),
+            "--summary",
+            str(sum_p),
+            "--plot",
+            str(plot_p),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "stopped early" in err and "truncated" in err and "Traceback" not in err
     summary = json.loads(sum_p.read_text())
@@ -116,7 +129,9 @@ def test_cli_truncated_video_writes_what_was_processed(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["empty", "junk", "camera", "missing"])
 def test_cli_unopenable_sources_fail_in_one_line(tmp_path, capsys, case):
-    src = {"empty": tmp_path / "e.mp4", "junk": tmp_path / "j.mp4", "camera": "99", "missing": tmp_path / "no.mp4"}[case]
+    src = {"empty": tmp_path / "e.mp4", "junk": tmp_path / "j.mp4", "camera": "99", "missing": tmp_path / "no.mp4"}[
+        case
+    ]
     if case == "empty":
         src.write_bytes(b"")
     if case == "junk":
@@ -126,7 +141,9 @@ def test_cli_unopenable_sources_fail_in_one_line(tmp_path, capsys, case):
     assert rc == 1
     msg = [line for line in err if line.startswith("fervid video: error:")]
     assert len(msg) == 1 and "Traceback" not in "\n".join(err)
-    assert {"empty": "empty file", "junk": "cannot open", "camera": "camera 99", "missing": "no such video"}[case] in msg[0]
+    assert {"empty": "empty file", "junk": "cannot open", "camera": "camera 99", "missing": "no such video"}[
+        case
+    ] in msg[0]
 
 
 # ------------------------------------------------------------------ the real clip
@@ -164,13 +181,17 @@ def test_stream_on_real_clip_has_stable_ids_and_valid_probabilities(rec, clip):
     # the default: YuNet with its video settings on every frame, landmarks on every face
     from fervid.inference.detect import YUNET_VIDEO
 
-    assert s.detector.max_side == YUNET_VIDEO["max_side"] and s.detector.score_threshold == YUNET_VIDEO["score_threshold"]
+    assert (
+        s.detector.max_side == YUNET_VIDEO["max_side"] and s.detector.score_threshold == YUNET_VIDEO["score_threshold"]
+    )
     assert all(face.key_frame for f in frames for face in f.faces)
     for f in frames:
         for face in f.faces:
             assert face.landmarks is not None and len(face.landmarks) == 5
             x, y, w, h = face.box
-            assert all(x - 0.1 * w <= px <= x + 1.1 * w and y - 0.1 * h <= py <= y + 1.1 * h for px, py in face.landmarks)
+            assert all(
+                x - 0.1 * w <= px <= x + 1.1 * w and y - 0.1 * h <= py <= y + 1.1 * h for px, py in face.landmarks
+            )
             assert face.to_dict()["landmarks"]["nose"] == [round(v, 2) for v in face.landmarks[2]]
 
 
@@ -210,8 +231,16 @@ def test_cli_video_on_real_clip(clip, tmp_path, capsys):
     import cv2
 
     out = {k: tmp_path / v for k, v in {"csv": "t.csv", "summary": "s.json", "plot": "p.png", "out": "a.mp4"}.items()}
-    rc = main(["video", str(clip), "--max-seconds", "2", "--no-progress",
-               *[x for k, p in out.items() for x in (f"--{k}", str(p))]])
+    rc = main(
+        [
+            "video",
+            str(clip),
+            "--max-seconds",
+            "2",
+            "--no-progress",
+            *[x for k, p in out.items() for x in (f"--{k}", str(p))],
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     rows = list(csv.DictReader(out["csv"].open()))
     summary = json.loads(out["summary"].read_text())
@@ -262,8 +291,22 @@ def test_cli_interrupt_and_headless_show(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     sum_p = tmp_path / "s.json"
-    rc = main(["video", str(path), "--model", "fast", "--summary", str(sum_p), "--csv", str(tmp_path / "t.csv"),
-               "--show", "--every", "2", "--no-progress"])
+    rc = main(
+        [
+            "video",
+            str(path),
+            "--model",
+            "fast",
+            "--summary",
+            str(sum_p),
+            "--csv",
+            str(tmp_path / "t.csv"),
+            "--show",
+            "--every",
+            "2",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 130 and "interrupted" in err and "headless" in err
     summary = json.loads(sum_p.read_text())

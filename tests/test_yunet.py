@@ -63,6 +63,7 @@ def photo_det():
 
 # ------------------------------------------------------------------ weights, manifest, wheel
 
+
 def test_yunet_is_the_default_and_registered():
     assert DEFAULT_DETECTOR == "yunet"
     assert {"yunet", "haar", "haar-profile", "dlib", "skip"} <= set(available_detectors())
@@ -81,7 +82,10 @@ def test_weights_match_the_manifest_and_carry_their_licences():
     assert {"default", "fast"} <= {e["name"] for e in manifest["models"]}
     assert not any("yunet" in e["file"] for e in manifest["models"])
     licences = sorted(p.name for p in YUNET_DIR.glob("LICENSE-*.txt"))
-    assert licences == ["LICENSE-Apache-2.0-libfacedetection.train.txt", "LICENSE-MIT-opencv_zoo-face_detection_yunet.txt"]
+    assert licences == [
+        "LICENSE-Apache-2.0-libfacedetection.train.txt",
+        "LICENSE-MIT-opencv_zoo-face_detection_yunet.txt",
+    ]
     assert "Apache License" in (YUNET_DIR / licences[0]).read_text()
     assert "MIT License" in (YUNET_DIR / licences[1]).read_text()
 
@@ -140,6 +144,7 @@ def test_auto_backend_falls_back_to_opencv(monkeypatch):
 
 
 # ------------------------------------------------------------------ accuracy on the annotated media
+
 
 def test_photo_settings_find_every_annotated_face_without_false_positives(items, bench, photo_det):
     hits = fps = n = 0
@@ -233,6 +238,7 @@ def test_raw_is_yunet_on_the_image_as_is(media_photo):
 
 
 # ------------------------------------------------------------------ onnxruntime == OpenCV
+
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
 @pytest.mark.parametrize("settings", [YUNET_PHOTO, YUNET_VIDEO, {"max_side": None, "score_threshold": 0.5}])

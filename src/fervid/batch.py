@@ -65,11 +65,33 @@ MANIFEST_COLUMNS = ("path", "source", "file", "filename")
 """A manifest's path column: the first of these it has (else its first column)."""
 
 # The order of the leading columns; the probability columns and any others follow.
-COLUMNS = ("source", "kind", "frame", "time", "width", "height", "face", "face_id", "x", "y", "w", "h", "score",
-           "label", "confidence", "raw_label", "ambiguity", "top2_margin", "ambiguous", "labels_above", "key_frame")
+COLUMNS = (
+    "source",
+    "kind",
+    "frame",
+    "time",
+    "width",
+    "height",
+    "face",
+    "face_id",
+    "x",
+    "y",
+    "w",
+    "h",
+    "score",
+    "label",
+    "confidence",
+    "raw_label",
+    "ambiguity",
+    "top2_margin",
+    "ambiguous",
+    "labels_above",
+    "key_frame",
+)
 
 
 # --------------------------------------------------------------------------- sources
+
 
 @dataclass(frozen=True)
 class Source:
@@ -128,8 +150,13 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found += [str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in media
-                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            found += [
+                str(f)
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in media
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            ]
         elif p.suffix.lower() in (".csv", ".parquet") and p.is_file():
             found += read_manifest(p)
         elif p.exists():
@@ -141,6 +168,7 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
 
 
 # --------------------------------------------------------------------------- options and rows
+
 
 @dataclass(frozen=True)
 class BatchOptions:
@@ -196,27 +224,57 @@ def _flatten_face(face: dict[str, Any]) -> dict[str, Any]:
 
 def image_rows(result: Any, source: str) -> list[dict[str, Any]]:
     """Rows of one :class:`~fervid.inference.recognizer.ImageResult`."""
-    return [{"source": source, "kind": "image", "frame": None, "time": None, "width": result.width,
-             "height": result.height, "face": i, **_flatten_face(f.to_dict())} for i, f in enumerate(result.faces)]
+    return [
+        {
+            "source": source,
+            "kind": "image",
+            "frame": None,
+            "time": None,
+            "width": result.width,
+            "height": result.height,
+            "face": i,
+            **_flatten_face(f.to_dict()),
+        }
+        for i, f in enumerate(result.faces)
+    ]
 
 
 def frame_rows(frame: Any, source: str) -> list[dict[str, Any]]:
     """Rows of one :class:`~fervid.inference.video.FrameResult`."""
-    return [{"source": source, "kind": "video", "frame": int(frame.index), "time": float(frame.time),
-             "width": frame.width, "height": frame.height, "face": i, **_flatten_face(f.to_dict())}
-            for i, f in enumerate(frame.faces)]
+    return [
+        {
+            "source": source,
+            "kind": "video",
+            "frame": int(frame.index),
+            "time": float(frame.time),
+            "width": frame.width,
+            "height": frame.height,
+            "face": i,
+            **_flatten_face(f.to_dict()),
+        }
+        for i, f in enumerate(frame.faces)
+    ]
 
 
-def process_sources(rec: EmotionRecognizer, sources: Iterable[Source], options: BatchOptions
-                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def process_sources(
+    rec: EmotionRecognizer, sources: Iterable[Source], options: BatchOptions
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Face rows and one status row per source. Any failure of one source (unreadable,
     truncated, not an image) becomes its status row; the others go on."""
     rows: list[dict[str, Any]] = []
     status: list[dict[str, Any]] = []
     for s in sources:
         t0 = time.perf_counter()
-        st: dict[str, Any] = {"source": s.path, "kind": s.kind, "status": "ok", "faces": 0, "frames": 0,
-                              "seconds": 0.0, "error_type": None, "error": None}
+        st: dict[str, Any] = {
+            "source": s.path,
+            "kind": s.kind,
+            "status": "ok",
+            "faces": 0,
+            "frames": 0,
+            "seconds": 0.0,
+            "error_type": None,
+            "error": None,
+        }
         mine: list[dict[str, Any]] = []
         try:
             if s.kind == "video":
@@ -241,6 +299,7 @@ def process_sources(rec: EmotionRecognizer, sources: Iterable[Source], options: 
 
 # --------------------------------------------------------------------------- output files
 
+
 @dataclass(frozen=True)
 class OutputPaths:
     faces: Path
@@ -252,8 +311,12 @@ class OutputPaths:
     def of(cls, out: str | os.PathLike) -> OutputPaths:
         p = Path(out)
         suffix = p.suffix or ".parquet"
-        return cls(p, p.with_name(f"{p.stem}.sources{suffix}"), p.with_name(f"{p.stem}.errors{suffix}"),
-                   p.with_name(p.name + ".parts"))
+        return cls(
+            p,
+            p.with_name(f"{p.stem}.sources{suffix}"),
+            p.with_name(f"{p.stem}.errors{suffix}"),
+            p.with_name(p.name + ".parts"),
+        )
 
 
 META_KEY = b"fervid_batch"
@@ -343,10 +406,15 @@ def _check_settings(paths: OutputPaths, settings: dict[str, Any]) -> None:
     elif paths.sources.is_file():
         recorded = _settings_of(paths.sources)
     if recorded is not None and recorded != settings:
-        diff = {k: (recorded.get(k), settings.get(k)) for k in set(recorded) | set(settings)
-                if recorded.get(k) != settings.get(k)}
-        raise UserValueError(f"{paths.faces} was made with other settings ({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in sorted(diff.items()))}); "
-                             "use another --out, or delete it to start again")
+        diff = {
+            k: (recorded.get(k), settings.get(k))
+            for k in set(recorded) | set(settings)
+            if recorded.get(k) != settings.get(k)
+        }
+        raise UserValueError(
+            f"{paths.faces} was made with other settings ({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in sorted(diff.items()))}); "
+            "use another --out, or delete it to start again"
+        )
 
 
 def _done_sources(paths: OutputPaths) -> set[str]:
@@ -391,7 +459,8 @@ def merge(paths: OutputPaths, settings: dict[str, Any]) -> tuple[int, int]:
     src_table = pa.concat_tables([t.replace_schema_metadata(None) for t in sources], promote_options="permissive")
     src_table = src_table.sort_by([("source", "ascending")])
     err_table = src_table.filter(pa.compute.not_equal(src_table.column("status"), "ok")).select(
-        ["source", "kind", "status", "error_type", "error"])
+        ["source", "kind", "status", "error_type", "error"]
+    )
     paths.faces.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(face_table, paths.faces, settings)
     _write_atomic(err_table, paths.errors, settings)
@@ -401,6 +470,7 @@ def merge(paths: OutputPaths, settings: dict[str, Any]) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- the run
+
 
 @dataclass
 class BatchSummary:
@@ -434,7 +504,7 @@ def chunks(sources: Sequence[Source], chunk_size: int) -> list[list[Source]]:
     """Tasks: each video alone (its frames are tracked in order), photos ``chunk_size`` at a time."""
     videos = [[s] for s in sources if s.kind == "video"]
     images = [s for s in sources if s.kind != "video"]
-    return videos + [images[i:i + chunk_size] for i in range(0, len(images), chunk_size)]
+    return videos + [images[i : i + chunk_size] for i in range(0, len(images), chunk_size)]
 
 
 def _encode(chunk: Sequence[Source]) -> str:
@@ -475,8 +545,9 @@ def _run_local(tasks: list[list[Source]], options: BatchOptions) -> Iterator[tup
         yield process_sources(rec, t, options)
 
 
-def _run_ray(tasks: list[list[Source]], options: BatchOptions, address: str | None, workers: int | None,
-             threads: int) -> tuple[Iterator[tuple[list[dict], list[dict]]], int]:
+def _run_ray(
+    tasks: list[list[Source]], options: BatchOptions, address: str | None, workers: int | None, threads: int
+) -> tuple[Iterator[tuple[list[dict], list[dict]]], int]:
     try:
         import ray
         import ray.data
@@ -492,8 +563,14 @@ def _run_ray(tasks: list[list[Source]], options: BatchOptions, address: str | No
     ctx.enable_progress_bars = False  # fervid's own bar counts sources, faces and frames
     gpus = 1 if options.device.startswith("cuda") else 0
     items = ray.data.from_items([{"task": _encode(t)} for t in tasks], override_num_blocks=len(tasks))
-    ds = items.map_batches(RayWorker, fn_constructor_kwargs={"options": dataclasses.asdict(options), "threads": threads},
-                        batch_size=1, concurrency=n, num_cpus=threads, num_gpus=gpus)
+    ds = items.map_batches(
+        RayWorker,
+        fn_constructor_kwargs={"options": dataclasses.asdict(options), "threads": threads},
+        batch_size=1,
+        concurrency=n,
+        num_cpus=threads,
+        num_gpus=gpus,
+    )
 
     def results() -> Iterator[tuple[list[dict], list[dict]]]:
         for row in ds.iter_rows():
@@ -502,10 +579,19 @@ def _run_ray(tasks: list[list[Source]], options: BatchOptions, address: str | No
     return results(), n
 
 
-def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
-              options: BatchOptions | None = None, engine: str = "local", address: str | None = None,
-              workers: int | None = None, threads_per_worker: int = 1, chunk_size: int = 16,
-              flush_every: int = 256, progress: bool = True) -> BatchSummary:
+def run_batch(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    options: BatchOptions | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    chunk_size: int = 16,
+    flush_every: int = 256,
+    progress: bool = True,
+) -> BatchSummary:
     """Process every photo and video of ``source`` into ``out`` (Parquet; see the module
     docstring for the rows, side tables, resuming and engines). Returns a summary."""
     from tqdm.auto import tqdm
@@ -528,8 +614,11 @@ def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str 
     # cannot be written fails now, not after the work.
     named = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     label = ", ".join(str(x) for x in named)
-    check_outputs_not_inputs([(p, label) for p in (paths.faces, paths.sources, paths.errors)],
-                             [*named, *(s.path for s in all_sources)], "Parquet output")
+    check_outputs_not_inputs(
+        [(p, label) for p in (paths.faces, paths.sources, paths.errors)],
+        [*named, *(s.path for s in all_sources)],
+        "Parquet output",
+    )
     preflight_output(paths.faces)
     settings = options.settings()
     _check_settings(paths, settings)
@@ -547,8 +636,9 @@ def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str 
         else:
             results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
         writer = PartWriter(paths.parts, flush_every)
-        bar = tqdm(total=len(todo), desc=f"fervid batch ({engine})", unit="src", disable=not progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(todo), desc=f"fervid batch ({engine})", unit="src", disable=not progress, dynamic_ncols=True
+        )
         for rows, status in results:
             writer.add(rows, status)
             faces += len(rows)
@@ -562,10 +652,29 @@ def run_batch(source: str | os.PathLike | Sequence[str | os.PathLike], out: str 
     seconds = time.perf_counter() - t0
     if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
         merge(paths, settings)
-    return BatchSummary(len(all_sources), len(all_sources) - len(todo), len(todo), faces, frames, errors, seconds,
-                        engine, n_workers, {"faces": str(paths.faces), "sources": str(paths.sources),
-                                            "errors": str(paths.errors)})
+    return BatchSummary(
+        len(all_sources),
+        len(all_sources) - len(todo),
+        len(todo),
+        faces,
+        frames,
+        errors,
+        seconds,
+        engine,
+        n_workers,
+        {"faces": str(paths.faces), "sources": str(paths.sources), "errors": str(paths.errors)},
+    )
 
 
-__all__ = ["ENGINES", "VIDEO_EXTENSIONS", "BatchOptions", "BatchSummary", "OutputPaths", "Source", "list_sources",
-           "process_sources", "read_manifest", "run_batch"]
+__all__ = [
+    "ENGINES",
+    "VIDEO_EXTENSIONS",
+    "BatchOptions",
+    "BatchSummary",
+    "OutputPaths",
+    "Source",
+    "list_sources",
+    "process_sources",
+    "read_manifest",
+    "run_batch",
+]

@@ -51,8 +51,9 @@ def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike |
     return path
 
 
-def make_classifier(model: str, backend: str, threads: int, work_dir: str | os.PathLike,
-                    data: str | os.PathLike | None) -> Any:
+def make_classifier(
+    model: str, backend: str, threads: int, work_dir: str | os.PathLike, data: str | os.PathLike | None
+) -> Any:
     """A classifier for one benchmark row (``backend`` in :data:`BENCH_BACKENDS`)."""
     from fervid.inference.backends import load_classifier
 
@@ -65,7 +66,7 @@ def time_classifier(clf: Any, faces: np.ndarray, batch: int, repeats: int = 7, m
     """Median seconds per face of ``clf.logits`` on batches of ``batch`` faces (each timed run
     classifies at least ``min_faces`` faces; one untimed warm-up run first)."""
     n_batches = max(1, -(-min_faces // batch))
-    batches = [faces[(i * batch) % (len(faces) - batch + 1):][:batch] for i in range(n_batches)]
+    batches = [faces[(i * batch) % (len(faces) - batch + 1) :][:batch] for i in range(n_batches)]
     for b in batches[:3]:
         clf.logits(b)
     per_face = []
@@ -77,9 +78,16 @@ def time_classifier(clf: Any, faces: np.ndarray, batch: int, repeats: int = 7, m
     return statistics.median(per_face)
 
 
-def bench_classifiers(models: list[str], backends: list[str], faces: np.ndarray, *, threads: int = 2,
-                      repeats: int = 7, data: str | os.PathLike | None = None,
-                      work_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def bench_classifiers(
+    models: list[str],
+    backends: list[str],
+    faces: np.ndarray,
+    *,
+    threads: int = 2,
+    repeats: int = 7,
+    data: str | os.PathLike | None = None,
+    work_dir: str | os.PathLike | None = None,
+) -> list[dict[str, Any]]:
     """One row per model x backend: ``faces_per_s_b64``, ``ms_per_face_b1``."""
     set_threads(threads)
     rows = []
@@ -89,8 +97,9 @@ def bench_classifiers(models: list[str], backends: list[str], faces: np.ndarray,
                 clf = make_classifier(model, backend, threads, work_dir or tmp, data)
                 s64 = time_classifier(clf, faces, 64, repeats, min_faces=640)
                 s1 = time_classifier(clf, faces, 1, repeats, min_faces=200)
-                rows.append({"model": model, "backend": backend, "faces_per_s_b64": 1.0 / s64,
-                             "ms_per_face_b1": 1e3 * s1})
+                rows.append(
+                    {"model": model, "backend": backend, "faces_per_s_b64": 1.0 / s64, "ms_per_face_b1": 1e3 * s1}
+                )
     return rows
 
 
@@ -118,9 +127,18 @@ def resize_video(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int
     return Path(dst)
 
 
-def bench_pipeline(source: str | os.PathLike, *, model: str = "fast", backend: str = "auto",
-                   detector: str = "haar", detect_every: int | None = None, size: tuple[int, int] | None = None,
-                   threads: int = 2, repeats: int = 3, draw: bool = True) -> dict[str, Any]:
+def bench_pipeline(
+    source: str | os.PathLike,
+    *,
+    model: str = "fast",
+    backend: str = "auto",
+    detector: str = "haar",
+    detect_every: int | None = None,
+    size: tuple[int, int] | None = None,
+    threads: int = 2,
+    repeats: int = 3,
+    draw: bool = True,
+) -> dict[str, Any]:
     """End-to-end fps of stream + draw over the whole video (median of ``repeats`` passes
     after a warm-up pass) and mean ms per frame of each stage, for the median pass."""
     from fervid.inference.draw import annotate
@@ -151,17 +169,36 @@ def bench_pipeline(source: str | os.PathLike, *, model: str = "fast", backend: s
                 n += 1
                 faces += len(fr.faces)
             wall = time.perf_counter() - t0
-            passes.append({"fps": n / wall, "frames": n, "faces": faces,
-                           "ms": {k: 1e3 * v / max(n, 1) for k, v in stages.items()},
-                           "width": fr.width, "height": fr.height})
+            passes.append(
+                {
+                    "fps": n / wall,
+                    "frames": n,
+                    "faces": faces,
+                    "ms": {k: 1e3 * v / max(n, 1) for k, v in stages.items()},
+                    "width": fr.width,
+                    "height": fr.height,
+                }
+            )
     timed = sorted(passes[1:], key=lambda p: p["fps"])
     med = timed[len(timed) // 2]
-    return {"source": str(source), "model": model, "backend": str(getattr(rec.classifier, "backend", backend)),
-            "detector": detector, "detect_every": de, **med}
+    return {
+        "source": str(source),
+        "model": model,
+        "backend": str(getattr(rec.classifier, "backend", backend)),
+        "detector": detector,
+        "detect_every": de,
+        **med,
+    }
 
 
-def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "PrivateTest", threads: int = 2,
-                        work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def bench_int8_accuracy(
+    model: str,
+    data: str | os.PathLike,
+    *,
+    split: str = "PrivateTest",
+    threads: int = 2,
+    work_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
     images of ``data``), and top-label agreement of each ONNX model with torch."""
     from fervid.data.datasets import load_dataset
@@ -176,9 +213,11 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
         raise UserValueError(f"{data}: no {split} images")
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         q = int8_model(model, work_dir or tmp, data)
-        clfs = {"torch": load_classifier(model, backend="torch", device="cpu"),
-                "onnx": load_classifier(model, backend="onnx", threads=threads),
-                "onnx-int8": load_classifier(str(q), backend="onnx", threads=threads)}
+        clfs = {
+            "torch": load_classifier(model, backend="torch", device="cpu"),
+            "onnx": load_classifier(model, backend="onnx", threads=threads),
+            "onnx-int8": load_classifier(str(q), backend="onnx", threads=threads),
+        }
         preds = {k: np.asarray(c.logits(faces)).argmax(1) for k, c in clfs.items()}
         quantization = str(read_metadata(q).get("quantization", ""))
     out: dict[str, Any] = {"model": model, "split": split, "n": int(len(faces)), "quantization": quantization}
@@ -193,9 +232,18 @@ def bench_int8_accuracy(model: str, data: str | os.PathLike, *, split: str = "Pr
 BENCH_PARTS = ("classifier", "video", "int8")
 
 
-def run_benchmarks(what: list[str], data: str | os.PathLike | None = None, *, models: list[str],
-                   backends: list[str], video: str | os.PathLike | None = None, video_model: str = "fast",
-                   detect_every: int | None = None, threads: int = 2, repeats: int = 7) -> dict[str, Any]:
+def run_benchmarks(
+    what: list[str],
+    data: str | os.PathLike | None = None,
+    *,
+    models: list[str],
+    backends: list[str],
+    video: str | os.PathLike | None = None,
+    video_model: str = "fast",
+    detect_every: int | None = None,
+    threads: int = 2,
+    repeats: int = 7,
+) -> dict[str, Any]:
     """Run the parts of ``what`` (:data:`BENCH_PARTS`) and return their rows by part.
 
     ``data``: the FER2013 CSV (default :func:`fervid.runtime.fer2013_csv`); ``video``: the clip
@@ -225,11 +273,20 @@ def run_benchmarks(what: list[str], data: str | os.PathLike | None = None, *, mo
             raise UserFileNotFoundError(f"no such video: {clip}")
         rows = []
         for size in (None, (640, 480)):
-            rows.append(bench_pipeline(clip, model=video_model, detect_every=detect_every, size=size,
-                                       threads=threads, repeats=max(1, min(repeats, 3))))
+            rows.append(
+                bench_pipeline(
+                    clip,
+                    model=video_model,
+                    detect_every=detect_every,
+                    size=size,
+                    threads=threads,
+                    repeats=max(1, min(repeats, 3)),
+                )
+            )
             if detect_every is None:
-                rows.append(bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads,
-                                           repeats=1))
+                rows.append(
+                    bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads, repeats=1)
+                )
         results["video"] = rows
     if "int8" in what:
         results["int8"] = [bench_int8_accuracy(m, data, threads=threads) for m in models]
@@ -241,21 +298,31 @@ def markdown_tables(results: dict[str, Any]) -> str:
     out: list[str] = []
     if "classifier" in results:
         out.append("\n| model | backend | faces/s, batch 64 | ms/face, batch 1 |\n|---|---|---|---|")
-        out += [f"| {r['model']} | {r['backend']} | {r['faces_per_s_b64']:,.0f} | {r['ms_per_face_b1']:.3f} |"
-                for r in results["classifier"]]
+        out += [
+            f"| {r['model']} | {r['backend']} | {r['faces_per_s_b64']:,.0f} | {r['ms_per_face_b1']:.3f} |"
+            for r in results["classifier"]
+        ]
     if "video" in results:
-        out.append("\n| input | detect every | frames | faces | fps | decode | detect | crop | classify | draw (ms/frame) |"
-                   "\n|---|---|---|---|---|---|---|---|---|---|")
+        out.append(
+            "\n| input | detect every | frames | faces | fps | decode | detect | crop | classify | draw (ms/frame) |"
+            "\n|---|---|---|---|---|---|---|---|---|---|"
+        )
         for r in results["video"]:
             ms = r["ms"]
-            out.append(f"| {Path(r['source']).name} {r['width']}x{r['height']} ({r['model']}, {r['backend']}) | "
-                       f"{r['detect_every']} | {r['frames']} | {r['faces']} | {r['fps']:.1f} | {ms['decode']:.2f} | "
-                       f"{ms['detect']:.2f} | {ms['crop']:.2f} | {ms['classify']:.2f} | {ms['draw']:.2f} |")
+            out.append(
+                f"| {Path(r['source']).name} {r['width']}x{r['height']} ({r['model']}, {r['backend']}) | "
+                f"{r['detect_every']} | {r['frames']} | {r['faces']} | {r['fps']:.1f} | {ms['decode']:.2f} | "
+                f"{ms['detect']:.2f} | {ms['crop']:.2f} | {ms['classify']:.2f} | {ms['draw']:.2f} |"
+            )
     if "int8" in results:
-        out.append("\n| model | n | acc torch | acc onnx fp32 | acc onnx int8 | int8 drop (points) | "
-                   "top-1 agreement fp32 / int8 vs torch | int8 model |\n|---|---|---|---|---|---|---|---|")
-        out += [f"| {r['model']} | {r['n']} | {100 * r['acc_torch']:.2f}% | {100 * r['acc_onnx']:.2f}% | "
-                f"{100 * r['acc_onnx-int8']:.2f}% | {r['int8_drop_points']:.2f} | "
-                f"{100 * r['agree_onnx']:.2f}% / {100 * r['agree_onnx-int8']:.2f}% | {r['quantization']} |"
-                for r in results["int8"]]
+        out.append(
+            "\n| model | n | acc torch | acc onnx fp32 | acc onnx int8 | int8 drop (points) | "
+            "top-1 agreement fp32 / int8 vs torch | int8 model |\n|---|---|---|---|---|---|---|---|"
+        )
+        out += [
+            f"| {r['model']} | {r['n']} | {100 * r['acc_torch']:.2f}% | {100 * r['acc_onnx']:.2f}% | "
+            f"{100 * r['acc_onnx-int8']:.2f}% | {r['int8_drop_points']:.2f} | "
+            f"{100 * r['agree_onnx']:.2f}% / {100 * r['agree_onnx-int8']:.2f}% | {r['quantization']} |"
+            for r in results["int8"]
+        ]
     return "\n".join(out)

@@ -16,7 +16,14 @@ FER2013: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpris
 
 #: FER+ vote-column order in ``fer2013new.csv`` (8 emotions).
 FERPLUS: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
 )
 #: The two FER+ columns that are not emotions.
 FERPLUS_EXTRA: tuple[str, ...] = ("unknown", "NF")
@@ -29,15 +36,43 @@ SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 # Folder names and synonyms seen in public FER datasets (Kaggle, FER+, AffectNet,
 # RAF-DB, CK+, JAFFE exports) mapped onto fervid's canonical names.
 _SYNONYMS: dict[str, str] = {
-    "angry": "angry", "anger": "angry", "ang": "angry", "an": "angry", "mad": "angry",
-    "disgust": "disgust", "disgusted": "disgust", "dis": "disgust", "di": "disgust",
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear", "fe": "fear",
-    "happy": "happy", "happiness": "happy", "joy": "happy", "hap": "happy", "ha": "happy",
-    "sad": "sad", "sadness": "sad", "sa": "sad",
-    "surprise": "surprise", "surprised": "surprise", "sur": "surprise", "su": "surprise",
-    "neutral": "neutral", "neu": "neutral", "ne": "neutral", "calm": "neutral",
-    "contempt": "contempt", "contemptuous": "contempt", "co": "contempt",
-    "unknown": "unknown", "nf": "NF", "notface": "NF", "not_a_face": "NF",
+    "angry": "angry",
+    "anger": "angry",
+    "ang": "angry",
+    "an": "angry",
+    "mad": "angry",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "dis": "disgust",
+    "di": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "fe": "fear",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "hap": "happy",
+    "ha": "happy",
+    "sad": "sad",
+    "sadness": "sad",
+    "sa": "sad",
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "sur": "surprise",
+    "su": "surprise",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "ne": "neutral",
+    "calm": "neutral",
+    "contempt": "contempt",
+    "contemptuous": "contempt",
+    "co": "contempt",
+    "unknown": "unknown",
+    "nf": "NF",
+    "notface": "NF",
+    "not_a_face": "NF",
 }
 
 #: FER+ column name -> fervid canonical name.

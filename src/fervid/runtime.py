@@ -50,7 +50,8 @@ def cpu_has_bf16() -> bool:
 
     try:
         return bool(torch.cpu._is_avx512_bf16_supported()) or bool(
-            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        )
     except AttributeError:
         return False
 

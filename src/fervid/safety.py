@@ -198,8 +198,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb", *, encoding: str | None = None,
-                 newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: PathLike, mode: str = "wb", *, encoding: str | None = None, newline: str | None = None
+) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path`` for writing (``mode`` ``"wb"`` or ``"w"``);
     see :func:`atomic_path` for what happens on exit.
 
@@ -253,6 +254,7 @@ def write_json_atomic(path: PathLike, obj: Any, *, indent: int | None = 2) -> Pa
 
 # ------------------------------------------------------------------------ outputs vs inputs
 
+
 def same_file(a: PathLike, b: PathLike) -> bool:
     """Whether ``a`` and ``b`` name the same file (symlinks, ``..`` and hard links resolved;
     paths that do not exist yet are compared by their resolved names)."""
@@ -274,8 +276,9 @@ def check_not_input(out: PathLike | None, inputs: Iterable[Any], what: str = "ou
             raise OutputError(f"{what} {out} is the input {inp}: refusing to overwrite an input (choose another path)")
 
 
-def check_outputs_not_inputs(pairs: Iterable[tuple[PathLike, PathLike]], inputs: Iterable[PathLike],
-                             what: str = "output") -> None:
+def check_outputs_not_inputs(
+    pairs: Iterable[tuple[PathLike, PathLike]], inputs: Iterable[PathLike], what: str = "output"
+) -> None:
     """For many ``(output, the input it derives from)`` pairs at once (compared by device
     and inode, so in linear time): refuse (:class:`OutputError`, before anything is written)
     when any output would land on any of ``inputs``."""
@@ -292,16 +295,19 @@ def check_outputs_not_inputs(pairs: Iterable[tuple[PathLike, PathLike]], inputs:
         hit = ids.get((st.st_dev, st.st_ino))
         if hit is not None:
             target = "itself" if os.path.exists(src) and same_file(hit, src) else f"the input {hit}"
-            raise OutputError(f"the {what} of {src} would be written to {out}, over {target}: "
-                              "refusing to overwrite an input (choose another output folder)")
+            raise OutputError(
+                f"the {what} of {src} would be written to {out}, over {target}: "
+                "refusing to overwrite an input (choose another output folder)"
+            )
 
 
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "config.json", "final.json")
 """What a training run writes into its directory: any of them marks the directory as a run."""
 
 
-def prepare_run_dir(path: PathLike, *, resume: bool = False, overwrite: bool = False,
-                    artefacts: Iterable[str] = RUN_FILES) -> Path:
+def prepare_run_dir(
+    path: PathLike, *, resume: bool = False, overwrite: bool = False, artefacts: Iterable[str] = RUN_FILES
+) -> Path:
     """Make ``path`` ready for a run: created if missing. A directory already holding any of
     ``artefacts`` is an earlier run: it needs ``resume`` (continue it) or ``overwrite`` (its
     artefacts are deleted first, so no stale checkpoint survives next to the new run's).
@@ -313,8 +319,9 @@ def prepare_run_dir(path: PathLike, *, resume: bool = False, overwrite: bool = F
         raise OutputError(f"cannot use {p} as the run folder: it is a file")
     found = [a for a in artefacts if (p / a).exists()] if p.is_dir() else []
     if found and not (resume or overwrite):
-        raise OutputError(f"{p} already holds a run ({', '.join(found)}): pass --resume to continue it "
-                          "or --overwrite to replace it")
+        raise OutputError(
+            f"{p} already holds a run ({', '.join(found)}): pass --resume to continue it or --overwrite to replace it"
+        )
     if found and overwrite:
         for a in found:
             target = p / a
@@ -330,6 +337,7 @@ def prepare_run_dir(path: PathLike, *, resume: bool = False, overwrite: bool = F
 
 
 # ------------------------------------------------------------------------------ inputs
+
 
 def _kind(mode: int) -> str | None:
     if stat.S_ISFIFO(mode):
@@ -369,6 +377,7 @@ def check_input_file(path: PathLike, what: str = "input", *, allow_char_device: 
 
 
 # ------------------------------------------------------------------------------ signals
+
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:

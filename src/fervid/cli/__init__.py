@@ -16,16 +16,31 @@ from fervid.errors import UserValueError
 
 # Verb -> module in this package. Modules are imported only when the CLI runs.
 VERBS: dict[str, str] = {
-    "data": "data", "train": "train", "evaluate": "evaluate", "study": "study", "predict": "predict",
-    "video": "video", "export": "export", "bench": "bench", "finetune": "finetune", "models": "models",
-    "calibrate": "calibrate", "serve": "serve", "batch": "batch",
+    "data": "data",
+    "train": "train",
+    "evaluate": "evaluate",
+    "study": "study",
+    "predict": "predict",
+    "video": "video",
+    "export": "export",
+    "bench": "bench",
+    "finetune": "finetune",
+    "models": "models",
+    "calibrate": "calibrate",
+    "serve": "serve",
+    "batch": "batch",
 }
 
 
 def add_set_option(p: argparse.ArgumentParser, what: str = "training config") -> None:
     """``--set KEY=VALUE ...``: any other config key, shared by the verbs that train."""
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"any other {what} key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any other {what} key, YAML-typed (e.g. --set optimizer=adamw label_smoothing=0.1)",
+    )
 
 
 def parse_set(pairs: Sequence[str]) -> dict[str, Any]:

@@ -21,28 +21,52 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from fervid.cli.argtypes import positive_int
     from fervid.inference.options import BACKENDS
 
-    p = sub.add_parser("batch", help="batch inference over folders of photos, videos or a manifest, into Parquet",
-                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "batch",
+        help="batch inference over folders of photos, videos or a manifest, into Parquet",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("source", nargs="+", metavar="SOURCE", help="folders, CSV/Parquet manifests or files")
     p.add_argument("--out", required=True, help="the results table (Parquet), e.g. results.parquet")
-    p.add_argument("--engine", default="local", choices=("local", "ray"),
-                   help="local: this process (no Ray needed); ray: Ray Data on a Ray cluster")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster: auto (the cluster this machine is part of) or ray://HOST:10001; "
-                        "default: a local Ray instance")
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="Ray actors, each with its own model (default: the cluster's CPUs / --threads-per-worker)")
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local: this process (no Ray needed); ray: Ray Data on a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster: auto (the cluster this machine is part of) or ray://HOST:10001; "
+        "default: a local Ray instance",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="Ray actors, each with its own model (default: the cluster's CPUs / --threads-per-worker)",
+    )
     p.add_argument("--threads-per-worker", dest="threads_per_worker", type=positive_int, default=1)
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None, help="face detector name (default: the recognizer's default)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (Ray: one GPU per worker)")
-    p.add_argument("--video-every", dest="video_every", type=positive_int, default=1,
-                   help="process every N-th video frame (default 1)")
+    p.add_argument(
+        "--video-every",
+        dest="video_every",
+        type=positive_int,
+        default=1,
+        help="process every N-th video frame (default 1)",
+    )
     p.add_argument("--chunk-size", dest="chunk_size", type=positive_int, default=16, help="photos per task")
-    p.add_argument("--flush-every", dest="flush_every", type=positive_int, default=256,
-                   help="commit finished work to OUT.parts/ every N sources (and at least once a minute)")
+    p.add_argument(
+        "--flush-every",
+        dest="flush_every",
+        type=positive_int,
+        default=256,
+        help="commit finished work to OUT.parts/ every N sources (and at least once a minute)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -50,11 +74,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from fervid.batch import BatchOptions, run_batch
 
-    opts = BatchOptions(model=args.model, detector=args.detector, backend=args.backend, device=args.device,
-                        video_every=args.video_every)
-    summary = run_batch(args.source, args.out, options=opts, engine=args.engine, address=args.address,
-                        workers=args.workers, threads_per_worker=args.threads_per_worker, chunk_size=args.chunk_size,
-                        flush_every=args.flush_every, progress=args.progress)
+    opts = BatchOptions(
+        model=args.model, detector=args.detector, backend=args.backend, device=args.device, video_every=args.video_every
+    )
+    summary = run_batch(
+        args.source,
+        args.out,
+        options=opts,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        chunk_size=args.chunk_size,
+        flush_every=args.flush_every,
+        progress=args.progress,
+    )
     print(json.dumps(summary.to_dict(), indent=2))
     if summary.errors:
         print(f"fervid batch: {summary.errors} source(s) failed: see {summary.outputs['errors']}", file=sys.stderr)

@@ -55,8 +55,10 @@ def _report_skipped(data: Any) -> None:
     import sys
 
     if data.skipped:
-        print(f"note: {len(data.skipped)} bad or ignored records in {data.source}; first: {data.skipped[0]}",
-              file=sys.stderr)
+        print(
+            f"note: {len(data.skipped)} bad or ignored records in {data.source}; first: {data.skipped[0]}",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         from fervid.data.plots import sample_grid
 
         _report_skipped(data)
-        out = sample_grid(data, args.out, split=args.split, per_class=args.per_class, ferplus=args.ferplus,
-                          seed=args.seed)
+        out = sample_grid(
+            data, args.out, split=args.split, per_class=args.per_class, ferplus=args.ferplus, seed=args.seed
+        )
         print(f"wrote {out}")
     elif args.data_verb == "pack":
         from fervid.data.datasets import save_pack

@@ -23,26 +23,51 @@ from fervid.export.onnx import CALIBRATION_METHODS, DEFAULT_CALIBRATION, FP32_TA
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("export", help="export a model to ONNX (fp32 or static int8)",
-                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX (fp32 or static int8)",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", metavar="MODEL", help="bundled model name or checkpoint path")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--int8", action="store_true", help="static int8 (QDQ) quantization calibrated on training images")
-    p.add_argument("--calibration-data", dest="calibration_data", metavar="PATH",
-                   help="FER2013 CSV, image folder or .npy of uint8 faces (calibration and parity check)")
-    p.add_argument("--n-calibration", dest="n_calibration", type=positive_int, default=500,
-                   help="Training images to calibrate on (default 500)")
-    p.add_argument("--calibration-method", dest="calibration_method", default=DEFAULT_CALIBRATION,
-                   choices=CALIBRATION_METHODS,
-                   help="activation range calibration (default percentile: the 99.99th)")
-    p.add_argument("--fp32-tail", dest="fp32_tail", type=closed_unit_interval, default=None,
-                   help="share of the convolutions, from the output end, kept in fp32 (default: the smallest of "
-                        f"{', '.join(f'{t:g}' for t in FP32_TAILS)} whose 95%% lower bound of top-1 agreement on PublicTest reaches --min-agreement)")
-    p.add_argument("--min-agreement", dest="min_agreement", type=unit_interval, default=INT8_MIN_AGREEMENT,
-                   help=f"top-1 agreement with PyTorch the int8 model must keep on PublicTest "
-                        f"(default {INT8_MIN_AGREEMENT})")
+    p.add_argument(
+        "--calibration-data",
+        dest="calibration_data",
+        metavar="PATH",
+        help="FER2013 CSV, image folder or .npy of uint8 faces (calibration and parity check)",
+    )
+    p.add_argument(
+        "--n-calibration",
+        dest="n_calibration",
+        type=positive_int,
+        default=500,
+        help="Training images to calibrate on (default 500)",
+    )
+    p.add_argument(
+        "--calibration-method",
+        dest="calibration_method",
+        default=DEFAULT_CALIBRATION,
+        choices=CALIBRATION_METHODS,
+        help="activation range calibration (default percentile: the 99.99th)",
+    )
+    p.add_argument(
+        "--fp32-tail",
+        dest="fp32_tail",
+        type=closed_unit_interval,
+        default=None,
+        help="share of the convolutions, from the output end, kept in fp32 (default: the smallest of "
+        f"{', '.join(f'{t:g}' for t in FP32_TAILS)} whose 95%% lower bound of top-1 agreement on PublicTest reaches --min-agreement)",
+    )
+    p.add_argument(
+        "--min-agreement",
+        dest="min_agreement",
+        type=unit_interval,
+        default=INT8_MIN_AGREEMENT,
+        help=f"top-1 agreement with PyTorch the int8 model must keep on PublicTest (default {INT8_MIN_AGREEMENT})",
+    )
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
     return p
 
@@ -56,8 +81,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserValueError(f"--out {args.out}: the file name must end in .onnx")
     from fervid.export.onnx import export_onnx
 
-    report = export_onnx(args.model, args.out, int8=args.int8, calibration_data=args.calibration_data,
-                         n_calibration=args.n_calibration, calibration_method=args.calibration_method,
-                         check=args.check, fp32_tail=args.fp32_tail, min_agreement=args.min_agreement)
+    report = export_onnx(
+        args.model,
+        args.out,
+        int8=args.int8,
+        calibration_data=args.calibration_data,
+        n_calibration=args.n_calibration,
+        calibration_method=args.calibration_method,
+        check=args.check,
+        fp32_tail=args.fp32_tail,
+        min_agreement=args.min_agreement,
+    )
     print(report.summary())
     return 0

@@ -29,27 +29,47 @@ from fervid.inference.options import BACKENDS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("predict", help="recognise the emotions of the faces in photos",
-                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="recognise the emotions of the faces in photos",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
-    p.add_argument("--detector", default=None,
-                   help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib, "
-                        "skip (images already are face crops)")
-    p.add_argument("--detector-size", dest="detector_size", type=positive_int, default=None, metavar="PX",
-                   help="shrink images to this longer side for detection (default: yunet 640, haar/dlib 1024); "
-                        "larger finds smaller faces in big photos, slower")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)")
+    p.add_argument(
+        "--detector",
+        default=None,
+        help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib, "
+        "skip (images already are face crops)",
+    )
+    p.add_argument(
+        "--detector-size",
+        dest="detector_size",
+        type=positive_int,
+        default=None,
+        metavar="PX",
+        help="shrink images to this longer side for detection (default: yunet 640, haar/dlib 1024); "
+        "larger finds smaller faces in big photos, slower",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
-    p.add_argument("--threshold", type=unit_interval, default=None,
-                   help="probability threshold for labels_above (default 0.3)")
-    p.add_argument("--adabn", action="store_true",
-                   help="AdaBN: re-estimate the model's BatchNorm statistics on all the faces in PATH(s) first "
-                        "(unlabelled photos sharing a domain shift: camera, blur, light); torch backend only")
+    p.add_argument(
+        "--threshold", type=unit_interval, default=None, help="probability threshold for labels_above (default 0.3)"
+    )
+    p.add_argument(
+        "--adabn",
+        action="store_true",
+        help="AdaBN: re-estimate the model's BatchNorm statistics on all the faces in PATH(s) first "
+        "(unlabelled photos sharing a domain shift: camera, blur, light); torch backend only",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -75,8 +95,13 @@ def expand_paths(paths: list[str]) -> Iterator[tuple[str, str | None]]:
 
     for raw in paths:
         if os.path.isdir(raw):
-            found = sorted(str(f) for f in Path(raw).rglob("*") if f.is_file() and f.suffix.lower() in exts
-                           and not any(part.startswith(".") for part in f.relative_to(raw).parts))
+            found = sorted(
+                str(f)
+                for f in Path(raw).rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in exts
+                and not any(part.startswith(".") for part in f.relative_to(raw).parts)
+            )
             if not found:
                 yield raw, "folder contains no images"
             for f in found:
@@ -123,10 +148,14 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.detect import DEFAULT_DETECTOR
     from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
-    rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
-                            detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
-                            backend=args.backend,
-                            threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
+    rec = EmotionRecognizer(
+        args.model,
+        detector=args.detector or DEFAULT_DETECTOR,
+        device=args.device,
+        detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
+        backend=args.backend,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+    )
     rec.load()  # a bad --model fails here, once, before any file is read
 
     from fervid.errors import OutputError
@@ -147,8 +176,14 @@ def run(args: argparse.Namespace) -> int:
         n = rec.adapt([p for p, problem in items if problem is None], strict=False, progress=args.progress)
         print(f"fervid predict: AdaBN statistics from {n} faces", file=sys.stderr)
     failed = 0
-    bar = tqdm(items, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True,
-               disable=(not args.progress or len(items) < 2) or None)
+    bar = tqdm(
+        items,
+        desc="predict",
+        unit="img",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=(not args.progress or len(items) < 2) or None,
+    )
 
     def err(msg: str) -> None:
         nonlocal failed
@@ -195,6 +230,5 @@ def run(args: argparse.Namespace) -> int:
                 err(str(e))
     bar.close()
     if failed:
-        print(f"fervid predict: {failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed",
-              file=sys.stderr)
+        print(f"fervid predict: {failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed", file=sys.stderr)
     return 1 if failed else 0

@@ -27,18 +27,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--imbalance", choices=STRATEGIES)
     p.add_argument("--targets", choices=TARGETS)
     p.add_argument("--ferplus", help="fer2013new.csv, for --targets ferplus-*")
-    p.add_argument("--ferplus-classes", dest="ferplus_classes", type=int, choices=(7, 8),
-                   help="FER+ head: 8 emotions with contempt (default) or the 7 FER2013 classes (contempt votes dropped)")
+    p.add_argument(
+        "--ferplus-classes",
+        dest="ferplus_classes",
+        type=int,
+        choices=(7, 8),
+        help="FER+ head: 8 emotions with contempt (default) or the 7 FER2013 classes (contempt votes dropped)",
+    )
     p.add_argument("--device", help="auto | cpu | cuda | mps")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory")
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue from OUT/last.pt with the run's settings (OUT/config.json); options given now "
-                            "override them, e.g. a larger --epochs extends the run")
-    again.add_argument("--overwrite", action="store_true",
-                       help="OUT holds an earlier run: delete its run files and start again (without --resume or "
-                            "--overwrite an existing run is never touched)")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt with the run's settings (OUT/config.json); options given now "
+        "override them, e.g. a larger --epochs extends the run",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUT holds an earlier run: delete its run files and start again (without --resume or "
+        "--overwrite an existing run is never touched)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     add_set_option(p)
     return p
@@ -50,8 +61,22 @@ def run(args: argparse.Namespace) -> int:
     from fervid.training.loop import train
 
     extra = parse_set(args.set)
-    keys = ("data", "model", "epochs", "batch_size", "lr", "max_train_samples", "imbalance", "targets", "ferplus",
-            "ferplus_classes", "device", "seed", "out", "progress")
+    keys = (
+        "data",
+        "model",
+        "epochs",
+        "batch_size",
+        "lr",
+        "max_train_samples",
+        "imbalance",
+        "targets",
+        "ferplus",
+        "ferplus_classes",
+        "device",
+        "seed",
+        "out",
+        "progress",
+    )
     flags = {k: getattr(args, k) for k in keys}
     given = {**extra, **{k: v for k, v in flags.items() if v is not None}}
     cfg = load_config(args.config, **given)

@@ -28,28 +28,53 @@ from fervid.inference.options import BACKENDS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("video", help="emotions over time in a video file or camera stream",
-                       description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "video",
+        help="emotions over time in a video file or camera stream",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("source", metavar="SOURCE", help="video file, or a camera index (0, 1, ...)")
     p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--csv", help="timeline CSV: one row per face per processed frame")
     p.add_argument("--plot", help="PNG plot of each face's emotion probabilities over time")
     p.add_argument("--summary", help="JSON summary per face id")
     p.add_argument("--every", type=positive_int, default=1, help="process every N-th frame (default 1)")
-    p.add_argument("--smooth", type=unit_interval, default=None,
-                   help="weight of the newest frame in each face's moving average, (0, 1]; 1 = none (default 0.4)")
+    p.add_argument(
+        "--smooth",
+        type=unit_interval,
+        default=None,
+        help="weight of the newest frame in each face's moving average, (0, 1]; 1 = none (default 0.4)",
+    )
     p.add_argument("--max-seconds", dest="max_seconds", type=positive_float, help="stop after S seconds of video")
-    p.add_argument("--detect-every", dest="detect_every", type=positive_int, default=None,
-                   help="full-frame face detection every K processed frames, tracking in between (default 1: "
-                        "every frame; 5 suits the slow haar detector)")
+    p.add_argument(
+        "--detect-every",
+        dest="detect_every",
+        type=positive_int,
+        default=None,
+        help="full-frame face detection every K processed frames, tracking in between (default 1: "
+        "every frame; 5 suits the slow haar detector)",
+    )
     p.add_argument("--model", default="default", help="bundled model name, checkpoint or .onnx file (default: default)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="inference backend (default auto: onnx on the CPU when installed)")
-    p.add_argument("--detector", default=None,
-                   help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib")
-    p.add_argument("--detector-size", dest="detector_size", type=positive_int, default=None, metavar="PX",
-                   help="shrink frames to this longer side for detection (default: yunet 320 for video)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="inference backend (default auto: onnx on the CPU when installed)",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib",
+    )
+    p.add_argument(
+        "--detector-size",
+        dest="detector_size",
+        type=positive_int,
+        default=None,
+        metavar="PX",
+        help="shrink frames to this longer side for detection (default: yunet 320 for video)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--show", dest="show", action="store_true", default=None, help="live window (needs a display)")
@@ -78,20 +103,32 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.recognizer import EmotionRecognizer
     from fervid.inference.video_analysis import analyze_video, expected_frames
 
-    rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device=args.device,
-                            backend=args.backend,
-                            detector_options=None if args.detector_size is None else {"max_side": args.detector_size})
+    rec = EmotionRecognizer(
+        args.model,
+        detector=args.detector or DEFAULT_DETECTOR,
+        device=args.device,
+        backend=args.backend,
+        detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
+    )
     state: dict[str, Any] = {}
 
     def on_start(info: Any) -> None:
         show = (info.is_camera and gui_available()) if args.show is None else args.show
         if show and not gui_available():
-            print("fervid video: no display or no GUI-capable OpenCV (opencv-python-headless): running headless",
-                  file=sys.stderr)
+            print(
+                "fervid video: no display or no GUI-capable OpenCV (opencv-python-headless): running headless",
+                file=sys.stderr,
+            )
             show = False
         state["show"] = show
-        state["bar"] = tqdm(total=expected_frames(info, args.every, args.max_seconds), desc=os.path.basename(info.name),
-                            unit="frame", file=sys.stderr, dynamic_ncols=True, disable=not args.progress)
+        state["bar"] = tqdm(
+            total=expected_frames(info, args.every, args.max_seconds),
+            desc=os.path.basename(info.name),
+            unit="frame",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not args.progress,
+        )
         state["t0"] = time.perf_counter()
 
     def on_frame(fr: Any, img: Any) -> bool:
@@ -114,11 +151,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             report = analyze_video(
-                rec, args.source, out=args.out, csv=args.csv, plot=args.plot, summary=args.summary,
-                every=args.every, smooth=DEFAULT_SMOOTH if args.smooth is None else args.smooth,
+                rec,
+                args.source,
+                out=args.out,
+                csv=args.csv,
+                plot=args.plot,
+                summary=args.summary,
+                every=args.every,
+                smooth=DEFAULT_SMOOTH if args.smooth is None else args.smooth,
                 max_seconds=args.max_seconds,
                 detect_every=DEFAULT_DETECT_EVERY if args.detect_every is None else args.detect_every,
-                annotate=args.show is not False, on_frame=on_frame, on_start=on_start)
+                annotate=args.show is not False,
+                on_frame=on_frame,
+                on_start=on_start,
+            )
     finally:
         if "bar" in state:
             state["bar"].close()
@@ -133,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         print("fervid video: interrupted; the outputs hold everything processed so far", file=sys.stderr)
         return 130
     if report.stopped_early:
-        print(f"fervid video: stopped early: {report.stop_reason}; the outputs hold the {report.frames} frames "
-              "processed so far", file=sys.stderr)
+        print(
+            f"fervid video: stopped early: {report.stop_reason}; the outputs hold the {report.frames} frames "
+            "processed so far",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -16,5 +16,14 @@ from fervid.data.datasets import (
     save_pack,
 )
 
-__all__ = ["IMAGE_EXTENSIONS", "BadRecord", "FERData", "FERDataError", "load_dataset", "load_fer2013",
-           "load_image_folder", "load_pack", "save_pack"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "BadRecord",
+    "FERData",
+    "FERDataError",
+    "load_dataset",
+    "load_fer2013",
+    "load_image_folder",
+    "load_pack",
+    "save_pack",
+]

@@ -52,8 +52,9 @@ class FERDataError(FervidError, ValueError):
     also available as ``err.path``, ``err.line``, ``err.field`` and ``err.reason``.
     """
 
-    def __init__(self, message: str, path: str | os.PathLike | None = None,
-                 line: int | None = None, field: str | None = None):
+    def __init__(
+        self, message: str, path: str | os.PathLike | None = None, line: int | None = None, field: str | None = None
+    ):
         self.path = None if path is None else str(path)
         self.line = line
         self.field = field
@@ -118,8 +119,10 @@ class FERData:
 
     def __repr__(self) -> str:
         splits = {s: int((self.splits == s).sum()) for s in self.split_names}
-        return (f"FERData({len(self)} images {tuple(self.images.shape[1:])}, splits={splits}, "
-                f"source={self.source!r}, skipped={len(self.skipped)})")
+        return (
+            f"FERData({len(self)} images {tuple(self.images.shape[1:])}, splits={splits}, "
+            f"source={self.source!r}, skipped={len(self.skipped)})"
+        )
 
     @property
     def split_names(self) -> list[str]:
@@ -138,9 +141,14 @@ class FERData:
         else:
             idx = sel.astype(np.int64, copy=False)
         return FERData(
-            images=self.images[idx], labels=self.labels[idx], splits=self.splits[idx],
-            index=self.index[idx], label_names=self.label_names, source=self.source,
-            files=None if self.files is None else self.files[idx], source_rows=self.source_rows,
+            images=self.images[idx],
+            labels=self.labels[idx],
+            splits=self.splits[idx],
+            index=self.index[idx],
+            label_names=self.label_names,
+            source=self.source,
+            files=None if self.files is None else self.files[idx],
+            source_rows=self.source_rows,
         )
 
     def split(self, *names: str) -> FERData:
@@ -158,6 +166,7 @@ class FERData:
 
 
 # --------------------------------------------------------------------------- CSV
+
 
 def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
@@ -316,8 +325,9 @@ def _parse_fer_csv(path: Path, strict: bool) -> FERData:
     except FERDataError:
         raise
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, zipfile.BadZipFile) as e:
-        raise FERDataError(f"truncated or corrupt compressed file after line {line} "
-                           f"({type(e).__name__}: {e})", path) from e
+        raise FERDataError(
+            f"truncated or corrupt compressed file after line {line} ({type(e).__name__}: {e})", path
+        ) from e
     except UnicodeDecodeError as e:
         raise FERDataError(f"not UTF-8 text after line {line} ({e})", path, line + 1) from e
     except csv.Error as e:
@@ -328,9 +338,13 @@ def _parse_fer_csv(path: Path, strict: bool) -> FERData:
         detail = f"; first problem: {skipped[0]}" if skipped else ""
         raise FERDataError(f"no valid rows ({row_no} data rows, {len(skipped)} bad){detail}", path)
     return FERData(
-        images=np.stack(images), labels=np.asarray(labels, dtype=np.int64),
-        splits=np.asarray(splits, dtype="U11"), index=np.asarray(index, dtype=np.int64),
-        source=str(path), skipped=skipped, source_rows=row_no,
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        splits=np.asarray(splits, dtype="U11"),
+        index=np.asarray(index, dtype=np.int64),
+        source=str(path),
+        skipped=skipped,
+        source_rows=row_no,
     )
 
 
@@ -341,11 +355,19 @@ def _cache_file(digest: str, strict: bool, version: int = CACHE_VERSION) -> Path
 def _read_cache(cfile: Path, path: Path) -> FERData | None:
     try:
         with np.load(cfile, allow_pickle=False) as z:
-            skipped = [BadRecord(str(path), int(ln) if ln >= 0 else None, str(f) or None, str(r))
-                       for ln, f, r in zip(z["skip_line"], z["skip_field"], z["skip_reason"])]
-            data = FERData(images=z["images"], labels=z["labels"], splits=z["splits"],
-                           index=z["index"], source=str(path), skipped=skipped,
-                           source_rows=int(z["source_rows"]))
+            skipped = [
+                BadRecord(str(path), int(ln) if ln >= 0 else None, str(f) or None, str(r))
+                for ln, f, r in zip(z["skip_line"], z["skip_field"], z["skip_reason"])
+            ]
+            data = FERData(
+                images=z["images"],
+                labels=z["labels"],
+                splits=z["splits"],
+                index=z["index"],
+                source=str(path),
+                skipped=skipped,
+                source_rows=int(z["source_rows"]),
+            )
     except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
         return None
     if data.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -359,7 +381,11 @@ def _write_cache(cfile: Path, data: FERData) -> None:
         tmp = cfile.with_name(cfile.stem + f".tmp{os.getpid()}.npz")
         # Uncompressed: FER2013 pixels compress by only ~6%, and reading is ~5x faster.
         np.savez(
-            tmp, images=data.images, labels=data.labels, splits=data.splits, index=data.index,
+            tmp,
+            images=data.images,
+            labels=data.labels,
+            splits=data.splits,
+            index=data.index,
             source_rows=np.int64(data.source_rows if data.source_rows is not None else len(data)),
             skip_line=np.asarray([s.line if s.line is not None else -1 for s in data.skipped], dtype=np.int64),
             skip_field=np.asarray([s.field or "" for s in data.skipped], dtype=str),
@@ -367,12 +393,15 @@ def _write_cache(cfile: Path, data: FERData) -> None:
         )
         os.replace(tmp, cfile)  # atomic: a concurrent reader never sees half a file
     except OSError as e:
-        warnings.warn(f"fervid: could not write the dataset cache {cfile} ({e}); "
-                      "the CSV will be parsed again next time", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"fervid: could not write the dataset cache {cfile} ({e}); the CSV will be parsed again next time",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return
     prefix = cfile.name.split("-v")[0] + "-v"
     for old in cfile.parent.glob(prefix + "*.npz"):
-        version = old.name[len(prefix):].split("-")[0]
+        version = old.name[len(prefix) :].split("-")[0]
         if version.isdigit() and int(version) != CACHE_VERSION and ".tmp" not in old.name:
             try:
                 old.unlink()  # an older cache format of the same source file
@@ -409,9 +438,14 @@ def load_fer2013(path: str | os.PathLike, *, strict: bool = True, cache: bool = 
 # ------------------------------------------------------------------ image folders
 
 _FOLDER_SPLITS = {
-    "train": "Training", "training": "Training",
-    "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest", "publictest": "PublicTest",
-    "test": "PrivateTest", "privatetest": "PrivateTest",
+    "train": "Training",
+    "training": "Training",
+    "val": "PublicTest",
+    "valid": "PublicTest",
+    "validation": "PublicTest",
+    "publictest": "PublicTest",
+    "test": "PrivateTest",
+    "privatetest": "PrivateTest",
 }
 
 
@@ -478,8 +512,7 @@ def iter_class_dirs(root: Path, names: Sequence[str]) -> Iterator[tuple[str | No
     sub-folders of its own; else ``<root>/<split>/<class>/*``.
     """
     subdirs = _subdirs(root)
-    flat = subdirs and (all(_class_of(p.name, names) for p in subdirs)
-                        or not any(_subdirs(p) for p in subdirs))
+    flat = subdirs and (all(_class_of(p.name, names) for p in subdirs) or not any(_subdirs(p) for p in subdirs))
     if flat:
         for d in subdirs:
             yield None, d, _class_of(d.name, names) or d.name
@@ -490,7 +523,10 @@ def iter_class_dirs(root: Path, names: Sequence[str]) -> Iterator[tuple[str | No
 
 
 def load_image_folder(
-    root: str | os.PathLike, *, strict: bool = True, label_names: Sequence[str] | None = None,
+    root: str | os.PathLike,
+    *,
+    strict: bool = True,
+    label_names: Sequence[str] | None = None,
 ) -> FERData:
     """Read ``<root>/<split>/<class>/*`` or ``<root>/<class>/*`` into grey 48x48 faces.
 
@@ -521,7 +557,9 @@ def load_image_folder(
             if not f.is_file() or f.name.startswith(".") or f.name.lower() in _JUNK_FILES:
                 continue
             if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append(BadRecord(str(f), None, None, f"ignored: not an image file extension {sorted(IMAGE_EXTENSIONS)}"))
+                skipped.append(
+                    BadRecord(str(f), None, None, f"ignored: not an image file extension {sorted(IMAGE_EXTENSIONS)}")
+                )
                 continue
             try:
                 img = read_image_gray(f)
@@ -532,23 +570,38 @@ def load_image_folder(
                 continue
             if label < 0:
                 unmapped[cdir] = unmapped.get(cdir, 0) + 1
-            split = _split_from_name(f.name) or _FOLDER_SPLITS.get((folder_split or "").lower(), folder_split or "Unknown")
+            split = _split_from_name(f.name) or _FOLDER_SPLITS.get(
+                (folder_split or "").lower(), folder_split or "Unknown"
+            )
             images.append(img)
             labels.append(label)
             splits.append(split)
             files.append(str(f))
     for cdir, n in unmapped.items():
-        skipped.append(BadRecord(str(cdir), None, "class", f"class {cdir.name!r} is not in the vocabulary "
-                                 f"{list(names)}; {n} images kept with label -1"))
+        skipped.append(
+            BadRecord(
+                str(cdir),
+                None,
+                "class",
+                f"class {cdir.name!r} is not in the vocabulary {list(names)}; {n} images kept with label -1",
+            )
+        )
     if not images:
         what = "empty folder" if not any(root.iterdir()) else "no images found"
         detail = f"; first problem: {skipped[0]}" if skipped else ""
-        raise FERDataError(f"{what} (expected <root>/<split>/<class>/* or <root>/<class>/* with "
-                           f"{sorted(IMAGE_EXTENSIONS)}){detail}", root)
+        raise FERDataError(
+            f"{what} (expected <root>/<split>/<class>/* or <root>/<class>/* with {sorted(IMAGE_EXTENSIONS)}){detail}",
+            root,
+        )
     return FERData(
-        images=np.stack(images), labels=np.asarray(labels, dtype=np.int64),
-        splits=np.asarray(splits), index=np.arange(len(images), dtype=np.int64),
-        label_names=names, source=str(root), files=np.asarray(files), skipped=skipped,
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        splits=np.asarray(splits),
+        index=np.arange(len(images), dtype=np.int64),
+        label_names=names,
+        source=str(root),
+        files=np.asarray(files),
+        skipped=skipped,
     )
 
 
@@ -581,6 +634,7 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ label sets
+
 
 def normalize_labels(labels: Sequence[str] | str) -> tuple[str, ...]:
     """Label names as fervid writes them: emotion synonyms become the canonical name
@@ -628,12 +682,15 @@ def relabel(data: FERData, names: Sequence[str]) -> FERData:
 
     names = tuple(names)
     canon = [try_canonical(n) or n for n in names]
-    lut = np.asarray([canon.index(c) if (c := try_canonical(o) or o) in canon else -1 for o in data.label_names]
-                     + [-1], dtype=np.int64)
+    lut = np.asarray(
+        [canon.index(c) if (c := try_canonical(o) or o) in canon else -1 for o in data.label_names] + [-1],
+        dtype=np.int64,
+    )
     return dataclasses.replace(data, labels=lut[data.labels], label_names=names)
 
 
 # ------------------------------------------------------------------ compact packs
+
 
 def save_pack(data: FERData, path: str | os.PathLike) -> None:
     """Write a compact ``.npz`` of the images (horizontal pixel deltas, zlib level 9:
@@ -645,10 +702,16 @@ def save_pack(data: FERData, path: str | os.PathLike) -> None:
     delta = np.diff(data.images, axis=2, prepend=np.zeros((n, h, 1), np.uint8))
     blob = zlib.compress(np.ascontiguousarray(delta).tobytes(), 9)
     with atomic_write(path) as f:  # a full disk or a kill never leaves half a pack
-        np.savez(f, delta_zlib=np.frombuffer(blob, np.uint8), shape=np.asarray(data.images.shape),
-                 labels=data.labels, splits=np.asarray(data.splits, dtype=str), index=data.index,
-                 label_names=np.asarray(data.label_names, dtype=str),
-                 source_rows=np.int64(-1 if data.source_rows is None else data.source_rows))
+        np.savez(
+            f,
+            delta_zlib=np.frombuffer(blob, np.uint8),
+            shape=np.asarray(data.images.shape),
+            labels=data.labels,
+            splits=np.asarray(data.splits, dtype=str),
+            index=data.index,
+            label_names=np.asarray(data.label_names, dtype=str),
+            source_rows=np.int64(-1 if data.source_rows is None else data.source_rows),
+        )
 
 
 def load_pack(path: str | os.PathLike) -> FERData:
@@ -667,12 +730,20 @@ def load_pack(path: str | os.PathLike) -> FERData:
     except Exception as e:  # noqa: BLE001 - any failure to decode means "not a pack"
         raise FERDataError(f"not a fervid pack ({type(e).__name__}: {e})", path) from e
     _check_pack_fields(images, labels, splits, index, names, str(path))
-    return FERData(images=images, labels=labels, splits=splits, index=index,
-                   label_names=names, source=str(path), source_rows=None if rows < 0 else rows)
+    return FERData(
+        images=images,
+        labels=labels,
+        splits=splits,
+        index=index,
+        label_names=names,
+        source=str(path),
+        source_rows=None if rows < 0 else rows,
+    )
 
 
-def _check_pack_fields(images: np.ndarray, labels: np.ndarray, splits: np.ndarray, index: np.ndarray,
-                       names: tuple[str, ...], source: str) -> None:
+def _check_pack_fields(
+    images: np.ndarray, labels: np.ndarray, splits: np.ndarray, index: np.ndarray, names: tuple[str, ...], source: str
+) -> None:
     """A pack's arrays agree with each other: one label, split and index per image, and every
     label is -1 (none) or a class of ``names`` (a label 42 would count in the total and in no
     class)."""
@@ -686,5 +757,8 @@ def _check_pack_fields(images: np.ndarray, labels: np.ndarray, splits: np.ndarra
         raise FERDataError(f"'labels' must be integers, got {np.asarray(labels).dtype}", source)
     bad = np.flatnonzero((labels < -1) | (labels >= len(names)))
     if len(bad):
-        raise FERDataError(f"{len(bad)} image(s) have a label outside 0..{len(names) - 1} ({', '.join(names)}) "
-                           f"or -1, e.g. label {int(labels[bad[0]])} at image {int(bad[0])}", source)
+        raise FERDataError(
+            f"{len(bad)} image(s) have a label outside 0..{len(names) - 1} ({', '.join(names)}) "
+            f"or -1, e.g. label {int(labels[bad[0]])} at image {int(bad[0])}",
+            source,
+        )

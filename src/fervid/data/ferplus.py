@@ -119,26 +119,37 @@ def load_ferplus(path: str | os.PathLike, expected_rows: int | None = None, *, s
         raise FERDataError(f"cannot read file ({type(e).__name__}: {e})", path) from e
     if expected_rows is not None and len(rows) != expected_rows:
         raise FERDataError(
-            f"has {len(rows)} rows but the FER2013 file has {expected_rows}; FER+ must align row by row", path)
+            f"has {len(rows)} rows but the FER2013 file has {expected_rows}; FER+ must align row by row", path
+        )
     if not rows:
         raise FERDataError("no rows after the header", path)
     raw = np.asarray(rows, dtype=np.int64)
     votes = np.zeros_like(raw)
     votes[:, FERPLUS_TO_FERPLUS8] = raw[:, :N_EMO]
     votes[:, N_EMO:] = raw[:, N_EMO:]
-    return FERPlusVotes(votes=votes, splits=np.asarray(usage), not_face=np.asarray(not_face, dtype=bool),
-                        source=str(path), skipped=skipped)
+    return FERPlusVotes(
+        votes=votes,
+        splits=np.asarray(usage),
+        not_face=np.asarray(not_face, dtype=bool),
+        source=str(path),
+        skipped=skipped,
+    )
 
 
-def _check_row(row: list[str], header: list[str], names: tuple[str, ...], i_votes: list[int],
-               i_use: int) -> tuple[str | None, str] | None:
+def _check_row(
+    row: list[str], header: list[str], names: tuple[str, ...], i_votes: list[int], i_use: int
+) -> tuple[str | None, str] | None:
     """``(field, reason)`` for the first problem in a FER+ row, or ``None``."""
     if len(row) != len(header):
         return None, f"expected {len(header)} fields, found {len(row)}"
     for name, i in zip(names, i_votes):
         s = row[i].strip()
         if not s.isdigit():
-            what = "negative vote count" if s.startswith("-") and s[1:].isdigit() else "vote count is not a non-negative integer"
+            what = (
+                "negative vote count"
+                if s.startswith("-") and s[1:].isdigit()
+                else "vote count is not a non-negative integer"
+            )
             return name, f"{what}: {row[i][:20]!r}"
     if row[i_use].strip() not in SPLITS:
         return "Usage", f"unknown Usage {row[i_use][:30]!r}; expected one of {list(SPLITS)}"
@@ -152,14 +163,21 @@ def align(data: FERData, votes: FERPlusVotes) -> np.ndarray:
     FER+ is aligned to; image folders do not, and are refused.
     """
     if data.files is not None:
-        raise FERDataError("FER+ votes align with fer2013.csv rows; image-folder data "
-                           f"({data.source}) carries no row numbers; load the CSV instead", votes.source)
+        raise FERDataError(
+            "FER+ votes align with fer2013.csv rows; image-folder data "
+            f"({data.source}) carries no row numbers; load the CSV instead",
+            votes.source,
+        )
     if data.source_rows is not None and data.source_rows != len(votes):
-        raise FERDataError(f"has {len(votes)} rows but {data.source or 'the FER2013 file'} has "
-                           f"{data.source_rows}; FER+ must align row by row", votes.source)
+        raise FERDataError(
+            f"has {len(votes)} rows but {data.source or 'the FER2013 file'} has "
+            f"{data.source_rows}; FER+ must align row by row",
+            votes.source,
+        )
     if len(data) and int(data.index.max()) >= len(votes):
-        raise FERDataError(f"FER+ file has {len(votes)} rows but the data references row {int(data.index.max())}",
-                           votes.source)
+        raise FERDataError(
+            f"FER+ file has {len(votes)} rows but the data references row {int(data.index.max())}", votes.source
+        )
     v = votes.votes[data.index]
     fp_splits = votes.splits[data.index]
     mismatch = np.flatnonzero((fp_splits != data.splits) & (fp_splits != ""))
@@ -167,8 +185,11 @@ def align(data: FERData, votes: FERPlusVotes) -> np.ndarray:
         i = int(mismatch[0])
         raise FERDataError(
             f"{len(mismatch)} rows have a different Usage than the FER2013 data (first: data row {int(data.index[i])}: "
-            f"{data.splits[i]} vs FER+ {fp_splits[i]}); files are not aligned", votes.source,
-            int(data.index[i]) + 2, "Usage")
+            f"{data.splits[i]} vs FER+ {fp_splits[i]}); files are not aligned",
+            votes.source,
+            int(data.index[i]) + 2,
+            "Usage",
+        )
     return v
 
 
@@ -210,8 +231,9 @@ def _probability_rows(v: np.ndarray, total: np.ndarray, n_emo: int) -> tuple[np.
     return out, ok
 
 
-def targets(votes: np.ndarray, mode: TargetMode = "majority", threshold: float = 0.3, *,
-            not_face: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def targets(
+    votes: np.ndarray, mode: TargetMode = "majority", threshold: float = 0.3, *, not_face: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Derive training targets from an ``N x (K+2)`` vote matrix (``K`` emotions, unknown, NF).
 
     Returns ``(target, keep)``: ``target`` is ``N`` int labels (majority), an ``N x K``
@@ -277,8 +299,16 @@ def agreement_stats(votes: np.ndarray, not_face: np.ndarray | None = None) -> di
     n = int(valid.sum())
     out: dict[str, float] = {"images": n, "not_face": int((~valid).sum())}
     if n == 0:
-        return out | {k: float("nan") for k in ("mean_top_vote_share", "unanimous_share", "majority_share",
-                                                "multi_label_share", "mean_normalised_entropy")}
+        return out | {
+            k: float("nan")
+            for k in (
+                "mean_top_vote_share",
+                "unanimous_share",
+                "majority_share",
+                "multi_label_share",
+                "mean_normalised_entropy",
+            )
+        }
     top_share = emo.max(1) / total
     p = emo / np.maximum(emo.sum(1, keepdims=True), 1)
     ent = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1) / np.log(n_emo)

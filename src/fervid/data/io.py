@@ -91,7 +91,9 @@ def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
             return _pil_to_rgb(image)
         except (OSError, ValueError, SyntaxError) as e:
             raise ImageLoadError(f"cannot convert PIL image ({type(e).__name__}: {e})", describe_source(image)) from e
-    raise TypeError(f"cannot read an image from {type(image).__name__}; pass a path, bytes, a PIL image or a numpy array")
+    raise TypeError(
+        f"cannot read an image from {type(image).__name__}; pass a path, bytes, a PIL image or a numpy array"
+    )
 
 
 def _decode(src: Path | _io.BytesIO, name: str) -> np.ndarray:
@@ -102,8 +104,9 @@ def _decode(src: Path | _io.BytesIO, name: str) -> np.ndarray:
             im.load()  # decode fully now: a truncated file fails here, not later
             frames = int(getattr(im, "n_frames", 1) or 1)
             if frames > 1:  # an animated GIF/PNG/WebP: say which picture the result is about
-                warnings.warn(f"{name}: an animated image with {frames} frames; using the first frame only",
-                              stacklevel=3)
+                warnings.warn(
+                    f"{name}: an animated image with {frames} frames; using the first frame only", stacklevel=3
+                )
             return _pil_to_rgb(im)
     except UnidentifiedImageError as e:
         raise ImageLoadError("not a recognised image file", name) from e
@@ -133,8 +136,11 @@ def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
 def _warn_clipped(arr: np.ndarray, expected: str) -> None:
     """Clipping changes the picture: say so rather than return a silently different image."""
     if arr.size and (float(arr.min()) < 0 or float(arr.max()) > 255):
-        warnings.warn(f"{describe_source(arr)}: pixel values {float(arr.min()):g}..{float(arr.max()):g} are outside "
-                      f"the expected {expected} range; clipped to 0..255", stacklevel=4)
+        warnings.warn(
+            f"{describe_source(arr)}: pixel values {float(arr.min()):g}..{float(arr.max()):g} are outside "
+            f"the expected {expected} range; clipped to 0..255",
+            stacklevel=4,
+        )
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -164,7 +170,9 @@ def _from_array(arr: np.ndarray, color: ColorOrder) -> np.ndarray:
         g = _to_uint8(arr)
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageLoadError(f"expected an H x W, H x W x 3 or H x W x 4 array, got shape {arr.shape}", describe_source(arr))
+        raise ImageLoadError(
+            f"expected an H x W, H x W x 3 or H x W x 4 array, got shape {arr.shape}", describe_source(arr)
+        )
     a = _to_uint8(arr)
     if color == "bgr":
         a = a[:, :, [2, 1, 0, 3]] if a.shape[2] == 4 else a[:, :, ::-1]

@@ -21,11 +21,17 @@ if TYPE_CHECKING:
 
 #: One colour per emotion (FERPLUS8 order), then unknown and not-a-face.
 EMOTION_COLORS: dict[str, str] = {
-    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",
-    "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f", "contempt": "#2ca02c",
-    "unknown": "#c7c7c7", "NF": "#000000",
+    "angry": "#d62728",
+    "disgust": "#8c564b",
+    "fear": "#9467bd",
+    "happy": "#ffbf00",
+    "sad": "#1f77b4",
+    "surprise": "#ff7f0e",
+    "neutral": "#7f7f7f",
+    "contempt": "#2ca02c",
+    "unknown": "#c7c7c7",
+    "NF": "#000000",
 }
-
 
 
 def subplots(*args: Any, figsize: tuple[float, float] | None = None, **kwargs: Any) -> tuple[Any, Any]:
@@ -90,14 +96,18 @@ def sample_grid(
 
     # One column per face: more columns than the largest class has faces draws nothing new,
     # and past MAX_PER_CLASS the figure takes minutes and gigabytes while no one can read it.
-    largest = max([int((data.labels == k).sum()) for k in range(len(data.label_names))]
-                  + [int((data.labels < 0).sum())])
+    largest = max(
+        [int((data.labels == k).sum()) for k in range(len(data.label_names))] + [int((data.labels < 0).sum())]
+    )
     cap = max(1, min(per_class, largest, MAX_PER_CLASS))
     if cap < per_class:
         import warnings
 
-        warnings.warn(f"per_class {per_class} capped at {cap} (the largest class has {largest} faces; "
-                      f"the grid shows at most {MAX_PER_CLASS} per class)", stacklevel=2)
+        warnings.warn(
+            f"per_class {per_class} capped at {cap} (the largest class has {largest} faces; "
+            f"the grid shows at most {MAX_PER_CLASS} per class)",
+            stacklevel=2,
+        )
         per_class = cap
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, int, np.ndarray]] = []
@@ -117,8 +127,15 @@ def sample_grid(
     fig_h = top + len(rows) * (face_h + bar_h + cap_h) + 0.1
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
-    outer = fig.add_gridspec(len(rows), 1, left=label_w / fig_w, right=0.99, top=1 - top / fig_h,
-                             bottom=0.1 / fig_h, hspace=cap_h / (face_h + bar_h))
+    outer = fig.add_gridspec(
+        len(rows),
+        1,
+        left=label_w / fig_w,
+        right=0.99,
+        top=1 - top / fig_h,
+        bottom=0.1 / fig_h,
+        hspace=cap_h / (face_h + bar_h),
+    )
     columns = FERPLUS8 + FERPLUS_EXTRA
     colors = [EMOTION_COLORS[c] for c in columns]
     for r, (name, n, idx) in enumerate(rows):
@@ -134,12 +151,21 @@ def sample_grid(
                 spine.set_visible(False)
             if c == 0:
                 color = "#b8860b" if name == "happy" else EMOTION_COLORS.get(name, "black")
-                ax.set_ylabel(f"{name}\n{n:,} images", rotation=0, ha="right", va="center",
-                              fontsize=10, labelpad=8, color=color)
+                ax.set_ylabel(
+                    f"{name}\n{n:,} images", rotation=0, ha="right", va="center", fontsize=10, labelpad=8, color=color
+                )
             if c >= len(idx):
                 if c == 0:
-                    ax.text(0.5, 0.5, "no images", ha="center", va="center", fontsize=8, color="grey",
-                            transform=ax.transAxes)
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "no images",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="grey",
+                        transform=ax.transAxes,
+                    )
                 continue
             i = int(idx[c])
             ax.imshow(data.images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -167,9 +193,18 @@ def sample_grid(
         from matplotlib.patches import Patch
 
         handles = [Patch(color=EMOTION_COLORS[c], label="not a face" if c == "NF" else c) for c in columns]
-        fig.legend(handles=handles, loc="upper center", ncol=legend_cols, fontsize=7,
-                   frameon=False, bbox_to_anchor=(0.5, 1 - 0.32 / fig_h), handlelength=1.0, columnspacing=0.8,
-                   title="FER+ votes (10 annotators) under each face; caption: FER+ majority label", title_fontsize=7)
+        fig.legend(
+            handles=handles,
+            loc="upper center",
+            ncol=legend_cols,
+            fontsize=7,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1 - 0.32 / fig_h),
+            handlelength=1.0,
+            columnspacing=0.8,
+            title="FER+ votes (10 annotators) under each face; caption: FER+ majority label",
+            title_fontsize=7,
+        )
     from fervid.safety import atomic_path
 
     out = Path(out)

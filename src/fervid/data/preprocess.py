@@ -23,12 +23,12 @@ FER_STD = 0.2550
 class PreprocessConfig:
     """How a 48x48 grey face becomes the model's input tensor."""
 
-    input_size: int = 48          # side of the square input, pixels
-    in_chans: int = 1             # grey; a 3-channel model gets the grey image repeated
-    mean: float = FER_MEAN        # normalisation on [0, 1] pixel values
+    input_size: int = 48  # side of the square input, pixels
+    in_chans: int = 1  # grey; a 3-channel model gets the grey image repeated
+    mean: float = FER_MEAN  # normalisation on [0, 1] pixel values
     std: float = FER_STD
-    crop_pct: float = 0.9         # crop size / input size for multi-crop TTA
-    face_margin: float = 0.2      # extra border around a detected face box, per side, as box share
+    crop_pct: float = 0.9  # crop size / input size for multi-crop TTA
+    face_margin: float = 0.2  # extra border around a detected face box, per side, as box share
     labels: tuple[str, ...] = FER2013
 
     def to_dict(self) -> dict:
@@ -45,7 +45,9 @@ class PreprocessConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def to_unit(images: np.ndarray | torch.Tensor, cfg: PreprocessConfig, device: torch.device | str | None = None) -> torch.Tensor:
+def to_unit(
+    images: np.ndarray | torch.Tensor, cfg: PreprocessConfig, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Step 1 of :func:`to_tensor`: uint8 ``N x H x W`` grey faces -> float ``N x 1 x S x S`` in
     [0, 1] at the model's input size (antialiased bilinear resize). Training augments here,
     between the two steps."""
@@ -56,7 +58,9 @@ def to_unit(images: np.ndarray | torch.Tensor, cfg: PreprocessConfig, device: to
         x = x[None]
     x = x[:, None].float().div_(255.0)
     if x.shape[-1] != cfg.input_size or x.shape[-2] != cfg.input_size:
-        x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(
+            x, size=(cfg.input_size, cfg.input_size), mode="bilinear", align_corners=False, antialias=True
+        )
     return x
 
 
@@ -69,6 +73,8 @@ def normalize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     return x
 
 
-def to_tensor(images: np.ndarray | torch.Tensor, cfg: PreprocessConfig, device: torch.device | str | None = None) -> torch.Tensor:
+def to_tensor(
+    images: np.ndarray | torch.Tensor, cfg: PreprocessConfig, device: torch.device | str | None = None
+) -> torch.Tensor:
     """uint8 ``N x H x W`` grey faces -> normalised float ``N x C x S x S`` for the model."""
     return normalize(to_unit(images, cfg, device), cfg).contiguous()

@@ -75,9 +75,11 @@ def format_info(info: dict[str, Any]) -> str:
     if "ferplus" in info:
         fp = info["ferplus"]
         a = fp["all"]
-        lines.append(f"FER+: {a['images']} faces, {a['not_face']} not-a-face; mean top-vote share {a['mean_top_vote_share']:.3f}, "
-                     f"unanimous {a['unanimous_share']:.3f}, majority label {a['majority_share']:.3f}, "
-                     f">=2 labels with 30% of votes {a['multi_label_share']:.3f}")
+        lines.append(
+            f"FER+: {a['images']} faces, {a['not_face']} not-a-face; mean top-vote share {a['mean_top_vote_share']:.3f}, "
+            f"unanimous {a['unanimous_share']:.3f}, majority label {a['majority_share']:.3f}, "
+            f">=2 labels with 30% of votes {a['multi_label_share']:.3f}"
+        )
         maj = [(s, fp[s]["majority_classes"]) for s in info["splits"] if s in fp]
         if maj:
             names = list(maj[0][1])
@@ -89,7 +91,9 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"FER+: {fp['skipped']['count']} bad rows given zero votes:")
             lines += ["  " + r for r in fp["skipped"]["records"]]
         if "fer2013_label_agreement" in fp:
-            lines.append(f"FER+ majority agrees with the FER2013 label on {fp['fer2013_label_agreement'] * 100:.1f}% of images")
+            lines.append(
+                f"FER+ majority agrees with the FER2013 label on {fp['fer2013_label_agreement'] * 100:.1f}% of images"
+            )
     return "\n".join(lines)
 
 
@@ -106,4 +110,4 @@ def images_mean_std(images: np.ndarray) -> tuple[float, float]:
     vals = np.arange(256, dtype=np.float64) / 255
     mean = float((hist * vals).sum() / n)
     var = float((hist * (vals - mean) ** 2).sum() / n)
-    return mean, var ** 0.5
+    return mean, var**0.5

@@ -29,6 +29,7 @@ _EPS = 1e-12
 
 # --------------------------------------------------------------------------- FER+ votes
 
+
 def _vote_columns(labels: Sequence[str]) -> list[int]:
     """For each model label, its column in the FER+ vote matrix (FERPLUS8 order)."""
     from fervid.emotions import FERPLUS8, try_canonical
@@ -37,7 +38,9 @@ def _vote_columns(labels: Sequence[str]) -> list[int]:
     for lab in labels:
         c = try_canonical(str(lab)) or str(lab)
         if c not in FERPLUS8:
-            raise UserValueError(f"model label {lab!r} is not a FER+ emotion {list(FERPLUS8)}; cannot score against the votes")
+            raise UserValueError(
+                f"model label {lab!r} is not a FER+ emotion {list(FERPLUS8)}; cannot score against the votes"
+            )
         cols.append(FERPLUS8.index(c))
     if len(set(cols)) != len(cols):
         raise UserValueError(f"model labels {list(labels)} name the same emotion twice")
@@ -111,8 +114,13 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
 
     missing = [i for i in range(8) if i not in _vote_columns(labels)]
     dropped = int(np.asarray(votes)[:, missing].sum()) if missing else 0
-    out: dict[str, Any] = {"images": n, "excluded": int(len(p) - n), "classes": k,
-                           "dropped_vote_columns": [FERPLUS8[i] for i in missing], "dropped_votes": dropped}
+    out: dict[str, Any] = {
+        "images": n,
+        "excluded": int(len(p) - n),
+        "classes": k,
+        "dropped_vote_columns": [FERPLUS8[i] for i in missing],
+        "dropped_votes": dropped,
+    }
     if n == 0:
         raise UserValueError("no image with a FER+ majority label among the scored rows")
     p, v, maj = p[keep], v[keep], maj[keep]
@@ -122,16 +130,20 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     share_pred = v[np.arange(n), pred] / np.maximum(total, 1.0)
     split = annotator_split(v)
     ent = np.asarray(normalized_entropy(p))
-    out.update({
-        "majority_accuracy": float((pred == maj).mean()),
-        "majority_macro_f1": float(f1_score(maj, pred, labels=sorted(set(maj.tolist())), average="macro", zero_division=0)),
-        "kl_divergence": float(_kl(dist, p).mean()),
-        "plausible_accuracy": float((share_pred >= SPLIT_VOTE_SHARE).mean()),
-        "split_share": float(split.mean()),
-        "ambiguous_share": float((ent >= AMBIGUITY_THRESHOLD).mean()),
-        "ambiguity_auroc": _auroc(ent, split),
-        "matched_threshold": float(np.quantile(ent, 1.0 - split.mean())) if 0 < split.mean() < 1 else float("nan"),
-    })
+    out.update(
+        {
+            "majority_accuracy": float((pred == maj).mean()),
+            "majority_macro_f1": float(
+                f1_score(maj, pred, labels=sorted(set(maj.tolist())), average="macro", zero_division=0)
+            ),
+            "kl_divergence": float(_kl(dist, p).mean()),
+            "plausible_accuracy": float((share_pred >= SPLIT_VOTE_SHARE).mean()),
+            "split_share": float(split.mean()),
+            "ambiguous_share": float((ent >= AMBIGUITY_THRESHOLD).mean()),
+            "ambiguity_auroc": _auroc(ent, split),
+            "matched_threshold": float(np.quantile(ent, 1.0 - split.mean())) if 0 < split.mean() < 1 else float("nan"),
+        }
+    )
     return out
 
 

@@ -87,7 +87,9 @@ def _fit_temperature(loss_at: Callable[[torch.Tensor], torch.Tensor], max_iter: 
     return t
 
 
-def fit_temperature_to_distribution(logits: np.ndarray | torch.Tensor, target: np.ndarray, max_iter: int = 200) -> float:
+def fit_temperature_to_distribution(
+    logits: np.ndarray | torch.Tensor, target: np.ndarray, max_iter: int = 200
+) -> float:
     """The temperature ``T > 0`` minimising the cross-entropy of ``softmax(logits / T)``
     against soft targets ``target`` (``N x K`` rows summing to 1), i.e. the mean
     KL(target || model) up to a constant.
@@ -133,8 +135,10 @@ def fit_ensemble_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray,
 
 # ------------------------------------------------------------- calibrated checkpoints
 
-def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: float, out: str | os.PathLike,
-                                info: dict[str, Any] | None = None) -> Path:
+
+def write_calibrated_checkpoint(
+    name_or_path: str | os.PathLike, temperature: float, out: str | os.PathLike, info: dict[str, Any] | None = None
+) -> Path:
     """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
     it was fitted). ``out`` ending in ``.safetensors`` writes that format, else a ``.pt``
     dict. :func:`fervid.models.checkpoint.load_model` reads the temperature back."""
@@ -157,9 +161,17 @@ def write_calibrated_checkpoint(name_or_path: str | os.PathLike, temperature: fl
     return out
 
 
-def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str | os.PathLike, *,
-              split: str = "PublicTest", tta: str = "none", device: str = "auto", batch_size: int = 256,
-              ferplus: str | os.PathLike | None = None) -> dict[str, Any]:
+def calibrate(
+    model: str | os.PathLike,
+    data: str | os.PathLike | Any,
+    out: str | os.PathLike,
+    *,
+    split: str = "PublicTest",
+    tta: str = "none",
+    device: str = "auto",
+    batch_size: int = 256,
+    ferplus: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Fit the temperature of ``model`` on ``split`` (PublicTest) of ``data`` (a path or a
     loaded ``FERData``) and write the calibrated checkpoint to ``out``. Returns the fitted
     temperature with the NLL and ECE on the fit split before and after.
@@ -172,8 +184,9 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     check_not_input(out, [model, data, ferplus], "--out")  # before any work
     preflight_output(out)
     if ferplus is not None:
-        return _calibrate_ferplus(model, data, out, split=split, tta=tta, device=device, batch_size=batch_size,
-                                  ferplus=ferplus)
+        return _calibrate_ferplus(
+            model, data, out, split=split, tta=tta, device=device, batch_size=batch_size, ferplus=ferplus
+        )
     from fervid.data.datasets import load_dataset
     from fervid.inference.logits import align_columns, tta_logits
     from fervid.models import model_preprocess, model_temperature
@@ -192,18 +205,43 @@ def calibrate(model: str | os.PathLike, data: str | os.PathLike | Any, out: str 
     y = s.labels.astype(np.int64)
     t0 = model_temperature(m)
     t = fit_temperature(logits, y)
-    info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
-            "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
-            "ece_before": expected_calibration_error(softmax(logits, t0), y),
-            "ece_after": expected_calibration_error(softmax(logits, t), y)}
-    path = write_calibrated_checkpoint(model, t, out, {"fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)),
-                                                       **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")}})
+    info = {
+        "temperature": t,
+        "previous_temperature": t0,
+        "fit_split": split,
+        "fit_images": int(len(y)),
+        "tta": tta,
+        "nll_before": nll(logits, y, t0),
+        "nll_after": nll(logits, y, t),
+        "ece_before": expected_calibration_error(softmax(logits, t0), y),
+        "ece_after": expected_calibration_error(softmax(logits, t), y),
+    }
+    path = write_calibrated_checkpoint(
+        model,
+        t,
+        out,
+        {
+            "fit": split,
+            "tta": tta,
+            "fit_data": str(getattr(d, "source", data)),
+            **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")},
+        },
+    )
     info["out"] = str(path)
     return info
 
 
-def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, out: str | os.PathLike, *,
-                       split: str, tta: str, device: str, batch_size: int, ferplus: str | os.PathLike) -> dict[str, Any]:
+def _calibrate_ferplus(
+    model: str | os.PathLike,
+    data: str | os.PathLike | Any,
+    out: str | os.PathLike,
+    *,
+    split: str,
+    tta: str,
+    device: str,
+    batch_size: int,
+    ferplus: str | os.PathLike,
+) -> dict[str, Any]:
     from fervid.data.datasets import load_dataset
     from fervid.data.ferplus import align, distribution, load_ferplus
     from fervid.data.ferplus import targets as ferplus_targets
@@ -216,8 +254,10 @@ def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, 
     dev = resolve_device(device)
     d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if d.files is not None:
-        raise UserValueError("calibrating against FER+ votes needs the FER2013 CSV as data (its rows line up with "
-                             "fer2013new.csv), not an image folder")
+        raise UserValueError(
+            "calibrating against FER+ votes needs the FER2013 CSV as data (its rows line up with "
+            "fer2013new.csv), not an image folder"
+        )
     if split not in d.split_names:
         raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
     s = d.split(split)
@@ -236,14 +276,32 @@ def _calibrate_ferplus(model: str | os.PathLike, data: str | os.PathLike | Any, 
         safe = np.where(q > 0, q, 1.0)
         return float((q * (np.log(safe) - logp)).sum(1).mean())
 
-    info = {"temperature": t, "previous_temperature": t0, "fit_split": split, "fit_images": int(len(y)), "tta": tta,
-            "target": "FER+ vote distribution", "kl_before": kl(t0), "kl_after": kl(t),
-            "nll_before": nll(logits, y, t0), "nll_after": nll(logits, y, t),
-            "ece_before": expected_calibration_error(softmax(logits, t0), y),
-            "ece_after": expected_calibration_error(softmax(logits, t), y)}
-    path = write_calibrated_checkpoint(model, t, out, {
-        "fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data)), "target": "FER+ vote distribution",
-        "ferplus": str(ferplus), **{k: info[k] for k in ("kl_before", "kl_after", "nll_before", "nll_after",
-                                                          "ece_before", "ece_after")}})
+    info = {
+        "temperature": t,
+        "previous_temperature": t0,
+        "fit_split": split,
+        "fit_images": int(len(y)),
+        "tta": tta,
+        "target": "FER+ vote distribution",
+        "kl_before": kl(t0),
+        "kl_after": kl(t),
+        "nll_before": nll(logits, y, t0),
+        "nll_after": nll(logits, y, t),
+        "ece_before": expected_calibration_error(softmax(logits, t0), y),
+        "ece_after": expected_calibration_error(softmax(logits, t), y),
+    }
+    path = write_calibrated_checkpoint(
+        model,
+        t,
+        out,
+        {
+            "fit": split,
+            "tta": tta,
+            "fit_data": str(getattr(d, "source", data)),
+            "target": "FER+ vote distribution",
+            "ferplus": str(ferplus),
+            **{k: info[k] for k in ("kl_before", "kl_after", "nll_before", "nll_after", "ece_before", "ece_after")},
+        },
+    )
     info["out"] = str(path)
     return info

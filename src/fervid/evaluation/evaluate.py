@@ -43,20 +43,20 @@ class EvalConfig:
 
     models: list[str]
     data: str
-    split: str | None = None            # a split name, "all", or None: PrivateTest when the data has it, else all
-    tta: str = "none"                   # none | flip | crops
-    ensemble: str = "mean"              # mean | weighted (weights fitted on fit_split)
+    split: str | None = None  # a split name, "all", or None: PrivateTest when the data has it, else all
+    tta: str = "none"  # none | flip | crops
+    ensemble: str = "mean"  # mean | weighted (weights fitted on fit_split)
     out: str | None = None
     device: str = "auto"
     batch_size: int = 256
     amp: bool = False
-    calibrate: bool = False             # fit a temperature per model on fit_split
+    calibrate: bool = False  # fit a temperature per model on fit_split
     fit_split: str = "PublicTest"
-    fit_data: str | None = None         # data holding fit_split (default: data)
-    ferplus: str | None = None          # fer2013new.csv: FER+ metrics on the evaluated rows
-    adabn: bool = False                 # test-time BatchNorm adaptation on each scored image set
-    max_images: int | None = None       # stratified subset of the evaluated (and fit) images
-    seed: int = 0                       # for max_images
+    fit_data: str | None = None  # data holding fit_split (default: data)
+    ferplus: str | None = None  # fer2013new.csv: FER+ metrics on the evaluated rows
+    adabn: bool = False  # test-time BatchNorm adaptation on each scored image set
+    max_images: int | None = None  # stratified subset of the evaluated (and fit) images
+    seed: int = 0  # for max_images
     report: bool = True
 
     def validate(self) -> None:
@@ -84,9 +84,9 @@ class EvalResult:
     metrics: dict[str, Any]
     labels: tuple[str, ...]
     y_true: np.ndarray
-    probs: np.ndarray                    # N x K, final (ensembled, calibrated if asked)
+    probs: np.ndarray  # N x K, final (ensembled, calibrated if asked)
     probs_uncalibrated: np.ndarray | None
-    member_logits: list[np.ndarray]      # per model, N x K (data vocabulary)
+    member_logits: list[np.ndarray]  # per model, N x K (data vocabulary)
     images: np.ndarray
     index: np.ndarray
     files: np.ndarray | None
@@ -95,8 +95,10 @@ class EvalResult:
 
 # ------------------------------------------------------------------------ metrics
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-                           n_bins: int = ECE_BINS) -> dict[str, Any]:
+
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], n_bins: int = ECE_BINS
+) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix,
     top-2 accuracy, NLL and ECE for probabilities ``N x K`` (scikit-learn throughout)."""
     from sklearn.metrics import (
@@ -132,15 +134,22 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequen
         "nll": float(log_loss(y_true, probs, labels=all_k)),
         "ece": expected_calibration_error(probs, y_true, n_bins),
         "ece_bins": n_bins,
-        "per_class": {labels[c]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, c in enumerate(present)},
+        "per_class": {
+            labels[c]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(present)
+        },
         "classes_present": [labels[c] for c in present],
-        "confusion_matrix": {"labels": list(labels), "rows": "true class", "columns": "predicted class",
-                             "counts": cm.astype(int).tolist()},
+        "confusion_matrix": {
+            "labels": list(labels),
+            "rows": "true class",
+            "columns": "predicted class",
+            "counts": cm.astype(int).tolist(),
+        },
     }
 
 
 # ------------------------------------------------------------------------ helpers
+
 
 def model_identity(name_or_path: str, model: Any) -> dict[str, Any]:
     """How to recognise a model later: file sha256 (bundled: the manifest's), architecture,
@@ -151,22 +160,33 @@ def model_identity(name_or_path: str, model: Any) -> dict[str, Any]:
     p = Path(name_or_path)
     bundled = bundled_models()
     if p.is_file():
-        ident: dict[str, Any] = {"name": p.stem if p.stem not in ("best", "last") else f"{p.parent.name}/{p.stem}",
-                                 "source": str(p.resolve()), "sha256": file_sha256(p)}
+        ident: dict[str, Any] = {
+            "name": p.stem if p.stem not in ("best", "last") else f"{p.parent.name}/{p.stem}",
+            "source": str(p.resolve()),
+            "sha256": file_sha256(p),
+        }
     elif name_or_path in bundled:
-        ident = {"name": name_or_path, "source": f"bundled:{bundled[name_or_path].file}", "sha256": bundled[name_or_path].sha256}
+        ident = {
+            "name": name_or_path,
+            "source": f"bundled:{bundled[name_or_path].file}",
+            "sha256": bundled[name_or_path].sha256,
+        }
     else:
         ident = {"name": str(name_or_path), "source": str(name_or_path), "sha256": None}
     meta = getattr(model, "checkpoint_meta", {}) or {}
     tc = meta.get("train_config") or {}
-    ident.update({
-        "architecture": meta.get("model", getattr(model, "model_name", None)),
-        "parameters": count_parameters(model),
-        "labels": list(model.preprocess.labels),
-        "stored_temperature": float(getattr(model, "temperature", 1.0)),
-        "epoch": meta.get("epoch"),
-        "train": {k: tc[k] for k in ("model", "imbalance", "targets", "epochs", "max_train_samples", "seed") if k in tc},
-    })
+    ident.update(
+        {
+            "architecture": meta.get("model", getattr(model, "model_name", None)),
+            "parameters": count_parameters(model),
+            "labels": list(model.preprocess.labels),
+            "stored_temperature": float(getattr(model, "temperature", 1.0)),
+            "epoch": meta.get("epoch"),
+            "train": {
+                k: tc[k] for k in ("model", "imbalance", "targets", "epochs", "max_train_samples", "seed") if k in tc
+            },
+        }
+    )
     return ident
 
 
@@ -265,12 +285,20 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
     assert cfg.split is not None  # set just above when the caller left it open
     if cfg.split != "all" and cfg.split not in data.split_names:
-        raise UserValueError(f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')")
+        raise UserValueError(
+            f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')"
+        )
     same_source = cfg.fit_data is None or Path(cfg.fit_data).resolve() == Path(cfg.data).resolve()
-    if cfg.fits and same_source and (cfg.split == cfg.fit_split or (cfg.split == "all" and cfg.fit_split in data.split_names)):
+    if (
+        cfg.fits
+        and same_source
+        and (cfg.split == cfg.fit_split or (cfg.split == "all" and cfg.fit_split in data.split_names))
+    ):
         what = "temperatures (--calibrate)" if cfg.calibrate else "ensemble weights (--ensemble weighted)"
-        raise UserValueError(f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
-                         f"Report another split (e.g. PrivateTest) or fit on other data (--fit-data).")
+        raise UserValueError(
+            f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
+            f"Report another split (e.g. PrivateTest) or fit on other data (--fit-data)."
+        )
     ev = _select(data, cfg.split)
     excluded = _excluded_classes(ev)
     ev = ev.select(ev.labels >= 0)
@@ -282,8 +310,11 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     idents = [model_identity(name, m) for name, m in zip(cfg.models, models)]
     _unique_names(idents)
     cols = [align_columns(model_preprocess(m).labels, labels) for m in models]
-    log(f"evaluating {len(models)} model(s) on {len(ev)} images ({cfg.split}), tta={cfg.tta}"
-        + (f", ensemble={cfg.ensemble}" if len(models) > 1 else "") + (", adabn" if cfg.adabn else ""))
+    log(
+        f"evaluating {len(models)} model(s) on {len(ev)} images ({cfg.split}), tta={cfg.tta}"
+        + (f", ensemble={cfg.ensemble}" if len(models) > 1 else "")
+        + (", adabn" if cfg.adabn else "")
+    )
     full_logits = [_scored_logits(m, ev.images, cfg, device) for m in models]
     logits = [fl[:, c] for fl, c in zip(full_logits, cols)]
 
@@ -301,8 +332,10 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
 
         fd = fit_data if fit_data is not None else (data if same_source else load_dataset(cfg.fit_data))  # type: ignore[arg-type]
         if cfg.fit_split not in fd.split_names:
-            raise UserValueError(f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
-                             "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)")
+            raise UserValueError(
+                f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
+                "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)"
+            )
         fd = model_vocabulary(fd, models, cfg.fit_data or cfg.data)
         fs = fd.split(cfg.fit_split)
         fs = fs.select(fs.labels >= 0)
@@ -312,9 +345,16 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         fit_info = {"split": cfg.fit_split, "data": str(cfg.fit_data or cfg.data), "images": int(len(fs))}
         if cfg.calibrate:
             temps = [fit_temperature(fl, fy) for fl in fit_logits]
-            fit_info["temperature"] = [{"model": i["name"], "stored": st, "fitted": t,
-                                        "fit_nll_before": nll(fl, fy, st), "fit_nll_after": nll(fl, fy, t)}
-                                       for i, st, t, fl in zip(idents, stored_t, temps, fit_logits)]
+            fit_info["temperature"] = [
+                {
+                    "model": i["name"],
+                    "stored": st,
+                    "fitted": t,
+                    "fit_nll_before": nll(fl, fy, st),
+                    "fit_nll_after": nll(fl, fy, t),
+                }
+                for i, st, t, fl in zip(idents, stored_t, temps, fit_logits)
+            ]
         if cfg.ensemble == "weighted" and len(models) > 1:
             weights = fit_ensemble_weights([softmax(fl, t) for fl, t in zip(fit_logits, temps)], fy)
             fit_info["weights"] = {i["name"]: float(w) for i, w in zip(idents, weights)}
@@ -326,10 +366,14 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         probs_before = np.sum([w * softmax(lg, t) for w, lg, t in zip(weights, logits, stored_t)], axis=0)
 
     metrics: dict[str, Any] = {
-        "split": cfg.split, "images": int(len(ev)), "data": str(cfg.data or data.source),
-        "tta": cfg.tta, "ensemble": cfg.ensemble if len(models) > 1 else "single",
+        "split": cfg.split,
+        "images": int(len(ev)),
+        "data": str(cfg.data or data.source),
+        "tta": cfg.tta,
+        "ensemble": cfg.ensemble if len(models) > 1 else "single",
         "ensemble_weights": [float(w) for w in weights],
-        "adabn": cfg.adabn, "calibrated": cfg.calibrate,
+        "adabn": cfg.adabn,
+        "calibrated": cfg.calibrate,
         "temperatures": temps,
         "models": idents,
         "excluded": {"images": int(sum(excluded.values())), "by_class": excluded},
@@ -345,38 +389,65 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         all_k = list(range(len(labels)))
         metrics["calibration"] = {
             "method": "temperature scaling fitted on " + cfg.fit_split,
-            "before": {"nll": float(log_loss(y, probs_before, labels=all_k)), "ece": expected_calibration_error(probs_before, y)},
+            "before": {
+                "nll": float(log_loss(y, probs_before, labels=all_k)),
+                "ece": expected_calibration_error(probs_before, y),
+            },
             "after": {"nll": metrics["nll"], "ece": metrics["ece"]},
         }
     if len(models) > 1:
         metrics["members"] = []
         for ident, p in zip(idents, member_probs):
             m = classification_metrics(y, p, labels)
-            metrics["members"].append({"name": ident["name"], **{k: m[k] for k in
-                                       ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "nll", "ece")}})
+            metrics["members"].append(
+                {
+                    "name": ident["name"],
+                    **{k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "nll", "ece")},
+                }
+            )
     if cfg.ferplus:
         metrics["ferplus"] = _ferplus_metrics(cfg.ferplus, ev, models, full_logits, temps, weights, probs, labels)
     if cfg.adabn:
-        metrics["adabn_note"] = "BatchNorm statistics re-estimated on each scored image set (fervid.inference.adapt.adabn)"
+        metrics["adabn_note"] = (
+            "BatchNorm statistics re-estimated on each scored image set (fervid.inference.adapt.adabn)"
+        )
     metrics["seconds"] = round(time.time() - t0, 2)
 
-    res = EvalResult(metrics=metrics, labels=labels, y_true=y, probs=probs, probs_uncalibrated=probs_before,
-                     member_logits=logits, images=ev.images, index=ev.index, files=ev.files)
+    res = EvalResult(
+        metrics=metrics,
+        labels=labels,
+        y_true=y,
+        probs=probs,
+        probs_uncalibrated=probs_before,
+        member_logits=logits,
+        images=ev.images,
+        index=ev.index,
+        files=ev.files,
+    )
     if cfg.out:
         res.paths = write_outputs(res, cfg.out, report=cfg.report)
     return res
 
 
-def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np.ndarray], temps: list[float],
-                     weights: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+def _ferplus_metrics(
+    path: str,
+    ev: Any,
+    models: list[Any],
+    full_logits: list[np.ndarray],
+    temps: list[float],
+    weights: np.ndarray,
+    probs: np.ndarray,
+    labels: tuple[str, ...],
+) -> dict[str, Any]:
     """FER+ metrics (fervid.evaluation.ambiguity.ferplus_metrics) on the evaluated rows. Uses each model's
     full output (e.g. with ``contempt``) when all members share one vocabulary."""
     from fervid.data.ferplus import align, load_ferplus
     from fervid.evaluation.ambiguity import ferplus_metrics
 
     if ev.files is not None:
-        raise UserValueError("--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), "
-                         "not an image folder")
+        raise UserValueError(
+            "--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), not an image folder"
+        )
     votes = align(ev, load_ferplus(path))
     model_labels = [tuple(m.preprocess.labels) for m in models]
     if all(ml == model_labels[0] for ml in model_labels):
@@ -387,6 +458,7 @@ def _ferplus_metrics(path: str, ev: Any, models: list[Any], full_logits: list[np
 
 # ------------------------------------------------------------------------ outputs
 
+
 def write_predictions(res: EvalResult, out: str | Path) -> tuple[Path, Path]:
     """``predictions.csv`` (one row per image: source row, file, true/predicted class,
     confidence, one probability column per class) and ``predictions.npz``."""
@@ -395,17 +467,44 @@ def write_predictions(res: EvalResult, out: str | Path) -> tuple[Path, Path]:
     csv_path, npz_path = out / "predictions.csv", out / "predictions.npz"
     with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "source_index", "file", "true", "true_label", "pred", "pred_label", "confidence",
-                    *[f"p_{c}" for c in res.labels]])
+        w.writerow(
+            [
+                "row",
+                "source_index",
+                "file",
+                "true",
+                "true_label",
+                "pred",
+                "pred_label",
+                "confidence",
+                *[f"p_{c}" for c in res.labels],
+            ]
+        )
         for i in range(len(res.y_true)):
-            w.writerow([i, int(res.index[i]), "" if res.files is None else str(res.files[i]), int(res.y_true[i]),
-                        res.labels[res.y_true[i]], int(pred[i]), res.labels[pred[i]], f"{res.probs[i, pred[i]]:.6f}",
-                        *[f"{v:.6f}" for v in res.probs[i]]])
+            w.writerow(
+                [
+                    i,
+                    int(res.index[i]),
+                    "" if res.files is None else str(res.files[i]),
+                    int(res.y_true[i]),
+                    res.labels[res.y_true[i]],
+                    int(pred[i]),
+                    res.labels[pred[i]],
+                    f"{res.probs[i, pred[i]]:.6f}",
+                    *[f"{v:.6f}" for v in res.probs[i]],
+                ]
+            )
     with atomic_write(npz_path) as f:
-        np.savez_compressed(f, probs=res.probs.astype(np.float32), y_true=res.y_true, source_index=res.index,
-                            labels=np.asarray(res.labels), member_logits=np.stack(res.member_logits).astype(np.float32),
-                            temperatures=np.asarray(res.metrics["temperatures"]),
-                            weights=np.asarray(res.metrics["ensemble_weights"]))
+        np.savez_compressed(
+            f,
+            probs=res.probs.astype(np.float32),
+            y_true=res.y_true,
+            source_index=res.index,
+            labels=np.asarray(res.labels),
+            member_logits=np.stack(res.member_logits).astype(np.float32),
+            temperatures=np.asarray(res.metrics["temperatures"]),
+            weights=np.asarray(res.metrics["ensemble_weights"]),
+        )
     return csv_path, npz_path
 
 
@@ -429,8 +528,11 @@ def write_calibrated(cfg: EvalConfig, res: EvalResult, out_dir: str | Path) -> l
     for name, ident, t in zip(cfg.models, res.metrics["models"], res.metrics["temperatures"]):
         suffix = ".safetensors" if str(name).endswith(".safetensors") or not Path(name).is_file() else ".pt"
         dst = Path(out_dir) / (ident["name"].replace("/", "-").replace("#", "-") + "-calibrated" + suffix)
-        info = {"fit": res.metrics.get("fit", {}).get("split"), "tta": cfg.tta,
-                "fit_data": res.metrics.get("fit", {}).get("data")}
+        info = {
+            "fit": res.metrics.get("fit", {}).get("split"),
+            "tta": cfg.tta,
+            "fit_data": res.metrics.get("fit", {}).get("data"),
+        }
         written.append(write_calibrated_checkpoint(name, t, dst, info))
     return written
 
@@ -449,8 +551,12 @@ def summary_table(metrics: dict[str, Any]) -> str:
         info.append(f"excluded (outside the vocabulary): {metrics['excluded']['by_class']}")
     if "calibration" in metrics:
         c = metrics["calibration"]
-        info.append(f"calibration: temperature(s) {[round(t, 3) for t in metrics['temperatures']]}; "
-                    f"ECE {c['before']['ece']:.4f} -> {c['after']['ece']:.4f}, NLL {c['before']['nll']:.4f} -> {c['after']['nll']:.4f}")
+        info.append(
+            f"calibration: temperature(s) {[round(t, 3) for t in metrics['temperatures']]}; "
+            f"ECE {c['before']['ece']:.4f} -> {c['after']['ece']:.4f}, NLL {c['before']['nll']:.4f} -> {c['after']['nll']:.4f}"
+        )
     if "ferplus" in metrics:
-        info.append("FER+: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ferplus"].items() if isinstance(v, (int, float))))
+        info.append(
+            "FER+: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["ferplus"].items() if isinstance(v, (int, float)))
+        )
     return "\n".join(lines + info)

@@ -37,7 +37,10 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...]) -> Figure:
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     fig, axes = subplots(1, 2, figsize=(12.5, 5.4))
-    for ax, mat, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalised (share of the true class)", ".2f")):
+    for ax, mat, title, fmt in (
+        (axes[0], cm, "counts", "d"),
+        (axes[1], norm, "row-normalised (share of the true class)", ".2f"),
+    ):
         im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)  # colour by row share in both, so rare classes stay visible
         ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
         ax.set_yticks(range(len(labels)), labels)
@@ -48,8 +51,9 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...]) -> Figure:
             for j in range(len(labels)):
                 v = mat[i, j]
                 txt = format(int(v), "d") if fmt == "d" else (f"{v:.2f}" if rows[i, 0] > 0 else "–")
-                ax.text(j, i, txt, ha="center", va="center", fontsize=8.5,
-                        color="white" if norm[i, j] > 0.55 else "black")
+                ax.text(
+                    j, i, txt, ha="center", va="center", fontsize=8.5, color="white" if norm[i, j] > 0.55 else "black"
+                )
     fig.colorbar(im, ax=axes, fraction=0.025, pad=0.02, label="share of true class")
     return fig
 
@@ -91,8 +95,13 @@ def plot_reliability(y_true: np.ndarray, curves: list[tuple[str, np.ndarray]], n
         # Bins with very few images are noise on the curve (they still count in the ECE and the histogram).
         m = b["count"] >= max(5, 0.002 * len(y_true))
         ax.plot(b["confidence"][m], b["accuracy"][m], "o-", color=colors[k % 3], label=f"{name} (ECE {ece:.3f})", ms=4)
-        axh.bar(centers + (k - (len(curves) - 1) / 2) * width / len(curves), b["count"], width / len(curves),
-                color=colors[k % 3], alpha=0.8)
+        axh.bar(
+            centers + (k - (len(curves) - 1) / 2) * width / len(curves),
+            b["count"],
+            width / len(curves),
+            color=colors[k % 3],
+            alpha=0.8,
+        )
     ax.set_ylabel("accuracy in bin")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -113,8 +122,9 @@ def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, k: int = 24) -> np
     return wrong[order[:k]]
 
 
-def plot_mistakes(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...], k: int = 24,
-                  per_row: int = 8) -> Figure | None:
+def plot_mistakes(
+    images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...], k: int = 24, per_row: int = 8
+) -> Figure | None:
     idx = confident_mistakes(y_true, probs, k)
     if len(idx) == 0:
         return None
@@ -135,31 +145,47 @@ def text_summary(m: dict[str, Any]) -> list[str]:
     """A few plain sentences about the result."""
     labels = m["confusion_matrix"]["labels"]
     cm = np.asarray(m["confusion_matrix"]["counts"])
-    who = m["models"][0]["name"] if len(m["models"]) == 1 else f"an ensemble of {len(m['models'])} models ({m['ensemble']})"
-    out = [f"On {m['split']} ({m['images']:,} images) {who} reaches {100 * m['accuracy']:.1f}% accuracy, "
-           f"macro-F1 {m['macro_f1']:.3f} and top-2 accuracy {100 * m['top2_accuracy']:.1f}% (test-time augmentation: {m['tta']})."]
+    who = (
+        m["models"][0]["name"]
+        if len(m["models"]) == 1
+        else f"an ensemble of {len(m['models'])} models ({m['ensemble']})"
+    )
+    out = [
+        f"On {m['split']} ({m['images']:,} images) {who} reaches {100 * m['accuracy']:.1f}% accuracy, "
+        f"macro-F1 {m['macro_f1']:.3f} and top-2 accuracy {100 * m['top2_accuracy']:.1f}% (test-time augmentation: {m['tta']})."
+    ]
     pc = m["per_class"]
     if pc:
         best = max(pc, key=lambda c: pc[c]["f1"])
         worst = min(pc, key=lambda c: pc[c]["f1"])
-        out.append(f"Easiest class: {best} (F1 {pc[best]['f1']:.2f}); hardest: {worst} (F1 {pc[worst]['f1']:.2f}, "
-                   f"recall {pc[worst]['recall']:.2f} on {pc[worst]['support']} images).")
+        out.append(
+            f"Easiest class: {best} (F1 {pc[best]['f1']:.2f}); hardest: {worst} (F1 {pc[worst]['f1']:.2f}, "
+            f"recall {pc[worst]['recall']:.2f} on {pc[worst]['support']} images)."
+        )
     off = cm.copy().astype(float)
     np.fill_diagonal(off, 0)
     if off.sum() > 0:
         i, j = np.unravel_index(int(off.argmax()), off.shape)
         share = off[i, j] / max(1, cm[i].sum())
-        out.append(f"The most frequent confusion is {labels[i]} predicted as {labels[j]} "
-                   f"({int(off[i, j])} images, {100 * share:.0f}% of {labels[i]}).")
+        out.append(
+            f"The most frequent confusion is {labels[i]} predicted as {labels[j]} "
+            f"({int(off[i, j])} images, {100 * share:.0f}% of {labels[i]})."
+        )
     cal = m.get("calibration")
     if cal:
-        out.append(f"Temperature scaling fitted on {m['fit']['split']} (T = {', '.join(f'{t:.2f}' for t in m['temperatures'])}) "
-                   f"moves the ECE from {cal['before']['ece']:.3f} to {cal['after']['ece']:.3f} and the NLL from "
-                   f"{cal['before']['nll']:.3f} to {cal['after']['nll']:.3f}.")
+        out.append(
+            f"Temperature scaling fitted on {m['fit']['split']} (T = {', '.join(f'{t:.2f}' for t in m['temperatures'])}) "
+            f"moves the ECE from {cal['before']['ece']:.3f} to {cal['after']['ece']:.3f} and the NLL from "
+            f"{cal['before']['nll']:.3f} to {cal['after']['nll']:.3f}."
+        )
     else:
-        out.append(f"Calibration: ECE {m['ece']:.3f}, NLL {m['nll']:.3f} (temperature {', '.join(f'{t:.2f}' for t in m['temperatures'])}).")
+        out.append(
+            f"Calibration: ECE {m['ece']:.3f}, NLL {m['nll']:.3f} (temperature {', '.join(f'{t:.2f}' for t in m['temperatures'])})."
+        )
     if m["excluded"]["images"]:
-        out.append(f"{m['excluded']['images']} images of classes outside the vocabulary were left out: {m['excluded']['by_class']}.")
+        out.append(
+            f"{m['excluded']['images']} images of classes outside the vocabulary were left out: {m['excluded']['by_class']}."
+        )
     return out
 
 
@@ -174,10 +200,19 @@ code{background:#f4f4f4;padding:1px 4px;border-radius:3px;font-size:.88em}
 
 
 def _table(head: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    h = "".join(f"<th class='l'>{html.escape(str(c))}</th>" if i < left else f"<th>{html.escape(str(c))}</th>"
-                for i, c in enumerate(head))
-    body = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(str(c))}</td>" if i < left else f"<td>{html.escape(str(c))}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    h = "".join(
+        f"<th class='l'>{html.escape(str(c))}</th>" if i < left else f"<th>{html.escape(str(c))}</th>"
+        for i, c in enumerate(head)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='l'>{html.escape(str(c))}</td>" if i < left else f"<td>{html.escape(str(c))}</td>"
+            for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
@@ -189,15 +224,24 @@ def render_html(res: EvalResult) -> str:
     """The report as one HTML string."""
     m = res.metrics
     labels = res.labels
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>fervid evaluation: {html.escape(m['split'])}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             "<h1>fervid evaluation report</h1>",
-             f"<div class='sub'>data <code>{html.escape(m['data'])}</code>, split <b>{html.escape(m['split'])}</b>, "
-             f"{m['images']:,} images; tta <b>{m['tta']}</b>; ensemble <b>{m['ensemble']}</b>"
-             f"{'; AdaBN' if m.get('adabn') else ''}</div>",
-             "<h2>Summary</h2>", "".join(f"<p>{html.escape(s)}</p>" for s in text_summary(m))]
-    kpis = [("accuracy", f"{100 * m['accuracy']:.2f}%"), ("macro-F1", f"{m['macro_f1']:.4f}"), ("weighted-F1", f"{m['weighted_f1']:.4f}"),
-            ("top-2 accuracy", f"{100 * m['top2_accuracy']:.2f}%"), ("NLL", f"{m['nll']:.4f}"), (f"ECE ({m['ece_bins']} bins)", f"{m['ece']:.4f}")]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fervid evaluation: {html.escape(m['split'])}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>fervid evaluation report</h1>",
+        f"<div class='sub'>data <code>{html.escape(m['data'])}</code>, split <b>{html.escape(m['split'])}</b>, "
+        f"{m['images']:,} images; tta <b>{m['tta']}</b>; ensemble <b>{m['ensemble']}</b>"
+        f"{'; AdaBN' if m.get('adabn') else ''}</div>",
+        "<h2>Summary</h2>",
+        "".join(f"<p>{html.escape(s)}</p>" for s in text_summary(m)),
+    ]
+    kpis = [
+        ("accuracy", f"{100 * m['accuracy']:.2f}%"),
+        ("macro-F1", f"{m['macro_f1']:.4f}"),
+        ("weighted-F1", f"{m['weighted_f1']:.4f}"),
+        ("top-2 accuracy", f"{100 * m['top2_accuracy']:.2f}%"),
+        ("NLL", f"{m['nll']:.4f}"),
+        (f"ECE ({m['ece_bins']} bins)", f"{m['ece']:.4f}"),
+    ]
     parts.append("<div>" + "".join(f"<span class='kpi'>{k}<b>{v}</b></span>" for k, v in kpis) + "</div>")
     if "members" in m:
         cols = ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "nll", "ece")
@@ -205,29 +249,69 @@ def render_html(res: EvalResult) -> str:
         rows.append([f"ensemble ({m['ensemble']})", *[f"{m[c]:.4f}" for c in cols]])
         parts += ["<h2>Ensemble members</h2>", _table(["model", *cols], rows)]
     parts.append("<h2>Models</h2>")
-    parts.append(_table(["name", "architecture", "parameters", "temperature", "weight", "sha256"],
-                        [[i["name"], i["architecture"], f"{i['parameters']:,}", f"{t:.3f}", f"{w:.3f}", (i["sha256"] or "")[:16] + "…"]
-                         for i, t, w in zip(m["models"], m["temperatures"], m["ensemble_weights"])], left=2))
-    parts += ["<h2>Confusion matrix</h2>", "<p class='sub'>Rows: true class; columns: predicted class. "
-              "Cells are coloured by the share of the true class.</p>",
-              _img(fig_to_base64(plot_confusion(np.asarray(m["confusion_matrix"]["counts"]), labels)), "confusion matrix")]
-    parts += ["<h2>Per class</h2>", _img(fig_to_base64(plot_per_class(m["per_class"])), "per-class bars"),
-              _table(["class", "precision", "recall", "F1", "support"],
-                     [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]] for c, v in m["per_class"].items()])]
-    curves = [("after temperature scaling", res.probs)] if res.probs_uncalibrated is not None else [("model", res.probs)]
+    parts.append(
+        _table(
+            ["name", "architecture", "parameters", "temperature", "weight", "sha256"],
+            [
+                [
+                    i["name"],
+                    i["architecture"],
+                    f"{i['parameters']:,}",
+                    f"{t:.3f}",
+                    f"{w:.3f}",
+                    (i["sha256"] or "")[:16] + "…",
+                ]
+                for i, t, w in zip(m["models"], m["temperatures"], m["ensemble_weights"])
+            ],
+            left=2,
+        )
+    )
+    parts += [
+        "<h2>Confusion matrix</h2>",
+        "<p class='sub'>Rows: true class; columns: predicted class. "
+        "Cells are coloured by the share of the true class.</p>",
+        _img(fig_to_base64(plot_confusion(np.asarray(m["confusion_matrix"]["counts"]), labels)), "confusion matrix"),
+    ]
+    parts += [
+        "<h2>Per class</h2>",
+        _img(fig_to_base64(plot_per_class(m["per_class"])), "per-class bars"),
+        _table(
+            ["class", "precision", "recall", "F1", "support"],
+            [
+                [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+                for c, v in m["per_class"].items()
+            ],
+        ),
+    ]
+    curves = (
+        [("after temperature scaling", res.probs)] if res.probs_uncalibrated is not None else [("model", res.probs)]
+    )
     if res.probs_uncalibrated is not None:
         curves.insert(0, ("before (stored temperature)", res.probs_uncalibrated))
-    parts += ["<h2>Calibration</h2>", "<p class='sub'>Points above the diagonal: under-confident; below: over-confident.</p>",
-              _img(fig_to_base64(plot_reliability(res.y_true, curves, m["ece_bins"])), "reliability diagram")]
+    parts += [
+        "<h2>Calibration</h2>",
+        "<p class='sub'>Points above the diagonal: under-confident; below: over-confident.</p>",
+        _img(fig_to_base64(plot_reliability(res.y_true, curves, m["ece_bins"])), "reliability diagram"),
+    ]
     if "ferplus" in m:
-        parts += ["<h2>FER+ (annotator votes)</h2>",
-                  _table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in m["ferplus"].items()
-                                                if isinstance(v, (int, float, str))])]
+        parts += [
+            "<h2>FER+ (annotator votes)</h2>",
+            _table(
+                ["metric", "value"],
+                [
+                    [k, f"{v:.4f}" if isinstance(v, float) else v]
+                    for k, v in m["ferplus"].items()
+                    if isinstance(v, (int, float, str))
+                ],
+            ),
+        ]
     fig = plot_mistakes(res.images, res.y_true, res.probs, labels)
     if fig is not None:
         parts += ["<h2>Most confident mistakes</h2>", _img(fig_to_base64(fig), "most confident mistakes")]
-    parts.append("<p class='sub'>Generated by fervid evaluate; all numbers are in metrics.json, per-image probabilities in "
-                 "predictions.csv.</p></body></html>")
+    parts.append(
+        "<p class='sub'>Generated by fervid evaluate; all numbers are in metrics.json, per-image probabilities in "
+        "predictions.csv.</p></body></html>"
+    )
     return "\n".join(parts)
 
 

@@ -96,15 +96,20 @@ class ExportReport:
         kind = f"int8 (static QDQ, fp32 tail {self.fp32_tail:g})" if self.int8 else "fp32"
         s = f"wrote {self.path} ({kind}, {self.size_bytes / 1e6:.2f} MB)"
         if self.n_check:
-            s += (f"; parity vs PyTorch on {self.n_check} faces: max abs prob diff {self.max_abs_prob_diff:.2e}, "
-                  f"top-1 agreement {100 * self.top1_agreement:.2f}%")
+            s += (
+                f"; parity vs PyTorch on {self.n_check} faces: max abs prob diff {self.max_abs_prob_diff:.2e}, "
+                f"top-1 agreement {100 * self.top1_agreement:.2f}%"
+            )
         if self.n_selection:
-            s += (f"; fp32 tail chosen on {self.n_selection} PublicTest faces "
-                  f"(top-1 agreement {100 * self.selection_agreement:.2f}%)")
+            s += (
+                f"; fp32 tail chosen on {self.n_selection} PublicTest faces "
+                f"(top-1 agreement {100 * self.selection_agreement:.2f}%)"
+            )
         return s
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _load_torch_model(model: Any) -> torch.nn.Module:
     import torch
@@ -115,16 +120,19 @@ def _load_torch_model(model: Any) -> torch.nn.Module:
     return m.eval().float().cpu()
 
 
-def load_calibration_faces(path: str | os.PathLike | None = None, n: int = 500, split: str = "Training",
-                           seed: int = 0) -> np.ndarray:
+def load_calibration_faces(
+    path: str | os.PathLike | None = None, n: int = 500, split: str = "Training", seed: int = 0
+) -> np.ndarray:
     """``n`` uint8 faces for int8 calibration: a random (seeded) sample of ``split`` from a
     dataset fervid can read (FER2013 CSV, image folder), or all images of a ``.npy`` array
     (``N x H x W`` uint8). ``path=None``: see :func:`fervid.runtime.fer2013_csv`."""
     if path is None:
         path = fer2013_csv()
         if path is None:
-            raise UserValueError("int8 export needs calibration images: pass --calibration-data PATH "
-                             "(the FER2013 CSV, an image folder or an .npy of uint8 faces) or set FERVID_DATA")
+            raise UserValueError(
+                "int8 export needs calibration images: pass --calibration-data PATH "
+                "(the FER2013 CSV, an image folder or an .npy of uint8 faces) or set FERVID_DATA"
+            )
     path = Path(path)
     if not path.exists():
         raise UserFileNotFoundError(f"calibration data {path} does not exist")
@@ -155,8 +163,10 @@ def load_npy_faces(path: str | os.PathLike) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError... for a bad file
         raise UserValueError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from e
     if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8 or faces.ndim != 3 or 0 in faces.shape:
-        raise UserValueError(f"{path}: expected a uint8 N x H x W array of faces, got "
-                             f"{getattr(faces, 'dtype', type(faces).__name__)} {getattr(faces, 'shape', '')}")
+        raise UserValueError(
+            f"{path}: expected a uint8 N x H x W array of faces, got "
+            f"{getattr(faces, 'dtype', type(faces).__name__)} {getattr(faces, 'shape', '')}"
+        )
     return faces
 
 
@@ -176,12 +186,18 @@ class _FaceReader:
         return next(self._it, None)
 
     def rewind(self) -> None:
-        self._it = iter([{"input": self._x[i:i + self._batch]} for i in range(0, len(self._x), self._batch)])
+        self._it = iter([{"input": self._x[i : i + self._batch]} for i in range(0, len(self._x), self._batch)])
 
 
-def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: np.ndarray,
-                  method: str = DEFAULT_CALIBRATION, per_channel: bool = True, fp32_tail: float = 0.0,
-                  keep_fp32: Sequence[str] = ()) -> None:
+def quantize_int8(
+    fp32_path: str | os.PathLike,
+    out: str | os.PathLike,
+    calib: np.ndarray,
+    method: str = DEFAULT_CALIBRATION,
+    per_channel: bool = True,
+    fp32_tail: float = 0.0,
+    keep_fp32: Sequence[str] = (),
+) -> None:
     """Static int8 QDQ quantization of an exported fp32 model, calibrated on ``calib``
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
@@ -195,8 +211,11 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: n
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     if method not in methods:
         raise UserValueError(f"unknown calibration method {method!r}; choose from {CALIBRATION_METHODS}")
     if not 0.0 <= fp32_tail <= 1.0:
@@ -213,10 +232,18 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calib: n
             extra["CalibPercentile"] = 99.99
         # onnxruntime's calibrators print progress lines to stdout; keep stdout for results
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(src), str(out), _FaceReader(calib), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            calibrate_method=methods[method], extra_options=extra,
-                            nodes_to_exclude=fp32_nodes(src, fp32_tail, keep_fp32))
+            quantize_static(
+                str(src),
+                str(out),
+                _FaceReader(calib),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                calibrate_method=methods[method],
+                extra_options=extra,
+                nodes_to_exclude=fp32_nodes(src, fp32_tail, keep_fp32),
+            )
 
 
 def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequence[str] = ()) -> list[str]:
@@ -251,7 +278,7 @@ def _probs_torch(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
 
 
 def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float) -> np.ndarray:
-    out = [sess.run(None, {"input": normalize_faces(faces[i:i + 256], cfg)})[0] for i in range(0, len(faces), 256)]
+    out = [sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0] for i in range(0, len(faces), 256)]
     return softmax(np.concatenate(out), t)
 
 
@@ -277,11 +304,21 @@ def _check_faces(model: torch.nn.Module, calib: np.ndarray | None, n: int = 256)
     return np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_CUBIC) for im in small])
 
 
-def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
-                calibration_data: str | os.PathLike | np.ndarray | None = None, n_calibration: int = 500,
-                calibration_method: str = DEFAULT_CALIBRATION, per_channel: bool = True, opset: int = OPSET,
-                check: bool = True, fp32_tail: float | None = None,
-                min_agreement: float = INT8_MIN_AGREEMENT, n_selection: int | None = None) -> ExportReport:
+def export_onnx(
+    model: Any,
+    out: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration_data: str | os.PathLike | np.ndarray | None = None,
+    n_calibration: int = 500,
+    calibration_method: str = DEFAULT_CALIBRATION,
+    per_channel: bool = True,
+    opset: int = OPSET,
+    check: bool = True,
+    fp32_tail: float | None = None,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    n_selection: int | None = None,
+) -> ExportReport:
     """Export ``model`` (bundled name, checkpoint path or loaded torch model) to ONNX.
 
     Args:
@@ -318,12 +355,14 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
     select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
     if isinstance(calibration_data, np.ndarray):
         calib = calibration_data[:n_calibration]
-        held_out = calibration_data[n_calibration:n_calibration + 256]
+        held_out = calibration_data[n_calibration : n_calibration + 256]
         select = calibration_data[n_calibration:][:n_selection]
         if int8 and fp32_tail is None and len(select) == 0:
-            raise UserValueError(f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
-                                 f"calibration (--n-calibration {n_calibration}), none are left to check "
-                                 "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail")
+            raise UserValueError(
+                f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
+                f"calibration (--n-calibration {n_calibration}), none are left to check "
+                "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
+            )
     else:
         source = calibration_data if calibration_data is not None else fer2013_csv()
         has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
@@ -349,12 +388,17 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
                 quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m))
             else:
-                tail, sel_agree = _select_fp32_tail(m, fp32, Path(tmp) / "int8.onnx", x, select, calibration_method,
-                                                    per_channel, min_agreement)
+                tail, sel_agree = _select_fp32_tail(
+                    m, fp32, Path(tmp) / "int8.onnx", x, select, calibration_method, per_channel, min_agreement
+                )
                 n_sel = len(select)
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
-            set_metadata(q, m, f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
-                                f"-fp32-tail-{tail:g}")
+            set_metadata(
+                q,
+                m,
+                f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
+                f"-fp32-tail-{tail:g}",
+            )
             with atomic_path(out) as tmp_out:
                 onnx.save(q, str(tmp_out))
     diff, agree, n = float("nan"), float("nan"), 0
@@ -365,8 +409,16 @@ def export_onnx(model: Any, out: str | os.PathLike, *, int8: bool = False,
     return ExportReport(out, int8, n, diff, agree, out.stat().st_size, tail, n_sel, sel_agree)
 
 
-def _select_fp32_tail(m: torch.nn.Module, fp32: Path, out: Path, calib: np.ndarray, faces: np.ndarray, method: str,
-                      per_channel: bool, min_agreement: float) -> tuple[float, float]:
+def _select_fp32_tail(
+    m: torch.nn.Module,
+    fp32: Path,
+    out: Path,
+    calib: np.ndarray,
+    faces: np.ndarray,
+    method: str,
+    per_channel: bool,
+    min_agreement: float,
+) -> tuple[float, float]:
     """Quantize with each of :data:`FP32_TAILS` in turn; keep the first whose top-label
     agreement with PyTorch on ``faces`` is at least ``min_agreement`` with 95% confidence
     (one-sided normal bound: a point estimate on a few thousand faces is +-0.2 points, and
@@ -391,7 +443,8 @@ def _select_fp32_tail(m: torch.nn.Module, fp32: Path, out: Path, calib: np.ndarr
         f"int8 export: no fp32 tail of {list(FP32_TAILS)} keeps PyTorch's top label on {100 * min_agreement:.1f}% "
         f"of the {len(faces)} selection faces at 95% confidence (best: {100 * best[1]:.2f}%, lower bound "
         f"{100 * best[2]:.2f}%, with {best[0]:g} of the convolutions in fp32); nothing written. Export fp32, "
-        "or pass fp32_tail (--fp32-tail) or a lower min_agreement (--min-agreement) to write it anyway")
+        "or pass fp32_tail (--fp32-tail) or a lower min_agreement (--min-agreement) to write it anyway"
+    )
 
 
 def _keep_fp32(m: torch.nn.Module) -> tuple[str, str]:

@@ -31,8 +31,15 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @torch.no_grad()
-def adabn(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256, *,
-          device: str | torch.device | None = None, inplace: bool = False, progress: bool = False) -> nn.Module:
+def adabn(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 256,
+    *,
+    device: str | torch.device | None = None,
+    inplace: bool = False,
+    progress: bool = False,
+) -> nn.Module:
     """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``images``
     (uint8 grey faces ``N x H x W``, unlabelled, preprocessed with ``model.preprocess``).
 

@@ -47,6 +47,7 @@ _EPS = 1e-12
 
 # --------------------------------------------------------------------------- per face
 
+
 def _probs(p: Any) -> np.ndarray:
     a = np.asarray(p, dtype=np.float64)
     if a.ndim == 0:
@@ -99,10 +100,19 @@ def is_ambiguous(probs: Any, threshold: float = AMBIGUITY_THRESHOLD) -> bool | n
     return bool(e >= threshold) if isinstance(e, float) else e >= threshold
 
 
-def ambiguity_summary(probs: Any, labels: Sequence[str], *, label_threshold: float = LABEL_THRESHOLD,
-                      entropy_threshold: float = AMBIGUITY_THRESHOLD) -> dict[str, Any]:
+def ambiguity_summary(
+    probs: Any,
+    labels: Sequence[str],
+    *,
+    label_threshold: float = LABEL_THRESHOLD,
+    entropy_threshold: float = AMBIGUITY_THRESHOLD,
+) -> dict[str, Any]:
     """Every ambiguity output for one face as a JSON-ready dict."""
     p = _probs(probs)
     e = float(normalized_entropy(p))
-    return {"ambiguity": e, "top2_margin": float(top2_margin(p)), "ambiguous": e >= entropy_threshold,
-            "labels_above": list(labels_above(p, labels, label_threshold))}
+    return {
+        "ambiguity": e,
+        "top2_margin": float(top2_margin(p)),
+        "ambiguous": e >= entropy_threshold,
+        "labels_above": list(labels_above(p, labels, label_threshold)),
+    }

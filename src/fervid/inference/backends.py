@@ -102,7 +102,7 @@ class OnnxClassifier:
     def logits(self, faces: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(faces), self.batch_size):
-            x = normalize_faces(faces[i:i + self.batch_size], self.preprocess)
+            x = normalize_faces(faces[i : i + self.batch_size], self.preprocess)
             out.append(np.asarray(self.session.run(None, {self._input: x})[0], np.float32))
         return finite_logits(np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32), self.path)
 
@@ -154,11 +154,15 @@ def source_sha256(model: str | os.PathLike) -> str:
         b = bundled[name]
         path = WEIGHTS_DIR / b.file
         if not path.is_file():
-            raise CheckpointError(f"{path}: the bundled model {b.name!r} is missing (a broken install? reinstall fervid)")
+            raise CheckpointError(
+                f"{path}: the bundled model {b.name!r} is missing (a broken install? reinstall fervid)"
+            )
         got = file_sha256(path)
         if got != b.sha256:
-            raise CheckpointError(f"{path}: sha256 {got} does not match the expected {b.sha256}; the bundled weights "
-                                  "are corrupt or were modified (reinstall fervid)")
+            raise CheckpointError(
+                f"{path}: sha256 {got} does not match the expected {b.sha256}; the bundled weights "
+                "are corrupt or were modified (reinstall fervid)"
+            )
         return got
     if Path(name).is_file():
         check_input_file(name, "model")
@@ -172,8 +176,13 @@ def _cache_versions() -> dict[str, str]:
 
     from fervid import __version__
 
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "fervid": __version__, "opset": str(OPSET),
-            "format": "fp32-v2"}
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "fervid": __version__,
+        "opset": str(OPSET),
+        "format": "fp32-v2",
+    }
 
 
 def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str | None:
@@ -224,16 +233,21 @@ def cached_onnx(model: str | os.PathLike, folder: str | os.PathLike | None = Non
     try:
         with atomic_path(path) as tmp:
             save_fp32(m, tmp)
-        write_text_atomic(sidecar, json.dumps({**expected, "onnx_sha256": file_sha256(path),
-                                               "model": str(model)}, indent=2) + "\n")
+        write_text_atomic(
+            sidecar, json.dumps({**expected, "onnx_sha256": file_sha256(path), "model": str(model)}, indent=2) + "\n"
+        )
     except Exception as e:  # noqa: BLE001 - an exporter failure or an unwritable cache: the caller decides
         what = "caching the ONNX export of" if isinstance(e, OSError) else "ONNX export of"
         raise OnnxExportError(f"{what} {model} failed ({e})", m) from e
     return path
 
 
-def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", backend: str = "torch",
-                    device: str = "cpu", threads: int | None = None) -> Classifier:
+def load_classifier(
+    model: str | os.PathLike | torch.nn.Module = "default",
+    backend: str = "torch",
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Classifier:
     """A classifier for a bundled model name, a checkpoint path, a loaded torch model or
     (``onnx``/``auto`` backends) an exported ``.onnx`` file.
 
@@ -258,8 +272,11 @@ def load_classifier(model: str | os.PathLike | torch.nn.Module = "default", back
             try:
                 return OnnxClassifier(path, threads)
             except Exception as e:  # noqa: BLE001 - onnxruntime cannot run this (verified) export
-                warnings.warn(f"backend 'auto': onnxruntime cannot run the ONNX export of {model} "
-                              f"({type(e).__name__}: {e}); using torch", stacklevel=2)
+                warnings.warn(
+                    f"backend 'auto': onnxruntime cannot run the ONNX export of {model} "
+                    f"({type(e).__name__}: {e}); using torch",
+                    stacklevel=2,
+                )
                 chosen = "torch"
     if chosen == "torch":
         if is_onnx_file:

@@ -68,7 +68,7 @@ def alignment_matrix(landmarks: Sequence[Sequence[float]] | np.ndarray, size: in
         raise UserValueError(f"alignment needs {len(dst)} landmarks (x, y), got an array of shape {src.shape}")
     ps, qs = src.mean(0), dst.mean(0)
     p, q = src - ps, dst - qs
-    norm = float((p ** 2).sum())
+    norm = float((p**2).sum())
     if not np.isfinite(norm) or norm < 1e-6:
         raise UserValueError("landmarks are degenerate (all at one point)")
     a = float((p[:, 0] * q[:, 0] + p[:, 1] * q[:, 1]).sum()) / norm
@@ -132,8 +132,13 @@ def box_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, si
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int,
-              landmarks: Sequence[Sequence[float]] | np.ndarray | None = None) -> np.ndarray:
+def crop_face(
+    gray: np.ndarray,
+    box: tuple[int, int, int, int],
+    margin: float,
+    size: int,
+    landmarks: Sequence[Sequence[float]] | np.ndarray | None = None,
+) -> np.ndarray:
     """The classifier's ``size x size`` grey input for one face: aligned on ``landmarks``
     when given (``margin`` is then unused: the canonical geometry fixes the framing), else
     the box crop (:func:`box_crop`). Landmarks that disagree wildly with the box (a face

@@ -88,8 +88,14 @@ class FaceBox:
         """This face in another frame of reference: every coordinate times ``scale``, plus
         ``(dx, dy)`` (e.g. from a window of a frame back to the frame)."""
         lm = None if self.landmarks is None else tuple((dx + px * scale, dy + py * scale) for px, py in self.landmarks)
-        return FaceBox(int(round(dx + self.x * scale)), int(round(dy + self.y * scale)), int(round(self.w * scale)),
-                       int(round(self.h * scale)), self.score, lm)
+        return FaceBox(
+            int(round(dx + self.x * scale)),
+            int(round(dy + self.y * scale)),
+            int(round(self.w * scale)),
+            int(round(self.h * scale)),
+            self.score,
+            lm,
+        )
 
 
 def landmarks_dict(landmarks: Landmarks | None) -> dict[str, list[float]] | None:
@@ -111,8 +117,7 @@ class Detector(Protocol):
 
     name: str
 
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
-        ...
+    def detect(self, image: np.ndarray) -> list[FaceBox]: ...
 
 
 class DetectorUnavailableError(FervidError, ImportError):
@@ -120,6 +125,7 @@ class DetectorUnavailableError(FervidError, ImportError):
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _as_gray(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
@@ -188,6 +194,7 @@ def sort_reading_order(boxes: list[FaceBox]) -> list[FaceBox]:
 
 # --------------------------------------------------------------------------- detectors
 
+
 class SkipDetector:
     """The whole image is one face (for inputs that are already face crops).
 
@@ -225,10 +232,19 @@ class HaarDetector:
             lost faces in the benchmark).
     """
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_alt2.xml", *, scale_factor: float = 1.1,
-                 min_neighbors: int = 4, min_size: float = 0.05, max_side: int | None = 1024,
-                 profile: bool = False, profile_min_neighbors: int = 6, equalize: bool = False,
-                 name: str | None = None):
+    def __init__(
+        self,
+        cascade: str = "haarcascade_frontalface_alt2.xml",
+        *,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 4,
+        min_size: float = 0.05,
+        max_side: int | None = 1024,
+        profile: bool = False,
+        profile_min_neighbors: int = 6,
+        equalize: bool = False,
+        name: str | None = None,
+    ):
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -242,9 +258,11 @@ class HaarDetector:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"HaarDetector(cascade={self.cascade!r}, scale_factor={self.scale_factor}, "
-                f"min_neighbors={self.min_neighbors}, min_size={self.min_size}, max_side={self.max_side}, "
-                f"profile={self.profile})")
+        return (
+            f"HaarDetector(cascade={self.cascade!r}, scale_factor={self.scale_factor}, "
+            f"min_neighbors={self.min_neighbors}, min_size={self.min_size}, max_side={self.max_side}, "
+            f"profile={self.profile})"
+        )
 
     @staticmethod
     def _load(file: str) -> Any:
@@ -252,12 +270,18 @@ class HaarDetector:
 
         import cv2
 
-        path = file if os.path.isfile(file) else os.path.join(cv2.data.haarcascades, file) \
-            if hasattr(cv2, "data") else file
+        path = (
+            file
+            if os.path.isfile(file)
+            else os.path.join(cv2.data.haarcascades, file)
+            if hasattr(cv2, "data")
+            else file
+        )
         if not os.path.isfile(path):
             raise DetectorUnavailableError(
                 f"Haar cascade {file!r} not found (looked in cv2.data.haarcascades); opencv-python(-headless) "
-                "5.x ships no cascade files: install opencv-python-headless<5 or pass detector='dlib'")
+                "5.x ships no cascade files: install opencv-python-headless<5 or pass detector='dlib'"
+            )
         c = cv2.CascadeClassifier(path)
         if c.empty():
             raise DetectorUnavailableError(f"could not load Haar cascade {path}")
@@ -291,8 +315,11 @@ class HaarDetector:
             variants = [(small, False)] if i == 0 else [(small, False), (np.ascontiguousarray(small[:, ::-1]), True)]
             for img, mirrored in variants:
                 rects, counts = casc.detectMultiScale2(
-                    img, scaleFactor=self.scale_factor, minSize=(ms, ms),
-                    minNeighbors=self.min_neighbors if i == 0 else self.profile_min_neighbors)
+                    img,
+                    scaleFactor=self.scale_factor,
+                    minSize=(ms, ms),
+                    minNeighbors=self.min_neighbors if i == 0 else self.profile_min_neighbors,
+                )
                 for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
                     if mirrored:
                         x = sw - x - w
@@ -333,7 +360,8 @@ class DlibHogDetector:
                     import dlib
                 except ImportError as e:
                     raise DetectorUnavailableError(
-                        "detector 'dlib' needs the dlib package: pip install 'fervid[dlib]' (installs dlib-bin)") from e
+                        "detector 'dlib' needs the dlib package: pip install 'fervid[dlib]' (installs dlib-bin)"
+                    ) from e
                 self._det = dlib.get_frontal_face_detector()
         return self._det
 
@@ -394,8 +422,10 @@ def verify_sha256(path: Path, sha256: str | None) -> Path:
         if _VERIFIED.get(path) != sha256:
             got = hashlib.sha256(path.read_bytes()).hexdigest()
             if got != sha256:
-                raise DetectorUnavailableError(f"{path}: sha256 {got} does not match the expected {sha256}; "
-                                               "the file is corrupt or was modified (reinstall fervid)")
+                raise DetectorUnavailableError(
+                    f"{path}: sha256 {got} does not match the expected {sha256}; "
+                    "the file is corrupt or was modified (reinstall fervid)"
+                )
             _VERIFIED[path] = sha256
     return path
 
@@ -413,8 +443,14 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
 
 
-def decode_yunet(outputs: dict[str, np.ndarray], pad_w: int, pad_h: int, score_threshold: float,
-                 nms_threshold: float, top_k: int = 5000) -> np.ndarray:
+def decode_yunet(
+    outputs: dict[str, np.ndarray],
+    pad_w: int,
+    pad_h: int,
+    score_threshold: float,
+    nms_threshold: float,
+    top_k: int = 5000,
+) -> np.ndarray:
     """YuNet's raw outputs (``cls_s``, ``obj_s``, ``bbox_s``, ``kps_s`` for strides 8, 16,
     32) on a ``pad_w x pad_h`` input -> ``N x 15`` float32 rows ``x, y, w, h``, five
     landmarks ``(x, y)``, score, after NMS: the decoding of OpenCV's ``FaceDetectorYN``
@@ -444,8 +480,9 @@ def decode_yunet(outputs: dict[str, np.ndarray], pad_w: int, pad_h: int, score_t
     faces = np.concatenate(rows_out)
     if len(faces) > 1:  # OpenCV's NMS on integer (truncated) boxes
         rects = [(int(x), int(y), int(w), int(h)) for x, y, w, h in faces[:, :4].tolist()]
-        keep = np.asarray(cv2.dnn.NMSBoxes(rects, faces[:, 14].tolist(), score_threshold, nms_threshold,
-                                           top_k=top_k), np.int64).reshape(-1)
+        keep = np.asarray(
+            cv2.dnn.NMSBoxes(rects, faces[:, 14].tolist(), score_threshold, nms_threshold, top_k=top_k), np.int64
+        ).reshape(-1)
         faces = faces[keep]
     return faces
 
@@ -471,10 +508,16 @@ class YuNetDetector:
 
     name = "yunet"
 
-    def __init__(self, max_side: int | None = YUNET_PHOTO["max_side"],
-                 score_threshold: float = YUNET_PHOTO["score_threshold"], nms_threshold: float = 0.3,
-                 top_k: int = 5000, backend: str = "auto", threads: int | None = None,
-                 model: str | Path | None = None):
+    def __init__(
+        self,
+        max_side: int | None = YUNET_PHOTO["max_side"],
+        score_threshold: float = YUNET_PHOTO["score_threshold"],
+        nms_threshold: float = 0.3,
+        top_k: int = 5000,
+        backend: str = "auto",
+        threads: int | None = None,
+        model: str | Path | None = None,
+    ):
         if backend not in YUNET_BACKENDS:
             raise UserValueError(f"unknown YuNet backend {backend!r}; available: {', '.join(YUNET_BACKENDS)}")
         if not 0.0 <= score_threshold <= 1.0:
@@ -493,14 +536,22 @@ class YuNetDetector:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"YuNetDetector(max_side={self.max_side}, score_threshold={self.score_threshold}, "
-                f"nms_threshold={self.nms_threshold}, backend={self.backend!r})")
+        return (
+            f"YuNetDetector(max_side={self.max_side}, score_threshold={self.score_threshold}, "
+            f"nms_threshold={self.nms_threshold}, backend={self.backend!r})"
+        )
 
     def with_options(self, **kwargs: Any) -> YuNetDetector:
         """A copy with some settings changed (e.g. ``**YUNET_VIDEO`` for video frames)."""
-        kw: dict[str, Any] = {"max_side": self.max_side, "score_threshold": self.score_threshold,
-                              "nms_threshold": self.nms_threshold, "top_k": self.top_k, "backend": self.backend,
-                              "threads": self.threads, "model": self.model}
+        kw: dict[str, Any] = {
+            "max_side": self.max_side,
+            "score_threshold": self.score_threshold,
+            "nms_threshold": self.nms_threshold,
+            "top_k": self.top_k,
+            "backend": self.backend,
+            "threads": self.threads,
+            "model": self.model,
+        }
         kw.update(kwargs)
         return YuNetDetector(**kw)
 
@@ -529,7 +580,8 @@ class YuNetDetector:
                     except ImportError as e:
                         raise DetectorUnavailableError(
                             "YuNet backend 'onnxruntime' needs onnxruntime: pip install onnxruntime "
-                            "(or backend='opencv')") from e
+                            "(or backend='opencv')"
+                        ) from e
                     so = ort.SessionOptions()
                     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                     if self.threads:
@@ -546,9 +598,11 @@ class YuNetDetector:
                     if not hasattr(cv2, "FaceDetectorYN"):
                         raise DetectorUnavailableError(
                             f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs opencv-python(-headless) >= 4.8); "
-                            "pip install -U 'opencv-python-headless>=4.8,<5' or onnxruntime")
-                    self._impl = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
-                                                           self.nms_threshold, self.top_k)
+                            "pip install -U 'opencv-python-headless>=4.8,<5' or onnxruntime"
+                        )
+                    self._impl = cv2.FaceDetectorYN.create(
+                        str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+                    )
                     self._cv_size = (320, 320)
                 self._impl_backend = backend
         return self._impl_backend, self._impl  # type: ignore[return-value]
@@ -601,8 +655,7 @@ class YuNetDetector:
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, tuple[Callable[..., Detector], str]] = {
-    "yunet": (lambda **kw: YuNetDetector(**kw),
-              "YuNet CNN with 5 landmarks (default; bundled, onnxruntime or OpenCV)"),
+    "yunet": (lambda **kw: YuNetDetector(**kw), "YuNet CNN with 5 landmarks (default; bundled, onnxruntime or OpenCV)"),
     "haar": (lambda **kw: HaarDetector(**kw), "OpenCV Haar frontal cascade (no landmarks)"),
     "haar-profile": (lambda **kw: HaarDetector(profile=True, **kw), "Haar frontal + profile cascades"),
     "dlib": (lambda **kw: DlibHogDetector(**kw), "dlib HOG frontal detector (pip install 'fervid[dlib]')"),

@@ -53,8 +53,15 @@ def _get(face: Any, name: str) -> Any:
     return face[name] if isinstance(face, Mapping) else getattr(face, name)
 
 
-def annotate(image: np.ndarray, faces: Sequence[FaceLike] | Sequence[Mapping[str, Any]], *, bars: bool = True,
-             bgr: bool = False, thickness: int | None = None, landmarks: bool = True) -> np.ndarray:
+def annotate(
+    image: np.ndarray,
+    faces: Sequence[FaceLike] | Sequence[Mapping[str, Any]],
+    *,
+    bars: bool = True,
+    bgr: bool = False,
+    thickness: int | None = None,
+    landmarks: bool = True,
+) -> np.ndarray:
     """Return a copy of ``image`` (``H x W x 3`` uint8; grey is converted to 3 channels) with
     each face's box, top label and probability, (``bars=True``) one small bar per emotion
     next to the box and (``landmarks=True``) a dot on each of the face's five landmarks
@@ -127,8 +134,15 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def _draw_bars(out: np.ndarray, probs: Mapping[str, float], box: tuple[int, int, int, int], fscale: float,
-               c: Any, font: int, avoid: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+def _draw_bars(
+    out: np.ndarray,
+    probs: Mapping[str, float],
+    box: tuple[int, int, int, int],
+    fscale: float,
+    c: Any,
+    font: int,
+    avoid: Sequence[tuple[int, int, int, int]],
+) -> tuple[int, int, int, int]:
     """A panel of small labelled bars next to the box: right, left, below or above, the
     first place inside the image that covers no other face (or panel). Returns the panel."""
     import cv2

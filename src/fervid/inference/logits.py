@@ -44,7 +44,7 @@ def ten_crop_views(x: torch.Tensor, crop_pct: float) -> list[torch.Tensor]:
     boxes = [(0, 0), (0, o), (o, 0), (o, o), (mid, mid)]  # (top, left)
     views = []
     for top, left in boxes:
-        v = x[..., top:top + c, left:left + c]
+        v = x[..., top : top + c, left : left + c]
         if c != s:
             v = F.interpolate(v, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         views.append(v)
@@ -70,8 +70,14 @@ def model_preprocess(model: torch.nn.Module, batch_size: int = 1) -> PreprocessC
 
 
 @torch.no_grad()
-def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, tta: str = "none",
-               device: str | torch.device = "cpu", batch_size: int = 256, amp: bool = False) -> torch.Tensor:
+def tta_logits(
+    model: torch.nn.Module,
+    images_uint8: np.ndarray | torch.Tensor,
+    tta: str = "none",
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+    amp: bool = False,
+) -> torch.Tensor:
     """Logits (float32, on CPU, ``N x K``) for uint8 grey faces ``N x H x W``.
 
     Uses ``model.preprocess`` (input size, normalisation, ``crop_pct``), averages the
@@ -96,7 +102,7 @@ def tta_logits(model: torch.nn.Module, images_uint8: np.ndarray | torch.Tensor, 
         return torch.zeros(0, len(pre.labels))
     out = []
     for i in range(0, n, batch_size):
-        x = to_tensor(images_uint8[i:i + batch_size], pre, device)
+        x = to_tensor(images_uint8[i : i + batch_size], pre, device)
         acc = None
         views = tta_views(x, tta, pre.crop_pct)
         for v in views:

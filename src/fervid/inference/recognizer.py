@@ -62,6 +62,7 @@ DEFAULT_THRESHOLD = 0.3
 
 # --------------------------------------------------------------------------- results
 
+
 @dataclass(frozen=True)
 class FaceResult:
     """The emotion of one face.
@@ -151,8 +152,12 @@ class ImageResult:
         return iter(self.faces)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.source, "width": self.width, "height": self.height,
-                "faces": [f.to_dict() for f in self.faces]}
+        return {
+            "path": self.source,
+            "width": self.width,
+            "height": self.height,
+            "faces": [f.to_dict() for f in self.faces],
+        }
 
     def to_json(self, **kwargs: Any) -> str:
         """One JSON object (``kwargs`` go to :func:`json.dumps`)."""
@@ -183,16 +188,47 @@ def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
         for i, f in enumerate(r.faces):
             x, y, w, h = f.box
             lm = [float("nan")] * len(lm_cols) if f.landmarks is None else [float(v) for p in f.landmarks for v in p]
-            rows.append({"path": r.source, "face": i, "x": x, "y": y, "w": w, "h": h, "score": f.score,
-                         "label": f.label, "confidence": f.confidence, "ambiguity": f.ambiguity,
-                         "top2_margin": f.top2_margin, "ambiguous": f.ambiguous, "labels_above": "|".join(f.labels_above),
-                         **dict(zip(lm_cols, lm)), **f.probabilities})
-    cols = ["path", "face", "x", "y", "w", "h", "score", "label", "confidence", "ambiguity", "top2_margin", "ambiguous",
-            "labels_above", *lm_cols, *labels]
+            rows.append(
+                {
+                    "path": r.source,
+                    "face": i,
+                    "x": x,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                    "score": f.score,
+                    "label": f.label,
+                    "confidence": f.confidence,
+                    "ambiguity": f.ambiguity,
+                    "top2_margin": f.top2_margin,
+                    "ambiguous": f.ambiguous,
+                    "labels_above": "|".join(f.labels_above),
+                    **dict(zip(lm_cols, lm)),
+                    **f.probabilities,
+                }
+            )
+    cols = [
+        "path",
+        "face",
+        "x",
+        "y",
+        "w",
+        "h",
+        "score",
+        "label",
+        "confidence",
+        "ambiguity",
+        "top2_margin",
+        "ambiguous",
+        "labels_above",
+        *lm_cols,
+        *labels,
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
 # --------------------------------------------------------------------------- ambiguity
+
 
 def _normalized_entropy(p: np.ndarray) -> float:
     from fervid.inference.ambiguity import normalized_entropy
@@ -213,6 +249,7 @@ def _to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- recognizer
+
 
 class EmotionRecognizer:
     """Detect faces and recognise their emotions.
@@ -235,9 +272,16 @@ class EmotionRecognizer:
             in :meth:`stream` unless these set ``max_side`` or ``score_threshold``.
     """
 
-    def __init__(self, model: Any = "default", detector: str | Detector = DEFAULT_DETECTOR, device: str = "auto",
-                 backend: str = "auto", *, threshold: float = DEFAULT_THRESHOLD,
-                 detector_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: Any = "default",
+        detector: str | Detector = DEFAULT_DETECTOR,
+        device: str = "auto",
+        backend: str = "auto",
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        detector_options: dict[str, Any] | None = None,
+    ):
         if not 0.0 <= threshold <= 1.0:
             raise UserValueError(f"threshold must be in [0, 1], got {threshold}")
         if backend not in BACKENDS:
@@ -259,8 +303,10 @@ class EmotionRecognizer:
         self._load_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"EmotionRecognizer(model={self.model!r}, detector={self._detector_spec!r}, "
-                f"device={self.device!r}, backend={self.backend!r})")
+        return (
+            f"EmotionRecognizer(model={self.model!r}, detector={self._detector_spec!r}, "
+            f"device={self.device!r}, backend={self.backend!r})"
+        )
 
     # ---- lazy parts
     @property
@@ -271,8 +317,9 @@ class EmotionRecognizer:
 
             with self._load_lock:  # threads sharing a recognizer load the model once
                 if self._classifier is None:
-                    self._classifier = load_classifier(self.model, backend=self.backend,
-                                                       device=str(resolve_device(self.device)))
+                    self._classifier = load_classifier(
+                        self.model, backend=self.backend, device=str(resolve_device(self.device))
+                    )
         return self._classifier
 
     @property
@@ -293,8 +340,11 @@ class EmotionRecognizer:
         from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
 
         det = self.detector
-        if not isinstance(det, YuNetDetector) or not isinstance(self._detector_spec, str) \
-                or set(YUNET_VIDEO) & set(self._detector_options):
+        if (
+            not isinstance(det, YuNetDetector)
+            or not isinstance(self._detector_spec, str)
+            or set(YUNET_VIDEO) & set(self._detector_options)
+        ):
             return det
         if self._video_detector is None:
             with self._load_lock:
@@ -328,8 +378,9 @@ class EmotionRecognizer:
         """
         return self.predict_batch([image], color=color)[0]
 
-    def predict_batch(self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *,
-                      adabn: bool = False) -> list[ImageResult]:
+    def predict_batch(
+        self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *, adabn: bool = False
+    ) -> list[ImageResult]:
         """:meth:`predict` for many images; all faces are classified in one batch.
 
         ``adabn=True`` first re-estimates the model's BatchNorm statistics on the faces
@@ -358,12 +409,13 @@ class EmotionRecognizer:
         faces = self._classify(stack, [b for m in metas for b in m[3]], clf_used)
         out, i = [], 0
         for source, w, h, boxes in metas:
-            out.append(ImageResult(source, w, h, faces[i:i + len(boxes)], self.labels))
+            out.append(ImageResult(source, w, h, faces[i : i + len(boxes)], self.labels))
             i += len(boxes)
         return out
 
-    def adapt(self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *, strict: bool = True,
-              progress: bool = False) -> int:
+    def adapt(
+        self, images: Iterable[ImageInput], color: ColorOrder = "rgb", *, strict: bool = True, progress: bool = False
+    ) -> int:
         """AdaBN for a folder of photos: detect the faces in ``images`` (unlabelled photos of
         the target domain), re-estimate the model's BatchNorm statistics on them, and use the
         adapted model for every later prediction of this recognizer. Returns the number of
@@ -401,8 +453,10 @@ class EmotionRecognizer:
         clf = self.classifier
         if not isinstance(clf, TorchClassifier):
             if self.backend != "auto":
-                raise UserValueError(f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
-                                 "backend cannot be adapted: use backend='torch' (fervid predict --backend torch)")
+                raise UserValueError(
+                    f"AdaBN re-estimates BatchNorm statistics of the PyTorch model; the {self.backend!r} "
+                    "backend cannot be adapted: use backend='torch' (fervid predict --backend torch)"
+                )
             clf = load_classifier(self.model, backend="torch", device=str(resolve_device(self.device)))
             assert isinstance(clf, TorchClassifier)
         return TorchClassifier(adabn(clf.model, faces), device=clf.device)
@@ -432,8 +486,15 @@ class EmotionRecognizer:
             grays.append(g if g.shape == (size, size) else cv2.resize(g, (size, size), interpolation=interp))
         return self._classify(np.stack(grays) if grays else np.zeros((0, size, size), np.uint8), boxes)
 
-    def stream(self, source: VideoSource, *, every: int = 1, smooth: float = DEFAULT_SMOOTH,
-               max_seconds: float | None = None, detect_every: int = DEFAULT_DETECT_EVERY) -> VideoStream:
+    def stream(
+        self,
+        source: VideoSource,
+        *,
+        every: int = 1,
+        smooth: float = DEFAULT_SMOOTH,
+        max_seconds: float | None = None,
+        detect_every: int = DEFAULT_DETECT_EVERY,
+    ) -> VideoStream:
         """Faces, stable face ids and emotions frame by frame in a video file, a camera or
         an iterable of BGR frames: an iterator of :class:`fervid.inference.video.FrameResult` (no
         drawing, no window; see :mod:`fervid.inference.video` for tracking, smoothing, speed and how
@@ -466,12 +527,16 @@ class EmotionRecognizer:
         out = []
         for b, p in zip(boxes, probs):
             k = int(np.argmax(p))
-            out.append(FaceResult(
-                box=b.box, score=float(b.score),
-                probabilities={lab: float(v) for lab, v in zip(labels, p)},
-                label=labels[k], confidence=float(p[k]),
-                ambiguity=_normalized_entropy(p),
-                labels_above=_labels_above(p, labels, self.threshold),
-                landmarks=getattr(b, "landmarks", None),
-            ))
+            out.append(
+                FaceResult(
+                    box=b.box,
+                    score=float(b.score),
+                    probabilities={lab: float(v) for lab, v in zip(labels, p)},
+                    label=labels[k],
+                    confidence=float(p[k]),
+                    ambiguity=_normalized_entropy(p),
+                    labels_above=_labels_above(p, labels, self.threshold),
+                    landmarks=getattr(b, "landmarks", None),
+                )
+            )
         return out

@@ -69,6 +69,7 @@ class VideoOpenError(FervidError, ValueError):
 
 # --------------------------------------------------------------------------- results
 
+
 @dataclass(frozen=True)
 class TrackedFace:
     """One face in one frame.
@@ -104,10 +105,18 @@ class TrackedFace:
         from fervid.inference.detect import landmarks_dict
 
         x, y, w, h = self.box
-        return {"face_id": self.face_id, "box": {"x": x, "y": y, "w": w, "h": h}, "score": float(self.score),
-                "label": self.label, "confidence": float(self.confidence), "raw_label": self.raw_label,
-                "probabilities": dict(self.probabilities), "smoothed": dict(self.smoothed),
-                "key_frame": self.key_frame, "landmarks": landmarks_dict(self.landmarks)}
+        return {
+            "face_id": self.face_id,
+            "box": {"x": x, "y": y, "w": w, "h": h},
+            "score": float(self.score),
+            "label": self.label,
+            "confidence": float(self.confidence),
+            "raw_label": self.raw_label,
+            "probabilities": dict(self.probabilities),
+            "smoothed": dict(self.smoothed),
+            "key_frame": self.key_frame,
+            "landmarks": landmarks_dict(self.landmarks),
+        }
 
 
 @dataclass(frozen=True)
@@ -136,8 +145,13 @@ class FrameResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without the pixels)."""
-        return {"index": self.index, "time": self.time, "width": self.width, "height": self.height,
-                "faces": [f.to_dict() for f in self.faces]}
+        return {
+            "index": self.index,
+            "time": self.time,
+            "width": self.width,
+            "height": self.height,
+            "faces": [f.to_dict() for f in self.faces],
+        }
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,7 @@ class SourceInfo:
 
 
 # --------------------------------------------------------------------------- tracker
+
 
 @dataclass
 class _Track:
@@ -218,6 +233,7 @@ class IoUTracker:
 
 # --------------------------------------------------------------------------- sources
 
+
 def _parse_camera(source: Any) -> int | None:
     if isinstance(source, bool):
         return None
@@ -261,9 +277,14 @@ class _CaptureReader:
                 raise VideoOpenError(f"camera {cam} could not be opened (no such device, busy, or no permission)")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
-        self.info = SourceInfo(name, cam is not None, fps if 0 < fps < 1000 else 0.0, max(count, 0),
-                               int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-                               int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+        self.info = SourceInfo(
+            name,
+            cam is not None,
+            fps if 0 < fps < 1000 else 0.0,
+            max(count, 0),
+            int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+        )
 
     def grab(self) -> bool:
         return bool(self.cap.grab())
@@ -316,6 +337,7 @@ def open_source(source: VideoSource, fps: float = 0.0) -> _CaptureReader | _Arra
 
 # --------------------------------------------------------------------------- the stream
 
+
 def _expand(box: FaceBox, W: int, H: int, grow: float) -> tuple[int, int, int, int]:
     side = max(box.w, box.h)
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
@@ -339,10 +361,19 @@ class VideoStream(Iterator[FrameResult]):
             file, decoding error, frame size change, camera lost).
     """
 
-    def __init__(self, recognizer: EmotionRecognizer, source: VideoSource, *, every: int = 1,
-                 smooth: float = DEFAULT_SMOOTH, max_seconds: float | None = None,
-                 detect_every: int = DEFAULT_DETECT_EVERY, search_margin: float = 0.5, fps: float = 0.0,
-                 tracker: IoUTracker | None = None):
+    def __init__(
+        self,
+        recognizer: EmotionRecognizer,
+        source: VideoSource,
+        *,
+        every: int = 1,
+        smooth: float = DEFAULT_SMOOTH,
+        max_seconds: float | None = None,
+        detect_every: int = DEFAULT_DETECT_EVERY,
+        search_margin: float = 0.5,
+        fps: float = 0.0,
+        tracker: IoUTracker | None = None,
+    ):
         if every < 1:
             raise UserValueError(f"every must be >= 1, got {every}")
         if detect_every < 1:
@@ -411,8 +442,11 @@ class VideoStream(Iterator[FrameResult]):
             # window so the face is ~roi_face px and the scan covers only sizes near it.
             f = min(1.0, self.roi_face / max(t.box.w, t.box.h)) if isinstance(det, HaarDetector) else 1.0
             if f < 1.0:
-                roi = cv2.resize(roi, (max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))),
-                                 interpolation=cv2.INTER_AREA)
+                roi = cv2.resize(
+                    roi,
+                    (max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))),
+                    interpolation=cv2.INTER_AREA,
+                )
             boxes = [b.moved(x0, y0, 1 / f) for b in det.detect(np.ascontiguousarray(roi))]
             # not re-detected (a Haar miss on a turned or blurred face): keep the last box
             # until the next key frame, where the full-frame detection decides
@@ -474,8 +508,10 @@ class VideoStream(Iterator[FrameResult]):
                 if shape is None:
                     shape = frame.shape
                 elif frame.shape != shape:
-                    self.stop_reason = (f"frame size changed from {shape[1]}x{shape[0]} to "
-                                        f"{frame.shape[1]}x{frame.shape[0]} at frame {index}")
+                    self.stop_reason = (
+                        f"frame size changed from {shape[1]}x{shape[0]} to "
+                        f"{frame.shape[1]}x{frame.shape[0]} at frame {index}"
+                    )
                     return
                 gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 t1 = time.perf_counter()
@@ -485,25 +521,50 @@ class VideoStream(Iterator[FrameResult]):
                 t2 = time.perf_counter()
                 crops = [crop_face(gray, b.box, margin, size, b.landmarks) for b in boxes]
                 t3 = time.perf_counter()
-                probs = (softmax(np.asarray(clf.logits(np.stack(crops)), np.float32), float(clf.temperature))
-                         .astype(np.float64) if crops else np.zeros((0, len(labels))))
+                probs = (
+                    softmax(np.asarray(clf.logits(np.stack(crops)), np.float32), float(clf.temperature)).astype(
+                        np.float64
+                    )
+                    if crops
+                    else np.zeros((0, len(labels)))
+                )
                 tracks = self.tracker.update(boxes, len(labels))
                 faces = []
                 for b, p, t in zip(boxes, probs, tracks):
                     p = p / p.sum()
-                    t.smoothed = p.copy() if np.isnan(t.smoothed).any() else self.smooth * p + (1 - self.smooth) * t.smoothed
+                    t.smoothed = (
+                        p.copy() if np.isnan(t.smoothed).any() else self.smooth * p + (1 - self.smooth) * t.smoothed
+                    )
                     s = t.smoothed / t.smoothed.sum()
                     k, kr = int(np.argmax(s)), int(np.argmax(p))
-                    faces.append(TrackedFace(
-                        t.face_id, b.box, float(b.score), {lab: float(v) for lab, v in zip(labels, p)},
-                        {lab: float(v) for lab, v in zip(labels, s)}, labels[k], float(s[k]), labels[kr], key,
-                        b.landmarks))
+                    faces.append(
+                        TrackedFace(
+                            t.face_id,
+                            b.box,
+                            float(b.score),
+                            {lab: float(v) for lab, v in zip(labels, p)},
+                            {lab: float(v) for lab, v in zip(labels, s)},
+                            labels[k],
+                            float(s[k]),
+                            labels[kr],
+                            key,
+                            b.landmarks,
+                        )
+                    )
                 faces.sort(key=lambda f: f.face_id)
                 t4 = time.perf_counter()
                 self.frames_processed += 1
                 prev_t = now
-                yield FrameResult(index, float(now), float(duration), frame.shape[1], frame.shape[0], faces, frame,
-                                  {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3})
+                yield FrameResult(
+                    index,
+                    float(now),
+                    float(duration),
+                    frame.shape[1],
+                    frame.shape[0],
+                    faces,
+                    frame,
+                    {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3},
+                )
         finally:
             reader.release()
 
@@ -512,15 +573,24 @@ class VideoStream(Iterator[FrameResult]):
         if info.is_camera:
             self.stop_reason = f"camera stopped delivering frames after {n} frames"
         elif info.frame_count and n < info.frame_count - 1:
-            self.stop_reason = (f"{info.name}: stream ended at frame {n} of {info.frame_count} "
-                                "(truncated or corrupt file)")
+            self.stop_reason = (
+                f"{info.name}: stream ended at frame {n} of {info.frame_count} (truncated or corrupt file)"
+            )
         else:
             self.stop_reason = "end"
 
 
-def stream(recognizer: EmotionRecognizer, source: VideoSource, *, every: int = 1, smooth: float = DEFAULT_SMOOTH,
-           max_seconds: float | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
-           search_margin: float = 0.5, fps: float = 0.0) -> VideoStream:
+def stream(
+    recognizer: EmotionRecognizer,
+    source: VideoSource,
+    *,
+    every: int = 1,
+    smooth: float = DEFAULT_SMOOTH,
+    max_seconds: float | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    search_margin: float = 0.5,
+    fps: float = 0.0,
+) -> VideoStream:
     """Faces, ids and emotions frame by frame (see the module docstring).
 
     Args:
@@ -540,31 +610,54 @@ def stream(recognizer: EmotionRecognizer, source: VideoSource, *, every: int = 1
         FileNotFoundError: no such file.
         VideoOpenError: empty or undecodable file, camera that does not open.
     """
-    return VideoStream(recognizer, source, every=every, smooth=smooth, max_seconds=max_seconds,
-                       detect_every=detect_every, search_margin=search_margin, fps=fps)
+    return VideoStream(
+        recognizer,
+        source,
+        every=every,
+        smooth=smooth,
+        max_seconds=max_seconds,
+        detect_every=detect_every,
+        search_margin=search_margin,
+        fps=fps,
+    )
 
 
 # --------------------------------------------------------------------------- timeline
+
 
 def csv_header(labels: Sequence[str]) -> list[str]:
     """Columns of the timeline CSV: one row per face per processed frame (the landmark columns,
     last, are empty for detectors without landmarks)."""
     from fervid.inference.detect import landmark_columns
 
-    return (["frame", "time", "face_id", "x", "y", "w", "h", "score", "key_frame", "label", "confidence",
-             "raw_label"] + [f"p_{lab}" for lab in labels] + [f"smooth_{lab}" for lab in labels]
-            + landmark_columns())
+    return (
+        ["frame", "time", "face_id", "x", "y", "w", "h", "score", "key_frame", "label", "confidence", "raw_label"]
+        + [f"p_{lab}" for lab in labels]
+        + [f"smooth_{lab}" for lab in labels]
+        + landmark_columns()
+    )
 
 
 def csv_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
     """The timeline CSV rows of one frame."""
     rows = []
     for f in result.faces:
-        rows.append([result.index, f"{result.time:.3f}", f.face_id, *f.box, f"{f.score:.3f}", int(f.key_frame),
-                     f.label, f"{f.confidence:.4f}", f.raw_label,
-                     *(f"{f.probabilities[lab]:.4f}" for lab in labels),
-                     *(f"{f.smoothed[lab]:.4f}" for lab in labels),
-                     *([""] * 10 if f.landmarks is None else (f"{v:.1f}" for p in f.landmarks for v in p))])
+        rows.append(
+            [
+                result.index,
+                f"{result.time:.3f}",
+                f.face_id,
+                *f.box,
+                f"{f.score:.3f}",
+                int(f.key_frame),
+                f.label,
+                f"{f.confidence:.4f}",
+                f.raw_label,
+                *(f"{f.probabilities[lab]:.4f}" for lab in labels),
+                *(f"{f.smoothed[lab]:.4f}" for lab in labels),
+                *([""] * 10 if f.landmarks is None else (f"{v:.1f}" for p in f.landmarks for v in p)),
+            ]
+        )
     return rows
 
 
@@ -610,10 +703,18 @@ class Timeline:
         dur = result.duration if result.duration > 0 else 0.0
         self.seconds = max(self.seconds, result.time + dur)
         for f in result.faces:
-            st = self._faces.setdefault(f.face_id, {"first": result.time, "last": result.time, "frames": 0,
-                                                    "seconds": 0.0, "label_seconds": dict.fromkeys(self.labels, 0.0),
-                                                    "label_frames": dict.fromkeys(self.labels, 0),
-                                                    "prob_sum": np.zeros(len(self.labels))})
+            st = self._faces.setdefault(
+                f.face_id,
+                {
+                    "first": result.time,
+                    "last": result.time,
+                    "frames": 0,
+                    "seconds": 0.0,
+                    "label_seconds": dict.fromkeys(self.labels, 0.0),
+                    "label_frames": dict.fromkeys(self.labels, 0),
+                    "prob_sum": np.zeros(len(self.labels)),
+                },
+            )
             st["last"] = result.time
             st["frames"] += 1
             st["seconds"] += dur
@@ -622,7 +723,8 @@ class Timeline:
             st["prob_sum"] += np.array([f.smoothed[lab] for lab in self.labels])
             if self._keep_series:
                 self.series.setdefault(f.face_id, []).append(
-                    (result.time, np.array([f.smoothed[lab] for lab in self.labels])))
+                    (result.time, np.array([f.smoothed[lab] for lab in self.labels]))
+                )
         if self._writer is not None:
             self._writer.writerows(csv_rows(result, self.labels))
             assert self._file is not None
@@ -640,14 +742,21 @@ class Timeline:
                 share = {lab: st["label_frames"][lab] / st["frames"] for lab in self.labels}
             mean = st["prob_sum"] / st["frames"]
             faces[str(fid)] = {
-                "face_id": fid, "first_seen": round(st["first"], 3), "last_seen": round(st["last"], 3),
-                "frames": st["frames"], "seconds_on_screen": round(total, 3),
+                "face_id": fid,
+                "first_seen": round(st["first"], 3),
+                "last_seen": round(st["last"], 3),
+                "frames": st["frames"],
+                "seconds_on_screen": round(total, 3),
                 "emotion_share": {k: round(v, 4) for k, v in share.items()},
                 "mean_probabilities": {lab: round(float(v), 4) for lab, v in zip(self.labels, mean)},
                 "dominant_emotion": max(share, key=lambda k: share[k]),
             }
-        return {"frames_processed": self.frames, "seconds": round(self.seconds, 3), "labels": list(self.labels),
-                "faces": faces}
+        return {
+            "frames_processed": self.frames,
+            "seconds": round(self.seconds, 3),
+            "labels": list(self.labels),
+            "faces": faces,
+        }
 
 
 def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:

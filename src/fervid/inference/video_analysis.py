@@ -54,9 +54,14 @@ class VideoReport:
     def describe(self) -> str:
         """One line: frames processed and each face's dominant emotion (the first eight faces)."""
         faces = self.summary["faces"]
-        return (f"{self.info.name}: {self.frames} frames processed, {len(faces)} face id{'s' if len(faces) != 1 else ''}"
-                + "".join(f"; face {k}: {v['dominant_emotion']} ({100 * v['emotion_share'][v['dominant_emotion']]:.0f}%"
-                          f" of {v['seconds_on_screen']:.1f} s)" for k, v in list(faces.items())[:8]))
+        return (
+            f"{self.info.name}: {self.frames} frames processed, {len(faces)} face id{'s' if len(faces) != 1 else ''}"
+            + "".join(
+                f"; face {k}: {v['dominant_emotion']} ({100 * v['emotion_share'][v['dominant_emotion']]:.0f}%"
+                f" of {v['seconds_on_screen']:.1f} s)"
+                for k, v in list(faces.items())[:8]
+            )
+        )
 
 
 class _Writer:
@@ -100,12 +105,22 @@ def expected_frames(info: SourceInfo, every: int, max_seconds: float | None) -> 
     return -(-n // every)
 
 
-def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: str | os.PathLike | None = None,
-                  csv: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-                  summary: str | os.PathLike | None = None, every: int = 1, smooth: float = DEFAULT_SMOOTH,
-                  max_seconds: float | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
-                  annotate: bool = False, on_frame: FrameCallback | None = None,
-                  on_start: Callable[[SourceInfo], None] | None = None) -> VideoReport:
+def analyze_video(
+    recognizer: EmotionRecognizer,
+    source: VideoSource,
+    *,
+    out: str | os.PathLike | None = None,
+    csv: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    summary: str | os.PathLike | None = None,
+    every: int = 1,
+    smooth: float = DEFAULT_SMOOTH,
+    max_seconds: float | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    annotate: bool = False,
+    on_frame: FrameCallback | None = None,
+    on_start: Callable[[SourceInfo], None] | None = None,
+) -> VideoReport:
     """Run ``recognizer`` over a video file, camera index or frame iterable and write the outputs.
 
     Args:
@@ -130,7 +145,7 @@ def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: st
     for i, (flag, p) in enumerate(named):
         check_not_input(p, [source] if isinstance(source, (str, os.PathLike)) else [], flag)
         preflight_output(p)  # a folder or file in the way fails now, not at the first frame or the end
-        for flag2, p2 in named[i + 1:]:
+        for flag2, p2 in named[i + 1 :]:
             if same_file(p, p2):
                 raise OutputError(f"{flag} and {flag2} are the same file ({p}); give each output its own path")
     stream = recognizer.stream(source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every)
@@ -171,13 +186,22 @@ def analyze_video(recognizer: EmotionRecognizer, source: VideoSource, *, out: st
             writer.close()
         # whatever happened, write out what was processed
         result = timeline.summary()
-        result.update(source=info.name, stop_reason="interrupted" if interrupted else stream.stop_reason,
-                      fps_processed=round(timeline.frames / max(time.perf_counter() - t0, 1e-9), 2))
+        result.update(
+            source=info.name,
+            stop_reason="interrupted" if interrupted else stream.stop_reason,
+            fps_processed=round(timeline.frames / max(time.perf_counter() - t0, 1e-9), 2),
+        )
         if summary is not None:
             write_summary(summary, result)
         if plot is not None:
             plot_timeline(timeline, plot)
     written = [str(p) for p in (csv, summary, plot, out) if p is not None and Path(p).exists()]
-    return VideoReport(info=info, frames=timeline.frames, summary=result, stop_reason=str(result["stop_reason"]),
-                       interrupted=interrupted, stopped_early=stream.stopped_early and not interrupted,
-                       written=written)
+    return VideoReport(
+        info=info,
+        frames=timeline.frames,
+        summary=result,
+        stop_reason=str(result["stop_reason"]),
+        interrupted=interrupted,
+        stopped_early=stream.stopped_early and not interrupted,
+        written=written,
+    )

@@ -56,6 +56,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, cfg: CfgSpec |
     A family registered without it works for training and inference; fine-tuning and int8
     export then refuse it instead of guessing.
     """
+
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _REGISTRY[f.__name__] = f
         _DESCRIPTIONS[f.__name__] = (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else ""
@@ -70,8 +71,10 @@ def model_cfg(model: nn.Module) -> ModelCfg:
     cfg = getattr(model, "fervid_cfg", None)
     if not isinstance(cfg, ModelCfg):
         name = getattr(model, "model_name", type(model).__name__)
-        raise UserValueError(f"model {name!r} declares no ModelCfg (first conv, classifier, head): "
-                             "register its family with register_model(cfg=ModelCfg(...))")
+        raise UserValueError(
+            f"model {name!r} declares no ModelCfg (first conv, classifier, head): "
+            "register its family with register_model(cfg=ModelCfg(...))"
+        )
     return cfg
 
 
@@ -84,8 +87,9 @@ def _resolve_cfg(name: str, model: nn.Module, n_classes: int) -> ModelCfg | None
     conv, clf = modules.get(cfg.first_conv), modules.get(cfg.classifier)
     # A wrong declaration is a bug in the family: fail when the model is built, not later.
     assert isinstance(conv, nn.Conv2d), f"{name}: first_conv {cfg.first_conv!r} is not an nn.Conv2d"
-    assert isinstance(clf, nn.Linear) and clf.out_features == n_classes, \
+    assert isinstance(clf, nn.Linear) and clf.out_features == n_classes, (
         f"{name}: classifier {cfg.classifier!r} is not an nn.Linear with {n_classes} outputs"
+    )
     return cfg
 
 
@@ -148,19 +152,34 @@ def describe_models() -> dict[str, str]:
     return {k: _DESCRIPTIONS[k] for k in sorted(_REGISTRY)}
 
 
-def create_model(name: str, *, num_classes: int | None = None, labels: tuple[str, ...] | list[str] | None = None,
-                 in_chans: int = 1, input_size: int = 48, **overrides: Any) -> nn.Module:
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    labels: tuple[str, ...] | list[str] | None = None,
+    in_chans: int = 1,
+    input_size: int = 48,
+    **overrides: Any,
+) -> nn.Module:
     """Build a registered model. ``labels`` (default FER2013) fixes ``num_classes``."""
     _load_families()
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
-    labels = tuple(labels) if labels is not None else (FER2013 if num_classes in (None, 7) else tuple(f"class{i}" for i in range(num_classes)))
+    labels = (
+        tuple(labels)
+        if labels is not None
+        else (FER2013 if num_classes in (None, 7) else tuple(f"class{i}" for i in range(num_classes)))
+    )
     if num_classes is not None and num_classes != len(labels):
         raise UserValueError(f"num_classes={num_classes} but {len(labels)} labels given")
     model = _REGISTRY[name](num_classes=len(labels), in_chans=in_chans, **overrides)
-    attach_meta(model, model_name=name, model_args={"num_classes": len(labels), "in_chans": in_chans, **overrides},
-                preprocess=PreprocessConfig(input_size=input_size, in_chans=in_chans, labels=labels),
-                fervid_cfg=_resolve_cfg(name, model, len(labels)))
+    attach_meta(
+        model,
+        model_name=name,
+        model_args={"num_classes": len(labels), "in_chans": in_chans, **overrides},
+        preprocess=PreprocessConfig(input_size=input_size, in_chans=in_chans, labels=labels),
+        fervid_cfg=_resolve_cfg(name, model, len(labels)),
+    )
     return model
 
 
@@ -181,6 +200,18 @@ def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 
     )
 
 
-__all__ = ["ModelCfg", "register_model", "model_cfg", "create_model", "list_models", "describe_models",
-           "count_parameters", "attach_meta", "model_preprocess", "model_temperature", "model_name", "model_args",
-           "checkpoint_meta"]
+__all__ = [
+    "ModelCfg",
+    "register_model",
+    "model_cfg",
+    "create_model",
+    "list_models",
+    "describe_models",
+    "count_parameters",
+    "attach_meta",
+    "model_preprocess",
+    "model_temperature",
+    "model_name",
+    "model_args",
+    "checkpoint_meta",
+]

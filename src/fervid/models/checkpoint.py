@@ -31,6 +31,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 def _version() -> str:
     from fervid import __version__
+
     return __version__
 
 
@@ -93,8 +94,9 @@ _REQUIRED = {"model": str, "model_args": dict, "preprocess": dict, "labels": lis
 def _check_structure(ckpt: Any, src: str) -> None:
     """The checkpoint dict's keys and types, and its scalar fields, before anything is built."""
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{src}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, "
-                              "not a checkpoint dict)")
+        raise CheckpointError(
+            f"{src}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, not a checkpoint dict)"
+        )
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{src}: not a fervid checkpoint (missing format tag)")
     missing = [k for k in _REQUIRED if k not in ckpt]
@@ -102,15 +104,18 @@ def _check_structure(ckpt: Any, src: str) -> None:
         raise CheckpointError(f"{src}: damaged fervid checkpoint: no {', '.join(repr(k) for k in missing)} entry")
     for key, typ in _REQUIRED.items():
         if not isinstance(ckpt[key], typ):
-            raise CheckpointError(f"{src}: damaged fervid checkpoint: {key!r} is a {type(ckpt[key]).__name__}, "
-                                  f"expected a {typ.__name__}")
+            raise CheckpointError(
+                f"{src}: damaged fervid checkpoint: {key!r} is a {type(ckpt[key]).__name__}, expected a {typ.__name__}"
+            )
     labels = ckpt["labels"]
     if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise CheckpointError(f"{src}: 'labels' must be two or more distinct names, got {labels!r}")
     t = ckpt.get("temperature", 1.0)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-        raise CheckpointError(f"{src}: temperature must be a finite number > 0, got {t!r} "
-                              "(it divides the logits: <= 0 would invert or break the probabilities)")
+        raise CheckpointError(
+            f"{src}: temperature must be a finite number > 0, got {t!r} "
+            "(it divides the logits: <= 0 would invert or break the probabilities)"
+        )
     bad = [k for k, v in ckpt["state_dict"].items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{src}: 'state_dict' entries that are not tensors: {bad[:5]}")
@@ -121,10 +126,18 @@ def _preprocess(ckpt: dict[str, Any], src: str) -> PreprocessConfig:
         pre = PreprocessConfig.from_dict(ckpt["preprocess"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{src}: bad 'preprocess' entry ({e})") from e
-    ok = (isinstance(pre.input_size, int) and not isinstance(pre.input_size, bool) and 8 <= pre.input_size <= 4096
-          and pre.in_chans in (1, 3) and all(isinstance(v, (int, float)) and math.isfinite(v)
-                                             for v in (pre.mean, pre.std, pre.crop_pct, pre.face_margin))
-          and pre.std > 0 and 0 < pre.crop_pct <= 1 and pre.face_margin >= 0)
+    ok = (
+        isinstance(pre.input_size, int)
+        and not isinstance(pre.input_size, bool)
+        and 8 <= pre.input_size <= 4096
+        and pre.in_chans in (1, 3)
+        and all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in (pre.mean, pre.std, pre.crop_pct, pre.face_margin)
+        )
+        and pre.std > 0
+        and 0 < pre.crop_pct <= 1
+        and pre.face_margin >= 0
+    )
     if not ok:
         raise CheckpointError(f"{src}: bad 'preprocess' entry {ckpt['preprocess']!r}")
     if list(pre.labels) != list(ckpt["labels"]):
@@ -140,12 +153,19 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, Any], src: str) -> 
     missing = [k for k in want if k not in state_dict]
     unexpected = [k for k in state_dict if k not in want]
     if missing or unexpected:
-        parts = ([f"missing {len(missing)} weights ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"]
-                 if missing else [])
-        parts += ([f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})"]
-                  if unexpected else [])
-        raise CheckpointError(f"{src}: weights do not match the {getattr(model, 'model_name', 'model')} "
-                              f"architecture: {'; '.join(parts)}")
+        parts = (
+            [f"missing {len(missing)} weights ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"]
+            if missing
+            else []
+        )
+        parts += (
+            [f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})"]
+            if unexpected
+            else []
+        )
+        raise CheckpointError(
+            f"{src}: weights do not match the {getattr(model, 'model_name', 'model')} architecture: {'; '.join(parts)}"
+        )
     n_labels = len(getattr(model, "preprocess", PreprocessConfig()).labels)
     for k, w in want.items():
         v = state_dict[k]
@@ -153,7 +173,9 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, Any], src: str) -> 
             continue
         if w.ndim >= 1 and w.shape[0] == n_labels and v.ndim == w.ndim and tuple(v.shape[1:]) == tuple(w.shape[1:]):
             raise CheckpointError(f"{src}: {n_labels} labels, but the classifier weight {k} has {v.shape[0]} outputs")
-        raise CheckpointError(f"{src}: weight {k} has shape {tuple(v.shape)}, the architecture expects {tuple(w.shape)}")
+        raise CheckpointError(
+            f"{src}: weight {k} has shape {tuple(v.shape)}, the architecture expects {tuple(w.shape)}"
+        )
     for k, v in state_dict.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{src}: weight {k} holds NaN or infinite values; the model would predict NaN")
@@ -173,16 +195,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | None = None) -> nn
     args.pop("num_classes", None)
     args.pop("in_chans", None)
     try:
-        model = create_model(ckpt["model"], labels=tuple(ckpt["labels"]), in_chans=pre.in_chans,
-                             input_size=pre.input_size, **args)
+        model = create_model(
+            ckpt["model"], labels=tuple(ckpt["labels"]), in_chans=pre.in_chans, input_size=pre.input_size, **args
+        )
     except (KeyError, TypeError, ValueError) as e:  # unknown architecture or arguments it does not take
         raise CheckpointError(f"{src}: cannot build its model {ckpt['model']!r} ({e})") from e
     attach_meta(model, preprocess=pre)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     check_state_dict(model, sd, src)
     model.load_state_dict(sd)
-    attach_meta(model, temperature=float(ckpt.get("temperature", 1.0)),
-                checkpoint_meta={k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")})
+    attach_meta(
+        model,
+        temperature=float(ckpt.get("temperature", 1.0)),
+        checkpoint_meta={k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")},
+    )
     return model.eval()
 
 
@@ -201,13 +227,16 @@ def bundled_models() -> dict[str, BundledModel]:
         return {}
     try:
         entries = json.loads(manifest.read_text())
-        out = {e["name"]: BundledModel(str(e["name"]), str(e["file"]), str(e["sha256"]), str(e.get("description", "")))
-               for e in entries["models"]}
+        out = {
+            e["name"]: BundledModel(str(e["name"]), str(e["file"]), str(e["sha256"]), str(e.get("description", "")))
+            for e in entries["models"]
+        }
         for alias, target in entries.get("aliases", {}).items():
             out[alias] = out[target]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{manifest}: broken bundled-model manifest ({type(e).__name__}: {e}); "
-                              "reinstall fervid") from e
+        raise CheckpointError(
+            f"{manifest}: broken bundled-model manifest ({type(e).__name__}: {e}); reinstall fervid"
+        ) from e
     return out
 
 
@@ -219,7 +248,9 @@ def load_safetensors_checkpoint(path: str | os.PathLike, sha256: str | None = No
     if sha256 is not None:
         got = file_sha256(path)
         if got != sha256:
-            raise UserValueError(f"{path}: sha256 {got} does not match the expected {sha256}; the file is corrupt or was modified")
+            raise UserValueError(
+                f"{path}: sha256 {got} does not match the expected {sha256}; the file is corrupt or was modified"
+            )
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("fervid")
@@ -270,8 +301,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             detail = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
         raise CheckpointError(f"{path}: not a readable fervid checkpoint ({detail})") from e
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, "
-                              "not a checkpoint dict)")
+        raise CheckpointError(
+            f"{path}: not a fervid checkpoint (the file holds a {type(ckpt).__name__}, not a checkpoint dict)"
+        )
     return ckpt
 
 
@@ -282,8 +314,10 @@ def read_resume_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[st
     ckpt = read_checkpoint(path)
     missing = [k for k in ("state_dict", "optimizer", "trainer_state") if not isinstance(ckpt.get(k), dict)]
     if missing:
-        raise CheckpointError(f"{path}: cannot resume from it: no {', '.join(missing)} (a damaged file, or not a "
-                              "run's last.pt); use --overwrite to start the run again")
+        raise CheckpointError(
+            f"{path}: cannot resume from it: no {', '.join(missing)} (a damaged file, or not a "
+            "run's last.pt); use --overwrite to start the run again"
+        )
     st = ckpt["trainer_state"]
     if not isinstance(st.get("epoch"), int) or not isinstance(st.get("weights"), list):
         raise CheckpointError(f"{path}: cannot resume from it: damaged trainer state")
@@ -306,8 +340,10 @@ def load_checkpoint(name_or_path: str | os.PathLike = "default") -> dict[str, An
     if not path.is_file():
         raise UserFileNotFoundError(f"no bundled model named {name!r} (have: {sorted(bundled)}) and no such file")
     if path.suffix.lower() == ".onnx":
-        raise UserValueError(f"{path}: an ONNX export holds no checkpoint (weights and training metadata); "
-                             "use the .pt or .safetensors it was exported from")
+        raise UserValueError(
+            f"{path}: an ONNX export holds no checkpoint (weights and training metadata); "
+            "use the .pt or .safetensors it was exported from"
+        )
     ckpt = load_safetensors_checkpoint(path) if path.suffix == ".safetensors" else read_checkpoint(path)
     ckpt["source"] = str(path)
     return ckpt

@@ -36,8 +36,14 @@ class Block(nn.Module):
 
 
 class ConvNeXt48(nn.Module):
-    def __init__(self, num_classes: int = 7, in_chans: int = 1, dims: tuple[int, ...] = (48, 96, 192, 384),
-                 depths: tuple[int, ...] = (2, 2, 6, 2), drop_path: float = 0.1):
+    def __init__(
+        self,
+        num_classes: int = 7,
+        in_chans: int = 1,
+        dims: tuple[int, ...] = (48, 96, 192, 384),
+        depths: tuple[int, ...] = (2, 2, 6, 2),
+        drop_path: float = 0.1,
+    ):
         super().__init__()
         # 3x3 stride-1 stem (not ImageNet's 4x4 patchify): 48x48 faces cannot afford a 4x downsample.
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 3, 1, 1), LayerNorm2d(dims[0]))
@@ -61,7 +67,12 @@ class ConvNeXt48(nn.Module):
 
 
 @register_model(cfg=ModelCfg(first_conv="stem.0", classifier="fc"))
-def convnext_fer(num_classes: int = 7, in_chans: int = 1, dims: tuple[int, ...] | list[int] = (48, 96, 192, 384),
-                 depths: tuple[int, ...] | list[int] = (2, 2, 6, 2), drop_path: float = 0.1) -> nn.Module:
+def convnext_fer(
+    num_classes: int = 7,
+    in_chans: int = 1,
+    dims: tuple[int, ...] | list[int] = (48, 96, 192, 384),
+    depths: tuple[int, ...] | list[int] = (2, 2, 6, 2),
+    drop_path: float = 0.1,
+) -> nn.Module:
     """Small ConvNeXt with a 48x48 stem (~4.8 M params)."""
     return ConvNeXt48(num_classes, in_chans, tuple(dims), tuple(depths), drop_path)

@@ -60,9 +60,17 @@ def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
         warnings.simplefilter("ignore")
         # The TorchScript exporter (dynamo=False) writes to a file object too; torch annotates
         # `f` for the dynamo exporter only.
-        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],  # type: ignore[arg-type]
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,  # type: ignore[arg-type]
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     return buf.getvalue()
 
 
@@ -74,13 +82,16 @@ def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
         "labels": json.dumps(list(cfg.labels)),
         "preprocess": json.dumps(cfg.to_dict()),
         "temperature": repr(model_temperature(model)),
-        "input": (f"float32 N x {cfg.in_chans} x {cfg.input_size} x {cfg.input_size}: grey face crop "
-                  f"(face_margin {cfg.face_margin} per side), pixels/255, minus mean {cfg.mean}, over std {cfg.std}"),
+        "input": (
+            f"float32 N x {cfg.in_chans} x {cfg.input_size} x {cfg.input_size}: grey face crop "
+            f"(face_margin {cfg.face_margin} per side), pixels/255, minus mean {cfg.mean}, over std {cfg.std}"
+        ),
         "quantization": quantization,
         "source": model_source(model),
     }
     try:
         from fervid import __version__
+
         meta["version"] = str(__version__)
     except ImportError:  # pragma: no cover
         pass
@@ -113,7 +124,7 @@ def read_metadata(path_or_proto: Any) -> dict[str, Any]:
             proto = path_or_proto
     except (OSError, ValueError, RuntimeError) as e:  # protobuf's DecodeError is a ValueError
         raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
-    raw = {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+    raw = {p.key[len(META_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
     if "labels" not in raw or "preprocess" not in raw:
         raise UserValueError(f"{name}: no fervid metadata (labels, preprocess); export it with `fervid export`")
     out: dict[str, Any] = dict(raw)

@@ -30,8 +30,10 @@ class OnnxModel(nn.Module):
         self.temperature = float(meta["temperature"])
         self.model_name = "onnx"
         self.model_args: dict[str, Any] = {}
-        self.checkpoint_meta: dict[str, Any] = {"source": self.path,
-                                                "quantization": str(meta.get("quantization", "none"))}
+        self.checkpoint_meta: dict[str, Any] = {
+            "source": self.path,
+            "quantization": str(meta.get("quantization", "none")),
+        }
         self.session = onnx_session(self.path, threads)
         self._input = self.session.get_inputs()[0].name
 

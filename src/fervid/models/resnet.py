@@ -28,13 +28,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet48(nn.Module):
-    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 64, depths: tuple[int, ...] = (2, 2, 2, 2), drop: float = 0.2):
+    def __init__(
+        self,
+        num_classes: int = 7,
+        in_chans: int = 1,
+        width: int = 64,
+        depths: tuple[int, ...] = (2, 2, 2, 2),
+        drop: float = 0.2,
+    ):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         blocks: list[nn.Module] = []
         cin = width
         for i, d in enumerate(depths):
-            cout = width * 2 ** i
+            cout = width * 2**i
             for j in range(d):
                 blocks.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
                 cin = cout

@@ -24,14 +24,20 @@ def _timm_cfg(model: nn.Module) -> ModelCfg:
 
 
 @register_model(cfg=_timm_cfg)
-def timm_model(num_classes: int = 7, in_chans: int = 1, arch: str = "resnet18", pretrained_file: str | None = None,
-               drop: float = 0.0) -> nn.Module:
+def timm_model(
+    num_classes: int = 7,
+    in_chans: int = 1,
+    arch: str = "resnet18",
+    pretrained_file: str | None = None,
+    drop: float = 0.0,
+) -> nn.Module:
     """Any timm architecture (optional dependency; local pretrained weights only)."""
     try:
         import timm
     except ImportError as e:
-        raise ImportError("timm backbones need the optional package timm (pip install timm); "
-                          "fervid's own architectures do not") from e
+        raise ImportError(
+            "timm backbones need the optional package timm (pip install timm); fervid's own architectures do not"
+        ) from e
     kw: dict = {}
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():

@@ -16,8 +16,15 @@ from fervid.models import ModelCfg, conv_bn_act, register_model
 
 
 class VGGNet(nn.Module):
-    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 64, head: str = "gap",
-                 hidden: int = 512, drop: float = 0.4):
+    def __init__(
+        self,
+        num_classes: int = 7,
+        in_chans: int = 1,
+        width: int = 64,
+        head: str = "gap",
+        hidden: int = 512,
+        drop: float = 0.4,
+    ):
         super().__init__()
         chans = [width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
@@ -35,8 +42,13 @@ class VGGNet(nn.Module):
         else:
             raise UserValueError(f"head must be 'gap' or 'flatten', got {head!r}")
         self.head = nn.Sequential(
-            *pool, nn.Dropout(drop), nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Dropout(drop), nn.Linear(hidden, num_classes),
+            *pool,
+            nn.Dropout(drop),
+            nn.Linear(flat, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,6 +59,8 @@ class VGGNet(nn.Module):
 
 
 @register_model(cfg=ModelCfg(first_conv="features.0.0", classifier="head.7", head="head"))
-def vgg_fer(num_classes: int = 7, in_chans: int = 1, width: int = 64, head: str = "gap", hidden: int = 512, drop: float = 0.4) -> nn.Module:
+def vgg_fer(
+    num_classes: int = 7, in_chans: int = 1, width: int = 64, head: str = "gap", hidden: int = 512, drop: float = 0.4
+) -> nn.Module:
     """VGG-style 8-conv net after Khaireddin & Chen 2021 (width 64: ~5 M params)."""
     return VGGNet(num_classes, in_chans, width, head, hidden, drop)

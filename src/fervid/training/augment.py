@@ -14,20 +14,27 @@ import torch.nn.functional as F
 
 @dataclass
 class AugmentConfig:
-    hflip: float = 0.5            # probability of a horizontal flip
-    rotate: float = 10.0          # max rotation, degrees
-    scale: tuple[float, float] = (0.85, 1.15)   # zoom range (>1 zooms in: a random resized crop)
-    translate: float = 0.1        # max shift, share of the side
-    brightness: float = 0.2       # +- additive, in normalised units of the [0,1] range
-    contrast: float = 0.2         # +- multiplicative
-    erase: float = 0.25           # probability of erasing one rectangle
+    hflip: float = 0.5  # probability of a horizontal flip
+    rotate: float = 10.0  # max rotation, degrees
+    scale: tuple[float, float] = (0.85, 1.15)  # zoom range (>1 zooms in: a random resized crop)
+    translate: float = 0.1  # max shift, share of the side
+    brightness: float = 0.2  # +- additive, in normalised units of the [0,1] range
+    contrast: float = 0.2  # +- multiplicative
+    erase: float = 0.25  # probability of erasing one rectangle
     erase_area: tuple[float, float] = (0.02, 0.15)
-    mixup: float = 0.0            # probability that a batch is mixed (mixup or cutmix, half each)
+    mixup: float = 0.0  # probability that a batch is mixed (mixup or cutmix, half each)
     mixup_alpha: float = 0.4
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, strength: torch.Tensor | None = None, *,
-            rows: torch.Tensor | None = None, total: int | None = None) -> torch.Tensor:
+def augment(
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    g: torch.Generator,
+    strength: torch.Tensor | None = None,
+    *,
+    rows: torch.Tensor | None = None,
+    total: int | None = None,
+) -> torch.Tensor:
     """Augment a float batch ``N x C x H x W`` (values in [0, 1], before normalisation).
 
     ``strength`` (``N``, default 1) scales the geometric and erasing ranges per sample,
@@ -74,7 +81,12 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, strength: t
         x0 = u(0, 1) * (w - ew)
         ys = torch.arange(h, device=dev).view(1, h, 1)
         xs = torch.arange(w, device=dev).view(1, 1, w)
-        box = (ys >= y0.view(n, 1, 1)) & (ys < (y0 + eh).view(n, 1, 1)) & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + ew).view(n, 1, 1))
+        box = (
+            (ys >= y0.view(n, 1, 1))
+            & (ys < (y0 + eh).view(n, 1, 1))
+            & (xs >= x0.view(n, 1, 1))
+            & (xs < (x0 + ew).view(n, 1, 1))
+        )
         on = (draw() < p).view(n, 1, 1)
         noise = draw(1, h, w)
         x = torch.where((box & on)[:, None], noise, x)
@@ -97,7 +109,10 @@ def mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator
     else:
         h, w = x.shape[-2:]
         ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = int(torch.randint(h, (1,), generator=g, device=g.device)), int(torch.randint(w, (1,), generator=g, device=g.device))
+        cy, cx = (
+            int(torch.randint(h, (1,), generator=g, device=g.device)),
+            int(torch.randint(w, (1,), generator=g, device=g.device)),
+        )
         y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
         x = x.clone()
         x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]

@@ -26,12 +26,12 @@ class TrainConfig:
     out: str = "runs/fervid"
     epochs: int = 30
     batch_size: int = 128
-    max_train_samples: int | None = None   # stratified subset of Training, for quick runs and tests
-    optimizer: str = "sgd"                 # sgd (Nesterov) | adamw
+    max_train_samples: int | None = None  # stratified subset of Training, for quick runs and tests
+    optimizer: str = "sgd"  # sgd (Nesterov) | adamw
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"               # cosine | step | plateau | constant
+    schedule: str = "cosine"  # cosine | step | plateau | constant
     warmup_epochs: float = 1.0
     step_epochs: list[int] = field(default_factory=lambda: [20, 40])
     step_gamma: float = 0.1
@@ -39,36 +39,36 @@ class TrainConfig:
     plateau_factor: float = 0.5
     label_smoothing: float = 0.0
     grad_clip: float | None = 5.0
-    imbalance: str = "none"                # see fervid.training.imbalance.STRATEGIES
+    imbalance: str = "none"  # see fervid.training.imbalance.STRATEGIES
     focal_gamma: float = 2.0
     cb_beta: float = 0.9999
     oversample_power: float = 1.0
-    targets: str = "fer2013"               # fer2013 | ferplus-{majority,probability,crossentropy,multilabel}
-    ferplus: str | None = None             # path to fer2013new.csv for ferplus-* targets
-    ferplus_classes: int = 8               # 8 (with contempt) or 7 (FER2013 classes)
+    targets: str = "fer2013"  # fer2013 | ferplus-{majority,probability,crossentropy,multilabel}
+    ferplus: str | None = None  # path to fer2013new.csv for ferplus-* targets
+    ferplus_classes: int = 8  # 8 (with contempt) or 7 (FER2013 classes)
     multilabel_threshold: float = 0.3
-    multilabel_loss: str = "bce"           # bce (per-emotion binary CE) | max (Barsoum et al.: -log max_k in targets p_k)
+    multilabel_loss: str = "bce"  # bce (per-emotion binary CE) | max (Barsoum et al.: -log max_k in targets p_k)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    select_metric: str = "accuracy"        # accuracy | macro_f1, on PublicTest
-    early_stopping: int | None = None      # epochs without PublicTest improvement before stopping
+    select_metric: str = "accuracy"  # accuracy | macro_f1, on PublicTest
+    early_stopping: int | None = None  # epochs without PublicTest improvement before stopping
     device: str = "auto"
-    amp: bool = True                       # bf16 autocast where supported
+    amp: bool = True  # bf16 autocast where supported
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
-    workers_threads: int | None = None     # torch CPU threads (None: torch default)
+    workers_threads: int | None = None  # torch CPU threads (None: torch default)
     progress: bool = True
-    eval_private: bool = True              # evaluate PrivateTest once at the end
+    eval_private: bool = True  # evaluate PrivateTest once at the end
     time_budget_minutes: float | None = None  # fit the epoch count to a wall-clock budget (set after epoch 1)
     # Transfer learning (see fervid.training.finetune): start from a checkpoint; a new head for new labels.
-    init_from: str | None = None           # bundled model name or checkpoint whose weights start the run
-    labels: list[str] | None = None        # class names for image-folder data (default: the FER2013 classes)
-    head: str = "mapped"                   # init_from: mapped (reuse rows of labels the base knows) | fresh
-    freeze: str = "none"                   # none | backbone (only the classifier head trains)
-    freeze_epochs: int | None = None       # freeze=backbone: unfreeze after this many epochs (None: never)
-    backbone_lr_mult: float = 1.0          # backbone lr = lr x this (lower for pretrained layers)
-    layer_lr_decay: float = 1.0            # each earlier backbone stage gets this factor more (discriminative lr)
-    val_fraction: float = 0.1              # share of Training held out for selection when the data has no PublicTest
+    init_from: str | None = None  # bundled model name or checkpoint whose weights start the run
+    labels: list[str] | None = None  # class names for image-folder data (default: the FER2013 classes)
+    head: str = "mapped"  # init_from: mapped (reuse rows of labels the base knows) | fresh
+    freeze: str = "none"  # none | backbone (only the classifier head trains)
+    freeze_epochs: int | None = None  # freeze=backbone: unfreeze after this many epochs (None: never)
+    backbone_lr_mult: float = 1.0  # backbone lr = lr x this (lower for pretrained layers)
+    layer_lr_decay: float = 1.0  # each earlier backbone stage gets this factor more (discriminative lr)
+    val_fraction: float = 0.1  # share of Training held out for selection when the data has no PublicTest
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -134,6 +134,7 @@ class TrainConfig:
 # tuples, dicts, the nested AugmentConfig), rather than a validation library as a core
 # dependency of the training package.
 
+
 def _hints(cls: type) -> dict[str, Any]:
     import typing
 
@@ -154,8 +155,9 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
     try:
         return _convert(key, value, hint)
     except _Mismatch:
-        raise UserValueError(f"training config key {key!r}: expected {_type_name(hint)}, "
-                             f"got {value!r} ({type(value).__name__})") from None
+        raise UserValueError(
+            f"training config key {key!r}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+        ) from None
 
 
 def _convert(key: str, value: Any, hint: Any) -> Any:

@@ -182,7 +182,7 @@ def gather_rows(values: torch.Tensor, n: int, ctx: DistContext) -> torch.Tensor:
     if not ctx.enabled:
         return values
     full = torch.zeros(n, dtype=torch.int64)
-    full[ctx.rank::ctx.world_size] = values.to(torch.int64).cpu()
+    full[ctx.rank :: ctx.world_size] = values.to(torch.int64).cpu()
     return all_reduce(full, ctx)
 
 
@@ -268,5 +268,18 @@ def wrap(model: nn.Module, ctx: DistContext, device: torch.device, *, find_unuse
     return DDP(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
-__all__ = ["DistContext", "all_reduce", "barrier", "broadcast_object", "env_world_size", "gather_rows",
-           "is_main_process", "run_on_main", "setup", "shard_rows", "sync_batchnorm", "teardown", "wrap"]
+__all__ = [
+    "DistContext",
+    "all_reduce",
+    "barrier",
+    "broadcast_object",
+    "env_world_size",
+    "gather_rows",
+    "is_main_process",
+    "run_on_main",
+    "setup",
+    "shard_rows",
+    "sync_batchnorm",
+    "teardown",
+    "wrap",
+]

@@ -47,13 +47,31 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- the entry point
 
-def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str | None = None,
-             freeze: str = "backbone", freeze_epochs: int | None = 1, epochs: int = 5, out: str = "runs/finetune",
-             lr: float = 0.01, backbone_lr_mult: float = 0.1, layer_lr_decay: float = 1.0, head: str = "mapped",
-             targets: str = "fer2013", ferplus: str | None = None, ferplus_classes: int = 8,
-             max_train_samples: int | None = None, batch_size: int = 64, calibrate: bool = True,
-             loaded: FERData | None = None, resume: bool = False, overwrite: bool = False,
-             **train_options: Any) -> dict[str, Any]:
+
+def finetune(
+    base: str,
+    data: str | os.PathLike,
+    *,
+    labels: Sequence[str] | str | None = None,
+    freeze: str = "backbone",
+    freeze_epochs: int | None = 1,
+    epochs: int = 5,
+    out: str = "runs/finetune",
+    lr: float = 0.01,
+    backbone_lr_mult: float = 0.1,
+    layer_lr_decay: float = 1.0,
+    head: str = "mapped",
+    targets: str = "fer2013",
+    ferplus: str | None = None,
+    ferplus_classes: int = 8,
+    max_train_samples: int | None = None,
+    batch_size: int = 64,
+    calibrate: bool = True,
+    loaded: FERData | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    **train_options: Any,
+) -> dict[str, Any]:
     """Fine-tune ``base`` on ``data``; writes a normal fervid run to ``out`` (``best.pt``).
     An ``out`` that already holds a run needs ``resume`` or ``overwrite`` (as in ``fervid train``).
 
@@ -87,11 +105,25 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
     names = normalize_labels(labels) if labels is not None else None
     if names is not None and targets != "fer2013":
         raise UserValueError("--labels works with targets=fer2013 (FER+ targets fix the label set)")
-    cfg = TrainConfig(data=str(data), init_from=str(base), labels=list(names) if names else None, freeze=freeze,
-                      freeze_epochs=freeze_epochs if freeze != "none" else None, epochs=epochs, out=str(out), lr=lr,
-                      backbone_lr_mult=backbone_lr_mult, layer_lr_decay=layer_lr_decay, head=head, targets=targets,
-                      ferplus=ferplus, ferplus_classes=ferplus_classes, max_train_samples=max_train_samples,
-                      batch_size=batch_size, **{"warmup_epochs": 0.0, **train_options})
+    cfg = TrainConfig(
+        data=str(data),
+        init_from=str(base),
+        labels=list(names) if names else None,
+        freeze=freeze,
+        freeze_epochs=freeze_epochs if freeze != "none" else None,
+        epochs=epochs,
+        out=str(out),
+        lr=lr,
+        backbone_lr_mult=backbone_lr_mult,
+        layer_lr_decay=layer_lr_decay,
+        head=head,
+        targets=targets,
+        ferplus=ferplus,
+        ferplus_classes=ferplus_classes,
+        max_train_samples=max_train_samples,
+        batch_size=batch_size,
+        **{"warmup_epochs": 0.0, **train_options},
+    )
     from fervid.safety import prepare_run_dir
 
     prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuse an earlier run before loading anything
@@ -112,8 +144,12 @@ def finetune(base: str, data: str | os.PathLike, *, labels: Sequence[str] | str 
         logits = tta_logits(model, val.images, "none", device).numpy()
         t = fit_temperature(logits, val.labels)
         ck["temperature"] = float(t)
-        ck["calibration"] = {"method": "temperature scaling on the selection split", "images": int(len(val.labels)),
-                             "nll_before": nll(logits, val.labels, 1.0), "nll_after": nll(logits, val.labels, t)}
+        ck["calibration"] = {
+            "method": "temperature scaling on the selection split",
+            "images": int(len(val.labels)),
+            "nll_before": nll(logits, val.labels, 1.0),
+            "nll_after": nll(logits, val.labels, t),
+        }
         save_atomic(ck, best)
         final["temperature"] = float(t)
     return final

@@ -52,8 +52,15 @@ class ImbalancePlan:
     strength: np.ndarray
 
 
-def plan(strategy: str, labels: np.ndarray, n_classes: int, *, cb_beta: float = 0.9999,
-         oversample_power: float = 1.0, minority_boost: float = 1.6) -> ImbalancePlan:
+def plan(
+    strategy: str,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    cb_beta: float = 0.9999,
+    oversample_power: float = 1.0,
+    minority_boost: float = 1.6,
+) -> ImbalancePlan:
     """The static part of ``strategy`` for training labels ``labels`` (ints ``0..K-1``).
 
     ``focal`` acts in the loss and ``dynamic`` re-weights after each epoch
@@ -79,8 +86,9 @@ def plan(strategy: str, labels: np.ndarray, n_classes: int, *, cb_beta: float = 
     return ImbalancePlan(weights, draw, strength)
 
 
-def dynamic_weights(recall: np.ndarray, previous: np.ndarray | None, momentum: float = 0.5, power: float = 1.0,
-                    floor: float = 0.05) -> np.ndarray:
+def dynamic_weights(
+    recall: np.ndarray, previous: np.ndarray | None, momentum: float = 0.5, power: float = 1.0, floor: float = 0.05
+) -> np.ndarray:
     """Re-estimate class weights from per-class validation recall: classes the model
     misses get more weight (w_c ~ (1 - recall_c + floor)^power), smoothed with momentum."""
     w = (1.0 - np.asarray(recall, dtype=np.float64) + floor) ** power
@@ -91,8 +99,13 @@ def dynamic_weights(recall: np.ndarray, previous: np.ndarray | None, momentum: f
     return w.astype(np.float32)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: torch.Tensor | None = None,
-               label_smoothing: float = 0.0) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Focal loss (Lin et al. 2017) for int or soft targets: (1-p_t)^gamma scaled cross-entropy."""
     import torch.nn.functional as F
 
@@ -109,8 +122,9 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, w
     return loss.sum(1).mean()
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                       label_smoothing: float = 0.0) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy against a target distribution (``N x K``), optional class weights."""
     import torch.nn.functional as F
 

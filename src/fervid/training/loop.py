@@ -39,6 +39,7 @@ from fervid.training.imbalance import plan as imbalance_plan
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def basic_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 
@@ -52,11 +53,12 @@ def basic_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dic
 
 # -------------------------------------------------------------------------- the data
 
+
 @dataclass
 class Split:
     images: np.ndarray
-    labels: np.ndarray          # int class for selection metrics (-1: excluded)
-    targets: np.ndarray         # int labels, or N x K floats (soft / multi-label)
+    labels: np.ndarray  # int class for selection metrics (-1: excluded)
+    targets: np.ndarray  # int labels, or N x K floats (soft / multi-label)
 
 
 def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
@@ -73,7 +75,9 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     if "PublicTest" not in set(splits.tolist()):
         tr = np.flatnonzero((splits == "Training") & (data.labels >= 0))
         if len(tr) < 2:
-            raise UserValueError(f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set")
+            raise UserValueError(
+                f"{data.source}: too few labelled training images ({len(tr)}) to hold out a validation set"
+            )
         n_val = max(1, int(round(cfg.val_fraction * len(tr))))
         splits[tr[stratified_subset(data.labels[tr], n_val, cfg.seed)]] = "PublicTest"
     return dataclasses.replace(data, splits=splits.astype(str)) if (splits != data.splits).any() else data
@@ -118,7 +122,10 @@ def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], t
 
 # --------------------------------------------------------------------------- training
 
-def compute_loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+
+def compute_loss(
+    cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """The training loss for a batch, by target mode (Barsoum et al. 2016 for FER+):
 
     - int labels (``fer2013``, ``ferplus-majority``, and ``ferplus-probability`` after a
@@ -156,8 +163,9 @@ def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
     return warm * f
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, data: FERData | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data``; returns the final metrics. Writes to ``cfg.out``:
     ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt``, ``best.pt``, ``final.json``.
     A directory that already holds a run needs ``resume`` (continue from ``last.pt``) or
@@ -204,13 +212,16 @@ def _resumed_epochs(asked: int, state: dict[str, Any], out: Path) -> int:
     if asked == before:
         return int(state.get("epochs", asked))  # the same run goes on; a time budget keeps its resolved length
     if asked < done:
-        raise UserValueError(f"--resume: {out} has already run {done} epochs; epochs={asked} is fewer "
-                             "(give more epochs to extend the run)")
+        raise UserValueError(
+            f"--resume: {out} has already run {done} epochs; epochs={asked} is fewer "
+            "(give more epochs to extend the run)"
+        )
     return asked
 
 
-def _rank_loss_scale(cfg: TrainConfig, y: torch.Tensor, w: torch.Tensor, n_global: int,
-                     ctx: distributed.DistContext) -> torch.Tensor | float:
+def _rank_loss_scale(
+    cfg: TrainConfig, y: torch.Tensor, w: torch.Tensor, n_global: int, ctx: distributed.DistContext
+) -> torch.Tensor | float:
     """The factor by which one rank's loss is multiplied so that DDP's average of the ranks'
     gradients is the gradient of the loss over the whole global batch: ``N * n_r / n``, where
     ``n`` is the loss's normaliser -- the row count for a plain mean, ``sum w[y]`` for the
@@ -222,16 +233,28 @@ def _rank_loss_scale(cfg: TrainConfig, y: torch.Tensor, w: torch.Tensor, n_globa
     return len(y) * ctx.world_size / n_global
 
 
-def _predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, ctx: distributed.DistContext) -> np.ndarray:
+def _predict(
+    model: torch.nn.Module, images: np.ndarray, device: torch.device, ctx: distributed.DistContext
+) -> np.ndarray:
     """Top labels of ``images``; under DDP each rank predicts rows ``rank::N`` and every rank gets all."""
-    part = images[ctx.rank::ctx.world_size]
-    pred = (tta_logits(model, part, "none", device, batch_size=512).argmax(1) if len(part)
-            else torch.zeros(0, dtype=torch.int64))
+    part = images[ctx.rank :: ctx.world_size]
+    pred = (
+        tta_logits(model, part, "none", device, batch_size=512).argmax(1)
+        if len(part)
+        else torch.zeros(0, dtype=torch.int64)
+    )
     return distributed.gather_rows(pred, len(images), ctx).numpy()
 
 
-def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: bool, ctx: distributed.DistContext,
-           device: torch.device) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig,
+    *,
+    resume: bool,
+    data: FERData | None,
+    overwrite: bool,
+    ctx: distributed.DistContext,
+    device: torch.device,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from fervid.safety import prepare_run_dir, write_json_atomic, write_text_atomic
@@ -240,7 +263,9 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     # Rank 0 owns the run directory; an error there (a run already in it...) stops every rank.
     out = distributed.run_on_main(lambda: prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite), ctx)
     if ctx.enabled and cfg.batch_size < ctx.world_size:
-        raise UserValueError(f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes")
+        raise UserValueError(
+            f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes"
+        )
     torch.manual_seed(cfg.seed)
 
     if data is None:
@@ -273,7 +298,8 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     # DDP averages the gradients across ranks (and broadcasts rank 0's weights at the start);
     # evaluation and checkpoints use `model` itself.
     fwd: Callable[[torch.Tensor], torch.Tensor] = (
-        distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model)
+        distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model
+    )
     fwd = torch.compile(fwd) if cfg.compile else fwd
     from fervid.training.optim import param_groups
 
@@ -293,11 +319,21 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     y_train = torch.from_numpy(train_s.targets).to(device)
     s_train = torch.from_numpy(strength).to(device)
 
-    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "since_best": 0, "plateau": 1.0, "plateau_bad": 0,
-             "plateau_best": -1.0, "weights": weights.tolist(), "history": []}
+    state = {
+        "epoch": 0,
+        "best": -1.0,
+        "best_epoch": -1,
+        "since_best": 0,
+        "plateau": 1.0,
+        "plateau_bad": 0,
+        "plateau_best": -1.0,
+        "weights": weights.tolist(),
+        "history": [],
+    }
     last_path, best_path = out / "last.pt", out / "best.pt"
     requested = cfg.epochs
     if resume:
+
         def read_last() -> dict[str, Any]:
             if not last_path.is_file():
                 raise UserFileNotFoundError(f"--resume: no {last_path} to resume from")
@@ -317,14 +353,19 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
     n = len(train_s.images)
     steps = max(1, n // cfg.batch_size)
     if state["epoch"] < cfg.epochs and not any(
-            _lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)):
+        _lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)
+    ):
         # e.g. one step in all: it falls at the start of the warm-up, where the rate is 0
-        raise UserValueError(f"every optimiser step of this run ({steps} per epoch: {n} images / batch {cfg.batch_size}; "
-                             f"{cfg.epochs} epochs) falls in the learning-rate warm-up at rate 0, so it would learn "
-                             "nothing: use more images or epochs, a smaller batch, or warmup_epochs=0")
+        raise UserValueError(
+            f"every optimiser step of this run ({steps} per epoch: {n} images / batch {cfg.batch_size}; "
+            f"{cfg.epochs} epochs) falls in the learning-rate warm-up at rate 0, so it would learn "
+            "nothing: use more images or epochs, a smaller batch, or warmup_epochs=0"
+        )
     log_path = out / "metrics.jsonl"
     if main and resume and log_path.is_file():
-        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]]
+        kept = [
+            ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]
+        ]
         write_text_atomic(log_path, "".join(ln + "\n" for ln in kept))
     elif main and not resume:
         log_path.unlink(missing_ok=True)  # a fresh run in an old directory starts a fresh log
@@ -351,12 +392,18 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
             apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
         tot_loss = tot_correct = tot_seen = 0.0
         t0 = time.time()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main), leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and main),
+            leave=False,
+            dynamic_ncols=True,
+        )
         for step in bar:
             lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])
             for grp in opt.param_groups:
                 grp["lr"] = lr * grp.get("lr_scale", 1.0)
-            gidx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]  # the global batch
+            gidx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]  # the global batch
             rows = distributed.shard_rows(len(gidx), ctx)  # this rank's share of it (all of it alone)
             idx = gidx[rows].to(device)
             x = to_unit(x_train[idx], pre)  # the inference preprocessing, split around the augmentation
@@ -391,8 +438,12 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
             tot_correct += float((logits.argmax(1) == hard).sum())
             tot_seen += b
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{tot_loss / tot_seen:.3f}", acc=f"{tot_correct / tot_seen:.3f}",
-                                ips=f"{tot_seen / (time.time() - t0):.0f}", lr=f"{lr:.4f}")
+                bar.set_postfix(
+                    loss=f"{tot_loss / tot_seen:.3f}",
+                    acc=f"{tot_correct / tot_seen:.3f}",
+                    ips=f"{tot_seen / (time.time() - t0):.0f}",
+                    lr=f"{lr:.4f}",
+                )
         bar.close()
         train_time = time.time() - t0
         if ctx.enabled:
@@ -402,14 +453,24 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
         val_pred = _predict(model, val_s.images, device, ctx)
         vm = basic_metrics(val_s.labels, val_pred, k)
         score = vm[cfg.select_metric]
-        rec = {"epoch": epoch + 1, "train_loss": tot_loss / tot_seen, "train_acc": tot_correct / tot_seen,
-               "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "val_recall": vm["recall"],
-               "lr": lr, "class_weights": [float(w) for w in weights], "images_per_s": tot_seen / train_time,
-               "epoch_seconds": time.time() - t0}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": tot_loss / tot_seen,
+            "train_acc": tot_correct / tot_seen,
+            "val_accuracy": vm["accuracy"],
+            "val_macro_f1": vm["macro_f1"],
+            "val_recall": vm["recall"],
+            "lr": lr,
+            "class_weights": [float(w) for w in weights],
+            "images_per_s": tot_seen / train_time,
+            "epoch_seconds": time.time() - t0,
+        }
         if cfg.time_budget_minutes and epoch == state["epoch_started"]:
             # Size the run to the budget from the first epoch's duration. The cosine schedule
             # reads cfg.epochs, and epoch 1 is warm-up, so changing it now is seamless.
-            secs = float(distributed.all_reduce(torch.tensor([time.time() - t0]), ctx, op="max"))  # the same on all ranks
+            secs = float(
+                distributed.all_reduce(torch.tensor([time.time() - t0]), ctx, op="max")
+            )  # the same on all ranks
             fit = int(cfg.time_budget_minutes * 60 / max(1e-3, secs))
             cfg.epochs = max(epoch + 2, min(cfg.epochs, fit))
             tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
@@ -427,9 +488,15 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
         if improved:
             state.update(best=score, best_epoch=epoch + 1, since_best=0)
             if main:
-                save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1,
-                                            metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}}),
-                            best_path)
+                save_atomic(
+                    make_checkpoint(
+                        model,
+                        train_config=cfg.to_dict(),
+                        epoch=epoch + 1,
+                        metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}},
+                    ),
+                    best_path,
+                )
         else:
             state["since_best"] += 1
         state["epoch"] = epoch + 1
@@ -441,11 +508,17 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
         if main and log_f is not None:
             log_f.write(json.dumps(rec) + "\n")
             log_f.flush()
-            save_atomic(make_checkpoint(model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(),
-                                        trainer_state=state), last_path)
-            msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
-                   f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
-                   f"{' *' if improved else ''}")
+            save_atomic(
+                make_checkpoint(
+                    model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(), trainer_state=state
+                ),
+                last_path,
+            )
+            msg = (
+                f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
+                f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
+                f"{' *' if improved else ''}"
+            )
             tqdm.write(msg)
         if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:  # the same decision on every rank
             if main:
@@ -459,9 +532,14 @@ def _train(cfg: TrainConfig, *, resume: bool, data: FERData | None, overwrite: b
         # The one PrivateTest evaluation, with the weights chosen on PublicTest (rank 0 alone:
         # best.pt is on its file system).
         write_json_atomic(out / "config.json", cfg.to_dict())  # with the resolved epoch count
-        final: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                                 "parameters": count_parameters(model), "wall_seconds": time.time() - t_start,
-                                 "device": str(device), "world_size": ctx.world_size}
+        final: dict[str, Any] = {
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "parameters": count_parameters(model),
+            "wall_seconds": time.time() - t_start,
+            "device": str(device),
+            "world_size": ctx.world_size,
+        }
         ck = torch.load(best_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["state_dict"])
         for split in ("PublicTest", "PrivateTest"):

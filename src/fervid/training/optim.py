@@ -53,15 +53,24 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Optimizer groups: weight decay on weights (not biases / norms) and an ``lr_scale``
     per backbone stage (``backbone_lr_mult x layer_lr_decay^(stages after it)``); the head
     keeps ``lr_scale`` 1. Without fine-tuning options: exactly the trainer's two groups."""
+
     def split(ps: list[tuple[str, Any]], scale: float) -> list[dict[str, Any]]:
         dec = [p for _, p in ps if p.ndim > 1]
         nod = [p for _, p in ps if p.ndim <= 1]
-        return [g for g in ({"params": dec, "weight_decay": cfg.weight_decay, "lr_scale": scale},
-                            {"params": nod, "weight_decay": 0.0, "lr_scale": scale}) if g["params"]]
+        return [
+            g
+            for g in (
+                {"params": dec, "weight_decay": cfg.weight_decay, "lr_scale": scale},
+                {"params": nod, "weight_decay": 0.0, "lr_scale": scale},
+            )
+            if g["params"]
+        ]
 
     if cfg.backbone_lr_mult == 1.0 and cfg.layer_lr_decay == 1.0:
-        return [{"params": [p for _, p in model.named_parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-                {"params": [p for _, p in model.named_parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+        return [
+            {"params": [p for _, p in model.named_parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for _, p in model.named_parameters() if p.ndim <= 1], "weight_decay": 0.0},
+        ]
     prefix = head_prefix(model)
     stages = backbone_stages(model)
     groups: list[dict[str, Any]] = []

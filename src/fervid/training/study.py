@@ -79,11 +79,16 @@ def run_name(model: str, strategy: str, seed: int) -> str:
 def _row(model: str, strategy: str, seed: int, final: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
     pub, priv = final.get("PublicTest", {}), final.get("PrivateTest", {})
     return {
-        "model": model, "strategy": strategy, "seed": seed,
-        "best_epoch": final.get("best_epoch"), "epochs_run": final.get("epochs_run"),
+        "model": model,
+        "strategy": strategy,
+        "seed": seed,
+        "best_epoch": final.get("best_epoch"),
+        "epochs_run": final.get("epochs_run"),
         "wall_seconds": final.get("wall_seconds"),
-        "public_accuracy": pub.get("accuracy"), "public_macro_f1": pub.get("macro_f1"),
-        "accuracy": priv.get("accuracy"), "macro_f1": priv.get("macro_f1"),
+        "public_accuracy": pub.get("accuracy"),
+        "public_macro_f1": pub.get("macro_f1"),
+        "accuracy": priv.get("accuracy"),
+        "macro_f1": priv.get("macro_f1"),
         "recall": dict(zip(labels, priv.get("recall", []))),
     }
 
@@ -92,8 +97,14 @@ STUDY_FILES: tuple[str, ...] = ("study_config.json", "results.jsonl", "study.md"
 _BUDGET_KEYS = ("epochs", "max_train_samples", "batch_size", "train_overrides")
 
 
-def run_study(cfg: StudyConfig, *, data: Any | None = None, log: Callable[[str], None] = print,
-              resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
+def run_study(
+    cfg: StudyConfig,
+    *,
+    data: Any | None = None,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
     """Train every (model, strategy, seed) of the grid with the same budget; returns one
     row per run (PrivateTest accuracy, macro-F1 and per-class recall, PublicTest selection
     scores) and writes the table and plot (see the module docstring).
@@ -116,9 +127,11 @@ def run_study(cfg: StudyConfig, *, data: Any | None = None, log: Callable[[str],
             raise UserValueError(f"{earlier}: unreadable ({e}); use --overwrite to start the study again") from e
         changed = [k for k in _BUDGET_KEYS if before.get(k) != asdict(cfg).get(k)]
         if changed:
-            raise UserValueError(f"{out}: the study there ran with another budget ("
-                                 + ", ".join(f"{k} {before.get(k)!r}, now {asdict(cfg).get(k)!r}" for k in changed)
-                                 + "): its runs would not be comparable; use another --out or --overwrite")
+            raise UserValueError(
+                f"{out}: the study there ran with another budget ("
+                + ", ".join(f"{k} {before.get(k)!r}, now {asdict(cfg).get(k)!r}" for k in changed)
+                + "): its runs would not be comparable; use another --out or --overwrite"
+            )
     make_dir(out / "runs")
     write_json_atomic(earlier, asdict(cfg))
     if data is None:
@@ -136,20 +149,33 @@ def run_study(cfg: StudyConfig, *, data: Any | None = None, log: Callable[[str],
             log(f"[{i + 1}/{len(grid)}] {rdir.name}: done earlier, reading {fin}")
         else:
             log(f"[{i + 1}/{len(grid)}] {rdir.name}: training ({time.time() - t0:.0f} s elapsed)")
-            tc = TrainConfig.from_dict({
-                **cfg.train_overrides, "data": cfg.data, "model": model, "imbalance": strategy, "seed": seed,
-                "epochs": cfg.epochs, "max_train_samples": cfg.max_train_samples, "batch_size": cfg.batch_size,
-                "out": str(rdir), "device": cfg.device, "workers_threads": cfg.workers_threads, "progress": False,
-                "eval_private": True,
-            })
+            tc = TrainConfig.from_dict(
+                {
+                    **cfg.train_overrides,
+                    "data": cfg.data,
+                    "model": model,
+                    "imbalance": strategy,
+                    "seed": seed,
+                    "epochs": cfg.epochs,
+                    "max_train_samples": cfg.max_train_samples,
+                    "batch_size": cfg.batch_size,
+                    "out": str(rdir),
+                    "device": cfg.device,
+                    "workers_threads": cfg.workers_threads,
+                    "progress": False,
+                    "eval_private": True,
+                }
+            )
             # --resume continues an interrupted run from its last.pt (one killed before its first
             # epoch ended has nothing to keep); --overwrite retrains every run.
             again = resume and (rdir / "last.pt").is_file()
             train(tc, data=data, resume=again, overwrite=overwrite or (resume and not again))
         row = _row(model, strategy, seed, json.loads(fin.read_text()), labels)
         rows.append(row)
-        log(f"    PrivateTest acc {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f} "
-            + " ".join(f"{c} {row['recall'].get(c, float('nan')):.3f}" for c in FOCUS_CLASSES))
+        log(
+            f"    PrivateTest acc {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f} "
+            + " ".join(f"{c} {row['recall'].get(c, float('nan')):.3f}" for c in FOCUS_CLASSES)
+        )
         # rewritten (atomically): always the rows so far, no duplicates
         write_text_atomic(out / "results.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
         write_outputs(rows, out, labels, cfg)
@@ -163,9 +189,11 @@ def summarize(rows: Sequence[dict[str, Any]], labels: Sequence[str] = FER2013) -
         groups.setdefault((r["model"], r["strategy"]), []).append(r)
     out = []
     for (model, strategy), rs in groups.items():
+
         def ms(vals: list[float]) -> tuple[float, float]:
             a = np.asarray(vals, dtype=np.float64)
             return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
         s: dict[str, Any] = {"model": model, "strategy": strategy, "seeds": [r["seed"] for r in rs], "n": len(rs)}
         for key in ("accuracy", "macro_f1", "public_accuracy", "public_macro_f1"):
             s[key], s[key + "_std"] = ms([r[key] for r in rs])
@@ -176,8 +204,10 @@ def summarize(rows: Sequence[dict[str, Any]], labels: Sequence[str] = FER2013) -
 
 def markdown_table(summary: Sequence[dict[str, Any]], labels: Sequence[str] = FER2013) -> str:
     """PrivateTest accuracy, macro-F1 and per-class recall as ``mean ± std`` (percent)."""
+
     def pm(m: float, s: float) -> str:
         return f"{100 * m:.1f} ± {100 * s:.1f}"
+
     cls = [c for c in FOCUS_CLASSES if c in labels] + [c for c in labels if c not in FOCUS_CLASSES]
     head = ["model", "imbalance", "seeds", "accuracy", "macro-F1"] + [f"recall {c}" for c in cls]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
@@ -198,12 +228,28 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
 
     from fervid.data.plots import subplots
 
-    names = [f"{s['model']}\n{s['strategy']}" if len({x['model'] for x in summary}) > 1 else s["strategy"] for s in summary]
+    names = [
+        f"{s['model']}\n{s['strategy']}" if len({x["model"] for x in summary}) > 1 else s["strategy"] for s in summary
+    ]
     x = np.arange(len(summary))
     fig, (a1, a2) = subplots(1, 2, figsize=(max(10, 1.6 * len(summary) + 6), 4.5), gridspec_kw={"width_ratios": [1, 2]})
     w = 0.38
-    a1.bar(x - w / 2, [s["accuracy"] for s in summary], w, yerr=[s["accuracy_std"] for s in summary], label="accuracy", capsize=3)
-    a1.bar(x + w / 2, [s["macro_f1"] for s in summary], w, yerr=[s["macro_f1_std"] for s in summary], label="macro-F1", capsize=3)
+    a1.bar(
+        x - w / 2,
+        [s["accuracy"] for s in summary],
+        w,
+        yerr=[s["accuracy_std"] for s in summary],
+        label="accuracy",
+        capsize=3,
+    )
+    a1.bar(
+        x + w / 2,
+        [s["macro_f1"] for s in summary],
+        w,
+        yerr=[s["macro_f1_std"] for s in summary],
+        label="macro-F1",
+        capsize=3,
+    )
     a1.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     a1.set_ylim(0, 1)
     a1.set_title("PrivateTest (mean ± std over seeds)")
@@ -213,8 +259,16 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
     cmap = matplotlib.colormaps["tab10"]
     xc = np.arange(len(cls))
     for j, s in enumerate(summary):
-        a2.bar(xc - 0.4 + wc * (j + 0.5), [s["recall"][c][0] for c in cls], wc, yerr=[s["recall"][c][1] for c in cls],
-               label=names[j].replace("\n", " "), color=cmap(j % 10), capsize=2, error_kw={"elinewidth": 0.8})
+        a2.bar(
+            xc - 0.4 + wc * (j + 0.5),
+            [s["recall"][c][0] for c in cls],
+            wc,
+            yerr=[s["recall"][c][1] for c in cls],
+            label=names[j].replace("\n", " "),
+            color=cmap(j % 10),
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
     a2.set_xticks(xc, cls)
     for lab in a2.get_xticklabels():
         if lab.get_text() in FOCUS_CLASSES:
@@ -226,15 +280,19 @@ def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequ
     fig.savefig(path, dpi=110)
 
 
-def write_outputs(rows: Sequence[dict[str, Any]], out: str | Path, labels: Sequence[str] = FER2013,
-                  cfg: StudyConfig | None = None) -> dict[str, Path]:
+def write_outputs(
+    rows: Sequence[dict[str, Any]], out: str | Path, labels: Sequence[str] = FER2013, cfg: StudyConfig | None = None
+) -> dict[str, Path]:
     """Write ``study.md``, ``study.png`` and ``study.json`` for the rows so far."""
     out = Path(out)
     summary = summarize(rows, labels)
     md = ["# fervid study", ""]
     if cfg is not None:
-        md += [f"Budget: {cfg.epochs} epochs, max_train_samples={cfg.max_train_samples}, batch {cfg.batch_size}; "
-               f"seeds {cfg.seeds}. Selected on PublicTest, reported on PrivateTest (percent, mean ± std over seeds).", ""]
+        md += [
+            f"Budget: {cfg.epochs} epochs, max_train_samples={cfg.max_train_samples}, batch {cfg.batch_size}; "
+            f"seeds {cfg.seeds}. Selected on PublicTest, reported on PrivateTest (percent, mean ± std over seeds).",
+            "",
+        ]
     md += [markdown_table(summary, labels), "![study](study.png)", ""]
     paths = {"markdown": out / "study.md", "plot": out / "study.png", "json": out / "study.json"}
     write_text_atomic(paths["markdown"], "\n".join(md))

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from fervid.training.config import TrainConfig
 
 TIMM_PREFIX = "timm:"
-IMAGENET_GREY_MEAN = 0.449   # mean of ImageNet's RGB means: what a grey image fed to an RGB-summed conv expects
+IMAGENET_GREY_MEAN = 0.449  # mean of ImageNet's RGB means: what a grey image fed to an RGB-summed conv expects
 IMAGENET_GREY_STD = 0.226
 
 
@@ -23,11 +23,12 @@ def _timm_model(cfg: TrainConfig, names: tuple[str, ...]) -> nn.Module:
 
     args = dict(cfg.model_args)
     size = int(args.pop("input_size", 96))
-    arch = str(cfg.init_from)[len(TIMM_PREFIX):]
+    arch = str(cfg.init_from)[len(TIMM_PREFIX) :]
     model = create_model("timm_model", labels=names, in_chans=1, input_size=size, arch=arch, **args)
     model_args(model).pop("pretrained_file", None)  # the checkpoint carries the weights, not the path
-    attach_meta(model, preprocess=dataclasses.replace(model_preprocess(model), mean=IMAGENET_GREY_MEAN,
-                                                      std=IMAGENET_GREY_STD))
+    attach_meta(
+        model, preprocess=dataclasses.replace(model_preprocess(model), mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD)
+    )
     cfg.model, cfg.model_args = "timm_model", dict(model_args(model))
     return model
 
