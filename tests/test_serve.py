@@ -552,9 +552,17 @@ def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> Non
     for argv, words in (
         (["serve", "--model", "nope"], "nope"),
         (["serve", "--detector", "nope"], "unknown detector"),
-        (["serve", "--workers", "0"], "--workers"),
-        (["serve", "--max-upload-mb", "0"], "--max-upload-mb"),
     ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("fervid serve: error:") and words in err and "Traceback" not in err
+    # ranges are the parser's: refused (usage, exit 2) before anything loads
+    for argv, words in (
+        (["serve", "--workers", "0"], "--workers"),
+        (["serve", "--max-upload-mb", "0"], "--max-upload-mb"),
+        (["serve", "--port", "99999"], "--port"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and words in err and "Traceback" not in err

@@ -77,3 +77,11 @@ def count_or_all(text: str) -> int | None:
     if text.strip().lower() == "all":
         return None
     return positive_int(text)
+
+
+def port(text: str) -> int:
+    """A TCP port, 0..65535 (0: any free port)."""
+    value = int(_number(text, int))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
+    return value

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from fervid.cli.argtypes import port, positive_float, positive_int
 from fervid.errors import UserValueError
 
 
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
     p.add_argument("--detector", default=None, help="face detector of the API (default: the library's default)")
     p.add_argument(
@@ -42,11 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-upload-mb",
         dest="max_upload_mb",
-        type=float,
+        type=positive_float,
         default=16.0,
         help="largest request body in MiB, one image or a whole batch (default 16)",
     )
-    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model (default 1)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="server processes, each with its own model (default 1)"
+    )
     return p
 
 
@@ -61,12 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
     from fervid import EmotionRecognizer
 
-    if args.workers < 1:
-        raise UserValueError(f"--workers {args.workers}: must be at least 1")
-    if args.max_upload_mb <= 0:
-        raise UserValueError(f"--max-upload-mb {args.max_upload_mb}: must be positive")
-    if not 0 <= args.port <= 65535:
-        raise UserValueError(f"--port {args.port}: must be in 0..65535")
     kwargs = {} if args.detector is None else {"detector": args.detector}
     rec = EmotionRecognizer(args.model, **kwargs)  # checks the detector name now
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"

@@ -102,7 +102,14 @@ def _resumed_config(cfg: TrainConfig, recipe: str | None, given: dict[str, objec
     stored = Path(cfg.out) / "config.json"
     if not stored.is_file():
         return cfg  # train() reports the missing run
-    d = json.loads(stored.read_text())
+    try:
+        d = json.loads(stored.read_text())
+    except (OSError, ValueError) as e:  # a damaged run folder: say which file, no traceback
+        raise UserValueError(
+            f"{stored}: cannot resume from this run's config ({e}); use --overwrite to start again"
+        ) from e
+    if not isinstance(d, dict):
+        raise UserValueError(f"{stored}: not a run config (a JSON object); use --overwrite to start again")
     if recipe:
         import yaml
 
