@@ -183,10 +183,6 @@ def calibrate(
     KL(votes || model) before and after, and NLL/ECE against the FER+ majority label."""
     check_not_input(out, [model, data, ferplus], "--out")  # before any work
     preflight_output(out)
-    if ferplus is not None:
-        return _calibrate_ferplus(
-            model, data, out, split=split, tta=tta, device=device, batch_size=batch_size, ferplus=ferplus
-        )
     from fervid.data.datasets import load_dataset
     from fervid.inference.logits import align_columns, tta_logits
     from fervid.models import model_preprocess, model_temperature
@@ -195,65 +191,7 @@ def calibrate(
 
     dev = resolve_device(device)
     d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
-    if split not in d.split_names:
-        raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
-    s = d.split(split)
-    s = s.select(s.labels >= 0)
-    m = load_model(model, device=dev)
-    cols = align_columns(model_preprocess(m).labels, d.label_names)
-    logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy()[:, cols]
-    y = s.labels.astype(np.int64)
-    t0 = model_temperature(m)
-    t = fit_temperature(logits, y)
-    info = {
-        "temperature": t,
-        "previous_temperature": t0,
-        "fit_split": split,
-        "fit_images": int(len(y)),
-        "tta": tta,
-        "nll_before": nll(logits, y, t0),
-        "nll_after": nll(logits, y, t),
-        "ece_before": expected_calibration_error(softmax(logits, t0), y),
-        "ece_after": expected_calibration_error(softmax(logits, t), y),
-    }
-    path = write_calibrated_checkpoint(
-        model,
-        t,
-        out,
-        {
-            "fit": split,
-            "tta": tta,
-            "fit_data": str(getattr(d, "source", data)),
-            **{k: info[k] for k in ("nll_before", "nll_after", "ece_before", "ece_after")},
-        },
-    )
-    info["out"] = str(path)
-    return info
-
-
-def _calibrate_ferplus(
-    model: str | os.PathLike,
-    data: str | os.PathLike | Any,
-    out: str | os.PathLike,
-    *,
-    split: str,
-    tta: str,
-    device: str,
-    batch_size: int,
-    ferplus: str | os.PathLike,
-) -> dict[str, Any]:
-    from fervid.data.datasets import load_dataset
-    from fervid.data.ferplus import align, distribution, load_ferplus
-    from fervid.data.ferplus import targets as ferplus_targets
-    from fervid.evaluation.ambiguity import model_votes
-    from fervid.inference.logits import tta_logits
-    from fervid.models import model_preprocess, model_temperature
-    from fervid.models.checkpoint import load_model
-    from fervid.runtime import resolve_device, softmax
-
-    dev = resolve_device(device)
-    d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
-    if d.files is not None:
+    if ferplus is not None and d.files is not None:
         raise UserValueError(
             "calibrating against FER+ votes needs the FER2013 CSV as data (its rows line up with "
             "fer2013new.csv), not an image folder"
@@ -262,46 +200,48 @@ def _calibrate_ferplus(
         raise UserValueError(f"split {split!r} not in {d.source}; present: {d.split_names}")
     s = d.split(split)
     m = load_model(model, device=dev)
-    labels = tuple(model_preprocess(m).labels)
-    v = model_votes(align(s, load_ferplus(ferplus)), labels)  # the model's label order; emotions it lacks dropped
-    y, keep = ferplus_targets(v, "majority")
-    s, v, y = s.select(keep), v[keep], y[keep]
-    q = distribution(v).astype(np.float64)
-    logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy().astype(np.float64)
     t0 = model_temperature(m)
-    t = fit_temperature_to_distribution(logits, q)
+    extra: dict[str, Any] = {}
+    if ferplus is None:
+        s = s.select(s.labels >= 0)
+        cols = align_columns(model_preprocess(m).labels, d.label_names)
+        logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy()[:, cols]
+        y = s.labels.astype(np.int64)
+        t = fit_temperature(logits, y)
+    else:
+        from fervid.data.ferplus import align, distribution, load_ferplus
+        from fervid.data.ferplus import targets as ferplus_targets
+        from fervid.evaluation.ambiguity import model_votes
 
-    def kl(temp: float) -> float:
-        logp = torch.log_softmax(torch.as_tensor(logits) / temp, 1).numpy()
-        safe = np.where(q > 0, q, 1.0)
-        return float((q * (np.log(safe) - logp)).sum(1).mean())
+        # the model's label order, emotions it lacks dropped; images with a FER+ majority only
+        v = model_votes(align(s, load_ferplus(ferplus)), tuple(model_preprocess(m).labels))
+        y, keep = ferplus_targets(v, "majority")
+        s, v, y = s.select(keep), v[keep], y[keep]
+        q = distribution(v).astype(np.float64)
+        logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy().astype(np.float64)
+        t = fit_temperature_to_distribution(logits, q)
 
-    info = {
+        def kl(temp: float) -> float:
+            logp = torch.log_softmax(torch.as_tensor(logits) / temp, 1).numpy()
+            safe = np.where(q > 0, q, 1.0)
+            return float((q * (np.log(safe) - logp)).sum(1).mean())
+
+        extra = {"target": "FER+ vote distribution", "kl_before": kl(t0), "kl_after": kl(t)}
+    info: dict[str, Any] = {
         "temperature": t,
         "previous_temperature": t0,
         "fit_split": split,
         "fit_images": int(len(y)),
         "tta": tta,
-        "target": "FER+ vote distribution",
-        "kl_before": kl(t0),
-        "kl_after": kl(t),
+        **extra,
         "nll_before": nll(logits, y, t0),
         "nll_after": nll(logits, y, t),
         "ece_before": expected_calibration_error(softmax(logits, t0), y),
         "ece_after": expected_calibration_error(softmax(logits, t), y),
     }
-    path = write_calibrated_checkpoint(
-        model,
-        t,
-        out,
-        {
-            "fit": split,
-            "tta": tta,
-            "fit_data": str(getattr(d, "source", data)),
-            "target": "FER+ vote distribution",
-            "ferplus": str(ferplus),
-            **{k: info[k] for k in ("kl_before", "kl_after", "nll_before", "nll_after", "ece_before", "ece_after")},
-        },
-    )
-    info["out"] = str(path)
+    record = {"fit": split, "tta": tta, "fit_data": str(getattr(d, "source", data))}
+    if ferplus is not None:
+        record.update(target="FER+ vote distribution", ferplus=str(ferplus))
+    record.update({k: v for k, v in info.items() if k.endswith(("_before", "_after"))})
+    info["out"] = str(write_calibrated_checkpoint(model, t, out, record))
     return info
