@@ -161,6 +161,7 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     faces = page.evaluate("fervid.lastFaces")
     allowed = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert all(f["label"] in allowed and 0 < f["confidence"] <= 1 and f["box"]["w"] > 5 for f in faces), faces
+    assert any(f["aligned"] for f in faces), "the live camera should crop faces aligned on their landmarks"
     wait_js(page, "fervid.framesProcessed >= 10", 20)
     assert page.evaluate("fervid.fps") > 0
     # the overlay, bars and timeline are on the page
@@ -209,11 +210,7 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     import base64
 
     url = "data:image/jpeg;base64," + base64.b64encode(img_bytes).decode()
-    faces = page.evaluate(
-        "async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, "
-        "probabilities: f.probabilities, label: f.label}))",
-        url,
-    )
+    faces = page_faces(page, url)
     assert len(faces) == 2, faces
 
     bgr = cv2.imread(str(media / "two_people.jpg"))
@@ -241,15 +238,159 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     for r, f in zip(ref_boxes, faces):
         assert iou(r, f["box"]) > 0.85, (r, f["box"])
 
-    from fervid.inference.detect import FaceBox
-
-    boxes = [FaceBox(f["box"]["x"], f["box"]["y"], f["box"]["w"], f["box"]["h"], 1.0) for f in faces]
-    rec = EmotionRecognizer("fast", detector=_Fixed(boxes))
+    # the Python recognizer on the page's boxes and landmarks: both align the faces
+    assert all(f["aligned"] for f in faces), faces
+    rec = EmotionRecognizer("fast", detector=_Fixed([face_box(f) for f in faces]))
     py = rec.predict(media / "two_people.jpg")
     for pf, jf in zip(py.faces, faces):
         diff = max(abs(pf.probabilities[k] - jf["probabilities"][k]) for k in pf.probabilities)
         assert diff < 0.05, (pf.probabilities, jf["probabilities"])
         assert pf.label == jf["label"] or diff < 0.02
+
+
+def page_faces(page: Any, url: str) -> list[dict[str, Any]]:
+    """The page's own faces in the image at ``url``: box, landmarks, whether the crop was
+    aligned, the crop itself (grey levels, row-major) and the probabilities."""
+    return page.evaluate(
+        "async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, landmarks: f.landmarks, "
+        "aligned: f.aligned, crop: Array.from(f.crop), probabilities: f.probabilities, label: f.label}))",
+        url,
+    )
+
+
+def face_box(face: dict[str, Any]) -> Any:
+    from fervid.inference.detect import FaceBox
+
+    b = face["box"]
+    lm = None if face["landmarks"] is None else tuple((float(x), float(y)) for x, y in face["landmarks"])
+    return FaceBox(b["x"], b["y"], b["w"], b["h"], float(face.get("score", 1.0)), lm)
+
+
+def png_url(rgb: np.ndarray) -> str:
+    """A lossless data URL of an RGB frame: the page decodes exactly the pixels Python has."""
+    import base64
+
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def video_frames(video: Path, indices: list[int]) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        for i in indices:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, bgr = cap.read()
+            assert ok, f"frame {i} of {video}"
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    return frames
+
+
+def crop_agreement(js: list[int], py: np.ndarray) -> tuple[float, int]:
+    """Share of pixels within 2 grey levels, and the largest difference."""
+    d = np.abs(np.asarray(js, np.int16).reshape(py.shape) - py.astype(np.int16))
+    return float((d <= 2).mean()), int(d.max())
+
+
+def test_aligned_crop_matches_python_on_video_frames(page: Any, server: str, media: Path) -> None:
+    """On real frames of the clip, the page's landmark-aligned crop is crop_face's aligned
+    crop (same landmarks, same box) up to rounding, and the probabilities match."""
+    from fervid.data.io import rgb_to_gray
+    from fervid.inference.crop import align_face, box_crop, crop_face
+
+    if not page.url.startswith(server):
+        page.goto(f"{server}/?camera=off")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    page.evaluate("document.querySelector('input[value=fast]').click()")
+    wait_js(page, "fervid.model === 'fast'", 10)
+    fixed = _Fixed([])
+    rec = EmotionRecognizer("fast", detector=fixed)
+    size, margin = int(rec.classifier.preprocess.input_size), float(rec.classifier.preprocess.face_margin)
+    assert size == 48
+
+    shares, worst, prob_diffs, n_aligned = [], 0, [], 0
+    for rgb in video_frames(media / "short_hamilton_clip.mp4", [0, 45, 90, 135, 180, 225, 270]):
+        faces = page_faces(page, png_url(rgb))
+        if not faces:
+            continue
+        gray = rgb_to_gray(rgb)
+        for f in faces:
+            fb = face_box(f)
+            ref = crop_face(gray, fb.box, margin, size, landmarks=fb.landmarks)
+            if not f["aligned"]:
+                # the page fell back to the box crop: so must Python have
+                assert np.array_equal(ref, box_crop(gray, fb.box, margin, size))
+                continue
+            n_aligned += 1
+            # crop_face really took the aligned path (and it is not the box crop)
+            assert np.array_equal(ref, align_face(gray, fb.landmarks, size))
+            share, big = crop_agreement(f["crop"], ref)
+            shares.append(share)
+            worst = max(worst, big)
+            js = np.asarray(f["crop"], np.float64).reshape(ref.shape)
+            box = box_crop(gray, fb.box, margin, size)
+            assert np.abs(js - ref).mean() < np.abs(js - box).mean(), "the page's crop is nearer the box crop"
+            assert share >= 0.95, (share, big, f["box"], f["landmarks"])
+        fixed.boxes = [face_box(f) for f in faces]
+        py = rec.predict(rgb)
+        for pf, jf in zip(py.faces, faces):
+            diff = max(abs(pf.probabilities[k] - jf["probabilities"][k]) for k in pf.probabilities)
+            prob_diffs.append(diff)
+            assert diff < 0.05, (pf.probabilities, jf["probabilities"])
+    assert n_aligned >= 5, f"only {n_aligned} aligned faces on the clip's frames"
+    print(
+        f"aligned-crop parity on {n_aligned} faces: pixels within +-2 grey levels min {min(shares):.4f} "
+        f"mean {np.mean(shares):.4f}, max |diff| {worst}; max probability diff {max(prob_diffs):.4f}"
+    )
+
+
+def test_page_crop_falls_back_like_python(page: Any, server: str, media: Path) -> None:
+    """No landmarks, degenerate landmarks, or landmarks that disagree with the box 3x: the
+    page takes the box crop, as crop_face does, and the crops agree."""
+    from fervid.data.io import rgb_to_gray
+    from fervid.inference.crop import align_face, crop_face
+
+    if not page.url.startswith(server):
+        page.goto(f"{server}/?camera=off")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    page.evaluate("document.querySelector('input[value=fast]').click()")
+    wait_js(page, "fervid.model === 'fast'", 10)
+    rgb = video_frames(media / "short_hamilton_clip.mp4", [0])[0]
+    url = png_url(rgb)
+    faces = page_faces(page, url)
+    assert faces and faces[0]["aligned"], faces
+    f = faces[0]
+    lm = np.asarray(f["landmarks"], np.float64)
+    centre = lm.mean(0)
+    variants = {
+        "none": None,
+        "one point": np.repeat(centre[None], 5, 0),
+        # the real face's landmarks passed the 1/3..3 check, so these two cannot
+        "10x too small": centre + (lm - centre) / 10,
+        "10x too large": centre + (lm - centre) * 10,
+        "2x small": centre + (lm - centre) / 2,
+        "rotated 30 degrees": centre
+        + (lm - centre) @ np.array([[np.cos(0.52), np.sin(0.52)], [-np.sin(0.52), np.cos(0.52)]]),
+    }
+    asked = [{"box": f["box"], "landmarks": None if v is None else v.tolist()} for v in variants.values()]
+    got = page.evaluate("async ([u, faces]) => fervid.cropImage(u, faces)", [url, asked])
+    gray = rgb_to_gray(rgb)
+    size, margin = 48, float(EmotionRecognizer("fast").classifier.preprocess.face_margin)
+    b = f["box"]
+    assert [g["aligned"] for g in got][:4] == [False] * 4 and got[5]["aligned"], got
+    for (name, v), g in zip(variants.items(), got):
+        ref = crop_face(gray, (b["x"], b["y"], b["w"], b["h"]), margin, size, landmarks=v)
+        python_aligned = v is not None and name != "one point" and np.array_equal(ref, align_face(gray, v, size))
+        assert g["aligned"] == python_aligned, name
+        share, big = crop_agreement(g["grey"], ref)
+        assert share >= 0.95, (name, share, big)
 
 
 def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path: Path) -> None:

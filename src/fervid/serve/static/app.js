@@ -146,9 +146,87 @@ function clipBox(d, W, H) {
 }
 
 // ---------------------------------------------------------------- face crop (fervid's crop_face)
-// Square crop of side max(w, h) * (1 + 2 margin) centred on the box, border pixels repeated
-// outside the image, grey (ITU-R 601), resized to size x size with area averaging when
-// shrinking (OpenCV INTER_AREA) and bilinear interpolation when enlarging (INTER_LINEAR).
+// The same crop as fervid.inference.crop.crop_face, so the page and the service classify the
+// same pixels: aligned on YuNet's five landmarks when they are sane, else the box crop.
+// Coordinates follow OpenCV's pixel-centre convention (pixel i has its centre at x = i).
+
+// Grey as fervid.data.io.rgb_to_gray (OpenCV COLOR_RGB2GRAY): ITU-R 601 luma in OpenCV's
+// 14-bit fixed point, rounded to uint8 (bit-exact with cv2).
+function greyRegion(ctx, rx, ry, rw, rh) {
+  const data = ctx.getImageData(rx, ry, rw, rh).data, g = new Uint8Array(rw * rh);
+  for (let i = 0, j = 0; i < g.length; i++, j += 4) g[i] = (data[j] * 4899 + data[j + 1] * 9617 + data[j + 2] * 1868 + 8192) >> 14;
+  return { g, rx, ry, rw, rh };
+}
+
+// crop.CANONICAL_LANDMARKS_48: where YuNet finds the five landmarks (right eye, left eye,
+// nose tip, right and left mouth corner) on FER2013's 48x48 training faces.
+const CANONICAL_LANDMARKS_48 = [[14.39, 17.99], [32.61, 17.99], [23.50, 28.20], [16.31, 35.86], [30.69, 35.86]];
+const MAX_SCALE_DISAGREEMENT = 3.0;  // crop._MAX_SCALE_DISAGREEMENT
+
+// crop.alignment_matrix: least-squares similarity (image -> size x size crop) of the landmarks
+// onto the canonical ones, {a, b, tx, ty} for [[a, -b, tx], [b, a, ty]]; null when degenerate.
+function alignmentMatrix(landmarks, size) {
+  if (!Array.isArray(landmarks) || landmarks.length !== CANONICAL_LANDMARKS_48.length) return null;
+  const src = landmarks.map((p) => [Number(p[0]), Number(p[1])]);
+  const dst = CANONICAL_LANDMARKS_48.map(([x, y]) => [(x + 0.5) * (size / 48) - 0.5, (y + 0.5) * (size / 48) - 0.5]);
+  const mean = (pts, c) => pts.reduce((acc, p) => acc + p[c], 0) / pts.length;
+  const psx = mean(src, 0), psy = mean(src, 1), qsx = mean(dst, 0), qsy = mean(dst, 1);
+  let norm = 0, dot = 0, cross = 0;
+  for (let i = 0; i < src.length; i++) {
+    const px = src[i][0] - psx, py = src[i][1] - psy, qx = dst[i][0] - qsx, qy = dst[i][1] - qsy;
+    norm += px * px + py * py;
+    dot += px * qx + py * qy;
+    cross += px * qy - py * qx;
+  }
+  if (!Number.isFinite(norm) || norm < 1e-6) return null;
+  const a = dot / norm, b = cross / norm;
+  return { a, b, tx: qsx - (a * psx - b * psy), ty: qsy - (b * psx + a * psy) };
+}
+
+// crop.warp_face: each output pixel is the mean of k x k bilinear samples over its footprint
+// (k = ceil(1 / scale), at most 8, when the crop shrinks the face), borders repeated. Like
+// OpenCV (warpAffine to uint8 on the k-times grid, then INTER_AREA), samples are rounded to
+// grey levels before the mean, and the mean is rounded again.
+function alignedCrop(ctx, W, H, M, size) {
+  const { a, b, tx, ty } = M, s2 = a * a + b * b, scale = Math.sqrt(s2);
+  const k = scale >= 1 ? 1 : Math.min(8, Math.ceil(1 / scale - 1e-9));
+  // inverse of the similarity: crop pixel (X, Y) -> image pixel (x, y)
+  const ix = (X, Y) => (a * (X - tx) + b * (Y - ty)) / s2, iy = (X, Y) => (-b * (X - tx) + a * (Y - ty)) / s2;
+  // Only the image pixels under the crop are read: its corners mapped back, one pixel of slack.
+  const cx = [], cy = [];
+  for (const X of [-0.5, size - 0.5]) for (const Y of [-0.5, size - 0.5]) { cx.push(ix(X, Y)); cy.push(iy(X, Y)); }
+  const clampI = (v, hi) => Math.min(hi, Math.max(0, v));
+  const rx = clampI(Math.floor(Math.min(...cx)) - 1, W - 1), rx1 = clampI(Math.ceil(Math.max(...cx)) + 1, W - 1);
+  const ry = clampI(Math.floor(Math.min(...cy)) - 1, H - 1), ry1 = clampI(Math.ceil(Math.max(...cy)) + 1, H - 1);
+  const { g, rw, rh } = greyRegion(ctx, rx, ry, rx1 - rx + 1, ry1 - ry + 1);
+  const sample = (x, y) => {
+    // BORDER_REPLICATE == coordinates clamped to the image
+    x = clampI(x, W - 1) - rx; y = clampI(y, H - 1) - ry;
+    const x0 = clampI(Math.floor(x), rw - 1), y0 = clampI(Math.floor(y), rh - 1);
+    const x1 = Math.min(x0 + 1, rw - 1), y1 = Math.min(y0 + 1, rh - 1), fx = x - x0, fy = y - y0;
+    const r0 = y0 * rw, r1 = y1 * rw;
+    return (1 - fy) * ((1 - fx) * g[r0 + x0] + fx * g[r0 + x1]) + fy * ((1 - fx) * g[r1 + x0] + fx * g[r1 + x1]);
+  };
+  const out = new Uint8Array(size * size), n = k * k;
+  for (let oy = 0; oy < size; oy++) {
+    for (let ox = 0; ox < size; ox++) {
+      let acc = 0;
+      for (let j = 0; j < k; j++) {
+        const Y = oy + (j + 0.5) / k - 0.5;
+        for (let i = 0; i < k; i++) {
+          const X = ox + (i + 0.5) / k - 0.5;
+          acc += Math.round(sample(ix(X, Y), iy(X, Y)));
+        }
+      }
+      out[oy * size + ox] = Math.round(acc / n);
+    }
+  }
+  return out;
+}
+
+// crop.box_crop: square of side max(w, h) * (1 + 2 margin) centred on the box, border pixels
+// repeated outside the image, resized to size x size with area averaging when shrinking
+// (OpenCV INTER_AREA) and bilinear interpolation when enlarging (INTER_LINEAR).
 function axisWeights(start, side, size) {
   // For each output index: [[sourceIndex, weight], ...] of the area it covers (relative to `start`).
   const out = [], scale = side / size;
@@ -168,45 +246,51 @@ function axisWeights(start, side, size) {
   return out;
 }
 
-function cropFace(frame, W, H, box, margin, size) {
-  // frame: RGBA pixels of the region [rx, ry, rw, rh] of the full image; indices are clamped into it.
+function boxCrop(ctx, W, H, box, margin, size) {
   const side = Math.max(box.w, box.h) * (1 + 2 * margin);
   const cx = box.x + box.w / 2, cy = box.y + box.h / 2;
   const x0 = Math.round(cx - side / 2), y0 = Math.round(cy - side / 2), s = Math.max(1, Math.round(side));
-  const { data, rx, ry, rw, rh } = frame;
-  const lum = new Float32Array(rw * rh);
-  for (let i = 0, j = 0; i < lum.length; i++, j += 4) lum[i] = 0.299 * data[j] + 0.587 * data[j + 1] + 0.114 * data[j + 2];
+  // only the part of the square inside the image is read; indices are clamped into it
+  const rx = Math.max(0, x0), ry = Math.max(0, y0);
+  const rw = Math.max(1, Math.min(W, x0 + s) - rx), rh = Math.max(1, Math.min(H, y0 + s) - ry);
+  const { g } = greyRegion(ctx, rx, ry, rw, rh);
   const clampX = (v) => Math.min(rw - 1, Math.max(0, v - rx)), clampY = (v) => Math.min(rh - 1, Math.max(0, v - ry));
   const wx = axisWeights(x0, s, size).map((taps) => taps.filter(([, w]) => w !== 0).map(([i, w]) => [clampX(i), w]));
-  const wy = axisWeights(y0, s, size).map((taps) => taps.filter(([, w]) => w !== 0).map(([i, w]) => [clampY(i) * rw, w]));
+  const wy = axisWeights(y0, s, size).map((taps) => taps.filter(([, w]) => w !== 0).map(([i, w]) => [clampY(i), w]));
   // separable: rows first (size x rh), then columns
   const tmp = new Float32Array(size * rh);
   for (let y = 0; y < rh; y++) {
     const row = y * rw;
     for (let ox = 0; ox < size; ox++) {
       let acc = 0;
-      for (const [xi, w] of wx[ox]) acc += w * lum[row + xi];
+      for (const [xi, w] of wx[ox]) acc += w * g[row + xi];
       tmp[y * size + ox] = acc;
     }
   }
-  const grey = new Float32Array(size * size);
+  const grey = new Uint8Array(size * size);
   for (let oy = 0; oy < size; oy++) {
     for (let ox = 0; ox < size; ox++) {
       let acc = 0;
-      for (const [yo, w] of wy[oy]) acc += w * tmp[(yo / rw) * size + ox];
+      for (const [yi, w] of wy[oy]) acc += w * tmp[yi * size + ox];
       grey[oy * size + ox] = Math.round(Math.min(255, Math.max(0, acc)));
     }
   }
   return grey;
 }
 
-function faceRegion(ctx, W, H, box, margin) {
-  const side = Math.max(box.w, box.h) * (1 + 2 * margin);
-  const cx = box.x + box.w / 2, cy = box.y + box.h / 2;
-  const x0 = Math.round(cx - side / 2), y0 = Math.round(cy - side / 2), s = Math.max(1, Math.round(side));
-  const rx = Math.max(0, x0), ry = Math.max(0, y0);
-  const rw = Math.max(1, Math.min(W, x0 + s) - rx), rh = Math.max(1, Math.min(H, y0 + s) - ry);
-  return { data: ctx.getImageData(rx, ry, rw, rh).data, rx, ry, rw, rh };
+// crop.crop_face: {grey: size x size Uint8Array, aligned}. Aligned on the landmarks unless they
+// are missing, degenerate, or describe a face over 3x larger or smaller than the box (broken
+// landmarks, not a face); then the box crop (margin is used only there).
+function cropFace(ctx, W, H, box, landmarks, margin, size) {
+  const M = landmarks ? alignmentMatrix(landmarks, size) : null;
+  if (M) {
+    const implied = size / Math.max(Math.hypot(M.a, M.b), 1e-9), side = Math.max(box.w, box.h, 1);
+    const ratio = implied / side;
+    if (1 / MAX_SCALE_DISAGREEMENT <= ratio && ratio <= MAX_SCALE_DISAGREEMENT) {
+      return { grey: alignedCrop(ctx, W, H, M, size), aligned: true };
+    }
+  }
+  return { grey: boxCrop(ctx, W, H, box, margin, size), aligned: false };
 }
 
 // ---------------------------------------------------------------- emotions
@@ -259,11 +343,12 @@ async function analyse(source, W, H) {
   const t2 = performance.now();
   if (!boxes.length) { time({ grab: t1 - t0, detect: t2 - t1, crop: 0, classify: 0 }); return []; }
   const { input_size: size, face_margin: margin } = current.meta.preprocess;
-  const crops = boxes.map((b) => cropFace(faceRegion(grabCtx, W, H, b, margin), W, H, b, margin, size));
+  const crops = boxes.map((b) => cropFace(grabCtx, W, H, b, b.landmarks, margin, size));
   const t3 = performance.now();
-  const emotions = await classify(current, crops);
+  const emotions = await classify(current, crops.map((c) => c.grey));
   time({ grab: t1 - t0, detect: t2 - t1, crop: t3 - t2, classify: performance.now() - t3 });
-  return boxes.map((b, i) => ({ box: { x: b.x, y: b.y, w: b.w, h: b.h }, score: b.score, landmarks: b.landmarks, ...emotions[i] }))
+  return boxes.map((b, i) => ({ box: { x: b.x, y: b.y, w: b.w, h: b.h }, score: b.score, landmarks: b.landmarks,
+                                aligned: crops[i].aligned, crop: crops[i].grey, ...emotions[i] }))
     .sort((a, b) => a.box.x - b.box.x || a.box.y - b.box.y);
 }
 
@@ -437,7 +522,7 @@ async function loop() {
       drawFaces(liveCtx, faces, current.meta.labels, W / 640);
       state.framesProcessed += 1;
       state.facesDrawn += faces.length;
-      state.lastFaces = faces.map((f) => ({ box: f.box, label: f.label, confidence: f.confidence, score: f.score }));
+      state.lastFaces = faces.map((f) => ({ box: f.box, label: f.label, confidence: f.confidence, score: f.score, aligned: f.aligned }));
       state.msPerFrame = 0.9 * (state.msPerFrame || now - t) + 0.1 * (now - t);
       frameTimes.push(now);
       while (frameTimes.length && frameTimes[0] < now - 2000) frameTimes.shift();
@@ -508,6 +593,24 @@ state.detectImage = async (url) => {
   img.src = url;
   await img.decode();
   return exclusive(() => analyse(img, img.naturalWidth, img.naturalHeight));
+};
+
+// For tests: the page's crops of given faces ({box: {x, y, w, h}, landmarks: [[x, y] x 5] | null})
+// in the image at `url`, with the selected model's size and margin: [{grey: [...], aligned}].
+state.cropImage = async (url, faces) => {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  const W = img.naturalWidth, H = img.naturalHeight;
+  return exclusive(() => {
+    if (grab.width !== W || grab.height !== H) { grab.width = W; grab.height = H; }
+    grabCtx.drawImage(img, 0, 0, W, H);
+    const { input_size: size, face_margin: margin } = current.meta.preprocess;
+    return faces.map((f) => {
+      const c = cropFace(grabCtx, W, H, f.box, f.landmarks, margin, size);
+      return { grey: Array.from(c.grey), aligned: c.aligned };
+    });
+  });
 };
 
 // ---------------------------------------------------------------- start
