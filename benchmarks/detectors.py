@@ -98,6 +98,7 @@ FRAMES = [
 # name -> (registered detector, kwargs)
 DETECTORS: dict[str, tuple[str, dict]] = {
     "yunet": ("yunet", {}),
+    "yunet photo, one 640 px pass (before coarse to fine)": ("yunet", {"coarse_side": None}),
     "yunet video (320 px, score 0.6)": ("yunet", {"max_side": 320, "score_threshold": 0.6}),
     "yunet opencv": ("yunet", {"backend": "opencv"}),
     "yunet opencv video (320 px, score 0.6)": ("yunet", {"backend": "opencv", "max_side": 320, "score_threshold": 0.6}),

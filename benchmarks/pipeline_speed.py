@@ -64,6 +64,12 @@ def int8_path(model: str, data: Path) -> Path:
     return int8_model(model, REPO / "runs" / "int8", data / "fer2013" / "fer2013.csv.gz")
 
 
+def passes(rec: object) -> str:
+    """What YuNet's coarse-to-fine choice did over the run: input sizes and pass counts."""
+    sizes = getattr(getattr(rec, "detector", None), "input_sizes", None)
+    return ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(sizes.items())) if sizes else "-"
+
+
 def run_photo(args: argparse.Namespace) -> int:
     import cv2
 
@@ -111,15 +117,15 @@ def run_photo(args: argparse.Namespace) -> int:
     )
     print(
         "| model | classifier | detector | faces found | ms per photo (median, wall) | of which detection | "
-        "CPU ms of the calling thread |"
+        "CPU ms of the calling thread | YuNet input (w x h: passes) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for k in configs:
         model, rest = k.split(" ", 1)
         variant, det = rest.split(" + ")
         print(
             f"| {model} | {variant} | {det} | {faces[k]} | {statistics.median(times[k]):.2f} | "
-            f"{statistics.median(det_times[k]):.2f} | {statistics.median(cpu[k]):.2f} |"
+            f"{statistics.median(det_times[k]):.2f} | {statistics.median(cpu[k]):.2f} | {passes(configs[k])} |"
         )
     return 0
 

@@ -229,7 +229,7 @@ def test_grey_input_and_colour_order(media_photo):
 
 
 def test_raw_is_yunet_on_the_image_as_is(media_photo):
-    det = YuNetDetector(max_side=None)
+    det = YuNetDetector(max_side=None, coarse_side=None)  # one pass on the image as it is
     raw = det.raw(np.ascontiguousarray(media_photo[:, :, ::-1]))
     assert raw.shape == (1, 15) and raw.dtype == np.float32
     f = det.detect(media_photo)[0]
@@ -268,3 +268,89 @@ def test_detect_is_thread_safe(media_photo):
         with ThreadPoolExecutor(4) as ex:
             got = list(ex.map(det.detect, imgs))
         assert got == want
+
+
+# ------------------------------------------------------------------ photos: coarse to fine
+
+
+def _square(rgb: np.ndarray, cx: int, cy: int, side: int, out: int) -> np.ndarray:
+    import cv2
+
+    crop = rgb[max(0, cy - side // 2) : cy + side // 2, max(0, cx - side // 2) : cx + side // 2]
+    return np.ascontiguousarray(cv2.resize(crop, (out, out), interpolation=cv2.INTER_AREA))
+
+
+def test_a_photo_of_one_large_face_is_detected_at_the_coarse_size(data_root: Path):
+    """A ~400 px portrait (pipeline_speed.py's photos) runs one 320 px pass, and finds the
+    face where the one-pass 400 px detection does."""
+    p = data_root / "media" / "lin-manuel-miranda.png"
+    if not p.is_file():
+        pytest.skip("media not found")
+    img = _square(load_image(p), 417, 305, 560, 400)
+    det = YuNetDetector()
+    faces = det.detect(img)
+    assert det.input_sizes == {(320, 320): 1}
+    one_pass = YuNetDetector(coarse_side=None)
+    ref = one_pass.detect(img)
+    assert one_pass.input_sizes == {(400, 400): 1}
+    assert len(faces) == len(ref) == 1 and iou(faces[0], ref[0]) > 0.9
+    assert faces[0].landmarks is not None
+
+
+def test_small_faces_send_a_photo_to_the_fine_pass(items, bench):
+    """Frame 0 of the clip as a photo (640x360): the 31 px pianist is small at the coarse
+    512 px input, so the photo is detected again at 640 and both annotated faces are found."""
+    it, img = next((it, img) for it, img in items if it.name == "frame 0")
+    det = YuNetDetector()
+    found = det.detect(img)
+    assert det.input_sizes == {(512, 288): 1, (640, 360): 1}
+    assert bench.score_item(it, found) == (2, 0)
+    assert found == YuNetDetector(coarse_side=None).detect(img)  # the fine pass is the answer
+
+
+def test_a_small_face_beside_a_large_one_is_still_found(bench, media_photo):
+    """A real face pasted twice into a no-face photo (640x427): large (200 px) and small
+    (a 30 px patch: a ~20 px face, ~16 px at the coarse input). The large face alone would be a clear coarse pass;
+    the small one is found because the photo goes on to the fine pass."""
+    import cv2
+
+    canvas = dict(bench.load_no_face())["china.jpg"].copy()
+    face = _square(media_photo, 444, 107, 200, 200)  # obama-480p.jpg, the face and some margin
+    canvas[100:300, 40:240] = face
+    canvas[300:330, 500:530] = cv2.resize(face, (30, 30), interpolation=cv2.INTER_AREA)
+    det = YuNetDetector()
+    found = det.detect(canvas)
+    assert det.input_sizes[(640, 427)] == 1  # the fine pass ran
+    centres = sorted((f.x + f.w / 2, f.y + f.h / 2) for f in found)
+    assert len(found) == 2, [f.box for f in found]
+    assert 40 < centres[0][0] < 240 and 100 < centres[0][1] < 300
+    assert 500 < centres[1][0] < 530 and 300 < centres[1][1] < 330
+    large_only = canvas.copy()
+    large_only[300:330, 500:530] = dict(bench.load_no_face())["china.jpg"][300:330, 500:530]
+    det.input_sizes.clear()
+    assert len(det.detect(large_only)) == 1 and det.input_sizes == {(512, 342): 1}
+
+
+def test_photos_larger_than_max_side_and_faceless_photos_get_the_fine_pass(items, bench):
+    det = YuNetDetector()
+    big = next(img for it, img in items if it.name == "obama_and_biden.jpg")  # 2000 x 1428
+    det.detect(big)
+    assert det.input_sizes == {(640, 457): 1}  # one pass, as before: no coarse pass above max_side
+    det.input_sizes.clear()
+    assert det.detect(dict(bench.load_no_face())["flower.jpg"]) == []
+    assert det.input_sizes == {(512, 342): 1, (640, 427): 1}  # nothing at 512: look again at 640
+    det.input_sizes.clear()
+    small = np.zeros((300, 300, 3), np.uint8)
+    assert det.detect(small) == [] and det.input_sizes == {(300, 300): 1}  # below coarse_side: one pass
+
+
+def test_video_detectors_run_one_pass():
+    from fervid.inference.recognizer import EmotionRecognizer
+
+    assert YUNET_VIDEO["coarse_side"] is None and YUNET_PHOTO["coarse_side"] == 320
+    v = EmotionRecognizer().video_detector
+    assert isinstance(v, YuNetDetector) and (v.max_side, v.coarse_side) == (YUNET_VIDEO["max_side"], None)
+    v = EmotionRecognizer(detector_options={"max_side": 640}).video_detector
+    assert isinstance(v, YuNetDetector) and (v.max_side, v.coarse_side) == (640, None)
+    with pytest.raises(ValueError, match="coarse_side"):
+        YuNetDetector(coarse_side=8)

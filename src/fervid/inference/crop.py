@@ -153,5 +153,5 @@ def crop_face(
             implied = size / max(float(np.hypot(M[0, 0], M[1, 0])), 1e-9)
             side = max(box[2], box[3], 1)
             if 1 / _MAX_SCALE_DISAGREEMENT <= implied / side <= _MAX_SCALE_DISAGREEMENT:
-                return align_face(gray, landmarks, size)
+                return warp_face(gray, M, size)  # align_face, without fitting M again
     return box_crop(gray, box, margin, size)

@@ -15,9 +15,12 @@ Built-in detectors (``create_detector(name)``, ``available_detectors()``):
     ``fervid/weights/yunet/`` with its MIT and Apache-2.0 notices; sha256 checked at load):
     a small CNN that also returns five landmarks. Runs through onnxruntime when it is
     installed, else OpenCV's ``cv2.FaceDetectorYN`` (every opencv-python 4.8+ wheel); both
-    give the same boxes. The image is shrunk so its longer side is at most ``max_side``
-    (photos 640, video 320: :data:`YUNET_PHOTO`, :data:`YUNET_VIDEO`). Score: the
-    detector's confidence, 0..1.
+    give the same boxes. The image is shrunk (:func:`shrink`) so its longer side is at most
+    ``max_side`` (photos 640, video 320: :data:`YUNET_PHOTO`, :data:`YUNET_VIDEO`). Photos
+    up to ``max_side`` are detected coarse to fine: first at 320 px (or 1/1.25 of the
+    photo's longer side if that is larger), again at full size only when that pass finds
+    nothing, a face under 24 px or a doubtful candidate (a ~400 px portrait: one 320 px
+    pass; small faces: both). Video runs one pass. Score: the detector's confidence, 0..1.
 ``haar``
     OpenCV's frontal-face Haar cascade (``alt2``) from ``cv2.data`` (shipped in every
     ``opencv-python(-headless)`` 4.x wheel). Images larger than ``max_side`` are downscaled
@@ -41,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -387,12 +391,33 @@ YUNET_FILES = {"onnxruntime": "yunet_s_dynamic.onnx", "opencv": "face_detection_
 fixed-shape file OpenCV's ``FaceDetectorYN`` reshapes itself (``fervid/weights/yunet``)."""
 YUNET_BACKENDS = ("auto", "onnxruntime", "opencv")
 
-# Input size and thresholds, chosen on the hand-annotated media (benchmarks/detectors.md:
+# Input size and thresholds, chosen on the hand-annotated media (benchmarks/yunet.md:
 # `python benchmarks/detectors.py --yunet-sweep`). Photos: small faces in large photos need
 # the larger input; 0.7 keeps hands and lamps out. Video: 320 px (4x fewer pixels) finds
 # every annotated video face at a quarter of the cost; the tracker bridges a missed frame.
-YUNET_PHOTO: dict[str, Any] = {"max_side": 640, "score_threshold": 0.7}
-YUNET_VIDEO: dict[str, Any] = {"max_side": 320, "score_threshold": 0.6}
+# Photos are detected coarse to fine (YuNetDetector.detect): first at ``coarse_side`` and at
+# ``max_side`` only when the coarse pass leaves a doubt; video runs one pass (a steady cost).
+YUNET_PHOTO: dict[str, Any] = {"max_side": 640, "score_threshold": 0.7, "coarse_side": 320}
+YUNET_VIDEO: dict[str, Any] = {"max_side": 320, "score_threshold": 0.6, "coarse_side": None}
+
+# When the coarse pass of a photo is trusted (benchmarks/yunet.md, "coarse to fine"). YuNet's
+# score on the annotated faces shrunk to s px at its input: 0 at 8 px, 0.3-0.75 at 10-12 px,
+# >= 0.7 for every face from 28 px (most from 16 px); at 640 px it finds faces from ~17 px.
+# Such a face is, at a coarse input at least 1/1.25 of the fine one, >= ~13 px: found, or a
+# candidate scoring in [YUNET_REFINE_SCORE, score_threshold) that sends the photo to the fine
+# pass (of 246 real 15-30 px faces pasted into the two no-face photos and found at 640 px,
+# 2 left no such candidate at 512 px; 51 at ratio 1.5 with 0.3). A face found below
+# YUNET_SMALL_FACE px at the coarse input means a photo of small faces whose neighbours may
+# score lower: fine pass too; and so does a coarse pass that finds nothing.
+YUNET_COARSE_RATIO = 1.25
+"""The coarse input's longer side is at least the fine one's divided by this."""
+YUNET_REFINE_SCORE = 0.15
+"""A coarse candidate scoring at least this but below ``score_threshold``: detect again finer
+(the 400 px portraits of ``benchmarks/pipeline_speed.py`` have none; 6 of 8 annotated video
+frames, detected as photos, have one)."""
+YUNET_SMALL_FACE = 24
+"""A coarse face smaller than this (square root of the box area, pixels of the coarse input):
+detect again finer."""
 
 _VERIFIED: dict[Path, str] = {}
 _VERIFY_LOCK = threading.Lock()
@@ -430,17 +455,68 @@ def verify_sha256(path: Path, sha256: str | None) -> Path:
     return path
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB / grey -> contiguous BGR (YuNet was trained on BGR: RGB input loses faces)."""
+def _yunet_image(image: np.ndarray) -> np.ndarray:
+    """A detector input checked and viewed as ``H x W`` grey or ``H x W x 3`` (no copy)."""
     if image.dtype != np.uint8:
         raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.data.io.load_image)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.ndim == 3 and image.shape[2] == 3:
-        return np.ascontiguousarray(image[:, :, ::-1])
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
+        return image
     raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
+
+
+def _fit(w: int, h: int, side: int | None) -> tuple[int, int]:
+    """``(w, h)`` shrunk so the longer side is at most ``side`` (never enlarged)."""
+    if not side or max(w, h) <= side:
+        return w, h
+    s = side / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def shrink(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+    """``image`` reduced to ``size`` (``w, h``), and the scale factors back to the original
+    pixels (``x_original = x_small * sx``).
+
+    Area averaging by the largest whole factor ``k`` (OpenCV's fast integer path; the image is
+    first cut to a multiple of ``k``, dropping under ``k`` pixels at the right and bottom),
+    then bilinear for the remaining factor (< 2, where bilinear barely aliases).
+    ``cv2.INTER_AREA`` straight to a fractional size costs 2-8 ms on a 1000-2000 px photo
+    and 0.8 ms from 400 to 320 px (opencv 4.14, one core): more than YuNet itself at 320 px."""
+    import cv2
+
+    H, W = image.shape[:2]
+    w, h = size
+    if (w, h) == (W, H):
+        return image, 1.0, 1.0
+    k = min(W // w, H // h)
+    Wk, Hk = W, H
+    if k >= 2:
+        Wk, Hk = W - W % k, H - H % k
+        image = cv2.resize(image[:Hk, :Wk], (Wk // k, Hk // k), interpolation=cv2.INTER_AREA)
+    if image.shape[1] != w or image.shape[0] != h:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    return image, Wk / w, Hk / h
+
+
+def _yunet_blob(image: np.ndarray, swap_rb: bool) -> np.ndarray:
+    """YuNet's onnxruntime input: ``1 x 3 x H' x W'`` float32 BGR planes, zero-padded to a
+    multiple of 32 (what OpenCV's ``FaceDetectorYN`` feeds its network), straight from an
+    RGB (``swap_rb``), BGR or grey ``uint8`` image: one pass per plane, no BGR copy."""
+    import cv2
+
+    h, w = image.shape[:2]
+    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+    x = np.empty((1, 3, ph, pw), np.float32)
+    x[:, :, h:, :] = 0
+    x[:, :, :h, w:] = 0
+    if image.ndim == 2:
+        x[0, :, :h, :w] = image
+    else:
+        planes = cv2.split(image)
+        for c, plane in enumerate(planes[::-1] if swap_rb else planes):
+            x[0, c, :h, :w] = plane
+    return x
 
 
 def decode_yunet(
@@ -462,7 +538,7 @@ def decode_yunet(
         cols = pad_w // s
         cls = outputs[f"cls_{s}"].reshape(-1)
         obj = outputs[f"obj_{s}"].reshape(-1)
-        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        score = np.sqrt(np.minimum(np.maximum(cls, 0), 1) * np.minimum(np.maximum(obj, 0), 1))  # clip, cheaper
         idx = np.flatnonzero(score >= score_threshold)
         if not len(idx):
             continue
@@ -491,12 +567,21 @@ class YuNetDetector:
     """YuNet-s face detector with five landmarks (the default detector).
 
     Args:
-        max_side: the image is shrunk (area interpolation) so its longer side is at most
-            this for detection; boxes and landmarks are mapped back to the original pixels.
+        max_side: the image is shrunk (:func:`shrink`) so its longer side is at most this
+            for detection; boxes and landmarks are mapped back to the original pixels.
             YuNet finds faces down to ~10 px in the detection image. Photos 640 (default),
             video 320 (:data:`YUNET_VIDEO`, what :mod:`fervid.inference.video` uses).
         score_threshold: keep faces scoring at least this (0..1). 0.9 (OpenCV's demo)
             loses turned and blurred faces; hands and lamps appeared at 0.5 and below.
+        coarse_side: detect coarse to fine (photos: 320, the default; ``None``: one pass at
+            ``max_side``, as video does). When the image is larger than this, YuNet first
+            runs at this longer side (or at the image's longer side / 1.25 if that is larger) and its
+            faces are the answer when the pass is clear: at least one face, none smaller
+            than :data:`YUNET_SMALL_FACE` px there, and no doubtful candidate (scoring
+            :data:`YUNET_REFINE_SCORE` or more but under ``score_threshold``). Otherwise it
+            runs again at ``max_side`` and that pass is the answer. A ~400 px photo of one
+            face costs a 320 px pass instead of a 400 px one; small faces still get the
+            ``max_side`` pass (benchmarks/yunet.md, "coarse to fine").
         nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
         top_k: most candidates kept by the NMS.
         backend: ``"auto"`` (onnxruntime when installed, else OpenCV), ``"onnxruntime"``
@@ -504,6 +589,9 @@ class YuNetDetector:
         threads: onnxruntime intra-op threads (``None``: onnxruntime's default). The OpenCV
             backend follows ``cv2.setNumThreads``.
         model: another YuNet ONNX file instead of the bundled one (no sha256 check).
+
+    :attr:`input_sizes` counts the network's input sizes ``(w, h)`` (before padding) over
+    every pass this detector has run: what the coarse-to-fine choice did.
     """
 
     name = "yunet"
@@ -517,28 +605,35 @@ class YuNetDetector:
         backend: str = "auto",
         threads: int | None = None,
         model: str | Path | None = None,
+        coarse_side: int | None = YUNET_PHOTO["coarse_side"],
     ):
         if backend not in YUNET_BACKENDS:
             raise UserValueError(f"unknown YuNet backend {backend!r}; available: {', '.join(YUNET_BACKENDS)}")
         if not 0.0 <= score_threshold <= 1.0:
             raise UserValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if coarse_side is not None and coarse_side < 32:
+            raise UserValueError(f"coarse_side must be at least 32 px (or None), got {coarse_side}")
         self.max_side = max_side
         self.score_threshold = float(score_threshold)
+        self.coarse_side = None if coarse_side is None else int(coarse_side)
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
         self.backend = backend
         self.threads = threads
         self.model = model
+        self.input_sizes: Counter[tuple[int, int]] = Counter()
         self._impl: Any = None
         self._impl_backend: str | None = None
         self._input_name = "input"
+        self._out_names: list[str] = []
         self._cv_size: tuple[int, int] | None = None
+        self._cv_threshold = self.score_threshold
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
             f"YuNetDetector(max_side={self.max_side}, score_threshold={self.score_threshold}, "
-            f"nms_threshold={self.nms_threshold}, backend={self.backend!r})"
+            f"coarse_side={self.coarse_side}, nms_threshold={self.nms_threshold}, backend={self.backend!r})"
         )
 
     def with_options(self, **kwargs: Any) -> YuNetDetector:
@@ -546,6 +641,7 @@ class YuNetDetector:
         kw: dict[str, Any] = {
             "max_side": self.max_side,
             "score_threshold": self.score_threshold,
+            "coarse_side": self.coarse_side,
             "nms_threshold": self.nms_threshold,
             "top_k": self.top_k,
             "backend": self.backend,
@@ -604,6 +700,7 @@ class YuNetDetector:
                         str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
                     )
                     self._cv_size = (320, 320)
+                    self._cv_threshold = self.score_threshold
                 self._impl_backend = backend
         return self._impl_backend, self._impl  # type: ignore[return-value]
 
@@ -615,35 +712,71 @@ class YuNetDetector:
     def raw(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet on a BGR uint8 image as it is (no resizing): ``N x 15`` float32 rows
         ``x, y, w, h``, five landmarks ``(x, y)``, score, in that image's pixels."""
+        return self._raw(_yunet_image(bgr), False, self.score_threshold)
+
+    def _raw(self, image: np.ndarray, swap_rb: bool, score_threshold: float) -> np.ndarray:
+        """:meth:`raw` on a BGR, RGB (``swap_rb``) or grey image, keeping faces scoring at
+        least ``score_threshold``."""
+        import cv2
+
         backend, impl = self._get()
-        h, w = bgr.shape[:2]
+        h, w = image.shape[:2]
+        with self._lock:
+            self.input_sizes[(w, h)] += 1
         if backend == "onnxruntime":
-            ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
-            x = np.zeros((1, 3, ph, pw), np.float32)
-            x[0, :, :h, :w] = bgr.transpose(2, 0, 1)
+            x = _yunet_blob(image, swap_rb)
             outs = dict(zip(self._out_names, impl.run(self._out_names, {self._input_name: x})))
-            return decode_yunet(outs, pw, ph, self.score_threshold, self.nms_threshold, self.top_k)
-        with self._lock:  # FaceDetectorYN keeps the input size as state
+            return decode_yunet(outs, x.shape[3], x.shape[2], score_threshold, self.nms_threshold, self.top_k)
+        if image.ndim == 2:
+            bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        else:
+            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if swap_rb else np.ascontiguousarray(image)
+        with self._lock:  # FaceDetectorYN keeps the input size and threshold as state
             if self._cv_size != (w, h):
                 impl.setInputSize((w, h))
                 self._cv_size = (w, h)
+            if self._cv_threshold != score_threshold:
+                impl.setScoreThreshold(score_threshold)
+                self._cv_threshold = score_threshold
             _, faces = impl.detect(bgr)
         return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32).reshape(-1, 15)
 
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
-        import cv2
+    def _coarse_size(self, w: int, h: int, fine: tuple[int, int]) -> tuple[int, int] | None:
+        """The coarse pass's input size for a ``w x h`` image, or ``None`` for one pass.
+        Only images the fine pass sees whole (longer side <= ``max_side``) get one: on larger
+        photos a coarser pass moved the landmarks of large faces by up to 15% of the eye
+        distance (benchmarks/yunet.md), and they keep the one ``max_side`` pass."""
+        if self.coarse_side is None or fine != (w, h):
+            return None
+        side = max(self.coarse_side, int(np.ceil(max(fine) / YUNET_COARSE_RATIO)))
+        return _fit(w, h, side) if side < max(fine) else None
 
-        bgr = _as_bgr(image)
-        H, W = bgr.shape[:2]
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """Faces in an RGB (``H x W x 3``) or grey ``uint8`` image, left to right (coarse to
+        fine: see the class docstring)."""
+        image = _yunet_image(image)
+        swap = image.ndim == 3  # RGB in, BGR to the network
+        if swap and image.strides[2] < 0 and image[:, :, ::-1].flags.c_contiguous:
+            image, swap = image[:, :, ::-1], False  # an RGB view of a BGR frame (video): the frame itself
+        H, W = image.shape[:2]
         if not H or not W:
             return []
-        small = bgr
-        if self.max_side and max(H, W) > self.max_side:
-            s = self.max_side / max(H, W)
-            small = cv2.resize(bgr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
-        sx, sy = W / small.shape[1], H / small.shape[0]
+        fine = _fit(W, H, self.max_side)
+        coarse = self._coarse_size(W, H, fine)
+        if coarse is not None:
+            small, sx, sy = shrink(image, coarse)
+            rows = self._raw(small, swap, min(YUNET_REFINE_SCORE, self.score_threshold))
+            sure = rows[:, 14] >= self.score_threshold
+            if sure.all() and len(rows) and (np.sqrt(rows[:, 2] * rows[:, 3]) >= YUNET_SMALL_FACE).all():
+                return self._faces(rows, sx, sy, W, H)
+        small, sx, sy = shrink(image, fine)
+        return self._faces(self._raw(small, swap, self.score_threshold), sx, sy, W, H)
+
+    @staticmethod
+    def _faces(rows: np.ndarray, sx: float, sy: float, W: int, H: int) -> list[FaceBox]:
+        """YuNet's rows on a shrunk image -> :class:`FaceBox` es in the original's pixels."""
         out = []
-        for row in self.raw(small).tolist():
+        for row in rows.tolist():
             b = _clip_box(row[0] * sx, row[1] * sy, row[2] * sx, row[3] * sy, row[14], W, H)
             if b is None:
                 continue

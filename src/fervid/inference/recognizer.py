@@ -268,8 +268,9 @@ class EmotionRecognizer:
         threshold: probability threshold for :attr:`FaceResult.labels_above` (default 0.3).
         detector_options: keyword arguments for :func:`fervid.inference.detect.create_detector`
             (e.g. ``{"max_side": 1024}`` for YuNet on photos of small faces, ``{"min_neighbors": 8}``
-            for Haar). YuNet's video settings (:data:`~fervid.inference.detect.YUNET_VIDEO`) apply
-            in :meth:`stream` unless these set ``max_side`` or ``score_threshold``.
+            for Haar, ``{"coarse_side": None}`` for YuNet in one pass). YuNet's video settings
+            (:data:`~fervid.inference.detect.YUNET_VIDEO`) apply in :meth:`stream` unless these
+            set ``max_side`` or ``score_threshold``.
     """
 
     def __init__(
@@ -334,22 +335,23 @@ class EmotionRecognizer:
     @property
     def video_detector(self) -> Detector:
         """The detector for video frames (:meth:`stream`): the default YuNet with its video
-        settings (:data:`~fervid.inference.detect.YUNET_VIDEO`: 320 px, score 0.6, what the
-        annotated clip was tuned on) unless ``detector_options`` set its size or threshold;
-        any other detector as it is."""
+        settings (:data:`~fervid.inference.detect.YUNET_VIDEO`: 320 px, score 0.6, one pass,
+        what the annotated clip was tuned on) unless ``detector_options`` set its size or
+        threshold (then those, in one pass unless they set ``coarse_side``: a frame's cost
+        stays steady); any other detector as it is."""
         from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
 
         det = self.detector
-        if (
-            not isinstance(det, YuNetDetector)
-            or not isinstance(self._detector_spec, str)
-            or set(YUNET_VIDEO) & set(self._detector_options)
-        ):
+        if not isinstance(det, YuNetDetector) or not isinstance(self._detector_spec, str):
+            return det
+        opts = set(self._detector_options)
+        if "coarse_side" in opts and opts & {"max_side", "score_threshold"}:
             return det
         if self._video_detector is None:
             with self._load_lock:
                 if self._video_detector is None:
-                    self._video_detector = det.with_options(**YUNET_VIDEO)
+                    own = opts & {"max_side", "score_threshold"}
+                    self._video_detector = det.with_options(**({"coarse_side": None} if own else YUNET_VIDEO))
         return self._video_detector
 
     @property
