@@ -69,6 +69,18 @@ class TrainConfig:
     backbone_lr_mult: float = 1.0  # backbone lr = lr x this (lower for pretrained layers)
     layer_lr_decay: float = 1.0  # each earlier backbone stage gets this factor more (discriminative lr)
     val_fraction: float = 0.1  # share of Training held out for selection when the data has no PublicTest
+    # Knowledge distillation from stored teacher logits (an .npz with ``index``: the data rows,
+    # ``logits``: N x K): loss = kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * loss.
+    # The teacher saw the clean face, the student sees the augmented one (see benchmarks/gpu_pack.py).
+    teacher: str | None = None
+    kd_alpha: float = 0.5
+    kd_temperature: float = 4.0
+    # Aligned views: an .npz with ``index`` (data rows), ``theta`` (N x 2 x 3 affine_grid matrices
+    # warping each face into its aligned crop) and ``found``; with probability align_p a training
+    # face is replaced by its aligned view (before the usual augmentation), so the model learns
+    # the crops the inference pipeline makes (benchmarks/gpu_pack.py align).
+    align: str | None = None
+    align_p: float = 0.5
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -114,6 +126,12 @@ class TrainConfig:
             raise UserValueError(f"head must be mapped or fresh, got {self.head!r}")
         if self.freeze not in ("none", "backbone"):
             raise UserValueError(f"freeze must be none or backbone, got {self.freeze!r}")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise UserValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if not (self.kd_temperature > 0 and math.isfinite(self.kd_temperature)):
+            raise UserValueError(f"kd_temperature must be a finite number > 0, got {self.kd_temperature}")
+        if not 0.0 <= self.align_p <= 1.0:
+            raise UserValueError(f"align_p must be in [0, 1], got {self.align_p}")
         if not 0.0 < self.val_fraction < 1.0:
             raise UserValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         # Ranges (issue 12): a value outside them would mean something else silently

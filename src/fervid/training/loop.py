@@ -59,6 +59,7 @@ class Split:
     images: np.ndarray
     labels: np.ndarray  # int class for selection metrics (-1: excluded)
     targets: np.ndarray  # int labels, or N x K floats (soft / multi-label)
+    index: np.ndarray | None = None  # each image's row in the source (matches a teacher's rows)
 
 
 def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
@@ -92,7 +93,7 @@ def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], t
             if s in data.split_names:
                 d = data.split(s)
                 d = d.select(d.labels >= 0)  # images of classes outside the label set
-                out[s] = Split(d.images, d.labels, d.labels)
+                out[s] = Split(d.images, d.labels, d.labels, d.index)
         return out, names
     from fervid.data.ferplus import align, load_ferplus, targets
 
@@ -113,7 +114,7 @@ def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], t
         maj, maj_keep = targets(v, "majority")
         if s == "Training":
             # FER+ rule: unknown / not-a-face / no-agreement images are not trained on.
-            out[s] = Split(d.images[keep], np.where(maj_keep, maj, -1)[keep], tgt[keep])
+            out[s] = Split(d.images[keep], np.where(maj_keep, maj, -1)[keep], tgt[keep], d.index[keep])
         else:
             # Evaluation uses the majority label where one exists (the FER+ test protocol).
             out[s] = Split(d.images[maj_keep], maj[maj_keep], maj[maj_keep])
@@ -145,6 +146,60 @@ def compute_loss(
     if y.ndim == 2:
         return soft_cross_entropy(logits, y.float(), weights, cfg.label_smoothing)
     return F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+
+
+def per_row(what: str, path: str, keys: tuple[str, ...], split: Split) -> list[np.ndarray]:
+    """Arrays ``keys`` of an .npz keyed by data row (its ``index`` array), reordered to the rows
+    of ``split``; a missing file, key or row is a named error."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserFileNotFoundError(f"{what}: no such file {p}")
+    try:
+        with np.load(p) as z:
+            index = np.asarray(z["index"])
+            arrays = [np.asarray(z[key]) for key in keys]
+    except (KeyError, ValueError, OSError) as e:
+        raise UserValueError(f"{what} {p}: not an .npz with 'index' and {list(keys)} ({e})") from None
+    if any(len(a) != len(index) for a in arrays):
+        raise UserValueError(f"{what} {p}: {[len(a) for a in arrays]} entries for {len(index)} rows")
+    if split.index is None:
+        raise UserValueError(f"{what}: the training data has no row index to match the file's rows")
+    order = np.argsort(index)
+    pos = np.clip(np.searchsorted(index[order], split.index), 0, max(0, len(index) - 1))
+    ok = index[order][pos] == split.index if len(index) else np.zeros(len(split.index), bool)
+    if not ok.all():
+        raise UserValueError(
+            f"{what} {p}: nothing for {int((~ok).sum())} of {len(ok)} training rows "
+            f"(first missing row {int(split.index[~ok][0])})"
+        )
+    return [a[order][pos] for a in arrays]
+
+
+def teacher_probs(path: str, split: Split, k: int, temperature: float) -> np.ndarray:
+    """``softmax(logits / temperature)`` of a stored teacher (an .npz with ``index``, the data
+    rows it was computed on, and ``logits``, ``N x k``) for every row of ``split``, in order."""
+    (logits,) = per_row("teacher", path, ("logits",), split)
+    if logits.ndim != 2 or logits.shape[1] != k:
+        raise UserValueError(f"teacher {path}: logits of shape {logits.shape}; expected N x {k}")
+    z = logits.astype(np.float64) / temperature
+    z = np.exp(z - z.max(1, keepdims=True))
+    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+def aligned_views(x: torch.Tensor, theta: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (``N x C x H x W``) where ``pick`` is true warped by their ``theta``
+    (``N x 2 x 3``, ``affine_grid`` convention) into the aligned crop; border pixels repeat,
+    as in :func:`fervid.inference.crop.warp_face`."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.where(pick.view(-1, 1, 1, 1), warped, x)
+
+
+def kd_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: ``T^2 * KL(teacher_T || softmax(logits / T))`` (the
+    ``T^2`` keeps its gradient on the scale of the label loss)."""
+    logp = F.log_softmax(logits.float() / temperature, 1)
+    return F.kl_div(logp, teacher, reduction="batchmean") * temperature**2
 
 
 def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
@@ -278,7 +333,12 @@ def _train(
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
         keep = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
-        train_s = Split(train_s.images[keep], train_s.labels[keep], train_s.targets[keep])
+        train_s = Split(
+            train_s.images[keep],
+            train_s.labels[keep],
+            train_s.targets[keep],
+            None if train_s.index is None else train_s.index[keep],
+        )
     k = len(names)
     soft = train_s.targets.ndim == 2
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
@@ -318,6 +378,17 @@ def _train(
     x_train = torch.from_numpy(train_s.images).to(device)
     y_train = torch.from_numpy(train_s.targets).to(device)
     s_train = torch.from_numpy(strength).to(device)
+    # The teacher's softened distribution per training row (T applied once, here).
+    t_train = (
+        torch.from_numpy(teacher_probs(cfg.teacher, train_s, k, cfg.kd_temperature)).to(device) if cfg.teacher else None
+    )
+    a_theta = a_found = None
+    if cfg.align:
+        theta_np, found_np = per_row("align", cfg.align, ("theta", "found"), train_s)
+        if theta_np.shape[1:] != (2, 3):
+            raise UserValueError(f"align {cfg.align}: theta of shape {theta_np.shape}; expected N x 2 x 3")
+        a_theta = torch.from_numpy(theta_np.astype(np.float32)).to(device)
+        a_found = torch.from_numpy(found_np.astype(bool)).to(device)
 
     state = {
         "epoch": 0,
@@ -407,6 +478,10 @@ def _train(
             rows = distributed.shard_rows(len(gidx), ctx)  # this rank's share of it (all of it alone)
             idx = gidx[rows].to(device)
             x = to_unit(x_train[idx], pre)  # the inference preprocessing, split around the augmentation
+            if a_theta is not None and a_found is not None:
+                # drawn for the whole global batch (g stays in step on every rank), this rank's rows kept
+                coin = torch.rand(len(gidx), device=device, generator=g)[rows.to(device)]
+                x = aligned_views(x, a_theta[idx], (coin < cfg.align_p) & a_found[idx])
             x = augment(x, cfg.augment, g, s_train[idx], rows=rows if ctx.enabled else None, total=len(gidx))
             y = y_train[idx]
             if cfg.targets == "ferplus-probability" and ctx.enabled:
@@ -415,9 +490,13 @@ def _train(
             elif cfg.targets == "ferplus-probability":
                 # Probabilistic label drawing (Barsoum et al.): a fresh label from the vote distribution.
                 y = torch.multinomial(y.float(), 1, generator=g)[:, 0]
+            tb = t_train[idx] if t_train is not None else None
             if cfg.augment.mixup > 0 and cfg.targets != "ferplus-multilabel":
                 yy = F.one_hot(y, k).float() if y.ndim == 1 else y.float()
-                x, y = mix(x, yy, cfg.augment, g)
+                if tb is not None:  # mixing is linear: the teacher's distributions mix with the labels
+                    yy = torch.cat([yy, tb], 1)
+                x, yy = mix(x, yy, cfg.augment, g)
+                y, tb = (yy[:, :k], yy[:, k:]) if tb is not None else (yy, None)
             x = normalize(x, pre)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -425,6 +504,8 @@ def _train(
                 logits = fwd(x)
             logits = logits.float()
             loss = compute_loss(cfg, logits, y, w_t)
+            if tb is not None:
+                loss = cfg.kd_alpha * kd_loss(logits, tb, cfg.kd_temperature) + (1 - cfg.kd_alpha) * loss
             if ctx.enabled:
                 loss = loss * _rank_loss_scale(cfg, y, w_t, len(gidx), ctx)
             opt.zero_grad(set_to_none=True)
