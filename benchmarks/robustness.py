@@ -136,9 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shifts", default=",".join(SHIFTS))
     ap.add_argument("--out", default=None)
     ap.add_argument("--save-examples", default=None, help="PNG with the first faces under every shift")
+    ap.add_argument("--n", type=int, default=0, help="a stratified subset of this many faces (seed 0); 0: all")
     args = ap.parse_args(argv)
     d = load_fer2013(Path(args.data) / "fer2013" / "fer2013.csv.gz")
     idx = np.flatnonzero(d.splits == args.split)
+    if args.n:
+        from fervid.data.datasets import stratified_subset
+
+        idx = np.sort(idx[stratified_subset(d.labels[idx], args.n, 0)])
     faces, y = d.images[idx], d.labels[idx]
     shifted = {k: shift(faces, k, idx) for k in args.shifts.split(",")}
     if args.save_examples:
