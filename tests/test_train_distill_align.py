@@ -13,7 +13,7 @@ import torch
 
 from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.training.config import TrainConfig
-from fervid.training.loop import Split, aligned_views, kd_loss, per_row, teacher_probs, train
+from fervid.training.loop import Split, aligned_views, budget_epochs, kd_loss, per_row, teacher_probs, train
 
 
 def _split(index: list[int]) -> Split:
@@ -111,3 +111,14 @@ def test_distilled_run_with_aligned_views_learns_and_records_its_sources(synthet
 def test_distillation_settings_are_checked(key: str, value: float, match: str) -> None:
     with pytest.raises(UserValueError, match=match):
         TrainConfig.from_dict({key: value}).validate()
+
+
+def test_time_budget_is_sized_after_the_first_and_again_after_the_second_epoch() -> None:
+    # 7 minutes; a slow first epoch (11 s) alone would give 38 epochs ...
+    assert budget_epochs(7, elapsed=11, epoch_seconds=11, done=1, cap=200, first=True) == 38
+    # ... the second (7.6 s, 18.6 s in all) gives the 54 the budget really holds
+    assert budget_epochs(7, elapsed=18.6, epoch_seconds=7.6, done=2, cap=200, first=False) == 54
+    # never more than asked, never fewer than done (+1 after the first epoch)
+    assert budget_epochs(7, elapsed=18.6, epoch_seconds=7.6, done=2, cap=30, first=False) == 30
+    assert budget_epochs(1e-4, elapsed=5, epoch_seconds=5, done=1, cap=5, first=True) == 2
+    assert budget_epochs(1e-4, elapsed=9, epoch_seconds=4, done=2, cap=5, first=False) == 2

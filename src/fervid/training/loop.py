@@ -202,6 +202,15 @@ def kd_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> 
     return F.kl_div(logp, teacher, reduction="batchmean") * temperature**2
 
 
+def budget_epochs(budget_minutes: float, elapsed: float, epoch_seconds: float, done: int, cap: int, first: bool) -> int:
+    """The run length that fits ``budget_minutes`` of wall clock: ``done`` epochs took
+    ``elapsed`` seconds, the last ``epoch_seconds``; as many more as the rest of the budget
+    holds at that pace, at most ``cap`` in all. After the first epoch at least one more runs
+    (the schedule needs an epoch after the warm-up); later, at least the ones done."""
+    left = int((budget_minutes * 60 - elapsed) / max(1e-3, epoch_seconds))
+    return max(done + (1 if first else 0), min(cap, done + left))
+
+
 def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
     # Warm-up takes at most a fifth of the run, so a 1-epoch smoke run still trains at full rate.
     w_ep = min(cfg.warmup_epochs, cfg.epochs / 5)
@@ -556,8 +565,9 @@ def _train(
                 float(v)
                 for v in distributed.all_reduce(torch.tensor([time.time() - t0, time.time() - t_start]), ctx, op="max")
             )  # the same on all ranks
-            left = int((cfg.time_budget_minutes * 60 - elapsed) / max(1e-3, secs))
-            cfg.epochs = max(epoch + (2 if epoch == state["epoch_started"] else 1), min(budget_cap, epoch + 1 + left))
+            cfg.epochs = budget_epochs(
+                cfg.time_budget_minutes, elapsed, secs, epoch + 1, budget_cap, first=epoch == state["epoch_started"]
+            )
             tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
         if cfg.imbalance == "dynamic":
             weights = dynamic_weights(np.asarray(vm["recall"]), weights)
