@@ -24,12 +24,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def aligned_faces(faces: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """The faces warped by their ``theta`` as the trainer's aligned views are (uint8 again)."""
     import torch
-    import torch.nn.functional as F
+
+    from fervid.training.loop import aligned_views
 
     x = torch.from_numpy(faces).float()[:, None]
-    grid = F.affine_grid(torch.from_numpy(theta).float(), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = aligned_views(x, torch.from_numpy(theta).float(), torch.ones(len(x), dtype=torch.bool))
     return out[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 

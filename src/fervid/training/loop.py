@@ -30,7 +30,7 @@ from fervid.models.checkpoint import (
     read_resume_checkpoint,
     save_atomic,
 )
-from fervid.runtime import autocast
+from fervid.runtime import autocast, softmax
 from fervid.training import distributed
 from fervid.training.augment import augment, mix
 from fervid.training.config import TrainConfig
@@ -181,9 +181,7 @@ def teacher_probs(path: str, split: Split, k: int, temperature: float) -> np.nda
     (logits,) = per_row("teacher", path, ("logits",), split)
     if logits.ndim != 2 or logits.shape[1] != k:
         raise UserValueError(f"teacher {path}: logits of shape {logits.shape}; expected N x {k}")
-    z = logits.astype(np.float64) / temperature
-    z = np.exp(z - z.max(1, keepdims=True))
-    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+    return softmax(logits, temperature).astype(np.float32)
 
 
 def aligned_views(x: torch.Tensor, theta: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
