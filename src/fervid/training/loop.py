@@ -61,6 +61,11 @@ class Split:
     targets: np.ndarray  # int labels, or N x K floats (soft / multi-label)
     index: np.ndarray | None = None  # each image's row in the source (matches a teacher's rows)
 
+    def select(self, keep: np.ndarray) -> Split:
+        return Split(
+            self.images[keep], self.labels[keep], self.targets[keep], None if self.index is None else self.index[keep]
+        )
+
 
 def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     """Data without a Training split (e.g. a flat ``<class>/*`` folder) is all training data
@@ -340,12 +345,7 @@ def _train(
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
         keep = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
-        train_s = Split(
-            train_s.images[keep],
-            train_s.labels[keep],
-            train_s.targets[keep],
-            None if train_s.index is None else train_s.index[keep],
-        )
+        train_s = train_s.select(keep)
     k = len(names)
     soft = train_s.targets.ndim == 2
     hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
