@@ -3,6 +3,8 @@ checked against PyTorch on real FER2013 faces and photos."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -229,3 +231,30 @@ def test_cli_bench_classifier_and_int8_accuracy(fer_csv, tmp_path, capsys):
     assert row["n"] == 3589 and row["agree_onnx"] == 1.0
     assert row["agree_onnx-int8"] >= 0.99 and row["int8_drop_points"] <= 0.5
     assert "fp32-tail" in row["quantization"]
+
+
+def test_bench_int8_exports_are_keyed_by_the_weights(tmp_path, monkeypatch):
+    """Re-trained weights behind the same name get their own int8 export: keying the file by
+    the name alone timed the old `default` after it was replaced (issue 13)."""
+    import shutil
+
+    import fervid.export.onnx as export_mod
+    from fervid.bench import int8_model
+    from fervid.models.checkpoint import WEIGHTS_DIR
+
+    made = []
+
+    def fake_export(model, path, **kw):
+        made.append(str(model))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # the folder may not exist yet
+        Path(path).write_bytes(b"onnx")
+
+    monkeypatch.setattr(export_mod, "export_onnx", fake_export)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = shutil.copy(WEIGHTS_DIR / "fast.safetensors", tmp_path / "a" / "model.safetensors")
+    b = shutil.copy(WEIGHTS_DIR / "ferplus.safetensors", tmp_path / "b" / "model.safetensors")
+    pa = int8_model(a, tmp_path / "int8", None)
+    assert int8_model(a, tmp_path / "int8", None) == pa and made == [str(a)]  # made once, then reused
+    pb = int8_model(b, tmp_path / "int8", None)
+    assert pb != pa and made == [str(a), str(b)]

@@ -42,10 +42,13 @@ def set_threads(threads: int) -> None:
 
 
 def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None) -> Path:
-    """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``)."""
+    """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``), once per
+    weight file: the name carries the weights' sha256, so new weights behind the same name (a
+    re-trained bundled model) get a new export instead of timing the old one."""
     from fervid.export.onnx import export_onnx
+    from fervid.inference.backends import source_sha256
 
-    path = Path(out_dir) / f"{Path(str(model)).stem}-int8.onnx"
+    path = Path(out_dir) / f"{Path(str(model)).stem}-{source_sha256(model)[:12]}-int8.onnx"
     if not path.is_file():
         export_onnx(model, path, int8=True, calibration_data=data, check=False)
     return path
