@@ -77,6 +77,10 @@ def test_ferplus_metrics_by_hand():
     assert m["majority_accuracy"] == 1.0 and m["kl_divergence"] == pytest.approx(0.0, abs=1e-6)
     assert m["plausible_accuracy"] == 1.0
     assert m["split_share"] == pytest.approx(2 / 3)  # rows 2 (6/4) and 4 (3/7)
+    assert m["ambiguous_share"] == 0.0 and np.isnan(m["flagged_split_share"])  # confident: nothing flagged
+    # A model that hesitates everywhere flags all three; two of them are split.
+    mu = ferplus_metrics(np.full((5, 8), 1 / 8), votes, FERPLUS8)
+    assert mu["ambiguous_share"] == 1.0 and mu["flagged_split_share"] == pytest.approx(2 / 3)
     # A model that always says neutral: right on no majority, plausible on the two split faces.
     neutral = np.tile(np.eye(8)[6] * 0.93 + 0.01, (5, 1))
     m2 = ferplus_metrics(neutral, votes, FERPLUS8)
@@ -126,3 +130,16 @@ def test_ferplus_metrics_on_real_votes(fer_data, data_root):
     happy = np.tile(np.eye(7)[3] * 0.9 + 0.1 / 7, (len(test), 1))
     h = ferplus_metrics(happy, votes, FER2013)
     assert 0.2 < h["majority_accuracy"] < 0.4 and h["kl_divergence"] > 1.0
+
+
+def test_the_page_flags_ambiguity_at_the_same_level_as_the_api():
+    """The web page computes `ambiguous` in the browser (onnxruntime-web); its copy of the
+    threshold must follow the Python one when the bundled model changes it."""
+    import re
+    from pathlib import Path
+
+    import fervid.serve
+
+    js = (Path(fervid.serve.__file__).parent / "static" / "app.js").read_text()
+    (value,) = re.findall(r"const AMBIGUOUS = ([0-9.]+);", js)
+    assert float(value) == AMBIGUITY_THRESHOLD

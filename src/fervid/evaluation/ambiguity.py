@@ -93,6 +93,8 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     - ``plausible_accuracy``: the predicted emotion holds >= 30% of all the image's votes.
     - ``split_share``: share of images the annotators split (>= 2 emotions with >= 30%);
       ``ambiguous_share``: share the model flags (entropy >= :data:`AMBIGUITY_THRESHOLD`);
+      ``flagged_split_share``: share of the flagged images that the annotators split (the
+      flag's precision; NaN when none is flagged; compare with ``split_share``);
       ``ambiguity_auroc``: how well the model's entropy ranks split images first;
       ``matched_threshold``: the entropy that flags as many images as are split.
     """
@@ -130,6 +132,7 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     share_pred = v[np.arange(n), pred] / np.maximum(total, 1.0)
     split = annotator_split(v)
     ent = np.asarray(normalized_entropy(p))
+    flagged = ent >= AMBIGUITY_THRESHOLD
     out.update(
         {
             "majority_accuracy": float((pred == maj).mean()),
@@ -139,7 +142,8 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
             "kl_divergence": float(_kl(dist, p).mean()),
             "plausible_accuracy": float((share_pred >= SPLIT_VOTE_SHARE).mean()),
             "split_share": float(split.mean()),
-            "ambiguous_share": float((ent >= AMBIGUITY_THRESHOLD).mean()),
+            "ambiguous_share": float(flagged.mean()),
+            "flagged_split_share": float(split[flagged].mean()) if flagged.any() else float("nan"),
             "ambiguity_auroc": _auroc(ent, split),
             "matched_threshold": float(np.quantile(ent, 1.0 - split.mean())) if 0 < split.mean() < 1 else float("nan"),
         }
