@@ -131,30 +131,35 @@ class DetectorUnavailableError(FervidError, ImportError):
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_gray(image: np.ndarray) -> np.ndarray:
+def _detector_input(image: np.ndarray) -> np.ndarray:
+    """A detector input checked and viewed as ``H x W`` grey or ``H x W x 3`` (no copy)."""
     if image.dtype != np.uint8:
         raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.data.io.load_image)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
+        return image
+    raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
+
+
+def _as_gray(image: np.ndarray) -> np.ndarray:
+    image = _detector_input(image)
     if image.ndim == 2:
         return np.ascontiguousarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        return np.ascontiguousarray(image[:, :, 0])
-    if image.ndim == 3 and image.shape[2] == 3:
-        import cv2
+    import cv2
 
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
 def _downscale(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """Shrink so the longer side is at most ``max_side``; returns (image, scale original/small)."""
     h, w = gray.shape[:2]
-    if not max_side or max(h, w) <= max_side:
+    size = _fit(w, h, max_side)
+    if size == (w, h):
         return gray, 1.0
     import cv2
 
-    s = max_side / max(h, w)
-    small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return small, max(h, w) / max_side
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), max(h, w) / max_side
 
 
 def _clip_box(x: float, y: float, w: float, h: float, score: float, W: int, H: int) -> FaceBox | None:
@@ -455,17 +460,6 @@ def verify_sha256(path: Path, sha256: str | None) -> Path:
     return path
 
 
-def _yunet_image(image: np.ndarray) -> np.ndarray:
-    """A detector input checked and viewed as ``H x W`` grey or ``H x W x 3`` (no copy)."""
-    if image.dtype != np.uint8:
-        raise TypeError(f"detectors take uint8 images, got {image.dtype} (use fervid.data.io.load_image)")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
-        return image
-    raise UserValueError(f"expected an H x W or H x W x 3 image, got shape {image.shape}")
-
-
 def _fit(w: int, h: int, side: int | None) -> tuple[int, int]:
     """``(w, h)`` shrunk so the longer side is at most ``side`` (never enlarged)."""
     if not side or max(w, h) <= side:
@@ -712,7 +706,7 @@ class YuNetDetector:
     def raw(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet on a BGR uint8 image as it is (no resizing): ``N x 15`` float32 rows
         ``x, y, w, h``, five landmarks ``(x, y)``, score, in that image's pixels."""
-        return self._raw(_yunet_image(bgr), False, self.score_threshold)
+        return self._raw(_detector_input(bgr), False, self.score_threshold)
 
     def _raw(self, image: np.ndarray, swap_rb: bool, score_threshold: float) -> np.ndarray:
         """:meth:`raw` on a BGR, RGB (``swap_rb``) or grey image, keeping faces scoring at
@@ -754,7 +748,7 @@ class YuNetDetector:
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in an RGB (``H x W x 3``) or grey ``uint8`` image, left to right (coarse to
         fine: see the class docstring)."""
-        image = _yunet_image(image)
+        image = _detector_input(image)
         swap = image.ndim == 3  # RGB in, BGR to the network
         if swap and image.strides[2] < 0 and image[:, :, ::-1].flags.c_contiguous:
             image, swap = image[:, :, ::-1], False  # an RGB view of a BGR frame (video): the frame itself
