@@ -187,6 +187,10 @@ def test_config_round_trip_and_checks(tmp_path: Path) -> None:
         TrainConfig.from_dict({"augment": {"camera": 1.5}})
     with pytest.raises(UserValueError, match="camera_kinds is empty"):
         AugmentConfig(camera=0.5, camera_kinds=())
+    changed = TrainConfig()
+    changed.augment.camera = 1.5  # after construction: caught before a run starts
+    with pytest.raises(UserValueError, match=r"augment.camera is a probability"):
+        changed.validate()
 
 
 def test_a_short_training_run_with_camera_shifts(fer_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

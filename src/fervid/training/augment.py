@@ -180,8 +180,8 @@ def _camera(x: torch.Tensor, cfg: AugmentConfig, draw: Draw, u: Callable[[float,
     """The camera shifts of :func:`augment`. Which samples get which kind, and every kind's
     parameters, are drawn for all samples whatever was picked (so ``g`` advances the same on
     every batch and rank); each kind is computed on the whole batch and kept where picked:
-    no data-dependent indexing, hence no device synchronisation on CUDA."""
-    check_camera(cfg)
+    no data-dependent indexing, hence no device synchronisation on CUDA. The settings were
+    checked when the config was made (and by ``TrainConfig.validate`` before a run)."""
     n, c, h, w = x.shape
     dev = x.device
     s = h / 48.0  # sizes below are in pixels of a 48-pixel face

@@ -12,7 +12,7 @@ from typing import Any
 
 from fervid.data.ferplus import TARGETS
 from fervid.errors import UserValueError
-from fervid.training.augment import AugmentConfig
+from fervid.training.augment import AugmentConfig, check_camera
 from fervid.training.imbalance import STRATEGIES
 
 
@@ -126,6 +126,7 @@ class TrainConfig:
             raise UserValueError(f"head must be mapped or fresh, got {self.head!r}")
         if self.freeze not in ("none", "backbone"):
             raise UserValueError(f"freeze must be none or backbone, got {self.freeze!r}")
+        check_camera(self.augment)  # again: the config may have been changed since it was made
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise UserValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if not (self.kd_temperature > 0 and math.isfinite(self.kd_temperature)):
