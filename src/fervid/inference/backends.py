@@ -174,7 +174,7 @@ def _cache_versions() -> dict[str, str]:
     """What an export depends on besides the weights: a new torch, onnx or fervid makes a new entry."""
     import onnx
 
-    from fervid import __version__
+    from fervid.version import __version__
 
     return {
         "torch": torch.__version__,

@@ -90,7 +90,7 @@ def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
         "source": model_source(model),
     }
     try:
-        from fervid import __version__
+        from fervid.version import __version__
 
         meta["version"] = str(__version__)
     except ImportError:  # pragma: no cover

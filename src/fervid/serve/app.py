@@ -453,7 +453,7 @@ def create_app(
     import anyio
     import anyio.to_thread
 
-    from fervid import __version__
+    from fervid.version import __version__
 
     if max_upload_mb <= 0 or max_pixels <= 0 or max_batch <= 0 or max_concurrency <= 0:
         raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive")
