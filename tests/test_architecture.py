@@ -3,7 +3,7 @@
 Layers, bottom first; a module may import its own layer or lower ones, never a higher one:
 
 0. ``emotions``, ``errors``, ``runtime``,  vocabulary, the user-error type, device/cache helpers,
-   ``safety``                              atomic writes, output-over-input refusal, SIGTERM
+   ``safety``, ``version``                 atomic writes, output-over-input refusal, SIGTERM; the version
 1. ``data``                                readers, image I/O, preprocessing, statistics
 2. ``models``                              architectures, registry, checkpoints
 3. ``inference``                           the torch path, ONNX Runtime, detection, recognizer, video
@@ -27,6 +27,7 @@ LAYERS = {
     "errors": 0,
     "runtime": 0,
     "safety": 0,
+    "version": 0,
     "data": 1,
     "models": 2,
     "inference": 3,
