@@ -218,9 +218,9 @@ def test_nan_outputs_never_reach_results(monkeypatch: pytest.MonkeyPatch) -> Non
     from fervid.models.checkpoint import load_model
 
     clf = TorchClassifier(load_model("fast"))
-    import fervid.inference.backends as backends
+    import fervid.inference.logits as logits  # the torch path, imported by TorchClassifier when it runs
 
-    monkeypatch.setattr(backends, "tta_logits", lambda *a, **k: torch.full((1, 7), float("nan")))
+    monkeypatch.setattr(logits, "tta_logits", lambda *a, **k: torch.full((1, 7), float("nan")))
     with pytest.raises(CheckpointError, match="NaN"):
         clf.logits(np.zeros((1, 48, 48), np.uint8))
 
@@ -231,13 +231,15 @@ def test_nan_outputs_never_reach_results(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture
 def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the bundled weights folder (never the installed one)."""
+    import fervid.models.bundled as bundled
     import fervid.models.checkpoint as ckmod
 
     dst = tmp_path / "weights"
     dst.mkdir()
-    for name in ("manifest.json", "fast.safetensors", "default.safetensors"):
-        shutil.copy(ckmod.WEIGHTS_DIR / name, dst / name)
-    monkeypatch.setattr(ckmod, "WEIGHTS_DIR", dst)
+    for name in ("manifest.json", "fast.safetensors", "default.safetensors", "fast.onnx", "default.onnx"):
+        shutil.copy(bundled.WEIGHTS_DIR / name, dst / name)
+    monkeypatch.setattr(ckmod, "WEIGHTS_DIR", dst)  # what load_model reads
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", dst)  # what the sha256 checks and the ONNX path read
     return dst
 
 

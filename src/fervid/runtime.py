@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     import torch
 
 
+def torch_available() -> bool:
+    """Whether torch can be imported (the ``train`` extra), without importing it: inference
+    runs on onnxruntime without it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a finder that refuses it; sys.modules["torch"] = None
+        return False
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` -> CUDA, else Apple MPS, else the CPU; any other name as ``torch.device``.
 

@@ -32,6 +32,36 @@ VERBS: dict[str, str] = {
 }
 
 
+# An optional dependency -> the extra that brings it (pyproject.toml). A core install
+# (`pip install fervid`) predicts, reads videos and runs batches on onnxruntime; the rest
+# says in one line which extra it needs.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "train",
+    "safetensors": "train",
+    "sklearn": "train",
+    "matplotlib": "plots",
+    "onnx": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "pyarrow": "batch",
+    "ray": "ray",
+    "pandas": "pandas",
+}
+
+
+def missing_extra_message(verb: str, e: ModuleNotFoundError) -> str | None:
+    """The one line for a missing optional dependency (``None`` when ``e`` is not one)."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (
+        f"fervid {verb}: error: needs {top}, not installed: pip install 'fervid[{extra}]' "
+        f"(or 'dist/fervid-*.whl[{extra}]', or '.[{extra}]' in a checkout)"
+    )
+
+
 def add_set_option(p: argparse.ArgumentParser, what: str = "training config") -> None:
     """``--set KEY=VALUE ...``: any other config key, shared by the verbs that train."""
     p.add_argument(
@@ -82,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FervidError as e:
         # A user error (bad input, argument or output location): one clear line, no traceback.
         print(f"fervid {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        message = missing_extra_message(args.verb, e)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 1
     except OSError as e:
         # The file system said no (missing file, permissions, full disk, a folder where a file

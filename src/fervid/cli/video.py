@@ -18,6 +18,7 @@ stop cleanly: everything processed so far is written out.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from fervid.inference.recognizer import EmotionRecognizer
     from fervid.inference.video_analysis import analyze_video, expected_frames
 
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the video, not after
+        raise ModuleNotFoundError("--plot draws with matplotlib", name="matplotlib")
     rec = EmotionRecognizer(
         args.model,
         detector=args.detector or DEFAULT_DETECTOR,

@@ -1,18 +1,22 @@
 """Each model's own preprocessing config, and the one function that applies it.
 
 Training, evaluation, inference and export all call :func:`to_tensor` with the
-model's :class:`PreprocessConfig`, so the four paths cannot drift apart.
+model's :class:`PreprocessConfig`, so the four paths cannot drift apart; ONNX Runtime
+inference, which runs without torch, calls its numpy twin :func:`to_array` (the same
+tensor: tests/test_torch_free.py compares the two).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fervid.emotions import FER2013
+
+if TYPE_CHECKING:
+    import torch
 
 # FER2013 Training-split pixel statistics (computed by `fervid data info`, rounded).
 FER_MEAN = 0.5077
@@ -51,6 +55,9 @@ def to_unit(
     """Step 1 of :func:`to_tensor`: uint8 ``N x H x W`` grey faces -> float ``N x 1 x S x S`` in
     [0, 1] at the model's input size (antialiased bilinear resize). Training augments here,
     between the two steps."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.as_tensor(images)
     if device is not None:
         x = x.to(device, non_blocking=True)
@@ -78,3 +85,24 @@ def to_tensor(
 ) -> torch.Tensor:
     """uint8 ``N x H x W`` grey faces -> normalised float ``N x C x S x S`` for the model."""
     return normalize(to_unit(images, cfg, device), cfg).contiguous()
+
+
+def to_array(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """:func:`to_tensor` in numpy, for inference without torch: uint8 ``N x H x W`` grey faces
+    -> float32 ``N x C x S x S``. Faces already at the input size (every recognizer crop) take
+    the same float32 steps as torch; others are resized by Pillow's antialiased bilinear
+    filter, the one torch's ``antialias=True`` reproduces."""
+    x = np.asarray(images)
+    if x.ndim == 2:
+        x = x[None]
+    unit = x.astype(np.float32) / np.float32(255.0)
+    if unit.shape[-1] != cfg.input_size or unit.shape[-2] != cfg.input_size:
+        from PIL import Image
+
+        size = (int(cfg.input_size), int(cfg.input_size))
+        unit = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) for f in unit])
+        unit = unit.reshape(len(x), *size).astype(np.float32)
+    out = (unit[:, None] - np.float32(cfg.mean)) / np.float32(cfg.std)
+    if cfg.in_chans != 1:
+        out = np.repeat(out, cfg.in_chans, axis=1)
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -13,6 +13,10 @@
     ``onnx`` when onnxruntime is installed and the device is the CPU, else ``torch``:
     onnxruntime was 1.5-3x faster than PyTorch for both bundled models on a 2-core CPU
     (``fervid bench``; benchmarks/realtime.md).
+
+Without torch (``pip install fervid``, no ``train`` extra) a bundled model name runs the
+verified ONNX file shipped beside its safetensors (:func:`fervid.models.bundled.bundled_onnx`);
+nothing on this path imports torch.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from fervid.data.preprocess import PreprocessConfig
 from fervid.errors import UserFileNotFoundError, UserValueError
-from fervid.inference.logits import tta_logits
 from fervid.inference.options import BACKENDS
-from fervid.models import model_preprocess, model_temperature
 from fervid.models.onnx import OPSET, normalize_faces, save_fp32
-from fervid.runtime import cache_dir
+from fervid.runtime import cache_dir, torch_available
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Classifier(Protocol):
@@ -51,6 +55,10 @@ class TorchClassifier:
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 256):
+        import torch
+
+        from fervid.models import model_preprocess, model_temperature
+
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -60,6 +68,8 @@ class TorchClassifier:
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
         # The one torch inference path (fervid.inference.logits), fp32: the same numbers as evaluation.
+        from fervid.inference.logits import tta_logits
+
         out = tta_logits(self.model, faces, "none", self.device, self.batch_size).numpy()
         meta = getattr(self.model, "checkpoint_meta", None)
         return finite_logits(out, meta.get("source", "the model") if isinstance(meta, dict) else "the model")
@@ -123,11 +133,14 @@ def onnx_available() -> bool:
 
 
 def resolve_backend(backend: str, device: str = "cpu") -> str:
-    """``"auto"`` -> ``"onnx"`` on the CPU when onnxruntime is installed, else ``"torch"``."""
+    """``"auto"`` -> ``"onnx"`` on the CPU when onnxruntime is installed (and always without
+    torch), else ``"torch"``."""
     if backend not in BACKENDS:
         raise UserValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    if not torch_available():
+        return "onnx"
     return "onnx" if str(device).startswith("cpu") and onnx_available() else "torch"
 
 
@@ -144,26 +157,15 @@ def source_sha256(model: str | os.PathLike) -> str:
     """sha256 of the weight file behind a bundled model name or a checkpoint path. A bundled
     file is hashed and checked against the manifest here, before anything derived from it
     (an ONNX export) is used: tampered or damaged weights are an error, not a cache hit."""
-    from fervid.errors import CheckpointError
-    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, file_sha256
+    from fervid.models.bundled import bundled_models, file_sha256, verified_file
     from fervid.safety import check_input_file
 
     name = str(model)
     bundled = bundled_models()
     if name in bundled and not Path(name).exists():
         b = bundled[name]
-        path = WEIGHTS_DIR / b.file
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path}: the bundled model {b.name!r} is missing (a broken install? reinstall fervid)"
-            )
-        got = file_sha256(path)
-        if got != b.sha256:
-            raise CheckpointError(
-                f"{path}: sha256 {got} does not match the expected {b.sha256}; the bundled weights "
-                "are corrupt or were modified (reinstall fervid)"
-            )
-        return got
+        verified_file(b.name, b.file, b.sha256)
+        return b.sha256
     if Path(name).is_file():
         check_input_file(name, "model")
         return file_sha256(name)
@@ -173,6 +175,7 @@ def source_sha256(model: str | os.PathLike) -> str:
 def _cache_versions() -> dict[str, str]:
     """What an export depends on besides the weights: a new torch, onnx or fervid makes a new entry."""
     import onnx
+    import torch
 
     from fervid.version import __version__
 
@@ -189,7 +192,7 @@ def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str |
     """Why the cache entry cannot be used (``"missing"``, damaged, foreign), or ``None``."""
     import json
 
-    from fervid.models.checkpoint import file_sha256
+    from fervid.models.bundled import file_sha256
 
     if not path.is_file():
         return "missing"
@@ -217,7 +220,8 @@ def cached_onnx(model: str | os.PathLike, folder: str | os.PathLike | None = Non
     import json
     import warnings
 
-    from fervid.models.checkpoint import file_sha256, load_model
+    from fervid.models.bundled import file_sha256
+    from fervid.models.checkpoint import load_model
     from fervid.safety import atomic_path, write_text_atomic
 
     expected = {"source_sha256": source_sha256(model), **_cache_versions()}
@@ -242,6 +246,33 @@ def cached_onnx(model: str | os.PathLike, folder: str | os.PathLike | None = Non
     return path
 
 
+def _torch_free_classifier(model: str | os.PathLike, device: str, threads: int | None) -> Classifier:
+    """Without torch: an ``.onnx`` file, or a bundled name's verified ONNX file, on onnxruntime."""
+    from fervid.models.bundled import bundled_onnx
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ImportError("fervid needs onnxruntime (or torch) to run a model: pip install onnxruntime")
+    if not str(device).startswith(("cpu", "auto")):
+        raise UserValueError(
+            f"without torch fervid runs on the CPU only (got device={device!r}); install fervid[train]"
+        )
+    if str(model).lower().endswith(".onnx"):
+        return OnnxClassifier(Path(model), threads)
+    path = None if Path(model).exists() else bundled_onnx(str(model))
+    if path is None:
+        if Path(model).exists():
+            raise UserValueError(
+                f"{model}: a checkpoint needs torch to run (install fervid[train]); "
+                "or export it once with `fervid export` and give the .onnx file"
+            )
+        from fervid.models.bundled import bundled_models
+
+        raise UserFileNotFoundError(
+            f"no bundled model named {str(model)!r} (have: {sorted(bundled_models())}) and no such file"
+        )
+    return OnnxClassifier(path, threads)
+
+
 def load_classifier(
     model: str | os.PathLike | torch.nn.Module = "default",
     backend: str = "torch",
@@ -249,54 +280,44 @@ def load_classifier(
     threads: int | None = None,
 ) -> Classifier:
     """A classifier for a bundled model name, a checkpoint path, a loaded torch model or
-    (``onnx``/``auto`` backends) an exported ``.onnx`` file.
+    (``onnx``/``auto`` backends) an exported ``.onnx`` file. Without torch installed,
+    ``onnx`` and ``auto`` run a bundled name's verified ONNX file or an ``.onnx`` file.
 
     Args:
         backend: ``"torch"``, ``"onnx"`` or ``"auto"`` (see the module docstring).
         device: the torch device; the onnx backend runs on the CPU only.
         threads: onnxruntime intra-op threads (onnx backend).
     """
-    is_onnx_file = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+    if not isinstance(model, (str, os.PathLike)):
+        return _module_classifier(model, backend, device, threads)
+    if backend in ("onnx", "auto") and not torch_available():
+        return _torch_free_classifier(model, device, threads)
+    is_onnx_file = str(model).lower().endswith(".onnx")
     chosen = "onnx" if backend == "auto" and is_onnx_file else resolve_backend(backend, device)
     if backend == "auto" and chosen == "onnx" and not is_onnx_file:
-        if isinstance(model, torch.nn.Module):
-            chosen = "torch"  # an in-memory model: no export behind the user's back
-        else:
-            import warnings
+        import warnings
 
-            try:
-                path = cached_onnx(model)  # bad names, paths and checkpoints raise their own errors
-            except OnnxExportError as e:  # the model loaded, the export did not: stay on torch
-                warnings.warn(f"backend 'auto': {e}; using torch", stacklevel=2)
-                return TorchClassifier(e.model, device)
-            try:
-                return OnnxClassifier(path, threads)
-            except Exception as e:  # noqa: BLE001 - onnxruntime cannot run this (verified) export
-                warnings.warn(
-                    f"backend 'auto': onnxruntime cannot run the ONNX export of {model} "
-                    f"({type(e).__name__}: {e}); using torch",
-                    stacklevel=2,
-                )
-                chosen = "torch"
+        try:
+            path = cached_onnx(model)  # bad names, paths and checkpoints raise their own errors
+        except OnnxExportError as e:  # the model loaded, the export did not: stay on torch
+            warnings.warn(f"backend 'auto': {e}; using torch", stacklevel=2)
+            return TorchClassifier(e.model, device)
+        try:
+            return OnnxClassifier(path, threads)
+        except Exception as e:  # noqa: BLE001 - onnxruntime cannot run this (verified) export
+            warnings.warn(
+                f"backend 'auto': onnxruntime cannot run the ONNX export of {model} "
+                f"({type(e).__name__}: {e}); using torch",
+                stacklevel=2,
+            )
+            chosen = "torch"
     if chosen == "torch":
         if is_onnx_file:
             raise UserValueError(f"{model}: an .onnx file needs backend='onnx' (or 'auto')")
         from fervid.models.checkpoint import load_model
 
-        m = load_model(model, device=device) if not isinstance(model, torch.nn.Module) else model
-        return TorchClassifier(m, device)
-    # onnx
-    if not onnx_available():
-        raise ImportError("backend 'onnx' needs onnxruntime and onnx: pip install onnxruntime onnx")
-    if not str(device).startswith("cpu") and device != "auto":
-        raise UserValueError(f"backend 'onnx' runs on the CPU only (got device={device!r}); use backend='torch'")
-    if isinstance(model, torch.nn.Module):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="fervid-onnx-") as tmp:
-            p = Path(tmp) / "model.onnx"
-            save_fp32(model, p)
-            return OnnxClassifier(p, threads)  # the session holds the model in memory
+        return TorchClassifier(load_model(model, device=device), device)
+    _check_onnx_backend(device)
     if is_onnx_file:
         return OnnxClassifier(Path(model), threads)
     try:
@@ -306,3 +327,24 @@ def load_classifier(
             raise e.__cause__ from None  # the cache location: an OutputError naming it
         raise
     return OnnxClassifier(path, threads)
+
+
+def _check_onnx_backend(device: str) -> None:
+    if not onnx_available():
+        raise ImportError("backend 'onnx' needs onnxruntime and onnx: pip install onnxruntime onnx")
+    if not str(device).startswith("cpu") and device != "auto":
+        raise UserValueError(f"backend 'onnx' runs on the CPU only (got device={device!r}); use backend='torch'")
+
+
+def _module_classifier(model: torch.nn.Module, backend: str, device: str, threads: int | None) -> Classifier:
+    """A loaded torch model: ``auto`` keeps it on torch (no export behind the user's back);
+    ``onnx`` exports it to a temporary file, whose session holds the model in memory."""
+    if resolve_backend(backend, device) == "torch" or backend == "auto":
+        return TorchClassifier(model, device)
+    _check_onnx_backend(device)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fervid-onnx-") as tmp:
+        p = Path(tmp) / "model.onnx"
+        save_fp32(model, p)
+        return OnnxClassifier(p, threads)

@@ -47,7 +47,7 @@ from fervid.inference.detect import (
     landmarks_dict,
 )
 from fervid.inference.options import BACKENDS, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
-from fervid.runtime import resolve_device
+from fervid.runtime import resolve_device, torch_available
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -318,9 +318,9 @@ class EmotionRecognizer:
 
             with self._load_lock:  # threads sharing a recognizer load the model once
                 if self._classifier is None:
-                    self._classifier = load_classifier(
-                        self.model, backend=self.backend, device=str(resolve_device(self.device))
-                    )
+                    # without torch there is one device (the CPU, onnxruntime): load_classifier checks it
+                    device = str(resolve_device(self.device)) if torch_available() else self.device
+                    self._classifier = load_classifier(self.model, backend=self.backend, device=device)
         return self._classifier
 
     @property

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, overload
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 from fervid.data.preprocess import PreprocessConfig
 from fervid.emotions import FER2013
 from fervid.errors import UnknownNameError, UserValueError
+
+if TYPE_CHECKING:
+    # torch is imported by the families and by the functions that build or check a model, not
+    # here: fervid.models.onnx (inference on onnxruntime) sits below and must not need it.
+    import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class ModelCfg:
         return (self.head or self.classifier) + "."
 
 
-CfgSpec = ModelCfg | Callable[[nn.Module], ModelCfg]
+CfgSpec: TypeAlias = "ModelCfg | Callable[[nn.Module], ModelCfg]"
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -79,6 +82,8 @@ def model_cfg(model: nn.Module) -> ModelCfg:
 
 
 def _resolve_cfg(name: str, model: nn.Module, n_classes: int) -> ModelCfg | None:
+    import torch.nn as nn
+
     spec = _CFGS.get(name)
     if spec is None:
         return None
@@ -193,6 +198,8 @@ def _load_families() -> None:
 
 
 def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    import torch.nn as nn
+
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ import torch.nn as nn
 from fervid.data.preprocess import PreprocessConfig
 from fervid.errors import CheckpointError, OutputError, UserFileNotFoundError, UserValueError
 from fervid.models import attach_meta, checkpoint_meta, model_args, model_name, model_preprocess, model_temperature
+from fervid.models.bundled import WEIGHTS_DIR, bundled_models, file_sha256
 from fervid.safety import atomic_write, check_input_file, output_error
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def _version() -> str:
@@ -78,14 +77,6 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         if isinstance(cause, OSError):
             raise output_error(cause, path) from e
         raise OutputError(f"cannot write {path}: torch.save failed ({e})") from e
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 _REQUIRED = {"model": str, "model_args": dict, "preprocess": dict, "labels": list, "state_dict": dict}
@@ -210,34 +201,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | None = None) -> nn
         checkpoint_meta={k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "trainer_state")},
     )
     return model.eval()
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    name: str
-    file: str
-    sha256: str
-    description: str
-
-
-def bundled_models() -> dict[str, BundledModel]:
-    """Models shipped inside the package (``fervid/weights/manifest.json``)."""
-    manifest = WEIGHTS_DIR / "manifest.json"
-    if not manifest.is_file():
-        return {}
-    try:
-        entries = json.loads(manifest.read_text())
-        out = {
-            e["name"]: BundledModel(str(e["name"]), str(e["file"]), str(e["sha256"]), str(e.get("description", "")))
-            for e in entries["models"]
-        }
-        for alias, target in entries.get("aliases", {}).items():
-            out[alias] = out[target]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(
-            f"{manifest}: broken bundled-model manifest ({type(e).__name__}: {e}); reinstall fervid"
-        ) from e
-    return out
 
 
 def load_safetensors_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:

@@ -34,10 +34,11 @@ META_PREFIX = "fervid."
 
 def normalize_faces(faces: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """uint8 ``N x H x W`` grey faces -> float32 ``N x C x S x S`` input of an exported model:
-    :func:`fervid.data.preprocess.to_tensor` itself, so ONNX and PyTorch see the same tensor."""
-    from fervid.data.preprocess import to_tensor
+    :func:`fervid.data.preprocess.to_array`, the numpy twin of ``to_tensor`` (no torch needed),
+    so ONNX and PyTorch see the same tensor."""
+    from fervid.data.preprocess import to_array
 
-    return to_tensor(np.asarray(faces), cfg).numpy()
+    return to_array(np.asarray(faces), cfg)
 
 
 def model_source(model: Any) -> str:
@@ -105,18 +106,29 @@ def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
 def read_metadata(path_or_proto: Any) -> dict[str, Any]:
     """The ``fervid.*`` metadata of an exported model (file path, bytes or ``ModelProto``):
     ``labels`` (tuple), ``preprocess`` (:class:`PreprocessConfig`), ``temperature`` (float),
-    and the other entries as strings. Raises ``ValueError`` if the file was not made by fervid."""
-    import onnx
+    and the other entries as strings. Raises ``ValueError`` if the file was not made by fervid.
+    A file is read with ``onnx`` when it is installed, else (a core install: onnxruntime only)
+    through an onnxruntime session's model metadata, which holds the same entries."""
+    import importlib.util
 
-    from fervid.data.preprocess import PreprocessConfig
     from fervid.errors import CheckpointError
 
     name = str(path_or_proto) if isinstance(path_or_proto, (str, os.PathLike)) else "ONNX model"
-    try:
-        if isinstance(path_or_proto, (str, os.PathLike)):
-            from fervid.safety import check_input_file
+    is_path = isinstance(path_or_proto, (str, os.PathLike))
+    if is_path:
+        from fervid.safety import check_input_file
 
-            check_input_file(path_or_proto, "model")
+        check_input_file(path_or_proto, "model")
+    if is_path and importlib.util.find_spec("onnx") is None:
+        try:
+            props = onnx_session(path_or_proto).get_modelmeta().custom_metadata_map
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, ...)
+            raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+        return _parse_metadata(dict(props), name)
+    import onnx
+
+    try:
+        if is_path:
             proto = onnx.load(str(path_or_proto), load_external_data=False)
         elif isinstance(path_or_proto, (bytes, bytearray)):
             proto = onnx.load_from_string(bytes(path_or_proto))
@@ -124,7 +136,14 @@ def read_metadata(path_or_proto: Any) -> dict[str, Any]:
             proto = path_or_proto
     except (OSError, ValueError, RuntimeError) as e:  # protobuf's DecodeError is a ValueError
         raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
-    raw = {p.key[len(META_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+    return _parse_metadata({p.key: p.value for p in proto.metadata_props}, name)
+
+
+def _parse_metadata(props: dict[str, str], name: str) -> dict[str, Any]:
+    from fervid.data.preprocess import PreprocessConfig
+    from fervid.errors import CheckpointError
+
+    raw = {k[len(META_PREFIX) :]: v for k, v in props.items() if k.startswith(META_PREFIX)}
     if "labels" not in raw or "preprocess" not in raw:
         raise UserValueError(f"{name}: no fervid metadata (labels, preprocess); export it with `fervid export`")
     out: dict[str, Any] = dict(raw)

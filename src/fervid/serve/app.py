@@ -364,8 +364,14 @@ class BrowserModels:
     def path(self, name: str) -> Path:
         """The exported ONNX file of bundled model ``name`` (exported now if not cached; blocking)."""
         from fervid.inference.backends import cached_onnx
+        from fervid.models.bundled import bundled_onnx
+        from fervid.runtime import torch_available
 
         next(m for m in self.models if m["name"] == name)  # a bundled model, nothing else
+        if not torch_available():  # a core install: the verified ONNX file shipped with the weights
+            shipped = bundled_onnx(name)
+            if shipped is not None:
+                return shipped
         with self._locks[name]:
             # The verified cache (issue 12): the bundled weights' sha256 is checked before the
             # export is served, the entry against its record (a damaged one is rebuilt), and
