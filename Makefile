@@ -3,25 +3,52 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint serve
+.PHONY: setup dev test test-slow lint wheel serve
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= default
+# What a user needs for the main job: the core (predict, video, batch on onnxruntime, no torch)
+# and the service. Training, evaluation and export: pip install -e ".[train]" (torch==2.13.0 first).
 setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# The CPU build of torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q -e ".[serve]"
+	$(BIN)/fervid --version
+
+# The test and lint tools, with every extra the suite exercises (torch, Ray, Playwright...):
+# the CPU build of torch first, pinned (an unpinned torch pulls a multi-GB CUDA build).
+# test, test-slow, lint and wheel run it when the venv lacks those tools (a venv that has them,
+# shared by several checkouts, is left as it is).
+dev:
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/python -c "import torch; print('installed torch', torch.__version__, 'cuda' if torch.version.cuda else 'cpu-only')"
+	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch'; print('torch', torch.__version__)"
+DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, pytest_cov, ruff, mypy, build" 2>/dev/null
 
-# The test suite with line coverage of src/fervid (the report is printed; figures live nowhere else).
+# The suite but the tests marked slow, on every core (pytest-xdist), with line coverage of src/fervid. Chromium for the
+# browser test: Debian's package where apt-get may install it, else that test says why it skips.
 test:
-	$(BIN)/python -m pytest -q --cov=fervid --cov-report=term:skip-covered
+	@$(DEV_READY) || $(MAKE) dev
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: tests/test_serve_browser.py will skip" >&2; fi
+	$(BIN)/python -m pytest -q -n auto -m "not slow" --cov=fervid --cov-report=term:skip-covered
+
+# The tests marked slow (they train): CI runs them after `make test`.
+test-slow:
+	@$(DEV_READY) || $(MAKE) dev
+	$(BIN)/python -m pytest -q -n auto -m slow
+
+# The wheel and sdist, installed into a clean venv outside the repository and run (.ci/wheel_check).
+wheel:
+	@$(DEV_READY) || $(MAKE) dev
+	.ci/wheel_check
 
 # What keeps the layers layered: lint and format (ruff), types (mypy), no import cycle or
 # cross-module private import (the shared import-graph tool, where ../shared is present).
 lint:
+	@$(DEV_READY) || $(MAKE) dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
