@@ -86,13 +86,17 @@ def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``verbs`` (default: every verb). ``main`` builds only the verb it runs:
+    importing the other verbs' modules (and what their options list) costs start-up time."""
     from fervid import __version__
 
     parser = argparse.ArgumentParser(prog="fervid", description="Facial emotion recognition toolkit.")
     parser.add_argument("--version", action="version", version=f"fervid {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for mod in VERBS.values():
+    for verb, mod in VERBS.items():
+        if verbs is not None and verb not in verbs:
+            continue
         module = importlib.import_module(f".{mod}", __name__)  # each keeps its heavy imports inside run()
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
@@ -100,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = argv[0] if argv else None
+    parser = build_parser([verb] if verb in VERBS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -92,14 +92,25 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserFileNotFoundError(f"no such ONNX model: {self.path}")
-        meta = read_metadata(self.path)
+        # Without the onnx package (a core install) the metadata comes from the session itself:
+        # open it once, first (a file it cannot read is named by read_metadata below).
+        session = None
+        if importlib.util.find_spec("onnx") is None:
+            from fervid.safety import check_input_file
+
+            check_input_file(self.path, "model")
+            try:
+                session = onnx_session(self.path, threads)
+            except Exception:  # noqa: BLE001 - read_metadata reports the unreadable file
+                session = None
+        meta = read_metadata(self.path, session)
         self.preprocess: PreprocessConfig = meta["preprocess"]
         self.labels = tuple(meta["labels"])
         self.temperature = float(meta["temperature"])
         self.quantization = str(meta.get("quantization", "none"))
         self.batch_size = batch_size
         try:
-            self.session = onnx_session(self.path, threads)
+            self.session = session or onnx_session(self.path, threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidGraph, Fail, ...)
             from fervid.errors import CheckpointError
 

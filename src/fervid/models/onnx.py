@@ -103,12 +103,13 @@ def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
     proto.producer_name = "fervid"
 
 
-def read_metadata(path_or_proto: Any) -> dict[str, Any]:
+def read_metadata(path_or_proto: Any, session: Any = None) -> dict[str, Any]:
     """The ``fervid.*`` metadata of an exported model (file path, bytes or ``ModelProto``):
     ``labels`` (tuple), ``preprocess`` (:class:`PreprocessConfig`), ``temperature`` (float),
     and the other entries as strings. Raises ``ValueError`` if the file was not made by fervid.
     A file is read with ``onnx`` when it is installed, else (a core install: onnxruntime only)
-    through an onnxruntime session's model metadata, which holds the same entries."""
+    through an onnxruntime session's model metadata, which holds the same entries (``session``:
+    an onnxruntime session already open on that file, so that it is not loaded twice)."""
     import importlib.util
 
     from fervid.errors import CheckpointError
@@ -121,7 +122,7 @@ def read_metadata(path_or_proto: Any) -> dict[str, Any]:
         check_input_file(path_or_proto, "model")
     if is_path and importlib.util.find_spec("onnx") is None:
         try:
-            props = onnx_session(path_or_proto).get_modelmeta().custom_metadata_map
+            props = (session or onnx_session(path_or_proto)).get_modelmeta().custom_metadata_map
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, ...)
             raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
         return _parse_metadata(dict(props), name)
