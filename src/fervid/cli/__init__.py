@@ -56,9 +56,11 @@ def missing_extra_message(verb: str, e: ModuleNotFoundError) -> str | None:
     extra = EXTRA_OF_MODULE.get(top)
     if extra is None:
         return None
+    from fervid.version import __version__
+
     return (
-        f"fervid {verb}: error: needs {top}, not installed: pip install 'fervid[{extra}]' "
-        f"(or 'dist/fervid-*.whl[{extra}]', or '.[{extra}]' in a checkout)"
+        f"fervid {verb}: error: needs {top}, which is not installed: install the {extra!r} extra "
+        f"(pip install '.[{extra}]' in a checkout, or 'fervid-{__version__}-py3-none-any.whl[{extra}]')"
     )
 
 
