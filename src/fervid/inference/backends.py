@@ -13,6 +13,11 @@
     ``onnx`` when onnxruntime is installed and the device is the CPU, else ``torch``:
     onnxruntime was 1.5-3x faster than PyTorch for both bundled models on a 2-core CPU
     (``fervid bench``; benchmarks/realtime.md).
+
+Thread safety: both classifiers may be shared by threads. ``TorchClassifier`` runs the
+model in eval mode without gradients (no state changes between calls);
+``OnnxClassifier`` calls ``InferenceSession.run``, which onnxruntime documents as
+thread-safe. (AdaBN adapts a copy, never the shared model.)
 """
 
 from __future__ import annotations
@@ -191,7 +196,10 @@ def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str |
 
     from fervid.models.checkpoint import file_sha256
 
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return "missing"
+    except OSError:  # a folder we may not look into: writing the entry says why, naming it
         return "missing"
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
