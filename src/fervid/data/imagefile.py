@@ -145,9 +145,9 @@ def scan_folder(
     return picked, skipped
 
 
-def describe_skipped(skipped: list[str], what: str = "images fervid reads", shown: int = 3) -> str:
+def describe_skipped(skipped: list[str], what: str = "an image format fervid reads", shown: int = 3) -> str:
     """One line for the files a scan left out: how many, by extension, and the first few."""
     by_ext = Counter(Path(s).suffix.lower() or "(no extension)" for s in skipped)
     kinds = ", ".join(f"{e}: {n}" for e, n in sorted(by_ext.items(), key=lambda kv: (-kv[1], kv[0])))
     first = ", ".join(skipped[:shown]) + (", ..." if len(skipped) > shown else "")
-    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} that are not {what} ({kinds}): {first}"
+    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} not in {what} ({kinds}): {first}"
