@@ -117,7 +117,8 @@ def test_recognizer_is_lazy(tiny_checkpoint: Path):
     from fervid.inference.recognizer import EmotionRecognizer
 
     r = EmotionRecognizer("no/such/model.pt")
-    assert r._classifier is None and r._detector is None  # nothing loaded yet
+    # nothing loaded yet: the detector object exists (its options are checked) but not its model
+    assert r._classifier is None and r._detector is not None and r._detector._impl is None
     with pytest.raises(FileNotFoundError):
         r.predict(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="unknown detector"):
@@ -398,7 +399,10 @@ def test_cli_bad_input_reported_others_processed(tiny_checkpoint: Path, media: P
     lines = [json.loads(x) for x in cap.out.strip().splitlines()]
     assert [Path(x["path"]).name for x in lines] == ["a.jpg"] and len(lines[0]["faces"]) == 1
     assert "broken.jpg" in cap.err and "missing.png" in cap.err
-    assert "notes.txt" not in cap.err
+    # not processed and not an error, but reported (issue 25: a scan says what it left out)
+    assert [ln for ln in cap.err.splitlines() if "notes.txt" in ln] == [
+        f"fervid predict: note: skipped 1 file not in an image format fervid reads (.txt: 1): {folder / 'notes.txt'}"
+    ]
 
 
 def test_cli_glob_and_bad_model(tiny_checkpoint: Path, media: Path, capsys):

@@ -46,6 +46,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,13 +151,12 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found += [
-                str(f)
-                for f in p.rglob("*")
-                if f.is_file()
-                and f.suffix.lower() in media
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            ]
+            from fervid.data.imagefile import describe_skipped, scan_folder
+
+            picked, others = scan_folder(p, media)
+            found += picked
+            if others:  # left out, and said so (issue 25)
+                warnings.warn(f"{p}: {describe_skipped(others, 'a photo or video format fervid reads')}", stacklevel=2)
         elif p.suffix.lower() in (".csv", ".parquet") and p.is_file():
             found += read_manifest(p)
         elif p.exists():

@@ -12,7 +12,8 @@ The policy (README, "Safety of inputs and outputs"), one helper per rule:
 - a file-system error on an output is a user error naming the path and the reason:
   :func:`output_error` turns ``OSError`` into :class:`~fervid.errors.OutputError`;
 - inputs that would block or never end (FIFOs, devices, sockets) are refused before they are
-  opened: :func:`check_input_file`;
+  opened: :func:`check_input_file`; a path that cannot name an input (empty, a URL, a
+  symbolic-link loop, a dangling link, missing) is said so: :func:`check_input_path`;
 - SIGTERM stops a long job the way Ctrl-C does (outputs flushed and finalised):
   :func:`sigterm_as_interrupt`.
 
@@ -25,6 +26,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fervid.errors import OutputError, UserValueError
+from fervid.errors import OutputError, UserFileNotFoundError, UserValueError
 
 PathLike = str | os.PathLike
 
@@ -359,6 +361,49 @@ def special_file_kind(path: PathLike) -> str | None:
         return _kind(os.stat(path).st_mode)
     except OSError:
         return None
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def input_path_problem(path: PathLike) -> str | None:
+    """Why ``path`` cannot name an input file or folder, in words, or ``None`` when it
+    exists: an empty path, a URL (``http://...``: fervid reads local files), a
+    symbolic-link loop, a link to nothing, a missing file. Looked at as typed (never
+    through ``Path``, which turns ``http://x`` into ``http:/x`` and ``""`` into ``"."``)."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        return 'an empty path ("") is not a file name'
+    if _URL.match(text):
+        return "a URL: fervid reads local files only (download it first, e.g. with curl -O)"
+    try:
+        os.stat(text)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links (following them never reaches a file)"
+        if os.path.islink(text):
+            return f"a symbolic link to {os.readlink(text)}, which does not exist"
+        if e.errno == errno.ENOENT:
+            return "no such file or folder"
+        return describe_os_error(e)
+    except ValueError:  # an embedded NUL byte
+        return "not a valid file name (it contains a NUL character)"
+    return None
+
+
+def check_input_path(path: PathLike) -> None:
+    """Raise when ``path`` cannot name an input (:func:`input_path_problem`): a missing one
+    is :class:`~fervid.errors.UserFileNotFoundError`, the rest :class:`UserValueError`;
+    the message starts with the path as given."""
+    problem = input_path_problem(path)
+    if problem is None:
+        return
+    text = os.fsdecode(os.fspath(path))
+    if problem == "no such file or folder":
+        raise UserFileNotFoundError(f"{text}: {problem}")
+    raise UserValueError(f"{text}: {problem}" if text.strip() else problem)
 
 
 def check_input_file(path: PathLike, what: str = "input", *, allow_char_device: bool = False) -> None:

@@ -74,17 +74,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _image_extensions() -> set[str]:
-    from fervid.data.datasets import IMAGE_EXTENSIONS
-
-    return set(IMAGE_EXTENSIONS)
-
-
-def expand_paths(paths: list[str]) -> Iterator[tuple[str, str | None]]:
+def expand_paths(paths: list[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """Yield ``(path, None)`` per image to process, or ``(pattern, error)`` for inputs that
-    match nothing. Folders are searched recursively (image extensions only); an explicit
-    file is always yielded (so a bad file is reported, not skipped)."""
-    exts = _image_extensions()
+    match nothing. Folders are searched recursively for the formats fervid decodes
+    (:func:`fervid.data.imagefile.image_extensions`); the other files found there are
+    appended to ``skipped`` (for the caller to report). An explicit file is always yielded
+    (so a bad file is reported, not skipped)."""
+    from fervid.data.imagefile import scan_folder
+    from fervid.safety import input_path_problem
+
     seen: set[str] = set()
 
     def emit(p: str) -> Iterator[tuple[str, str | None]]:
@@ -94,28 +92,24 @@ def expand_paths(paths: list[str]) -> Iterator[tuple[str, str | None]]:
             yield p, None
 
     for raw in paths:
-        if os.path.isdir(raw):
-            found = sorted(
-                str(f)
-                for f in Path(raw).rglob("*")
-                if f.is_file()
-                and f.suffix.lower() in exts
-                and not any(part.startswith(".") for part in f.relative_to(raw).parts)
-            )
+        if raw.strip() and os.path.isdir(raw):
+            found, others = scan_folder(raw)
+            if skipped is not None:
+                skipped += others
             if not found:
-                yield raw, "folder contains no images"
+                yield raw, "folder contains no images" + (f" ({len(others)} other files)" if others else "")
             for f in found:
                 yield from emit(f)
-        elif os.path.exists(raw):
+        elif os.path.lexists(raw) and input_path_problem(raw) is None:
             yield from emit(raw)
-        elif glob.has_magic(raw):
-            found = sorted(f for f in glob.glob(raw, recursive=True) if os.path.isfile(f))
-            if not found:
+        elif raw.strip() and glob.has_magic(raw):
+            matched = sorted(f for f in glob.glob(raw, recursive=True) if os.path.isfile(f))
+            if not matched:
                 yield raw, "pattern matches no files"
-            for f in found:
+            for f in matched:
                 yield from emit(f)
         else:
-            yield raw, "no such file or directory"
+            yield raw, input_path_problem(raw) or "no such file or folder"
 
 
 def _out_path(out_dir: Path, src: str, used: set[Path]) -> Path:
@@ -143,8 +137,8 @@ def _summary(res) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fervid.data.datasets import FERDataError
     from fervid.data.io import load_image
+    from fervid.errors import FervidError
     from fervid.inference.detect import DEFAULT_DETECTOR
     from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
@@ -162,7 +156,12 @@ def run(args: argparse.Namespace) -> int:
     from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir
 
     out_dir = Path(args.out) if args.out else None
-    items = list(expand_paths(args.paths))
+    skipped: list[str] = []
+    items = list(expand_paths(args.paths, skipped))
+    if skipped:
+        from fervid.data.imagefile import describe_skipped
+
+        print(f"fervid predict: note: {describe_skipped(skipped)}", file=sys.stderr)
     used: set[Path] = set()
     dests: dict[str, Path] = {}
     if out_dir is not None:
@@ -194,13 +193,13 @@ def run(args: argparse.Namespace) -> int:
 
     for path, problem in bar:
         if problem is not None:
-            err(f"{path}: {problem}")
+            err(f"{path}: {problem}" if path.strip() else problem)
             continue
         try:
             rgb = load_image(path)
             res = rec.predict(rgb)
             res = dataclasses.replace(res, source=path)
-        except (FERDataError, OSError) as e:
+        except (FervidError, OSError) as e:  # this file's problem: report it, go on
             err(str(e) if str(path) in str(e) else f"{path}: {e}")
             continue
         line = json.dumps(res.to_dict(), allow_nan=False) if args.json else _summary(res)

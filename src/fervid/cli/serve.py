@@ -17,6 +17,7 @@ prediction runs at a time, in a worker thread, using all cores. Needs
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 
 from fervid.cli.argtypes import port, positive_float, positive_int
@@ -53,13 +54,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def check_listen(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the server could not listen on, naming
+    it: a host that does not resolve (``999.1.1.1``), an address of another machine
+    (``8.8.8.8``), a port in use or reserved."""
+    import socket
+
+    from fervid.safety import describe_os_error
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+        raise UserValueError(f"--host {host}: not an IP address or a host name that resolves ({reason})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            s.bind(addr)
+        except OSError as e:
+            reason = "not an address of this machine" if e.errno == errno.EADDRNOTAVAIL else describe_os_error(e)
+            raise UserValueError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from fervid.serve.app import ENV_CONFIG, create_app, serve_config
+        from fervid.serve.app import ENV_CONFIG, check_api_key, create_app, serve_config
     except ImportError as e:
         raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
+    check_api_key(args.api_key)  # an empty key would turn authentication off: refuse it before anything
+    check_listen(args.host, args.port)
     import json
 
     from fervid import EmotionRecognizer

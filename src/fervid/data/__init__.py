@@ -5,7 +5,6 @@
 """
 
 from fervid.data.datasets import (
-    IMAGE_EXTENSIONS,
     BadRecord,
     FERData,
     FERDataError,
@@ -15,6 +14,16 @@ from fervid.data.datasets import (
     load_pack,
     save_pack,
 )
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    # IMAGE_EXTENSIONS (the formats Pillow decodes) is computed on first use, not at import.
+    if name == "IMAGE_EXTENSIONS":
+        from fervid.data.imagefile import image_extensions
+
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "IMAGE_EXTENSIONS",

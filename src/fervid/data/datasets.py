@@ -29,8 +29,10 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from fervid.data.errors import FERDataError
+from fervid.data.imagefile import decode_image, image_extensions
 from fervid.emotions import FER2013, SPLITS, try_canonical
-from fervid.errors import FervidError, UnknownNameError, UserValueError
+from fervid.errors import UnknownNameError, UserValueError
 from fervid.runtime import cache_dir
 
 if TYPE_CHECKING:
@@ -38,36 +40,17 @@ if TYPE_CHECKING:
 
 IMAGE_SIZE = 48
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 #: Bump when the cached arrays change meaning; older cache files are then rebuilt.
 CACHE_VERSION = 2
 #: File names that are never data and are ignored without a report.
 _JUNK_FILES = {"thumbs.db", "desktop.ini"}
 
 
-class FERDataError(FervidError, ValueError):
-    """Bad input data. Names the file and, where known, the line and field.
-
-    ``str(err)`` reads ``"<path>, line <n>, field '<name>': <reason>"``; the parts are
-    also available as ``err.path``, ``err.line``, ``err.field`` and ``err.reason``.
-    """
-
-    def __init__(
-        self, message: str, path: str | os.PathLike | None = None, line: int | None = None, field: str | None = None
-    ):
-        self.path = None if path is None else str(path)
-        self.line = line
-        self.field = field
-        where = ""
-        if self.path is not None:
-            where = self.path
-            if line is not None:
-                where += f", line {line}"
-            if field is not None:
-                where += f", field {field!r}"
-            where += ": "
-        super().__init__(where + message)
-        self.reason = message
+def __getattr__(name: str) -> frozenset[str]:
+    # IMAGE_EXTENSIONS: computed on first use (it loads Pillow's plugins), never at import.
+    if name == "IMAGE_EXTENSIONS":
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -284,7 +267,7 @@ def _parse_fer_csv(path: Path, strict: bool) -> FERData:
             cols = [h.strip().lower() for h in header]
             missing = [c for c in ("emotion", "pixels") if c not in cols]
             if missing:
-                raise FERDataError(f"header lacks column(s) {missing}; found {header}", path, 1)
+                raise FERDataError(_header_problem(header, missing), path, 1)
             i_emo, i_pix = cols.index("emotion"), cols.index("pixels")
             i_use = cols.index("usage") if "usage" in cols else None
             name_of = {i_emo: header[i_emo].strip(), i_pix: header[i_pix].strip()}
@@ -409,6 +392,18 @@ def _write_cache(cfile: Path, data: FERData) -> None:
                 pass
 
 
+def _header_problem(header: list[str], missing: list[str]) -> str:
+    """A short reason for a CSV whose first line is not the FER2013 header (a data row's
+    2304 pixels must not become an 8 KB message)."""
+    expected = "the header line emotion,pixels,Usage (Usage optional)"
+    looks_like_data = any(len(h.split()) > 16 and all(t.isdigit() for t in h.split()) for h in header)
+    if looks_like_data:
+        return f"the first line is a data row, not a header: expected {expected} before the data"
+    shown = ", ".join(repr(h if len(h) <= 24 else h[:21] + "...") for h in header[:8])
+    more = f" (+{len(header) - 8} more)" if len(header) > 8 else ""
+    return f"header lacks column(s) {missing}; found {shown}{more}; expected {expected}"
+
+
 def load_fer2013(path: str | os.PathLike, *, strict: bool = True, cache: bool = True) -> FERData:
     """Read Kaggle ``fer2013.csv`` (or ``.csv.gz``, a ``.zip``, or the original ``fer2013.tar.gz``).
 
@@ -480,18 +475,15 @@ def read_image_gray(path: str | os.PathLike, size: int | None = IMAGE_SIZE) -> n
     resized to ``size x size`` (the whole image, aspect ratio not kept: face crops are
     expected). 16-bit images are scaled to 8 bits, transparent pixels become white.
     Raises :class:`FERDataError` naming the file when it cannot be decoded."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            g = _to_uint8_gray(im)
-            if size is not None and g.size != (size, size):
-                g = g.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(g, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise FERDataError(f"unreadable image ({type(e).__name__}: {e})", path) from e
+    def gray(im: PILImage) -> np.ndarray:
+        g = _to_uint8_gray(im)
+        if size is not None and g.size != (size, size):
+            g = g.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return np.asarray(g, dtype=np.uint8)
+
+    return decode_image(path, str(path), gray)
 
 
 def _class_of(name: str, names: Sequence[str]) -> str | None:
@@ -556,10 +548,8 @@ def load_image_folder(
         for f in sorted(cdir.iterdir()):
             if not f.is_file() or f.name.startswith(".") or f.name.lower() in _JUNK_FILES:
                 continue
-            if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append(
-                    BadRecord(str(f), None, None, f"ignored: not an image file extension {sorted(IMAGE_EXTENSIONS)}")
-                )
+            if f.suffix.lower() not in image_extensions():
+                skipped.append(BadRecord(str(f), None, None, "ignored: not an image file extension fervid reads"))
                 continue
             try:
                 img = read_image_gray(f)
@@ -590,7 +580,8 @@ def load_image_folder(
         what = "empty folder" if not any(root.iterdir()) else "no images found"
         detail = f"; first problem: {skipped[0]}" if skipped else ""
         raise FERDataError(
-            f"{what} (expected <root>/<split>/<class>/* or <root>/<class>/* with {sorted(IMAGE_EXTENSIONS)}){detail}",
+            f"{what} (expected <root>/<split>/<class>/* or <root>/<class>/* of image files: "
+            f"{', '.join(sorted(image_extensions()))}){detail}",
             root,
         )
     return FERData(
@@ -608,8 +599,9 @@ def load_image_folder(
 def load_dataset(path: str | os.PathLike, *, strict: bool = True, cache: bool = True) -> FERData:
     """Load FER2013 from a CSV/CSV.GZ/TAR.GZ/ZIP file, a ``.npz`` pack or an image folder,
     whichever ``path`` is."""
-    from fervid.safety import special_file_kind
+    from fervid.safety import check_input_path, special_file_kind
 
+    check_input_path(path)  # an empty path, a URL, a link loop: said as such, not "no such file"
     p = Path(path)
     kind = special_file_kind(p)
     if kind is not None:  # a FIFO would block the reader forever, a device never ends

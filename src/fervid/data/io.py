@@ -10,7 +10,9 @@ contiguous ``H x W x 3`` RGB ``uint8`` array:
   (``cv2.imread``, ``cv2.VideoCapture.read``): channels are then reversed (BGRA too).
 
 Unreadable, truncated or unsupported inputs raise :class:`ImageLoadError` (a
-:class:`fervid.data.FERDataError`) naming the file.
+:class:`fervid.data.FERDataError`) naming the file: files and bytes are decoded through the
+one image-reading boundary, :func:`fervid.data.imagefile.decode_image`, so no decoder
+failure escapes as anything else.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 
-from fervid.data.datasets import FERDataError
-from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.data.imagefile import ImageLoadError, decode_image
+from fervid.errors import UserValueError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -35,8 +37,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, "PILImage.Ima
 ColorOrder = Literal["rgb", "bgr"]
 
 
-class ImageLoadError(FERDataError):
-    """An image could not be read or decoded (unreadable, truncated, not an image)."""
+__all__ = ["ColorOrder", "ImageInput", "ImageLoadError", "describe_source", "load_image", "rgb_to_gray"]
 
 
 def describe_source(image: object) -> str:
@@ -63,19 +64,19 @@ def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
     Raises:
         ImageLoadError: unreadable, truncated or unsupported input (the message names the file).
         FileNotFoundError: a path that does not exist.
+        ValueError: a path that cannot name a file (empty, a URL, a symbolic-link loop).
     """
     if color not in ("rgb", "bgr"):
         raise UserValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
     if isinstance(image, np.ndarray):
         return _from_array(image, color)
     if isinstance(image, (str, os.PathLike)):
+        from fervid.safety import check_input_path, special_file_kind
+
+        check_input_path(image)  # before Path(): it turns "http://x" into "http:/x" and "" into "."
         path = Path(image)
-        if not path.exists():
-            raise UserFileNotFoundError(f"{path}: no such file")
         if path.is_dir():
             raise ImageLoadError("is a directory, not an image", path)
-        from fervid.safety import special_file_kind
-
         kind = special_file_kind(path)
         if kind is not None:  # opening a FIFO blocks until a writer comes; a device never ends
             raise ImageLoadError(f"is {kind}, not an image file", path)
@@ -87,45 +88,31 @@ def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
     except ImportError:  # pragma: no cover - pillow is a hard dependency
         raise
     if isinstance(image, Image.Image):
-        try:
-            return _pil_to_rgb(image)
-        except (OSError, ValueError, SyntaxError) as e:
-            raise ImageLoadError(f"cannot convert PIL image ({type(e).__name__}: {e})", describe_source(image)) from e
+        name = describe_source(image)
+        try:  # a lazily opened PIL image decodes here: the same boundary as files
+            return _pil_to_rgb(image, name)
+        except ImageLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- any decoder failure is this image's error
+            raise ImageLoadError(f"cannot convert PIL image ({type(e).__name__}: {e})", name) from e
     raise TypeError(
         f"cannot read an image from {type(image).__name__}; pass a path, bytes, a PIL image or a numpy array"
     )
 
 
 def _decode(src: Path | _io.BytesIO, name: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(src) as im:
-            im.load()  # decode fully now: a truncated file fails here, not later
-            frames = int(getattr(im, "n_frames", 1) or 1)
-            if frames > 1:  # an animated GIF/PNG/WebP: say which picture the result is about
-                warnings.warn(
-                    f"{name}: an animated image with {frames} frames; using the first frame only", stacklevel=3
-                )
-            return _pil_to_rgb(im)
-    except UnidentifiedImageError as e:
-        raise ImageLoadError("not a recognised image file", name) from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        msg = str(e)
-        if "truncated" in msg.lower() or "premature end" in msg.lower():
-            raise ImageLoadError(f"truncated or corrupt image ({msg})", name) from e
-        raise ImageLoadError(f"unreadable image ({type(e).__name__}: {msg})", name) from e
-    except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"image too large to decode safely ({e})", name) from e
+    return decode_image(src, name, lambda im: _pil_to_rgb(im, name, oriented=True))
 
 
-def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
+def _pil_to_rgb(im: PILImage.Image, name: str | None = None, *, oriented: bool = False) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    im = ImageOps.exif_transpose(im)
+    if not oriented:
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float32)
-        return _from_array(arr / max(float(arr.max()), 1.0) if im.mode != "F" or arr.max() > 1 else arr, "rgb")
+        scaled = arr / max(float(arr.max()), 1.0) if im.mode != "F" or arr.max() > 1 else arr
+        return _from_array(scaled, "rgb", name)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -133,17 +120,18 @@ def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
-def _warn_clipped(arr: np.ndarray, expected: str) -> None:
+def _warn_clipped(arr: np.ndarray, expected: str, name: str | None) -> None:
     """Clipping changes the picture: say so rather than return a silently different image."""
     if arr.size and (float(arr.min()) < 0 or float(arr.max()) > 255):
         warnings.warn(
-            f"{describe_source(arr)}: pixel values {float(arr.min()):g}..{float(arr.max()):g} are outside "
+            f"{name or describe_source(arr)}: pixel values {float(arr.min()):g}..{float(arr.max()):g} are outside "
             f"the expected {expected} range; clipped to 0..255",
             stacklevel=4,
         )
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+def _to_uint8(arr: np.ndarray, name: str | None = None) -> np.ndarray:
+    """``arr`` as uint8; ``name``: the file it was decoded from (else the array is described)."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_:
@@ -152,28 +140,28 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         return (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
-            raise ImageLoadError("float image contains NaN or infinity", describe_source(arr))
+            raise ImageLoadError("float image contains NaN or infinity", name or describe_source(arr))
         hi = float(arr.max()) if arr.size else 1.0
         scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] floats or [0, 255] floats
-        _warn_clipped(arr * scale, "[0, 1] or [0, 255]")
+        _warn_clipped(arr * scale, "[0, 1] or [0, 255]", name)
         return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
-        _warn_clipped(arr, "0..255")
+        _warn_clipped(arr, "0..255", name)
         return np.clip(arr, 0, 255).astype(np.uint8)
-    raise ImageLoadError(f"unsupported array dtype {arr.dtype}", describe_source(arr))
+    raise ImageLoadError(f"unsupported array dtype {arr.dtype}", name or describe_source(arr))
 
 
-def _from_array(arr: np.ndarray, color: ColorOrder) -> np.ndarray:
+def _from_array(arr: np.ndarray, color: ColorOrder, name: str | None = None) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
-        g = _to_uint8(arr)
+        g = _to_uint8(arr, name)
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageLoadError(
-            f"expected an H x W, H x W x 3 or H x W x 4 array, got shape {arr.shape}", describe_source(arr)
+            f"expected an H x W, H x W x 3 or H x W x 4 array, got shape {arr.shape}", name or describe_source(arr)
         )
-    a = _to_uint8(arr)
+    a = _to_uint8(arr, name)
     if color == "bgr":
         a = a[:, :, [2, 1, 0, 3]] if a.shape[2] == 4 else a[:, :, ::-1]
     if a.shape[2] == 4:

@@ -17,6 +17,11 @@
 Without torch (``pip install fervid``, no ``train`` extra) a bundled model name runs the
 verified ONNX file shipped beside its safetensors (:func:`fervid.models.bundled.bundled_onnx`);
 nothing on this path imports torch.
+
+Thread safety: both classifiers may be shared by threads. ``TorchClassifier`` runs the
+model in eval mode without gradients (no state changes between calls);
+``OnnxClassifier`` calls ``InferenceSession.run``, which onnxruntime documents as
+thread-safe. (AdaBN adapts a copy, never the shared model.)
 """
 
 from __future__ import annotations
@@ -205,7 +210,10 @@ def _cache_problem(path: Path, sidecar: Path, expected: dict[str, str]) -> str |
 
     from fervid.models.bundled import file_sha256
 
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return "missing"
+    except OSError:  # a folder we may not look into: writing the entry says why, naming it
         return "missing"
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))

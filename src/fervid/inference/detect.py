@@ -37,12 +37,25 @@ Built-in detectors (``create_detector(name)``, ``available_detectors()``):
     e.g. FER2013 48x48 images). Score 1.0.
 
 Add your own with :func:`register_detector`. Measurements: ``benchmarks/detectors.md``.
+
+Thread safety: every built-in detector may be shared by threads (one
+``EmotionRecognizer`` serving many requests) and gives each thread the answer it would
+give alone. ``yunet``: the model loads once under a lock, and OpenCV's ``FaceDetectorYN``
+(which keeps the input size and threshold as state) runs under it; onnxruntime sessions
+are thread-safe. ``haar``/``haar-profile``: ``cv2.CascadeClassifier`` is not (shared, it
+returned wrong boxes and raised ``cv2.error``): detections run one at a time under the
+detector's lock. ``dlib``: one call at a time under a lock (dlib documents no thread
+safety). ``skip``: no state. A detector of your own that is not thread-safe needs its own
+lock, or one instance per thread. Detector options are checked when the detector is
+made (:func:`create_detector`): an unknown option or a value out of range is a
+:class:`~fervid.errors.UserValueError`, the same from the API, the CLI and configs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -151,6 +164,38 @@ def _as_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    integer: bool = False,
+    none_ok: bool = False,
+    open_low: bool = False,
+    high: float | None = None,
+) -> None:
+    """Refuse (:class:`UserValueError`) a detector option that is not a finite number in
+    range (``low`` inclusive unless ``open_low``; ``high`` inclusive), an integer where one
+    is needed, or ``None`` where ``None`` means nothing: the options reach the detector
+    from the API, the CLI and configs alike, and a wrong one must not mean "no faces"."""
+    if value is None and none_ok:
+        return
+    what = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UserValueError(f"detector option {name} must be {what}{' or None' if none_ok else ''}, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise UserValueError(f"detector option {name} must be an integer, got {value!r}")
+    v = float(value)
+    bad_low = v <= low if open_low else v < low
+    if not math.isfinite(v) or bad_low or (high is not None and v > high):
+        rng = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise UserValueError(f"detector option {name} must be {rng}, got {value!r}")
+
+
+MIN_SIDE = 32
+"""Smallest ``max_side`` a detector accepts: below it no face can be found."""
+
+
 def _downscale(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """Shrink so the longer side is at most ``max_side``; returns (image, scale original/small)."""
     h, w = gray.shape[:2]
@@ -254,6 +299,11 @@ class HaarDetector:
         equalize: bool = False,
         name: str | None = None,
     ):
+        _check_number("scale_factor", scale_factor, low=1.0, open_low=True)
+        _check_number("min_neighbors", min_neighbors, low=0, integer=True)
+        _check_number("profile_min_neighbors", profile_min_neighbors, low=0, integer=True)
+        _check_number("min_size", min_size, low=0, open_low=True)
+        _check_number("max_side", max_side, low=MIN_SIDE, integer=True, none_ok=True)
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -319,6 +369,12 @@ class HaarDetector:
         ms = int(max(24, ms))
         if min(sh, sw) < ms:
             return []
+        with self._lock:  # cv2.CascadeClassifier keeps per-call state: one detection at a time
+            raw = self._run(cascades, small, ms, scale, W, H)
+        return sort_reading_order(non_max_suppression(raw))
+
+    def _run(self, cascades: list[Any], small: np.ndarray, ms: int, scale: float, W: int, H: int) -> list[FaceBox]:
+        sw = small.shape[1]
         raw: list[FaceBox] = []
         for i, casc in enumerate(cascades):
             variants = [(small, False)] if i == 0 else [(small, False), (np.ascontiguousarray(small[:, ::-1]), True)]
@@ -337,7 +393,7 @@ class HaarDetector:
                     b = _clip_box(x * scale, y * scale, w * scale, h * scale, score, W, H)
                     if b is not None:
                         raw.append(b)
-        return sort_reading_order(non_max_suppression(raw))
+        return raw
 
 
 class DlibHogDetector:
@@ -353,6 +409,9 @@ class DlibHogDetector:
     name = "dlib"
 
     def __init__(self, upsample: int = 1, threshold: float = 0.0, max_side: int | None = 1024):
+        _check_number("upsample", upsample, low=0, integer=True)
+        _check_number("threshold", threshold, low=-math.inf)
+        _check_number("max_side", max_side, low=MIN_SIDE, integer=True, none_ok=True)
         self.upsample = upsample
         self.threshold = threshold
         self.max_side = max_side
@@ -379,7 +438,8 @@ class DlibHogDetector:
         gray = _as_gray(image)
         H, W = gray.shape
         small, scale = _downscale(gray, self.max_side)
-        rects, scores, _ = det.run(small, self.upsample, self.threshold)
+        with self._lock:  # dlib documents no thread-safety for its detector objects: one call at a time
+            rects, scores, _ = det.run(small, self.upsample, self.threshold)
         out = []
         for r, s in zip(rects, scores):
             b = _clip_box(r.left() * scale, r.top() * scale, r.width() * scale, r.height() * scale, s, W, H)
@@ -603,10 +663,12 @@ class YuNetDetector:
     ):
         if backend not in YUNET_BACKENDS:
             raise UserValueError(f"unknown YuNet backend {backend!r}; available: {', '.join(YUNET_BACKENDS)}")
-        if not 0.0 <= score_threshold <= 1.0:
-            raise UserValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        if coarse_side is not None and coarse_side < 32:
-            raise UserValueError(f"coarse_side must be at least 32 px (or None), got {coarse_side}")
+        _check_number("score_threshold", score_threshold, low=0.0, high=1.0)
+        _check_number("nms_threshold", nms_threshold, low=0.0, high=1.0)
+        _check_number("top_k", top_k, low=1, integer=True)
+        _check_number("threads", threads, low=1, integer=True, none_ok=True)
+        _check_number("max_side", max_side, low=MIN_SIDE, integer=True, none_ok=True)
+        _check_number("coarse_side", coarse_side, low=MIN_SIDE, integer=True, none_ok=True)
         self.max_side = max_side
         self.score_threshold = float(score_threshold)
         self.coarse_side = None if coarse_side is None else int(coarse_side)
@@ -811,4 +873,10 @@ def create_detector(name: str | Detector | None = None, **kwargs: Any) -> Detect
         return name
     if name not in _REGISTRY:
         raise UserValueError(f"unknown detector {name!r}; available: {sorted(_REGISTRY)}")
-    return _REGISTRY[name][0](**kwargs)
+    try:
+        return _REGISTRY[name][0](**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        bad = str(e).rsplit("argument", 1)[-1].strip()
+        raise UserValueError(f"detector {name!r} has no option {bad} (options given: {sorted(kwargs)})") from None

@@ -293,12 +293,9 @@ class EmotionRecognizer:
         self.threshold = threshold
         self._detector_spec = detector
         self._detector_options = dict(detector_options or {})
-        if isinstance(detector, str):  # validate the name now (cheap); create it on first use
-            from fervid.inference.detect import available_detectors
-
-            if detector not in available_detectors():
-                raise UserValueError(f"unknown detector {detector!r}; available: {sorted(available_detectors())}")
-        self._detector: Detector | None = None
+        # Made now (cheap: nothing loads before the first detection), so that an unknown
+        # detector or option, or a value out of range, fails here as it does in the CLI.
+        self._detector: Detector | None = create_detector(detector, **self._detector_options)
         self._video_detector: Detector | None = None
         self._classifier: Classifier | None = None
         self._load_lock = threading.Lock()

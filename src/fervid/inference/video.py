@@ -254,6 +254,9 @@ class _CaptureReader:
         if cam is not None and cam < 0:  # OpenCV can crash on a negative index: refuse it first
             raise UserValueError(f"camera index must be 0 or more, got {cam}")
         if cam is None:
+            from fervid.safety import check_input_path
+
+            check_input_path(source)  # type: ignore[arg-type]  # a URL, a link loop... said as such
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
                 raise UserFileNotFoundError(f"no such video file: {path}")
@@ -263,11 +266,14 @@ class _CaptureReader:
             check_input_file(path, "video", allow_char_device=True)
             if path.is_dir():
                 raise VideoOpenError(f"{path} is a folder, not a video file")
-            if path.stat().st_size == 0:
+            device = not path.is_file()  # a character device: a camera (/dev/video0) or not (/dev/zero)
+            if not device and path.stat().st_size == 0:
                 raise VideoOpenError(f"{path}: empty file (0 bytes), not a video")
             self.cap = cv2.VideoCapture(str(path))
             name = str(path)
             if not self.cap.isOpened():
+                if device:
+                    raise VideoOpenError(f"{path}: is a character device that OpenCV cannot open as a camera")
                 raise VideoOpenError(f"{path}: cannot open as a video (unreadable, truncated or unsupported format)")
         else:
             self.cap = cv2.VideoCapture(cam)

@@ -127,6 +127,7 @@ def read_metadata(path_or_proto: Any, session: Any = None) -> dict[str, Any]:
             raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
         return _parse_metadata(dict(props), name)
     import onnx
+    from google.protobuf.message import DecodeError
 
     try:
         if is_path:
@@ -135,7 +136,7 @@ def read_metadata(path_or_proto: Any, session: Any = None) -> dict[str, Any]:
             proto = onnx.load_from_string(bytes(path_or_proto))
         else:
             proto = path_or_proto
-    except (OSError, ValueError, RuntimeError) as e:  # protobuf's DecodeError is a ValueError
+    except (OSError, ValueError, RuntimeError, DecodeError) as e:  # DecodeError: not ValueError in protobuf >= 4
         raise CheckpointError(f"{name}: not a readable ONNX model ({type(e).__name__}: {e})") from e
     return _parse_metadata({p.key: p.value for p in proto.metadata_props}, name)
 
@@ -171,7 +172,14 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None) -
         so.intra_op_num_threads = int(threads)
     so.log_severity_level = 3
     src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 -- onnxruntime's own types (Fail, InvalidGraph...) for a bad file
+        from fervid.errors import CheckpointError
+
+        name = "ONNX model" if isinstance(model, bytes) else str(model)
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{name}: onnxruntime cannot load this model ({msg})") from e
 
 
 def save_fp32(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> None:

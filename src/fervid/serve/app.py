@@ -96,12 +96,19 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # nothing of the service is meant to be framed (the CSP's frame-ancestors too)
 }
 _PAGE_CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
     "connect-src 'self' blob: data:; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
     "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+# The API docs page (Swagger UI) starts itself with an inline script: its own policy, as strict otherwise.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_DOCS_PATHS = ("/docs",)
 
 
 # --------------------------------------------------------------------------- errors
@@ -232,13 +239,18 @@ ASGIApp = Callable[
 
 class _Guard:
     """Pure ASGI middleware: body size limit (``Content-Length`` and while streaming),
-    security headers, and a JSON 500 instead of any traceback."""
+    security headers, and a JSON 500 instead of any traceback.
 
-    def __init__(self, app: ASGIApp, max_body: int, limit: int, page_paths: tuple[str, ...] = ("/",)):
+    Security headers: every response gets :data:`_SECURITY_HEADERS`; every HTML response
+    (the page at ``/``, the same file at ``/static/index.html``, any other page a route
+    or the static mount serves) also gets the page's Content-Security-Policy, decided by
+    what is sent (``Content-Type: text/html``), not by a list of routes that can miss one.
+    ``/docs`` gets its own policy (Swagger UI needs its inline script)."""
+
+    def __init__(self, app: ASGIApp, max_body: int, limit: int):
         self.app = app
         self.max_body = max_body  # the limit plus room for multipart boundaries and part headers
         self.limit = limit  # what the error message names
-        self.page_paths = page_paths
 
     async def __call__(
         self,
@@ -250,7 +262,7 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         started = False
-        is_page = scope.get("path") in self.page_paths
+        csp = _DOCS_CSP if scope.get("path") in _DOCS_PATHS else _PAGE_CSP
 
         async def send_wrapper(message: Any) -> None:
             nonlocal started
@@ -259,8 +271,8 @@ class _Guard:
                 headers = MutableHeaders(scope=message)
                 for k, v in _SECURITY_HEADERS.items():
                     headers.setdefault(k, v)
-                if is_page:
-                    headers.setdefault("Content-Security-Policy", _PAGE_CSP)
+                if headers.get("content-type", "").lower().startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", csp)
             await send(message)
 
         length = dict(scope.get("headers") or []).get(b"content-length")
@@ -425,6 +437,39 @@ def _check_image(name: str, data: bytes, state: _State) -> None:
         )
 
 
+def check_api_key(api_key: str | None) -> None:
+    """Refuse a key that would leave the API open or can never be sent: empty or blank
+    (``--api-key "$KEY"`` with ``KEY`` unset must not silently turn authentication off),
+    with spaces at its ends (HTTP trims them from header values), or with control
+    characters (not allowed in a header). ``None`` means no authentication."""
+    from fervid.errors import UserValueError
+
+    if api_key is None:
+        return
+    if not isinstance(api_key, str):
+        raise UserValueError(f"the API key must be a string, got {type(api_key).__name__}")
+    if not api_key.strip():
+        raise UserValueError(
+            "the API key is empty: authentication would be off; give a non-empty key, "
+            "or leave --api-key (and FERVID_API_KEY) out to serve without one"
+        )
+    if api_key != api_key.strip():
+        raise UserValueError("the API key starts or ends with spaces, which HTTP drops from headers: remove them")
+    if any(ord(c) < 32 or ord(c) == 127 for c in api_key):
+        raise UserValueError("the API key contains control characters, which cannot be sent in a header")
+
+
+def _key_matches(given: str, key: str) -> bool:
+    """Constant-time comparison of the UTF-8 bytes of the key. Header values reach the app
+    as Latin-1 text (ASGI): their raw bytes are what the client sent, so a non-ASCII key
+    sent as UTF-8 matches (and one typed as Latin-1 by a client does not)."""
+    try:
+        sent = given.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header: compare its UTF-8 form
+        sent = given.encode("utf-8")
+    return hmac.compare_digest(sent, key.encode("utf-8"))
+
+
 def _safe_name(name: str | None, default: str) -> str:
     base = os.path.basename((name or "").replace("\\", "/")).strip()
     return base[:255] or default
@@ -465,7 +510,8 @@ def create_app(
         raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive")
     mimetypes.add_type("text/javascript", ".mjs")
     mimetypes.add_type("application/wasm", ".wasm")
-    state = _State(recognizer, api_key or None, int(max_upload_mb * 2**20), int(max_pixels), int(max_batch))
+    check_api_key(api_key)
+    state = _State(recognizer, api_key, int(max_upload_mb * 2**20), int(max_pixels), int(max_batch))
     limiter = anyio.CapacityLimiter(max_concurrency)
     load_lock = threading.Lock()
     browser = BrowserModels(Path(cache_dir) if cache_dir is not None else None)
@@ -528,7 +574,7 @@ def create_app(
                 "API key required: X-API-Key header or Authorization: Bearer",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+        if not _key_matches(given, state.api_key):
             raise ApiError(401, "unauthorized", "wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
     # ---- reading uploads
@@ -706,9 +752,20 @@ def create_app(
                 f"no model file {filename!r}; available: index.json, yunet.onnx, "
                 + ", ".join(f"{n}.onnx, {n}.json" for n in browser.names),
             )
-        if ext == "json":
-            return JSONResponse(await anyio.to_thread.run_sync(browser.metadata, stem))
-        path = await anyio.to_thread.run_sync(browser.path, stem)
+        from fervid.errors import FervidError
+        from fervid.inference.backends import OnnxExportError
+
+        try:
+            if ext == "json":
+                return JSONResponse(await anyio.to_thread.run_sync(browser.metadata, stem))
+            path = await anyio.to_thread.run_sync(browser.path, stem)
+        except (FervidError, OnnxExportError) as e:  # e.g. an unwritable cache: say what is wrong, not a bare 500
+            log.error("cannot serve the model file %s: %s", filename, e)
+            raise ApiError(
+                500,
+                "model_export_failed",
+                f"cannot export {stem} for the page: {e} (the server needs a writable cache folder: set FERVID_CACHE)",
+            ) from None
         return FileResponse(path, media_type="application/octet-stream")
 
     # ---- page and docs
