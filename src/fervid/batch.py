@@ -23,12 +23,20 @@ stem>.errors.parquet``: the sources that failed, with the exception type and mes
 file never stops the run. The errors table has a ``source`` column, so it is itself a manifest
 to retry.
 
+**Sources** are named by their resolved path (:func:`source_identity`): the same file spelled
+another way (relative, absolute, ``./``, through a symlink) is one source, processed once.
+Manifests follow one rule (:func:`read_manifest`).
+
 **Resumable.** Finished work is committed to ``<out>.parts/`` as Parquet part files (the faces,
 then the list of sources it covers, each written to a temporary name and renamed: a part is
-there whole or not at all). A run started again with the same output skips the sources already
-committed (or already in a finished output) and merges everything into ``out`` at the end,
-sorted by source, frame and face, so no source is counted twice and the engines give the same
-file. The settings that change rows (model, detector, backend, video step) are recorded and must
+there whole or not at all). That folder is batch's own: created with a marker file
+(:data:`PARTS_MARKER`); a folder of that name without it (or one holding an input) is refused,
+and at the end only the files batch wrote there are removed. A run started again with the same
+output skips the sources already committed (or already in a finished output) and merges
+everything into ``out`` at the end, sorted by source, frame and face; the merge takes each
+source's rows from one place (the last part holding it, else the earlier output), so a run
+killed at any point -- during the merge included -- and started again gives each row once, and
+the engines give the same file. The settings that change rows (model, detector, backend, video step) are recorded and must
 match when a run is continued.
 
 **Engines.** ``local``: this process, one recognizer. ``ray``: Ray Data over a Ray cluster
