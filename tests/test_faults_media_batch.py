@@ -83,7 +83,8 @@ def test_atomic_path_verify_keeps_the_earlier_file(tmp_path: Path) -> None:
     assert dest.read_text() == "earlier" and leftovers(tmp_path) == []
 
 
-def test_video_out_on_a_full_disk_is_an_error_not_wrote(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["fills_up", "already_full"])
+def test_video_out_on_a_full_disk_is_an_error_not_wrote(tmp_path: Path, when: str) -> None:
     """``fervid video clip.mp4 --out full/a.mp4`` on a 1 MB tmpfs: OpenCV's writer only warns,
     and the container is left without its index. The read-back catches it: exit 1, the path
     and the reason named, no file left, and the other outputs (elsewhere) still written."""
@@ -91,6 +92,14 @@ def test_video_out_on_a_full_disk_is_an_error_not_wrote(tmp_path: Path) -> None:
     with small_filesystem(tmp_path, "1m") as mnt:
         if mnt is None:
             pytest.skip("mounting a tmpfs is not permitted here (needs root with mount rights)")
+        if when == "already_full":
+            fd = os.open(mnt / ".filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                with pytest.raises(OSError):
+                    while True:
+                        os.write(fd, b"\0" * 4096)
+            finally:
+                os.close(fd)
         r = run_fervid(
             ["video", str(clip), "--out", str(mnt / "a.mp4"), "--summary", str(tmp_path / "s.json")]
             + ["--model", "fast", "--backend", "torch", "--no-progress"],
@@ -99,7 +108,7 @@ def test_video_out_on_a_full_disk_is_an_error_not_wrote(tmp_path: Path) -> None:
         err = _quiet(r.stderr)
         assert_one_line_error(r.returncode, err, str(mnt / "a.mp4"))
         assert "no space left on the device" in err and "wrote" not in r.stdout
-        assert list(mnt.iterdir()) == []  # neither a.mp4 nor a temporary file
+        assert [p.name for p in mnt.iterdir()] in ([], [".filler"])  # neither a.mp4 nor a temporary file
     assert (tmp_path / "s.json").is_file()  # the summary holds what was processed
 
 

@@ -185,7 +185,7 @@ class PendingFile:
             os.replace(self.tmp, self.path)
             _fsync_dir(self.path.parent)
         except (OSError, ValueError) as e:
-            hint = _space_hint(self.path)  # before the temporary file frees its space
+            hint = space_hint(self.path)  # before the temporary file frees its space
             self.discard()
             if isinstance(e, OSError):
                 raise output_error(e, self.path) from e
@@ -197,7 +197,7 @@ class PendingFile:
             self.tmp.unlink()
 
 
-def _space_hint(path: Path) -> str:
+def space_hint(path: Path) -> str:
     """``" (no space left on the device)"`` when the file system of ``path`` is (nearly)
     full: the likely cause of a writer that failed without saying why."""
     with contextlib.suppress(OSError):

@@ -25,7 +25,7 @@ import numpy as np
 from fervid.errors import OutputError, UserValueError
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.video import FrameResult, SourceInfo, Timeline, VideoSource, plot_timeline, write_summary
-from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file
+from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file, space_hint
 
 if TYPE_CHECKING:
     import cv2
@@ -85,8 +85,9 @@ class _Writer:
             fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.lower().endswith(".avi") else "mp4v"))
             self.vw = cv2.VideoWriter(str(self._pending.tmp), fourcc, self.fps, (bgr.shape[1], bgr.shape[0]))
             if not self.vw.isOpened():
+                hint = space_hint(Path(self.path))  # before the temporary file goes
                 self._pending.discard()
-                raise UserValueError(f"{self.path}: cannot write a video here (use .mp4 or .avi)")
+                raise OutputError(f"cannot write {self.path}: OpenCV could not start a video there{hint}")
         self.vw.write(bgr)
         self.frames += 1
 
