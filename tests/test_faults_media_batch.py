@@ -518,3 +518,81 @@ def test_source_identity_property(tmp_path_factory: pytest.TempPathFactory) -> N
             os.chdir(here)
 
     check()
+
+
+def test_batch_crash_safety_property(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs killed at random points -- while processing (after any number of committed parts)
+    or inside the merge (after any of its three writes) -- then run again until one finishes:
+    the output holds every source once and each of its rows once. The recognizer is replaced
+    by a fake that gives each source a known number of faces (the merge is what is tested)."""
+    import tempfile
+
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    import fervid.batch as batch
+
+    monkeypatch.setattr(batch.BatchOptions, "recognizer", lambda self: None)
+    real_write = batch._write_atomic
+
+    def faces_of(path: str) -> int:
+        return int(Path(path).stem[1:]) % 3  # s0 -> 0 faces, s1 -> 1, s2 -> 2, s3 -> 0...
+
+    @hypothesis.settings(max_examples=40, deadline=5000, derandomize=True)
+    @hypothesis.given(
+        n=st.integers(1, 7),
+        kills=st.lists(st.tuples(st.sampled_from(["process", "merge"]), st.integers(0, 6)), max_size=4),
+    )
+    def check(n: int, kills: list[tuple[str, int]]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            (root / "in").mkdir()
+            for i in range(n):
+                (root / "in" / f"s{i}.png").write_bytes(b"")
+            out = root / "r.parquet"
+            for where, k in [*kills, ("none", 0)]:
+                calls = {"process": 0, "merge": 0}
+
+                def fake(rec, sources, options, where=where, k=k, calls=calls):
+                    if where == "process" and calls["process"] == k:
+                        raise _Killed
+                    calls["process"] += 1
+                    rows = [
+                        {"source": s.path, "kind": "image", "frame": None, "face": f, "label": "happy"}
+                        for s in sources
+                        for f in range(faces_of(s.path))
+                    ]
+                    status = [
+                        {
+                            "source": s.path,
+                            "kind": "image",
+                            "status": "ok",
+                            "frames": 1,
+                            "error_type": None,
+                            "error": None,
+                        }
+                        for s in sources
+                    ]
+                    return rows, status
+
+                def write(table, path, meta=None, where=where, k=k, calls=calls):
+                    real_write(table, path, meta)
+                    if meta is not None and where == "merge":  # the merge's writes carry the settings
+                        calls["merge"] += 1
+                        if calls["merge"] == k % 3 + 1:
+                            raise _Killed
+
+                monkeypatch.setattr(batch, "process_sources", fake)
+                monkeypatch.setattr(batch, "_write_atomic", write)
+                try:
+                    batch.run_batch(root / "in", out, chunk_size=1, flush_every=1, progress=False)
+                except _Killed:
+                    continue
+                break
+            faces = pq.read_table(out).to_pylist() if pq.read_table(out).num_rows else []
+            keys = sorted((Path(r["source"]).name, r["face"]) for r in faces)
+            assert keys == sorted((f"s{i}.png", f) for i in range(n) for f in range(i % 3))
+            srcs = pq.read_table(batch.OutputPaths.of(out).sources).column("source").to_pylist()
+            assert [Path(s).name for s in srcs] == sorted(f"s{i}.png" for i in range(n))
+            assert not batch.OutputPaths.of(out).parts.exists()
+
+    check()
