@@ -365,8 +365,13 @@ def test_manifest_rule(tmp_path: Path) -> None:
     assert read_manifest(m) == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
     m.write_text(" FILENAME \na.jpg\n")
     assert read_manifest(m) == [str(tmp_path / "a.jpg")]
+    m.write_bytes("\ufeffpath\r\nb.jpg\r\n".encode())  # a spreadsheet's CSV: byte-order mark, CRLF
+    assert read_manifest(m) == [str(tmp_path / "b.jpg")]
     m.write_text("id,picture\n1,a.jpg\n")
     with pytest.raises(ValueError, match=r"m.csv: no path column in the manifest's header \(id, picture\)"):
+        read_manifest(m)
+    m.write_bytes(b"\xff\xfe\x00p\x00a")
+    with pytest.raises(ValueError, match=r"m.csv: not a CSV manifest"):
         read_manifest(m)
     m.write_text("a.jpg,1\nb.jpg,2\n")
     with pytest.raises(ValueError, match="without a header must list one path per line"):

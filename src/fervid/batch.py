@@ -145,8 +145,11 @@ def _no_path_column(where: Path, names: Sequence[str]) -> UserValueError:
 def _csv_manifest(p: Path) -> list[str]:
     import csv
 
-    with open(p, newline="") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets start with a byte-order mark
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserValueError(f"{p}: not a CSV manifest (UTF-8 text, one path per row): {e}") from e
     if not rows:
         raise UserValueError(f"{p}: empty manifest")
     first = rows[0]
