@@ -601,3 +601,37 @@ def test_batch_crash_safety_property(monkeypatch: pytest.MonkeyPatch) -> None:
             assert not batch.OutputPaths.of(out).parts.exists()
 
     check()
+
+
+def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_path: Path) -> None:
+    """A real ``kill -9`` of ``fervid batch`` after its outputs are written and before
+    ``parts/`` is removed (the process kills itself there), then the same command: each row
+    once (it was every row twice)."""
+    out = tmp_path / "r.parquet"
+    argv = ["batch", str(photos), "--out", str(out), "--model", "fast", "--no-progress"]
+    killer = (  # SIGKILL right after the last output (the sources table) is renamed into place
+        "import os, signal, sys\n"
+        "real = os.replace\n"
+        "def replace(a, b, *args, **kw):\n"
+        "    real(a, b, *args, **kw)\n"
+        "    if str(b).endswith('r.sources.parquet'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.replace = replace\n"
+        "from fervid.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    first = run_fervid(argv[:1] + [str(photos / "obama-480p.jpg")] + argv[2:], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    killed = subprocess.run(
+        [sys.executable, "-c", killer, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert killed.returncode == -9, killed.stderr
+    from fervid.batch import OutputPaths
+
+    assert OutputPaths.of(out).parts.is_dir()
+    again = run_fervid(argv, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    keys = [(r["source"], r["face"]) for r in pq.read_table(out).to_pylist()]
+    assert len(keys) == len(set(keys)) == 3
+    assert not OutputPaths.of(out).parts.exists()
