@@ -189,7 +189,9 @@ class PendingFile:
             self.discard()
             if isinstance(e, OSError):
                 raise output_error(e, self.path) from e
-            raise OutputError(f"cannot write {self.path}: {e}{hint}") from e
+            out = OutputError(f"cannot write {self.path}: {e}{hint}")
+            out.errno = errno.ENOSPC if hint else None  # callers stop on a full disk (every later write fails too)
+            raise out from e
         return self.path
 
     def discard(self) -> None:
