@@ -23,12 +23,20 @@ stem>.errors.parquet``: the sources that failed, with the exception type and mes
 file never stops the run. The errors table has a ``source`` column, so it is itself a manifest
 to retry.
 
+**Sources** are named by their resolved path (:func:`source_identity`): the same file spelled
+another way (relative, absolute, ``./``, through a symlink) is one source, processed once.
+Manifests follow one rule (:func:`read_manifest`).
+
 **Resumable.** Finished work is committed to ``<out>.parts/`` as Parquet part files (the faces,
 then the list of sources it covers, each written to a temporary name and renamed: a part is
-there whole or not at all). A run started again with the same output skips the sources already
-committed (or already in a finished output) and merges everything into ``out`` at the end,
-sorted by source, frame and face, so no source is counted twice and the engines give the same
-file. The settings that change rows (model, detector, backend, video step) are recorded and must
+there whole or not at all). That folder is batch's own: created with a marker file
+(:data:`PARTS_MARKER`); a folder of that name without it (or one holding an input) is refused,
+and at the end only the files batch wrote there are removed. A run started again with the same
+output skips the sources already committed (or already in a finished output) and merges
+everything into ``out`` at the end, sorted by source, frame and face; the merge takes each
+source's rows from one place (the last part holding it, else the earlier output), so a run
+killed at any point -- during the merge included -- and started again gives each row once, and
+the engines give the same file. The settings that change rows (model, detector, backend, video step) are recorded and must
 match when a run is continued.
 
 **Engines.** ``local``: this process, one recognizer. ``ray``: Ray Data over a Ray cluster
@@ -41,6 +49,7 @@ every node (a shared file system or a mounted bucket). Needs ``pip install 'ferv
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -52,8 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fervid.errors import UserFileNotFoundError, UserValueError
-from fervid.safety import check_outputs_not_inputs, preflight_output, write_text_atomic
+from fervid.errors import OutputError, UserFileNotFoundError, UserValueError
+from fervid.safety import check_outputs_not_inputs, make_dir, output_error, preflight_output, write_text_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,7 +72,7 @@ if TYPE_CHECKING:
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 ENGINES = ("local", "ray")
 MANIFEST_COLUMNS = ("path", "source", "file", "filename")
-"""A manifest's path column: the first of these it has (else its first column)."""
+"""A manifest's path column: the first of these its header has, in any case (see :func:`read_manifest`)."""
 
 # The order of the leading columns; the probability columns and any others follow.
 COLUMNS = (
@@ -112,39 +121,90 @@ def _image_extensions() -> set[str]:
     return set(IMAGE_EXTENSIONS)
 
 
+def _looks_like_source(cell: str, folder: Path) -> bool:
+    """A manifest cell that names a photo, video or URL (not a column name)."""
+    c = cell.strip()
+    media = _image_extensions() | VIDEO_EXTENSIONS
+    return "://" in c or Path(c).suffix.lower() in media or (folder / c).is_file()
+
+
+def _path_column(names: Sequence[str]) -> str | None:
+    """The path column among ``names``: the first of :data:`MANIFEST_COLUMNS` (any case)."""
+    lower: dict[str, str] = {}
+    for n in names:
+        lower.setdefault(str(n).strip().lower(), n)
+    return next((lower[c] for c in MANIFEST_COLUMNS if c in lower), None)
+
+
+def _no_path_column(where: Path, names: Sequence[str]) -> UserValueError:
+    return UserValueError(
+        f"{where}: no path column in the manifest's header ({', '.join(map(str, names))}): name the column of "
+        f"paths {' or '.join(MANIFEST_COLUMNS)} (any case), or list one path per line without a header"
+    )
+
+
+def _csv_manifest(p: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets start with a byte-order mark
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserValueError(f"{p}: not a CSV manifest (UTF-8 text, one path per row): {e}") from e
+    if not rows:
+        raise UserValueError(f"{p}: empty manifest")
+    first = rows[0]
+    col = _path_column(first)
+    if col is not None:  # a header naming the path column
+        i = first.index(col)
+        return [r[i].strip() for r in rows[1:] if len(r) > i and r[i].strip()]
+    if not _looks_like_source(first[0], p.parent):
+        raise _no_path_column(p, first)
+    if max(len(r) for r in rows) > 1:
+        raise UserValueError(
+            f"{p}: a manifest without a header must list one path per line; this one has several columns: "
+            f"add a header naming the path column ({', '.join(MANIFEST_COLUMNS)})"
+        )
+    return [r[0].strip() for r in rows]  # no header: every line is a path, the first included
+
+
 def read_manifest(path: str | os.PathLike) -> list[str]:
-    """The paths in a CSV or Parquet manifest (column ``path``, ``source``, ``file`` or
-    ``filename``, else the first); relative paths are taken from the manifest's folder."""
+    """The paths in a CSV or Parquet manifest; relative paths are taken from the manifest's
+    folder. The rule: a table whose header names its path column ``path``, ``source``,
+    ``file`` or ``filename`` (any case; the first of these it has), or -- CSV only -- a list
+    of paths, one per line and no header (recognised by its first line naming a photo, a
+    video, a URL or an existing file). A Parquet manifest of one column is that column.
+    Anything else is a :class:`UserValueError` naming the columns found."""
     p = Path(path)
     if p.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(p)
         names = table.column_names
-        values = None
+        if not names:
+            raise UserValueError(f"{p}: the manifest has no columns")
+        col = _path_column(names) or (names[0] if len(names) == 1 else None)
+        if col is None:
+            raise _no_path_column(p, names)
+        items = [str(v).strip() for v in table.column(col).to_pylist() if v is not None and str(v).strip()]
     else:
-        import csv
-
-        with open(p, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            raise UserValueError(f"{p}: empty manifest")
-        names, values = rows[0], rows[1:]
-    if not names:
-        raise UserValueError(f"{p}: the manifest has no columns")
-    col = next((c for c in MANIFEST_COLUMNS if c in names), names[0])
-    if values is None:
-        items = [str(v) for v in table.column(col).to_pylist() if v not in (None, "")]
-    else:
-        i = names.index(col)
-        items = [r[i] for r in values if len(r) > i and r[i].strip()]
+        items = _csv_manifest(p)
     return [str(Path(x)) if Path(x).is_absolute() or "://" in x else str(p.parent / x) for x in items]
 
 
+def source_identity(path: str | os.PathLike) -> str:
+    """What identifies a source across runs and spellings: its resolved absolute path
+    (``corpus/a.jpg``, ``$PWD/corpus/a.jpg``, ``../corpus/./a.jpg`` and a symlink to it are
+    one source); URLs as given."""
+    text = os.fspath(path)
+    return text if "://" in text else str(Path(text).resolve())
+
+
 def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Source]:
-    """The photos and videos to process, sorted and without duplicates: a folder (searched
-    recursively for image and video extensions, hidden files left out), a manifest
-    (``.csv``/``.parquet``), a single file, or a list of these."""
+    """The photos and videos to process, sorted and without duplicates, each named by its
+    :func:`source_identity` (resolved path): a folder (searched recursively for image and
+    video extensions, hidden files left out), a manifest (``.csv``/``.parquet``), a single
+    file, or a list of these."""
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     media = _image_extensions() | VIDEO_EXTENSIONS
     found: list[str] = []
@@ -163,7 +223,7 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
             found.append(str(p))
         else:
             raise UserFileNotFoundError(f"{p}: no such file or folder")
-    unique = sorted(set(found))
+    unique = sorted({source_identity(f) for f in found})
     return [Source(s, source_kind(s)) for s in unique]
 
 
@@ -322,7 +382,14 @@ class OutputPaths:
 META_KEY = b"fervid_batch"
 
 
+PARTS_MARKER = "fervid-batch-parts.json"
+"""Written by batch into the ``<out>.parts`` folder it creates: batch uses, and at the end
+removes, only a folder holding it, and in it only the files it wrote."""
+
+
 def _write_atomic(table: pa.Table, path: Path, meta: dict[str, Any] | None = None) -> None:
+    """``table`` to ``path`` through a temporary file; a file-system error (a full disk, no
+    permission) is an :class:`~fervid.errors.OutputError` naming ``path``."""
     import pyarrow.parquet as pq
 
     if meta is not None:
@@ -331,8 +398,47 @@ def _write_atomic(table: pa.Table, path: Path, meta: dict[str, Any] | None = Non
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as e:  # pyarrow's IO errors are OSErrors, without the path
+        raise output_error(e, path) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _claim_parts(paths: OutputPaths, *, create: bool) -> bool:
+    """Whether ``paths.parts`` is batch's own working folder (it holds :data:`PARTS_MARKER`);
+    with ``create``, make it (and the marker) when missing. A folder of that name that batch
+    did not create is refused: batch never adds to, nor deletes, what is not its own."""
+    parts = paths.parts
+    if parts.exists() or parts.is_symlink():
+        if not parts.is_dir() or parts.is_symlink():
+            raise OutputError(f"cannot use {parts} as the working folder of {paths.faces}: it is not a folder")
+        if not (parts / PARTS_MARKER).is_file():
+            raise OutputError(
+                f"{parts} exists and was not made by fervid batch (no {PARTS_MARKER} in it): batch keeps the work "
+                f"of {paths.faces} in that folder and removes it at the end, so it will not use a folder it did "
+                "not create; move it away or choose another --out"
+            )
+        return True
+    if not create:
+        return False
+    make_dir(parts)
+    write_text_atomic(parts / PARTS_MARKER, json.dumps({"output": str(paths.faces.resolve()), "pid": os.getpid()}))
+    return True
+
+
+def _remove_parts(parts: Path) -> None:
+    """Remove what batch wrote in ``parts`` (its part files, settings, temporary files, then
+    the marker) and the folder once empty; anything else found there is left with the folder
+    (and the marker, so the folder stays batch's)."""
+    ours = [*parts.glob("part-*.parquet"), *parts.glob(".part-*.tmp"), parts / "settings.json"]
+    for f in ours:
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+    if all(f.name == PARTS_MARKER for f in parts.iterdir()):
+        (parts / PARTS_MARKER).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            parts.rmdir()
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -380,9 +486,9 @@ def _read(path: Path) -> pa.Table:
 def _committed_parts(parts: Path) -> list[str]:
     """Names of the complete parts; a faces file without its source list (a crash between the
     two writes) is removed: its sources are not done and run again."""
-    if not parts.is_dir():
+    if not (parts / PARTS_MARKER).is_file():  # not batch's folder (refused by _claim_parts)
         return []
-    for tmp in parts.glob(".*.tmp"):
+    for tmp in parts.glob(".part-*.tmp"):
         tmp.unlink(missing_ok=True)
     names = sorted(f.name[: -len(".sources.parquet")] for f in parts.glob("part-*.sources.parquet"))
     for f in parts.glob("part-*.faces.parquet"):
@@ -437,23 +543,44 @@ def _ordered(table: pa.Table) -> pa.Table:
     return table.sort_by(keys) if keys and table.num_rows else table
 
 
+def _without(table: pa.Table, sources: set[str]) -> pa.Table:
+    """``table``'s rows whose ``source`` is not in ``sources``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not sources or not table.num_rows:
+        return table
+    mask = pc.is_in(table.column("source"), value_set=pa.array(sorted(sources), type=table.schema.field("source").type))
+    return table.filter(pc.invert(mask))
+
+
 def merge(paths: OutputPaths, settings: dict[str, Any]) -> tuple[int, int]:
     """Everything committed (an earlier output and the parts) into the three output files,
-    then the parts removed. Returns (faces, sources)."""
-    import shutil
+    then the parts removed. Returns (faces, sources).
 
+    Crash-safe: each source's rows come from one place only, the last part that holds it,
+    else the earlier output. A run killed after writing some or all of the outputs and before
+    the parts are removed merges again to the same files, each row once."""
     import pyarrow as pa
 
+    parts = [
+        (_read(paths.parts / f"{n}.sources.parquet"), paths.parts / f"{n}.faces.parquet")
+        for n in _committed_parts(paths.parts)
+    ]
+    last: dict[str, int] = {}  # source -> the last part that holds it
+    for i, (src, _) in enumerate(parts):
+        last.update(dict.fromkeys(src.column("source").to_pylist(), i))
     faces: list[pa.Table] = []
     sources: list[pa.Table] = []
-    if paths.sources.is_file():
-        sources.append(_read(paths.sources))
+    if paths.sources.is_file():  # a finished output: its faces file is complete too
+        sources.append(_without(_read(paths.sources), set(last)))
         if paths.faces.is_file():
-            faces.append(_read(paths.faces))
-    for name in _committed_parts(paths.parts):
-        sources.append(_read(paths.parts / f"{name}.sources.parquet"))
-        if (paths.parts / f"{name}.faces.parquet").is_file():
-            faces.append(_read(paths.parts / f"{name}.faces.parquet"))
+            faces.append(_without(_read(paths.faces), set(last)))
+    for i, (src, faces_file) in enumerate(parts):
+        later = {s for s, j in last.items() if j > i}  # redone by a later part (not by batch itself)
+        sources.append(_without(src, later))
+        if faces_file.is_file():
+            faces.append(_without(_read(faces_file), later))
     strip = [t.replace_schema_metadata(None) for t in faces]
     face_table = _ordered(pa.concat_tables(strip, promote_options="permissive")) if strip else _table([])
     src_table = pa.concat_tables([t.replace_schema_metadata(None) for t in sources], promote_options="permissive")
@@ -461,11 +588,20 @@ def merge(paths: OutputPaths, settings: dict[str, Any]) -> tuple[int, int]:
     err_table = src_table.filter(pa.compute.not_equal(src_table.column("status"), "ok")).select(
         ["source", "kind", "status", "error_type", "error"]
     )
-    paths.faces.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(face_table, paths.faces, settings)
-    _write_atomic(err_table, paths.errors, settings)
-    _write_atomic(src_table, paths.sources, settings)  # last: its presence marks a finished output
-    shutil.rmtree(paths.parts, ignore_errors=True)
+    make_dir(paths.faces.parent)
+    try:
+        _write_atomic(face_table, paths.faces, settings)
+        _write_atomic(err_table, paths.errors, settings)
+        _write_atomic(src_table, paths.sources, settings)  # last: its presence marks a finished output
+    except OutputError as e:
+        if parts:
+            raise OutputError(
+                f"{e}; the finished work is kept in {paths.parts}: make room and run the same command again "
+                "to write the output (nothing is processed again)"
+            ) from e
+        raise
+    if paths.parts.is_dir():
+        _remove_parts(paths.parts)
     return face_table.num_rows, src_table.num_rows
 
 
@@ -579,6 +715,41 @@ def _run_ray(
     return results(), n
 
 
+def _check_parts_not_input(paths: OutputPaths, identities: Iterable[str]) -> None:
+    """The working folder ``<out>.parts`` is removed at the end: it must not be, nor hold,
+    an input (``fervid batch x.parquet.parts --out x.parquet``). ``identities``: the inputs'
+    :func:`source_identity`."""
+    parts = source_identity(paths.parts)
+    for inp in identities:
+        if inp == parts or inp.startswith(parts + os.sep):
+            raise OutputError(
+                f"the working folder of {paths.faces} would be {paths.parts}, which is or holds the input {inp}: "
+                "choose another --out"
+            )
+
+
+def _commit(
+    writer: PartWriter,
+    paths: OutputPaths,
+    rows: list[dict[str, Any]] | None = None,
+    status: list[dict[str, Any]] | None = None,
+) -> None:
+    """Add results to ``writer`` (or, without them, flush it); a write that fails (a full
+    disk) says what is kept and how to go on."""
+    pending = len(writer.status) + len(status or [])
+    try:
+        if status is None:
+            writer.flush()
+        else:
+            writer.add(rows or [], status)
+    except OutputError as e:
+        kept = len(_done_sources(paths))
+        raise OutputError(
+            f"{e}; {kept} finished source(s) are kept in {paths.parts} and the last {pending} could not be "
+            "saved: make room and run the same command again to continue from there"
+        ) from e
+
+
 def run_batch(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -620,6 +791,8 @@ def run_batch(
         "Parquet output",
     )
     preflight_output(paths.faces)
+    _check_parts_not_input(paths, [*map(source_identity, named), *(s.path for s in all_sources)])
+    _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
     settings = options.settings()
     _check_settings(paths, settings)
     done = _done_sources(paths)
@@ -628,7 +801,7 @@ def run_batch(
     faces = frames = errors = 0
     n_workers = 1
     if todo:
-        paths.parts.mkdir(parents=True, exist_ok=True)
+        _claim_parts(paths, create=True)
         write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
         tasks = chunks(todo, chunk_size)
         if engine == "local":
@@ -640,7 +813,7 @@ def run_batch(
             total=len(todo), desc=f"fervid batch ({engine})", unit="src", disable=not progress, dynamic_ncols=True
         )
         for rows, status in results:
-            writer.add(rows, status)
+            _commit(writer, paths, rows, status)
             faces += len(rows)
             frames += sum(int(s["frames"]) for s in status)
             errors += sum(s["status"] != "ok" for s in status)
@@ -648,7 +821,7 @@ def run_batch(
             el = time.perf_counter() - t0
             bar.set_postfix(faces=faces, errors=errors, fps=f"{frames / el:.1f}", faces_s=f"{faces / el:.1f}")
         bar.close()
-        writer.flush()
+        _commit(writer, paths)
     seconds = time.perf_counter() - t0
     if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
         merge(paths, settings)
@@ -677,4 +850,5 @@ __all__ = [
     "process_sources",
     "read_manifest",
     "run_batch",
+    "source_identity",
 ]

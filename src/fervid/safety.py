@@ -31,7 +31,7 @@ import secrets
 import signal
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -109,7 +109,16 @@ def preflight_output(path: PathLike, *, folder: bool = False) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {p}: {_REASONS[errno.EACCES]} ({parent})")
+        reason = errno.EROFS if _read_only(parent) else errno.EACCES
+        raise OutputError(f"cannot write {p}: {_REASONS[reason]} ({parent})")
+
+
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
 
 
 def _blocking_file(folder: Path) -> Path | None:
@@ -162,17 +171,29 @@ class PendingFile:
         except OSError as e:
             raise output_error(e, self.path) from e
 
-    def commit(self) -> Path:
-        """fsync the temporary file and rename it over ``path`` (atomic on POSIX)."""
+    def commit(self, verify: Callable[[Path], None] | None = None) -> Path:
+        """fsync the temporary file and rename it over ``path`` (atomic on POSIX).
+
+        ``verify(tmp)``: reads back what the writer wrote (a media file's frames, an image's
+        pixels) and raises :class:`OutputError` when it is not whole; writers that report
+        failures silently (OpenCV's ``VideoWriter`` on a full disk) are caught here, before
+        ``path`` is touched."""
         try:
             if not self.tmp.is_file():
                 raise OutputError(f"cannot write {self.path}: the writer left no file")
             _fsync(self.tmp)
+            if verify is not None:
+                verify(self.tmp)
             os.replace(self.tmp, self.path)
             _fsync_dir(self.path.parent)
-        except OSError as e:
+        except (OSError, ValueError) as e:
+            hint = space_hint(self.path)  # before the temporary file frees its space
             self.discard()
-            raise output_error(e, self.path) from e
+            if isinstance(e, OSError):
+                raise output_error(e, self.path) from e
+            out = OutputError(f"cannot write {self.path}: {e}{hint}")
+            out.errno = errno.ENOSPC if hint else None  # callers stop on a full disk (every later write fails too)
+            raise out from e
         return self.path
 
     def discard(self) -> None:
@@ -180,11 +201,22 @@ class PendingFile:
             self.tmp.unlink()
 
 
+def space_hint(path: Path) -> str:
+    """``" (no space left on the device)"`` when the file system of ``path`` is (nearly)
+    full: the likely cause of a writer that failed without saying why."""
+    with contextlib.suppress(OSError):
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+        if st.f_bavail * st.f_frsize < 64 * 1024:
+            return f" ({_REASONS[errno.ENOSPC]})"
+    return ""
+
+
 @contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; write the file there. On normal exit the
-    file is fsynced and renamed over ``path``; on any exception it is removed, ``path`` is
-    untouched and an ``OSError`` becomes a named :class:`OutputError`.
+    file is fsynced, checked by ``verify(tmp)`` when given (see :meth:`PendingFile.commit`)
+    and renamed over ``path``; on any exception it is removed, ``path`` is untouched and an
+    ``OSError`` becomes a named :class:`OutputError`.
 
     >>> with atomic_path("plot.png") as tmp:
     ...     fig.savefig(tmp)
@@ -192,7 +224,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     pending = PendingFile(path)
     try:
         yield pending.tmp
-        pending.commit()
+        pending.commit(verify)
     except OSError as e:
         raise output_error(e, pending.path) from e
     finally:

@@ -4,7 +4,8 @@
                  [--model NAME] [--detector NAME] [--video-every N] [--workers N] [--no-progress]
 
 SOURCE: folders (searched recursively for photos and videos), CSV/Parquet manifests of paths
-(column ``path``), or files. One row per face per photo or processed video frame; a
+(a header naming the column ``path``, ``source``, ``file`` or ``filename`` in any case; or a CSV
+of paths one per line without a header), or files; a file is identified by its resolved path. One row per face per photo or processed video frame; a
 ``.sources`` and an ``.errors`` table beside ``--out``. Running the same command again after a
 crash skips the sources already done. Exit status 1 when some sources failed (listed in the
 errors table); the others are all processed.

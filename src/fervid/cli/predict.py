@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     rec.load()  # a bad --model fails here, once, before any file is read
 
     from fervid.errors import OutputError
-    from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir
+    from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir, preflight_output
 
     out_dir = Path(args.out) if args.out else None
     skipped: list[str] = []
@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         # `predict photos/ --out photos/`) stops the run before any image is touched.
         dests = {p: _out_path(out_dir, p, used) for p, problem in items if problem is None}
         check_outputs_not_inputs(((d, p) for p, d in dests.items()), dests, "annotated copy")
+        preflight_output(out_dir, folder=True)  # an unwritable --out fails once, before any image
         make_dir(out_dir)
     if getattr(args, "adabn", False):
         # A first pass over every readable image: the adaptation needs the whole set's faces.
@@ -214,13 +215,17 @@ def run(args: argparse.Namespace) -> int:
             os.dup2(devnull, sys.stdout.fileno())
             return 141
         if out_dir is not None:
+            import functools
+
             from PIL import Image
 
-            from fervid.inference.draw import annotate
+            from fervid.inference.draw import annotate, verify_image
 
             dest = dests[path]
+            size = (rgb.shape[1], rgb.shape[0])
             try:
-                with atomic_path(dest) as tmp:  # a full disk never leaves a truncated image
+                # a full disk never leaves a truncated image; what was written is decoded back first
+                with atomic_path(dest, verify=functools.partial(verify_image, size=size)) as tmp:
                     Image.fromarray(annotate(rgb, res.faces)).save(tmp)
             except OutputError as e:
                 if e.errno in _FATAL_WRITE_ERRNOS:

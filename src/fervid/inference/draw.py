@@ -11,6 +11,7 @@ BGR frames pass ``bgr=True``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -182,3 +183,44 @@ def _draw_bars(
         if fill > 0:
             cv2.rectangle(out, (bx, ry + 2), (bx + fill, ry + row - 2), c(color_for(k)), -1)
     return (px, py, panel_w, panel_h)
+
+
+# ------------------------------------------------------------------ written media, read back
+
+
+def verify_image(path: str | Path, size: tuple[int, int] | None = None) -> None:
+    """Decode the image at ``path`` whole (``ValueError`` when it cannot be, or when its
+    ``(width, height)`` is not ``size``): what an annotated copy must pass before it is
+    reported written."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            got = im.size
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's decoders raise all three
+        raise ValueError(f"the written image does not decode ({e})") from e
+    if size is not None and tuple(got) != tuple(size):
+        raise ValueError(f"the written image is {got[0]}x{got[1]}, not {size[0]}x{size[1]}")
+
+
+def verify_video(path: str | Path, frames: int) -> None:
+    """Open the video at ``path`` and check that it holds ``frames`` frames and that its
+    first and last decode (``ValueError`` otherwise): a container without its index, or
+    with frames missing, fails here instead of being reported written."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError("the written video cannot be opened (no container index: the writer failed)")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if n != frames:
+            raise ValueError(f"the written video holds {n} readable frames, not the {frames} written")
+        for index in sorted({0, frames - 1}) if frames else []:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, img = cap.read()
+            if not ok or img is None or not img.size:
+                raise ValueError(f"frame {index} of the written video does not decode")
+    finally:
+        cap.release()

@@ -283,10 +283,13 @@ class _CaptureReader:
                 raise VideoOpenError(f"camera {cam} could not be opened (no such device, busy, or no permission)")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
+        # A file's frame rate is its own (high-speed footage runs at 1000 fps and more): its
+        # timestamps come from it, never from the wall clock. Cameras report odd values.
+        top = 1000.0 if cam is not None else 1e6
         self.info = SourceInfo(
             name,
             cam is not None,
-            fps if 0 < fps < 1000 else 0.0,
+            fps if math.isfinite(fps) and 0 < fps < top else 0.0,
             max(count, 0),
             int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
             int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
@@ -298,6 +301,16 @@ class _CaptureReader:
     def read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
         return frame if ok and frame is not None and frame.size else None
+
+    def timestamp(self) -> float | None:
+        """The container's time of the frame just read, in seconds (files only; ``None``
+        where it has none)."""
+        import cv2
+
+        if self.info.is_camera:
+            return None
+        ms = float(self.cap.get(cv2.CAP_PROP_POS_MSEC))
+        return ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
 
     def release(self) -> None:
         self.cap.release()
@@ -324,6 +337,9 @@ class _ArrayReader:
         if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
             raise VideoOpenError(f"frames must be H x W x 3 (BGR) or H x W uint8 arrays, got {f.dtype} {f.shape}")
         return f
+
+    def timestamp(self) -> float | None:
+        return None
 
     def release(self) -> None:
         pass
@@ -502,12 +518,17 @@ class VideoStream(Iterator[FrameResult]):
                     return
                 index = self.frames_read
                 self.frames_read += 1
-                if info.is_camera or fps <= 0:
-                    now = time.perf_counter() - t_start
-                    duration = now - prev_t if self.frames_processed else 0.0
-                else:
+                from_fps = fps > 0 and not info.is_camera
+                stamp = None if from_fps else reader.timestamp()
+                if from_fps:  # a file (or frames given with their rate): frame index / fps
                     now = index / fps
                     duration = self.every / fps
+                elif stamp is not None:  # a file without a frame rate: its container's times
+                    now = stamp
+                    duration = now - prev_t if self.frames_processed else 0.0
+                else:  # cameras and frame iterables without fps: the wall clock
+                    now = time.perf_counter() - t_start
+                    duration = now - prev_t if self.frames_processed else 0.0
                 if self.max_seconds is not None and now >= self.max_seconds:
                     self.stop_reason = "max_seconds"
                     return

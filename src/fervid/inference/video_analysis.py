@@ -25,7 +25,7 @@ import numpy as np
 from fervid.errors import OutputError, UserValueError
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.video import FrameResult, SourceInfo, Timeline, VideoSource, plot_timeline, write_summary
-from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file
+from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file, space_hint
 
 if TYPE_CHECKING:
     import cv2
@@ -67,13 +67,15 @@ class VideoReport:
 class _Writer:
     """cv2.VideoWriter opened on the first frame (its size is the stream's). It writes a
     temporary file next to ``path`` and renames it on :meth:`close`, once the container is
-    finalised: ``path`` is never a half-written, unplayable video (and an earlier file of
-    that name stays intact until then)."""
+    finalised and read back (every frame written is there and decodes: OpenCV reports a full
+    disk only as a warning): ``path`` is never a half-written, unplayable video (and an
+    earlier file of that name stays intact until then)."""
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps = path, fps
         self.vw: cv2.VideoWriter | None = None
         self._pending: PendingFile | None = None
+        self.frames = 0
 
     def write(self, bgr: np.ndarray) -> None:
         import cv2
@@ -83,16 +85,36 @@ class _Writer:
             fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.lower().endswith(".avi") else "mp4v"))
             self.vw = cv2.VideoWriter(str(self._pending.tmp), fourcc, self.fps, (bgr.shape[1], bgr.shape[0]))
             if not self.vw.isOpened():
+                hint = space_hint(Path(self.path))  # before the temporary file goes
                 self._pending.discard()
-                raise UserValueError(f"{self.path}: cannot write a video here (use .mp4 or .avi)")
+                raise OutputError(f"cannot write {self.path}: OpenCV could not start a video there{hint}")
         self.vw.write(bgr)
+        self.frames += 1
 
     def close(self) -> None:
+        from fervid.inference.draw import verify_video
+
         if self.vw is not None:
             self.vw.release()  # writes the container's index: only now is the file playable
             self.vw = None
             if self._pending is not None:
-                self._pending.commit()
+                self._pending.commit(lambda tmp: verify_video(tmp, self.frames))
+
+
+def _finish(steps: list[tuple[str | os.PathLike | None, Callable[[], Any] | None]]) -> list[OutputError]:
+    """Run each output's closing step; an ``OSError`` becomes an :class:`OutputError` naming
+    the output's path and is returned, so that one failed output does not stop the others."""
+    failed: list[OutputError] = []
+    for path, step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except OSError as e:
+            if path is None:  # not an output problem: keep the traceback
+                raise
+            failed.append(output_error(e, path))
+    return failed
 
 
 def expected_frames(info: SourceInfo, every: int, max_seconds: float | None) -> int | None:
@@ -181,20 +203,28 @@ def analyze_video(
         interrupted = True
         stream.close()
     finally:
-        timeline.close()
-        if writer is not None:
-            writer.close()
-        # whatever happened, write out what was processed
+        # whatever happened, write out what was processed; an output that fails (a full
+        # disk) does not stop the others, and the first failure is raised after them
+        failures = _finish(
+            [
+                (csv, timeline.close),
+                (out, writer.close if writer is not None else None),
+            ]
+        )
         result = timeline.summary()
         result.update(
             source=info.name,
             stop_reason="interrupted" if interrupted else stream.stop_reason,
             fps_processed=round(timeline.frames / max(time.perf_counter() - t0, 1e-9), 2),
         )
-        if summary is not None:
-            write_summary(summary, result)
-        if plot is not None:
-            plot_timeline(timeline, plot)
+        failures += _finish(
+            [
+                (summary, (lambda: write_summary(summary, result)) if summary is not None else None),
+                (plot, (lambda: plot_timeline(timeline, plot)) if plot is not None else None),
+            ]
+        )
+    if failures:
+        raise failures[0]
     written = [str(p) for p in (csv, summary, plot, out) if p is not None and Path(p).exists()]
     return VideoReport(
         info=info,
