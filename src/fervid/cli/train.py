@@ -111,8 +111,8 @@ def _resumed_config(cfg: TrainConfig, recipe: str | None, given: dict[str, objec
     if not isinstance(d, dict):
         raise UserValueError(f"{stored}: not a run config (a JSON object); use --overwrite to start again")
     if recipe:
-        import yaml
+        from fervid.training.config import read_recipe
 
-        d.update(yaml.safe_load(Path(recipe).read_text()) or {})
+        d.update(read_recipe(recipe))
     d.update(given)
     return TrainConfig.from_dict(d)
