@@ -26,6 +26,9 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.nda
     (1-beta)/(1-beta^n_c), i.e. the inverse *effective* number of samples.
     """
     n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if kind == "effective" and not 0.0 <= beta < 1.0:
+        # beta = 1 makes every weight 0/0 (NaN): the run would train on NaN
+        raise UserValueError(f"cb_beta must be in [0, 1) for imbalance 'effective', got {beta}")
     if kind == "inverse":
         w = 1.0 / n
     elif kind == "effective":
