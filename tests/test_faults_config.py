@@ -142,6 +142,11 @@ def test_bad_values_are_one_line_errors_naming_the_key(
     assert not (out / "last.pt").exists()
 
 
+def test_a_negative_seed_flag_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = cli(["train", "--data", "x.npz", "--out", str(tmp_path / "run"), "--seed", "-1"], capsys)
+    assert rc == 2 and "--seed" in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize(
     "recipe, names",
     [
