@@ -129,6 +129,10 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         ("augment={rotate: .nan}", "augment.rotate"),
         ("model_args={nope: 1}", "nope"),  # was: TypeError: fast_cnn() got an unexpected keyword argument
         ("model_args={widths: abc}", "model_args.widths"),
+        ("model_args={drop: 5}", "model_args"),  # a value the family cannot build: named before the run
+        ("model_args={widths: []}", "model_args"),
+        ("model_args={input_size: 2}", "model_args"),  # too small for the network's pooling
+        ("model_args={in_chans: 0}", "model_args.in_chans"),
         ("epochs=[1,", "epochs=[1,"),  # was a YAML ParserError traceback
         ("augment={mixup: 0.1, mixup: 0.2}", "mixup"),  # a duplicate inside a --set value
     ],

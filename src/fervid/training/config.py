@@ -136,6 +136,8 @@ def _check_model_args(cfg: TrainConfig) -> None:
         )
     for k, v in cfg.model_args.items():
         typed(f"model_args.{k}", v, accepted[k])
+        if k in ("in_chans", "input_size"):  # create_model's own; the family's are tried when it is built
+            at_least(1).check(f"model_args.{k}", v)
 
 
 # The declared rule of every key (fervid.training.schema): a field without one is refused when

@@ -333,6 +333,27 @@ def start_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = Fa
     return prepare_run_dir(p, resume=resume, overwrite=overwrite), resume
 
 
+def _build_model(cfg: TrainConfig, names: tuple[str, ...]) -> torch.nn.Module:
+    """``cfg.model`` with ``cfg.model_args`` (names and types checked by the config), tried on a
+    blank batch in eval mode (no statistics or random state change): a value the family cannot
+    build or run (``drop: 5``, ``widths: []``, ``width: 0``) is a user error naming the
+    arguments, before the run starts rather than at its first step."""
+    try:
+        model = create_model(cfg.model, labels=names, **cfg.model_args)
+        pre = model_preprocess(model)
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, pre.in_chans, pre.input_size, pre.input_size))
+        model.train()
+        if tuple(out.shape) != (2, len(names)):
+            raise ValueError(f"it gives outputs of shape {tuple(out.shape)} for 2 faces and {len(names)} labels")
+        return model
+    except (ValueError, TypeError, RuntimeError, IndexError, ZeroDivisionError) as e:
+        if isinstance(e, UserValueError):
+            raise
+        raise UserValueError(f"config key 'model_args' {cfg.model_args}: {cfg.model} cannot be built ({e})") from e
+
+
 class NonFiniteLossError(UserValueError):
     """Training produced a NaN or infinite loss: the run stops before saving broken weights."""
 
@@ -390,7 +411,7 @@ def _train(
 
         model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
     else:
-        model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
+        model = _build_model(cfg, names).to(device)
     if cfg.channels_last:
         # Module.to takes memory_format at run time; torch's overloads do not declare it.
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
