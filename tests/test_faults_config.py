@@ -172,6 +172,11 @@ def test_bad_recipes_are_one_line_errors(
     assert_one_line_error(rc, err, str(path), *names)
 
 
+def test_deeply_nested_yaml_is_a_named_error() -> None:
+    with pytest.raises(UserValueError, match="recipe: nested too deeply"):
+        load_yaml("a: " + "[" * 3000 + "]" * 3000, "recipe")
+
+
 def test_yaml_merge_keys_may_be_overridden() -> None:
     """``<<: *base`` then a key of the base is an override, not a duplicate."""
     d = load_yaml("base: &b {lr: 0.1, epochs: 2}\nrun:\n  <<: *b\n  epochs: 5\n", "recipe")
@@ -324,6 +329,30 @@ def test_values_outside_a_declared_range_are_refused(data: st.DataObject, which:
         x = [x, x] if "tuple[float, float]" in str(hint) else [x]
     got = _built(_as_config(name, x))
     assert isinstance(got, FervidError) and name.split(".")[-1] in str(got), (name, x, got)
+
+
+_FAMILIES = ["fast_cnn", "vgg_fer", "resnet18_fer", "convnext_fer"]
+
+
+@_BOUNDED
+@given(
+    model=st.sampled_from(_FAMILIES),
+    args=st.dictionaries(
+        st.sampled_from(["widths", "width", "drop", "head", "hidden", "dims", "depths", "drop_path", "in_chans"])
+        | st.text(max_size=6),
+        _ANY_VALUE,
+        max_size=3,
+    ),
+)
+def test_any_model_args_are_taken_or_refused_by_name(model: str, args: dict[str, Any]) -> None:
+    """Names and types against the family's signature: accepted, or an error naming model_args."""
+    got = _built({"model": model, "model_args": args})
+    if isinstance(got, FervidError):
+        assert "model_args" in str(got), (model, args, got)
+    else:
+        from fervid.models import model_arguments
+
+        assert set(args) <= set(model_arguments(model) or {})
 
 
 @settings(max_examples=300, deadline=2000)

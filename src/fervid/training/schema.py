@@ -279,3 +279,5 @@ def load_yaml(text: str, source: str) -> Any:
         return yaml.load(text, Loader=_Strict)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as e:
         raise UserValueError(f"{source}: not valid YAML ({' '.join(str(e).split())})") from e
+    except RecursionError as e:  # thousands of nested brackets
+        raise UserValueError(f"{source}: nested too deeply to be a config") from e
