@@ -10,6 +10,7 @@ and int8 export read them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, overload
@@ -187,13 +188,18 @@ def model_arguments(name: str) -> dict[str, Any] | None:
     """The keyword arguments ``create_model(name, **args)`` accepts, with their annotations: the
     family's own parameters (read from its signature) and ``in_chans`` / ``input_size``;
     ``num_classes`` is fixed by the labels. ``None``: the family takes any keyword."""
-    import inspect
-    import typing
-
     _load_families()
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
-    fn = _REGISTRY[name]
+    found = _signature(_REGISTRY[name])
+    return dict(found) if found is not None else None
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(fn: Callable[..., nn.Module]) -> dict[str, Any] | None:
+    import inspect
+    import typing
+
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None

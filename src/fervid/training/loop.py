@@ -333,7 +333,7 @@ def start_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = Fa
     return prepare_run_dir(p, resume=resume, overwrite=overwrite), resume
 
 
-def _build_model(cfg: TrainConfig, names: tuple[str, ...]) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, names: tuple[str, ...]) -> torch.nn.Module:
     """``cfg.model`` with ``cfg.model_args`` (names and types checked by the config), tried on a
     blank batch in eval mode (no statistics or random state change): a value the family cannot
     build or run (``drop: 5``, ``widths: []``, ``width: 0``) is a user error naming the
@@ -411,7 +411,7 @@ def _train(
 
         model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
     else:
-        model = _build_model(cfg, names).to(device)
+        model = build_model(cfg, names).to(device)
     if cfg.channels_last:
         # Module.to takes memory_format at run time; torch's overloads do not declare it.
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

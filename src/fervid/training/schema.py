@@ -16,6 +16,7 @@ dicts, nested dataclasses) rather than a validation library as a core dependency
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -215,8 +216,13 @@ def check_keys(d: Mapping[Any, Any], valid: set[str], what: str) -> None:
         raise UserValueError(f"unknown {what} key(s) {unknown}; valid: {sorted(valid)}")
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves every annotation string: once per class
+
+
 def _build(cls: type, d: Mapping[Any, Any], prefix: str, what: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     check_keys(d, names, what or f"{prefix} config")
     dotted = f"{prefix}." if prefix else ""
@@ -236,7 +242,7 @@ def check_fields(obj: Any, prefix: str = "") -> None:
     """Check every field of the dataclass ``obj`` against its annotation and declared rule."""
     cls = type(obj)
     schema = schema_of(cls)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     dotted = f"{prefix}." if prefix else ""
     for f in dataclasses.fields(obj):
         if f.name not in schema:
