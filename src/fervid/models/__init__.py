@@ -195,7 +195,7 @@ def model_arguments(name: str) -> dict[str, Any] | None:
     return dict(found) if found is not None else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signature(fn: Callable[..., nn.Module]) -> dict[str, Any] | None:
     import inspect
     import typing

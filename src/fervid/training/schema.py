@@ -216,7 +216,7 @@ def check_keys(d: Mapping[Any, Any], valid: set[str], what: str) -> None:
         raise UserValueError(f"unknown {what} key(s) {unknown}; valid: {sorted(valid)}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)  # resolves every annotation string: once per class
 
@@ -240,7 +240,7 @@ def from_mapping(cls: type, d: Any, what: str = "config") -> Any:
 
 def check_fields(obj: Any, prefix: str = "") -> None:
     """Check every field of the dataclass ``obj`` against its annotation and declared rule."""
-    cls = type(obj)
+    cls: type = type(obj)
     schema = schema_of(cls)
     hints = _hints(cls)
     dotted = f"{prefix}." if prefix else ""
