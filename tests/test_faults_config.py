@@ -116,6 +116,26 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert not (out / "final.json").exists()
 
 
+def test_a_large_oversampling_power_still_draws() -> None:
+    """n^-1000 is 0.0 for every class of 30 or more: torch.multinomial then refused the all-zero
+    distribution mid-run (a RuntimeError traceback). Weights relative to the rarest class stay
+    drawable and balance the classes."""
+    from fervid.training.imbalance import plan
+
+    labels = np.repeat(np.arange(7), [40, 60, 80, 100, 120, 140, 160])
+    draw = plan("oversample", labels, 7, oversample_power=1000.0).draw
+    assert draw is not None and np.isfinite(draw).all() and draw.sum() > 0
+    picked = torch.multinomial(
+        torch.from_numpy(draw), 2000, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
+    assert set(labels[picked.numpy()]) == {0}  # power 1000: only the rarest class is drawn
+    balanced = plan("oversample", labels, 7, oversample_power=1.0).draw
+    assert balanced is not None
+    per_class = np.bincount(labels, weights=balanced, minlength=7)
+    # power 1: equal mass per class, up to the rounding of exp/log and of summing len(labels) terms
+    np.testing.assert_allclose(per_class, per_class[0], rtol=10 * len(labels) * np.finfo(np.float64).eps)
+
+
 @pytest.mark.parametrize(
     "pair, key",
     [

@@ -39,8 +39,13 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.nda
 
 
 def sample_weights(labels: np.ndarray, counts: np.ndarray, power: float = 1.0) -> np.ndarray:
-    """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway."""
-    w = np.maximum(np.asarray(counts, dtype=np.float64), 1.0) ** -power
+    """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway.
+    Relative to the smallest class present (its samples weigh 1), in log space: a large power
+    (``n^-1000`` is 0.0 in floating point) still gives a drawable distribution."""
+    logn = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+    present = np.asarray(counts) > 0
+    smallest = logn[present].min() if present.any() else 0.0
+    w = np.exp(-power * (logn - smallest))
     return w[labels]
 
 
