@@ -146,6 +146,7 @@ def test_a_large_oversampling_power_still_draws() -> None:
         ("weight_decay=.nan", "weight_decay"),
         ("momentum=-3", "momentum"),
         ("lr=.inf", "lr"),
+        ("workers_threads=100000", "workers_threads"),  # torch takes it and starts that many threads
         ("augment={rotate: .nan}", "augment.rotate"),
         ("model_args={nope: 1}", "nope"),  # was: TypeError: fast_cnn() got an unexpected keyword argument
         ("model_args={widths: abc}", "model_args.widths"),

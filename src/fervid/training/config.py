@@ -194,7 +194,7 @@ TRAIN_SCHEMA: dict[str, Rule] = {
     "channels_last": ANY,
     "compile": ANY,
     "seed": between(0, 2**32 - 1),
-    "workers_threads": at_least(1, "null: torch's default"),
+    "workers_threads": between(1, 4096, note="CPU threads; null: torch's default"),
     "progress": ANY,
     "eval_private": ANY,
     "time_budget_minutes": positive("null: no budget"),

@@ -31,7 +31,7 @@ from fervid.emotions import FER2013
 from fervid.errors import UserValueError
 from fervid.safety import atomic_path, write_json_atomic, write_text_atomic
 from fervid.training.imbalance import STRATEGIES
-from fervid.training.schema import ANY, Rule, at_least, declare
+from fervid.training.schema import ANY, Rule, at_least, between, declare
 
 #: Classes singled out in the table (the rare, hard ones in FER2013).
 FOCUS_CLASSES: tuple[str, ...] = ("disgust", "fear")
@@ -85,7 +85,7 @@ STUDY_SCHEMA = {
     "batch_size": at_least(1),
     "out": ANY,
     "device": ANY,
-    "workers_threads": at_least(1, "null: torch's default"),
+    "workers_threads": between(1, 4096, note="CPU threads; null: torch's default"),
     "train_overrides": ANY,  # checked as a training config in validate
 }
 declare(STUDY_SCHEMA)(StudyConfig)
