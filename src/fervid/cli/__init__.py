@@ -77,14 +77,16 @@ def add_set_option(p: argparse.ArgumentParser, what: str = "training config") ->
 
 def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
     """``["lr=0.1", "augment={mixup: 0.2}"]`` -> ``{"lr": 0.1, "augment": {"mixup": 0.2}}`` (values YAML-typed)."""
-    import yaml
+    from fervid.training.schema import load_yaml
 
     out: dict[str, Any] = {}  # any YAML value: the config that receives it type-checks it
     for kv in pairs:
         if "=" not in kv:
             raise UserValueError(f"--set expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
-        out[k] = yaml.safe_load(v)
+        if k in out:
+            raise UserValueError(f"--set: key {k!r} is given twice")
+        out[k] = load_yaml(v, f"--set {kv}")
     return out
 
 

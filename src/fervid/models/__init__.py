@@ -10,6 +10,7 @@ and int8 export read them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
@@ -188,6 +189,31 @@ def create_model(
     return model
 
 
+def model_arguments(name: str) -> dict[str, Any] | None:
+    """The keyword arguments ``create_model(name, **args)`` accepts, with their annotations: the
+    family's own parameters (read from its signature) and ``in_chans`` / ``input_size``;
+    ``num_classes`` is fixed by the labels. ``None``: the family takes any keyword."""
+    _load_families()
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
+    found = _signature(_REGISTRY[name])
+    return dict(found) if found is not None else None
+
+
+@functools.cache
+def _signature(fn: Callable[..., nn.Module]) -> dict[str, Any] | None:
+    import inspect
+    import typing
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    hints = typing.get_type_hints(fn)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    out = {p.name: hints.get(p.name, Any) for p in params if p.kind in named and p.name != "num_classes"}
+    return {**out, "in_chans": int, "input_size": int}
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -215,6 +241,7 @@ __all__ = [
     "list_models",
     "describe_models",
     "count_parameters",
+    "model_arguments",
     "attach_meta",
     "model_preprocess",
     "model_temperature",

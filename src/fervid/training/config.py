@@ -5,15 +5,28 @@ Dumped to ``config.yaml`` in each run directory; ``fervid train --config X.yaml 
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fervid.data.ferplus import TARGETS
 from fervid.errors import UserValueError
-from fervid.training.augment import AugmentConfig, check_camera
+from fervid.training.augment import CAMERA_KINDS, AugmentConfig, check_camera
 from fervid.training.imbalance import STRATEGIES
+from fervid.training.schema import (
+    ANY,
+    PROBABILITY,
+    Rule,
+    at_least,
+    between,
+    check_fields,
+    declare,
+    from_mapping,
+    load_yaml,
+    one_of,
+    positive,
+    typed,
+)
 
 
 @dataclass
@@ -85,184 +98,150 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """A config from plain values (YAML, JSON, ``--set``), each checked against its field's
-        type: ``--set lr=abc`` is a :class:`~fervid.errors.UserValueError` naming the key, the
-        expected type and the value. Ints are taken where floats are expected and lists where
-        tuples are; nothing else is converted (no ``"0.1"`` -> 0.1, no ``1`` -> ``True``)."""
-        d = dict(d)
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UserValueError(f"unknown training config key(s) {unknown}; valid: {sorted(names)}")
-        if isinstance(d.get("augment"), dict):
-            bad = sorted(set(d["augment"]) - {f.name for f in fields(AugmentConfig)})
-            if bad:
-                raise UserValueError(f"unknown augment key(s) {bad}")
-        hints = _hints(cls)
-        return cls(**{k: _typed(f"{k}", v, hints[k]) for k, v in d.items()})
+        type and declared rule (:data:`TRAIN_SCHEMA`; what ties keys together, such as
+        ``model_args`` and the family's signature, is checked by :meth:`validate`, which
+        :func:`~fervid.training.loop.train` calls): ``--set lr=abc`` is a
+        :class:`~fervid.errors.UserValueError` naming the key, the expected type and the value.
+        Ints are taken where floats are expected and lists where tuples are; nothing else is
+        converted (no ``"0.1"`` -> 0.1, no ``1`` -> ``True``)."""
+        cfg: TrainConfig = from_mapping(cls, d, "training config")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self) -> None:
-        """Check every value's type (as :meth:`from_dict` does) and the choices."""
-        hints = _hints(type(self))
-        for f in fields(self):
-            _typed(f.name, getattr(self, f.name), hints[f.name])
-        if self.imbalance not in STRATEGIES:
-            raise UserValueError(f"imbalance must be one of {STRATEGIES}, got {self.imbalance!r}")
-        if self.targets not in TARGETS:
-            raise UserValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+        """Check every value against its type and declared rule, then what ties keys together."""
+        check_fields(self)
         if self.targets.startswith("ferplus") and not self.ferplus:
             raise UserValueError(f"targets={self.targets} needs ferplus=<path to fer2013new.csv>")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise UserValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "step", "plateau", "constant"):
-            raise UserValueError(f"unknown schedule {self.schedule!r}")
-        if self.select_metric not in ("accuracy", "macro_f1"):
-            raise UserValueError(f"select_metric must be accuracy or macro_f1, got {self.select_metric!r}")
-        if self.multilabel_loss not in ("bce", "max"):
-            raise UserValueError(f"multilabel_loss must be bce or max, got {self.multilabel_loss!r}")
-        if self.head not in ("mapped", "fresh"):
-            raise UserValueError(f"head must be mapped or fresh, got {self.head!r}")
-        if self.freeze not in ("none", "backbone"):
-            raise UserValueError(f"freeze must be none or backbone, got {self.freeze!r}")
         check_camera(self.augment)  # again: the config may have been changed since it was made
-        if not 0.0 <= self.kd_alpha <= 1.0:
-            raise UserValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
-        if not (self.kd_temperature > 0 and math.isfinite(self.kd_temperature)):
-            raise UserValueError(f"kd_temperature must be a finite number > 0, got {self.kd_temperature}")
-        if not 0.0 <= self.align_p <= 1.0:
-            raise UserValueError(f"align_p must be in [0, 1], got {self.align_p}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        # Ranges (issue 12): a value outside them would mean something else silently
-        # (max_train_samples=0 read as "no limit") or fail mid-run (batch_size=0).
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise UserValueError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise UserValueError(f"max_train_samples must be at least 1 (or null: all), got {self.max_train_samples}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not self.warmup_epochs >= 0:
-            raise UserValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        _check_model_args(self)
 
 
-# ----------------------------------------------------------------------- type checking
-# A few lines for the handful of types these dataclasses use (scalars, optionals, lists,
-# tuples, dicts, the nested AugmentConfig), rather than a validation library as a core
-# dependency of the training package.
+def _check_model_args(cfg: TrainConfig) -> None:
+    """``model`` is a registered family and ``model_args`` are keywords of its signature, of
+    their annotated types. A warm start (``init_from``) takes the base's architecture instead."""
+    if cfg.init_from:
+        return
+    from fervid.models import model_arguments
 
-
-def _hints(cls: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(cls)
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _type_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
-def _typed(key: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against ``hint`` (ints accepted as floats, lists as tuples), or a
-    :class:`UserValueError` naming ``key``, the expected type and the value."""
-    try:
-        return _convert(key, value, hint)
-    except _Mismatch:
+    accepted = model_arguments(cfg.model)
+    if accepted is None:
+        return
+    unknown = sorted(set(cfg.model_args) - set(accepted))
+    if unknown:
         raise UserValueError(
-            f"training config key {key!r}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})"
-        ) from None
+            f"config key 'model_args': {cfg.model} takes no argument(s) {unknown}; valid: {sorted(accepted)}"
+        )
+    for k, v in cfg.model_args.items():
+        typed(f"model_args.{k}", v, accepted[k])
+        if k in ("in_chans", "input_size"):  # create_model's own; the family's are tried when it is built
+            at_least(1).check(f"model_args.{k}", v)
 
 
-def _convert(key: str, value: Any, hint: Any) -> Any:
-    import dataclasses
-    import types
-    import typing
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(key, value, a)
-            except _Mismatch:
-                pass
-        raise _Mismatch
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, dict):
-            raise _Mismatch
-        sub = _hints(hint)
-        unknown = sorted(set(value) - set(sub))
-        if unknown:
-            raise UserValueError(f"unknown {key} key(s) {unknown}; valid: {sorted(sub)}")
-        return hint(**{k: _typed(f"{key}.{k}", v, sub[k]) for k, v in value.items()})
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        return [_convert(key, v, args[0]) for v in value] if args else list(value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(key, v, args[0]) for v in value)
-        if args and len(value) != len(args):
-            raise _Mismatch
-        return tuple(_convert(key, v, a) for v, a in zip(value, args)) if args else tuple(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _Mismatch
-        kt, vt = args if args else (Any, Any)
-        return {_convert(key, k, kt): _convert(key, v, vt) for k, v in value.items()}
-    raise TypeError(f"config field {key!r}: unsupported annotation {hint!r}")  # a bug in the dataclass, not user input
+# The declared rule of every key (fervid.training.schema): a field without one is refused when
+# any config is checked, so no key goes without its check.
+AUGMENT_SCHEMA: dict[str, Rule] = {
+    "hflip": PROBABILITY,
+    "rotate": between(0, 180),
+    "scale": Rule(lo=0, lo_open=True, ordered=True),
+    "translate": between(0, 1),
+    "brightness": at_least(0),
+    "contrast": between(0, 1),
+    "erase": PROBABILITY,
+    "erase_area": Rule(lo=0, hi=1, lo_open=True, ordered=True),
+    "mixup": PROBABILITY,
+    "mixup_alpha": positive(),
+    "camera": PROBABILITY,
+    "camera_kinds": Rule(choices=CAMERA_KINDS, each=True),
+    "camera_second": PROBABILITY,
+}
+TRAIN_SCHEMA: dict[str, Rule] = {
+    "data": ANY,
+    "model": ANY,  # a registered family: checked with model_args
+    "model_args": ANY,  # checked against the family's signature
+    "out": ANY,
+    "epochs": at_least(1),
+    "batch_size": at_least(1),
+    "max_train_samples": at_least(1, "null: all"),
+    "optimizer": one_of("sgd", "adamw"),
+    "lr": positive(),
+    "momentum": between(0, 1, hi_open=True),
+    "weight_decay": at_least(0),
+    "schedule": one_of("cosine", "step", "plateau", "constant"),
+    "warmup_epochs": at_least(0),
+    "step_epochs": Rule(lo=0, each=True),
+    "step_gamma": between(0, 1, lo_open=True),
+    "plateau_patience": at_least(1),
+    "plateau_factor": between(0, 1, lo_open=True),
+    "label_smoothing": between(0, 1, hi_open=True),
+    "grad_clip": positive("null: no clipping"),
+    "imbalance": one_of(*STRATEGIES),
+    "focal_gamma": at_least(0),
+    "cb_beta": between(0, 1, hi_open=True, note="at 1 every class weight is 0/0"),
+    "oversample_power": at_least(0),
+    "targets": one_of(*TARGETS),
+    "ferplus": ANY,
+    "ferplus_classes": one_of(7, 8),
+    "multilabel_threshold": between(0, 1, lo_open=True, hi_open=True),
+    "multilabel_loss": one_of("bce", "max"),
+    "augment": ANY,  # its own schema: AUGMENT_SCHEMA
+    "select_metric": one_of("accuracy", "macro_f1"),
+    "early_stopping": at_least(1, "null: never"),
+    "device": ANY,  # resolved (and refused if unknown) by fervid.runtime.resolve_device
+    "amp": ANY,
+    "channels_last": ANY,
+    "compile": ANY,
+    "seed": between(0, 2**32 - 1),
+    "workers_threads": between(1, 4096, note="CPU threads; null: torch's default"),
+    "progress": ANY,
+    "eval_private": ANY,
+    "time_budget_minutes": positive("null: no budget"),
+    "init_from": ANY,
+    "labels": ANY,
+    "head": one_of("mapped", "fresh"),
+    "freeze": one_of("none", "backbone"),
+    "freeze_epochs": at_least(0, "null: never unfreeze"),
+    "backbone_lr_mult": at_least(0),
+    "layer_lr_decay": positive(),
+    "val_fraction": between(0, 1, lo_open=True, hi_open=True),
+    "teacher": ANY,
+    "kd_alpha": PROBABILITY,
+    "kd_temperature": positive(),
+    "align": ANY,
+    "align_p": PROBABILITY,
+}
+declare(AUGMENT_SCHEMA)(AugmentConfig)
+declare(TRAIN_SCHEMA)(TrainConfig)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """A YAML recipe (optional) with keyword overrides applied on top (``None`` = keep)."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        import yaml
-
-        from fervid.errors import UserFileNotFoundError
-        from fervid.safety import check_input_file
-
-        check_input_file(path, "config")
-        if not Path(path).is_file():
-            raise UserFileNotFoundError(f"config {path}: no such file")
-        try:
-            d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise UserValueError(f"config {path}: not valid YAML ({' '.join(str(e).split())})") from e
-        if not isinstance(d, dict):
-            raise UserValueError(f"config {path}: expected a mapping of training keys, got a {type(d).__name__}")
+    d: dict[str, Any] = read_recipe(path) if path is not None else {}
     for k, v in overrides.items():
         if v is not None:
             d[k] = v
     return TrainConfig.from_dict(d)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe's mapping (a key given twice, bad YAML or not a mapping: a named error)."""
+    from fervid.errors import UserFileNotFoundError
+    from fervid.safety import check_input_file
+
+    check_input_file(path, "config")
+    if not Path(path).is_file():
+        raise UserFileNotFoundError(f"config {path}: no such file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserValueError(f"config {path}: not valid YAML (not UTF-8 text: {e})") from e
+    d = load_yaml(text, f"config {path}") or {}
+    if not isinstance(d, dict):
+        raise UserValueError(f"config {path}: expected a mapping of training keys, got a {type(d).__name__}")
+    try:  # the recipe's own keys and values, so that an error names the file
+        from_mapping(TrainConfig, d, "training config")
+    except UserValueError as e:
+        raise UserValueError(f"config {path}: {e}") from None
+    return d

@@ -97,7 +97,7 @@ def finetune(
     from fervid.models.checkpoint import save_atomic
     from fervid.runtime import resolve_device
     from fervid.training.config import TrainConfig
-    from fervid.training.loop import prepare_splits, train
+    from fervid.training.loop import prepare_splits, start_run_dir, train
 
     if labels is None and loaded is None and Path(data).is_dir():
         found = folder_labels(data)
@@ -105,28 +105,30 @@ def finetune(
     names = normalize_labels(labels) if labels is not None else None
     if names is not None and targets != "fer2013":
         raise UserValueError("--labels works with targets=fer2013 (FER+ targets fix the label set)")
-    cfg = TrainConfig(
-        data=str(data),
-        init_from=str(base),
-        labels=list(names) if names else None,
-        freeze=freeze,
-        freeze_epochs=freeze_epochs if freeze != "none" else None,
-        epochs=epochs,
-        out=str(out),
-        lr=lr,
-        backbone_lr_mult=backbone_lr_mult,
-        layer_lr_decay=layer_lr_decay,
-        head=head,
-        targets=targets,
-        ferplus=ferplus,
-        ferplus_classes=ferplus_classes,
-        max_train_samples=max_train_samples,
-        batch_size=batch_size,
-        **{"warmup_epochs": 0.0, **train_options},
+    # Checked like a recipe: an unknown option or a value out of range is a named error.
+    cfg = TrainConfig.from_dict(
+        {
+            "warmup_epochs": 0.0,
+            **train_options,
+            "data": str(data),
+            "init_from": str(base),
+            "labels": list(names) if names else None,
+            "freeze": freeze,
+            "freeze_epochs": freeze_epochs if freeze != "none" else None,
+            "epochs": epochs,
+            "out": str(out),
+            "lr": lr,
+            "backbone_lr_mult": backbone_lr_mult,
+            "layer_lr_decay": layer_lr_decay,
+            "head": head,
+            "targets": targets,
+            "ferplus": ferplus,
+            "ferplus_classes": ferplus_classes,
+            "max_train_samples": max_train_samples,
+            "batch_size": batch_size,
+        }
     )
-    from fervid.safety import prepare_run_dir
-
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuse an earlier run before loading anything
+    _, resume = start_run_dir(out, resume=resume, overwrite=overwrite)  # refuse an earlier run before loading
     ds = loaded if loaded is not None else load_training_data(cfg.data, names)
     if loaded is not None and names is not None:
         ds = relabel(ds, names)

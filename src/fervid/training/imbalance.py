@@ -26,6 +26,9 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.nda
     (1-beta)/(1-beta^n_c), i.e. the inverse *effective* number of samples.
     """
     n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if kind == "effective" and not 0.0 <= beta < 1.0:
+        # beta = 1 makes every weight 0/0 (NaN): the run would train on NaN
+        raise UserValueError(f"cb_beta must be in [0, 1) for imbalance 'effective', got {beta}")
     if kind == "inverse":
         w = 1.0 / n
     elif kind == "effective":
@@ -36,8 +39,13 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.9999) -> np.nda
 
 
 def sample_weights(labels: np.ndarray, counts: np.ndarray, power: float = 1.0) -> np.ndarray:
-    """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway."""
-    w = np.maximum(np.asarray(counts, dtype=np.float64), 1.0) ** -power
+    """Per-sample drawing weights ``n_c^-power``: 1.0 balances classes fully, 0.5 halfway.
+    Relative to the smallest class present (its samples weigh 1), in log space: a large power
+    (``n^-1000`` is 0.0 in floating point) still gives a drawable distribution."""
+    logn = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+    present = np.asarray(counts) > 0
+    smallest = logn[present].min() if present.any() else 0.0
+    w = np.exp(-power * (logn - smallest))
     return w[labels]
 
 

@@ -208,11 +208,11 @@ def kd_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> 
 def budget_epochs(budget_minutes: float, elapsed: float, epoch_seconds: float, done: int, cap: int, first: bool) -> int:
     """The run length that fits ``budget_minutes`` of wall clock: ``done`` epochs took
     ``elapsed`` seconds and an epoch now takes ``epoch_seconds`` (the pace); as many more as the
-    rest of the budget holds at that pace, at most ``cap`` in all. After the first epoch at
-    least one more runs (the schedule needs an epoch after the warm-up); later, at least the
-    ones done."""
+    rest of the budget holds at that pace, never more than ``cap`` (the epochs asked for) in all.
+    Within that cap, after the first epoch at least one more runs (the schedule needs an epoch
+    after the warm-up); later, at least the ones done."""
     left = int((budget_minutes * 60 - elapsed) / max(1e-3, epoch_seconds))
-    return max(done + (1 if first else 0), min(cap, done + left))
+    return min(cap, max(done + (1 if first else 0), done + left))
 
 
 def _lr_factor(cfg: TrainConfig, epoch_f: float, plateau: float) -> float:
@@ -314,6 +314,61 @@ def _predict(
     return distributed.gather_rows(pred, len(images), ctx).numpy()
 
 
+CHECKPOINTS: tuple[str, ...] = ("last.pt", "best.pt", "final.json")
+
+
+def start_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> tuple[Path, bool]:
+    """The run folder made ready (:func:`fervid.safety.prepare_run_dir`) and whether to resume.
+
+    A folder whose run stopped before its first checkpoint (its ``config.json`` and an empty
+    ``metrics.jsonl``, no ``last.pt``/``best.pt``/``final.json``) holds no finished epoch: it is
+    not a run to protect, so a plain rerun replaces those files and ``resume`` starts the run
+    from its beginning (there is nothing else to continue from)."""
+    from fervid.safety import RUN_FILES, prepare_run_dir
+
+    p = Path(out)
+    if p.is_dir() and not overwrite and not any((p / c).exists() for c in CHECKPOINTS):
+        if any((p / a).exists() for a in RUN_FILES):
+            overwrite, resume = True, False
+    return prepare_run_dir(p, resume=resume, overwrite=overwrite), resume
+
+
+def build_model(cfg: TrainConfig, names: tuple[str, ...]) -> torch.nn.Module:
+    """``cfg.model`` with ``cfg.model_args`` (names and types checked by the config), tried on a
+    blank batch in eval mode (no statistics or random state change): a value the family cannot
+    build or run (``drop: 5``, ``widths: []``, ``width: 0``) is a user error naming the
+    arguments, before the run starts rather than at its first step."""
+    try:
+        model = create_model(cfg.model, labels=names, **cfg.model_args)
+        pre = model_preprocess(model)
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, pre.in_chans, pre.input_size, pre.input_size))
+        model.train()
+        if tuple(out.shape) != (2, len(names)):
+            raise ValueError(f"it gives outputs of shape {tuple(out.shape)} for 2 faces and {len(names)} labels")
+        return model
+    except (ValueError, TypeError, RuntimeError, IndexError, ZeroDivisionError) as e:
+        if isinstance(e, UserValueError):
+            raise
+        raise UserValueError(f"config key 'model_args' {cfg.model_args}: {cfg.model} cannot be built ({e})") from e
+
+
+class NonFiniteLossError(UserValueError):
+    """Training produced a NaN or infinite loss: the run stops before saving broken weights."""
+
+
+def _check_loss(value: float, epoch: int, step: int | None, cfg: TrainConfig) -> None:
+    if math.isfinite(value):
+        return
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+    raise NonFiniteLossError(
+        f"training loss is {value} at {where}: the run stopped and no checkpoint of this epoch was "
+        f"saved (lr {cfg.lr:g}, imbalance {cfg.imbalance}, grad_clip {cfg.grad_clip}); lower the "
+        "learning rate or check the data and loss settings"
+    )
+
+
 def _train(
     cfg: TrainConfig,
     *,
@@ -325,11 +380,11 @@ def _train(
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from fervid.safety import prepare_run_dir, write_json_atomic, write_text_atomic
+    from fervid.safety import write_json_atomic, write_text_atomic
 
     main = ctx.is_main
     # Rank 0 owns the run directory; an error there (a run already in it...) stops every rank.
-    out = distributed.run_on_main(lambda: prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite), ctx)
+    out, resume = distributed.run_on_main(lambda: start_run_dir(cfg.out, resume=resume, overwrite=overwrite), ctx)
     if ctx.enabled and cfg.batch_size < ctx.world_size:
         raise UserValueError(
             f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes"
@@ -356,7 +411,7 @@ def _train(
 
         model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
     else:
-        model = create_model(cfg.model, labels=names, **cfg.model_args).to(device)
+        model = build_model(cfg, names).to(device)
     if cfg.channels_last:
         # Module.to takes memory_format at run time; torch's overloads do not declare it.
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -524,7 +579,10 @@ def _train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             b = len(idx)
-            tot_loss += float(loss.detach()) * len(gidx) / ctx.world_size  # summed over ranks: the global batch's
+            loss_value = float(loss.detach())
+            if not ctx.enabled:  # under torchrun every rank decides below, on the reduced sum
+                _check_loss(loss_value, epoch, step, cfg)
+            tot_loss += loss_value * len(gidx) / ctx.world_size  # summed over ranks: the global batch's
             hard = y if y.ndim == 1 else y.argmax(1)
             tot_correct += float((logits.argmax(1) == hard).sum())
             tot_seen += b
@@ -540,6 +598,7 @@ def _train(
         if ctx.enabled:
             tots = distributed.all_reduce(torch.tensor([tot_loss, tot_correct, tot_seen], dtype=torch.float64), ctx)
             tot_loss, tot_correct, tot_seen = (float(v) for v in tots)
+        _check_loss(tot_loss, epoch, None, cfg)  # the same on every rank: they all stop together
         # Model selection: PublicTest only.
         val_pred = _predict(model, val_s.images, device, ctx)
         vm = basic_metrics(val_s.labels, val_pred, k)

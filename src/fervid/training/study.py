@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from fervid.emotions import FER2013
 from fervid.errors import UserValueError
 from fervid.safety import atomic_path, write_json_atomic, write_text_atomic
 from fervid.training.imbalance import STRATEGIES
+from fervid.training.schema import ANY, Rule, at_least, between, declare
 
 #: Classes singled out in the table (the rare, hard ones in FER2013).
 FOCUS_CLASSES: tuple[str, ...] = ("disgust", "fear")
@@ -53,23 +54,41 @@ class StudyConfig:
     train_overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig key
 
     def validate(self) -> None:
+        """Every key against its type and declared rule (:data:`STUDY_SCHEMA`); the models
+        registered; the training overrides as a training config would take them."""
         from fervid.models import list_models
-        from fervid.training.imbalance import STRATEGIES
+        from fervid.training.config import TrainConfig
+        from fervid.training.schema import check_fields, check_keys
 
+        check_fields(self)
         if not self.models or not self.strategies or not self.seeds:
             raise UserValueError("a study needs at least one model, one strategy and one seed")
-        bad = [s for s in self.strategies if s not in STRATEGIES]
-        if bad:
-            raise UserValueError(f"unknown imbalance strategy {bad}; choose from {list(STRATEGIES)}")
         known = list_models()
         bad = [m for m in self.models if m not in known]
         if bad:
             raise UserValueError(f"unknown model {bad}; registered: {known}")
-        if self.epochs < 1:
-            raise UserValueError("epochs must be >= 1")
+        check_keys(self.train_overrides, {f.name for f in fields(TrainConfig)}, "training config (--set)")
+        for model in self.models:  # each run's config, checked before the first run trains
+            TrainConfig.from_dict({**self.train_overrides, "model": model, "seed": self.seeds[0]}).validate()
 
     def grid(self) -> list[tuple[str, str, int]]:
         return [(m, s, seed) for m in self.models for s in self.strategies for seed in self.seeds]
+
+
+STUDY_SCHEMA = {
+    "data": ANY,
+    "models": ANY,  # registered families: checked in validate
+    "strategies": Rule(choices=STRATEGIES, each=True, note="each an imbalance strategy"),
+    "seeds": Rule(lo=0, hi=2**32 - 1, each=True),
+    "epochs": at_least(1),
+    "max_train_samples": at_least(1, "null: all"),
+    "batch_size": at_least(1),
+    "out": ANY,
+    "device": ANY,
+    "workers_threads": between(1, 4096, note="CPU threads; null: torch's default"),
+    "train_overrides": ANY,  # checked as a training config in validate
+}
+declare(STUDY_SCHEMA)(StudyConfig)
 
 
 def run_name(model: str, strategy: str, seed: int) -> str:
