@@ -218,3 +218,15 @@ def test_timeline_appearances_split_after_an_absence():
     s = tl.summary()
     assert s["faces"]["1"]["appearances"] == [[0.0, 0.2], [2.0, 2.1]]
     assert s["faces"]["1"]["seconds_on_screen"] == pytest.approx(0.5) and s["main_person"] == 1
+
+
+def test_a_stream_closed_early_drains_the_frames_it_held_back(rec, data_root):
+    face = _photo_face(data_root / "media", "obama-480p.jpg")
+    s = stream(rec, [face] * 10, fps=10)
+    first = [next(s) for _ in range(5)]
+    s.close()
+    rest = s.drain()
+    assert s.tracker.delay == 3 and len(rest) == 3 and s.drain() == []
+    # every processed frame comes out once, in order, the face named as the same person
+    assert [f.index for f in first + rest] == list(range(8)) == list(range(s.frames_processed))
+    assert {f.face_id for fr in first + rest for f in fr.faces} == {1}

@@ -47,6 +47,7 @@ import csv
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,6 +339,7 @@ class VideoStream(Iterator[FrameResult]):
         self.frames_read = 0
         self.frames_processed = 0
         self.stop_reason: str | None = None
+        self._held: deque[tuple[list[Any], FrameResult]] = deque()
         self._gen = self._hold(self._run())
 
     def __iter__(self) -> VideoStream:
@@ -402,23 +404,29 @@ class VideoStream(Iterator[FrameResult]):
     def _hold(self, frames: Iterator[tuple[list[Any], FrameResult]]) -> Generator[FrameResult, None, None]:
         """Hold back :attr:`tracker.delay <fervid.inference.tracking.PersonTracker.delay>`
         frames, then give each face its person's id, or drop it if its track never became a
-        person (the held frames are released when the source ends)."""
-        from collections import deque
-        from dataclasses import replace
-
-        held: deque[tuple[list[Any], FrameResult]] = deque()
-        delay = self.tracker.delay
-
-        def release(tracks: list[Any], fr: FrameResult) -> FrameResult:
-            faces = [replace(f, face_id=t.face_id) for f, t in zip(fr.faces, tracks) if t.face_id is not None]
-            return replace(fr, faces=sorted(faces, key=lambda f: f.face_id))
-
+        person (the held frames are released when the source ends, or by :meth:`drain`)."""
+        held, delay = self._held, self.tracker.delay
         for item in frames:
             held.append(item)
             if len(held) > delay:
-                yield release(*held.popleft())
+                yield self._release(*held.popleft())
         while held:
-            yield release(*held.popleft())
+            yield self._release(*held.popleft())
+
+    @staticmethod
+    def _release(tracks: list[Any], fr: FrameResult) -> FrameResult:
+        from dataclasses import replace
+
+        faces = [replace(f, face_id=t.face_id) for f, t in zip(fr.faces, tracks) if t.face_id is not None]
+        return replace(fr, faces=sorted(faces, key=lambda f: f.face_id))
+
+    def drain(self) -> list[FrameResult]:
+        """After :meth:`close`: the frames processed but still held back (at most the tracker's
+        ``delay``), their faces named as far as the tracker knows (a face not yet confirmed as a
+        person is left out), so a stream stopped early loses no processed frame."""
+        out = [self._release(*item) for item in self._held]
+        self._held.clear()
+        return out
 
     def _run(self) -> Generator[tuple[list[Any], FrameResult], None, None]:
         import cv2

@@ -199,6 +199,10 @@ def analyze_video(
         interrupted = True
         stream.close()
     finally:
+        for fr in stream.drain():  # stopped early: the frames the tracker still held back
+            timeline.add(fr)
+            if writer is not None:
+                writer.write(draw(fr.frame, fr.faces, bgr=True))
         timeline.close()
         if writer is not None:
             writer.close()
