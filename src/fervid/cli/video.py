@@ -3,13 +3,16 @@
     fervid video SOURCE [--out annotated.mp4] [--csv timeline.csv] [--plot timeline.png]
                  [--summary summary.json] [--every N] [--smooth ALPHA] [--max-seconds S]
                  [--model NAME] [--backend auto|torch|onnx] [--detector NAME] [--detector-size PX]
-                 [--detect-every K]
+                 [--detect-every K] [--tracker person|iou]
                  [--show | --no-show] [--no-progress]
 
 SOURCE: a video file or a camera index (0, 1, ...). Writes one CSV row per face per
-processed frame (time, stable face id, box, detector score, raw and smoothed probability of
-each emotion, label), a JSON summary per face id (time on screen, share of time per emotion,
-dominant emotion), a plot of each face's probabilities over time and an annotated video.
+processed frame (time, person id, box, detector score, raw and smoothed probability of
+each emotion, label), a JSON summary per person (time on screen, appearances, share of that
+time per emotion, dominant emotion) naming the main person (most time on screen), a plot of
+each person's probabilities over time and an annotated video. A person keeps one id through
+shot cuts and absences (re-identified by appearance); a face seen on fewer than 4
+consecutive frames is not a person and is left out (--tracker iou: the old box tracker).
 A live window opens only with --show, or by default for cameras when a display and a
 GUI-capable OpenCV are present (q or Esc stops). Ctrl-C, a truncated file or a lost camera
 stop cleanly: everything processed so far is written out.
@@ -25,7 +28,7 @@ import time
 from typing import Any
 
 from fervid.cli.argtypes import positive_float, positive_int, unit_interval
-from fervid.inference.options import BACKENDS
+from fervid.inference.options import BACKENDS, TRACKERS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--csv", help="timeline CSV: one row per face per processed frame")
     p.add_argument("--plot", help="PNG plot of each face's emotion probabilities over time")
-    p.add_argument("--summary", help="JSON summary per face id")
+    p.add_argument("--summary", help="JSON summary per person")
     p.add_argument("--every", type=positive_int, default=1, help="process every N-th frame (default 1)")
     p.add_argument(
         "--smooth",
@@ -55,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="full-frame face detection every K processed frames, tracking in between (default 1: "
         "every frame; 5 suits the slow haar detector)",
+    )
+    p.add_argument(
+        "--tracker",
+        default="person",
+        choices=TRACKERS,
+        help="who is who: person (default: shot cuts, confirmation, re-identification) or iou (boxes only)",
     )
     p.add_argument("--model", default="default", help="bundled model name, checkpoint or .onnx file (default: default)")
     p.add_argument(
@@ -165,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 max_seconds=args.max_seconds,
                 detect_every=DEFAULT_DETECT_EVERY if args.detect_every is None else args.detect_every,
                 annotate=args.show is not False,
+                tracker=args.tracker,
                 on_frame=on_frame,
                 on_start=on_start,
             )

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fervid.inference.backends import Classifier
+    from fervid.inference.tracking import Tracker
     from fervid.inference.video import VideoSource, VideoStream
 
 
@@ -493,6 +494,7 @@ class EmotionRecognizer:
         smooth: float = DEFAULT_SMOOTH,
         max_seconds: float | None = None,
         detect_every: int = DEFAULT_DETECT_EVERY,
+        tracker: str | Tracker | None = None,
     ) -> VideoStream:
         """Faces, stable face ids and emotions frame by frame in a video file, a camera or
         an iterable of BGR frames: an iterator of :class:`fervid.inference.video.FrameResult` (no
@@ -506,13 +508,23 @@ class EmotionRecognizer:
             max_seconds: stop after this much video (files) or wall-clock (cameras) time.
             detect_every: full-frame detection on every N-th processed frame; known faces
                 are re-detected near their last box in between (1: every frame).
+            tracker: ``"person"`` (default: shot cuts, confirmation, re-identification;
+                :mod:`fervid.inference.tracking`), ``"iou"`` or a tracker object.
 
         Raises:
             FileNotFoundError, fervid.inference.video.VideoOpenError: the source cannot be opened.
         """
         from fervid.inference.video import stream
 
-        return stream(self, source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every)
+        return stream(
+            self,
+            source,
+            every=every,
+            smooth=smooth,
+            max_seconds=max_seconds,
+            detect_every=detect_every,
+            tracker=tracker,
+        )
 
     def _classify(self, faces: np.ndarray, boxes: list[FaceBox], clf: Classifier | None = None) -> list[FaceResult]:
         from fervid.runtime import softmax

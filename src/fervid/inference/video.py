@@ -22,10 +22,15 @@ face within 1/6 s at 30 fps) and, in between, re-detects each tracked face insid
 window around its last box; a face not re-detected keeps its last box until the next key
 frame. Measurements: ``benchmarks/realtime.md``, ``benchmarks/video_yunet.md``.
 
-Tracking. Faces get stable integer ids (1, 2, ...) from a greedy IoU tracker with a
-centroid-distance fallback (no identity model): a face keeps its id while its box
-overlaps, or stays near, its previous box; a track unseen for ``max_age`` processed frames
-ends. Probabilities are smoothed per track with an exponential moving average
+Tracking. Faces get person ids (1, 2, ...) from
+:class:`~fervid.inference.tracking.PersonTracker`: tracks end at shot cuts (colour
+histograms), a track becomes a person after ``min_hits`` (4) consecutive detections and
+survives ``max_age`` missed frames, and a new person is matched by appearance (a colour
+histogram and a HOG of the aligned face) against the people seen before, so the same person
+keeps one id across cuts and absences. The stream therefore yields each frame
+``min_hits - 1`` frames late (every id in its output has at least ``min_hits`` frames).
+``tracker="iou"`` gives the old greedy IoU tracker (an id per box at once, no cuts, no
+appearance). Probabilities are smoothed per track with an exponential moving average
 (``smooth`` = weight of the newest frame; 1 = no smoothing); ``label`` is the smoothed
 top emotion, ``raw_label`` the frame's own.
 
@@ -42,6 +47,7 @@ import csv
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +58,8 @@ import numpy as np
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
 from fervid.inference.detect import FaceBox, iou
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
+from fervid.inference.tracking import IoUTracker as IoUTracker  # re-exported: it lived here
+from fervid.inference.tracking import Tracker, make_tracker
 
 if TYPE_CHECKING:
     from fervid.inference.recognizer import EmotionRecognizer
@@ -75,7 +83,8 @@ class TrackedFace:
     """One face in one frame.
 
     Attributes:
-        face_id: the track's id, stable across frames (1, 2, ... in order of appearance).
+        face_id: the person's id, stable across frames, shot cuts and absences (1, 2, ... in
+            order of appearance; :mod:`fervid.inference.tracking`).
         box: ``(x, y, w, h)`` in the frame's pixels.
         score: the detector's score for this box.
         probabilities: this frame's emotion probabilities (label -> p, sums to 1).
@@ -164,71 +173,6 @@ class SourceInfo:
     frame_count: int
     width: int
     height: int
-
-
-# --------------------------------------------------------------------------- tracker
-
-
-@dataclass
-class _Track:
-    face_id: int
-    box: FaceBox
-    smoothed: np.ndarray
-    missed: int = 0
-
-
-class IoUTracker:
-    """Greedy IoU matching of boxes to tracks, with a centroid-distance fallback.
-
-    Args:
-        iou_threshold: minimum IoU to match a box to a track.
-        max_distance: fallback: a box whose centre is within this many track box sides
-            of a track's centre matches it (faces moving fast between frames).
-        max_age: processed frames a track survives without a match.
-    """
-
-    def __init__(self, iou_threshold: float = 0.3, max_distance: float = 0.6, max_age: int = 15):
-        self.iou_threshold = iou_threshold
-        self.max_distance = max_distance
-        self.max_age = max_age
-        self.tracks: list[_Track] = []
-        self._next_id = 1
-
-    def update(self, boxes: Sequence[FaceBox], n_labels: int) -> list[_Track]:
-        """Assign each box a track (new ones for unmatched boxes); returns them in box order.
-        Tracks not matched this time age by one and are dropped past ``max_age``."""
-        pairs = []
-        for bi, b in enumerate(boxes):
-            for ti, t in enumerate(self.tracks):
-                o = iou(b, t.box)
-                if o >= self.iou_threshold:
-                    pairs.append((o, bi, ti))
-                else:
-                    side = math.sqrt(t.box.area) or 1.0
-                    d = math.hypot(b.x + b.w / 2 - t.box.x - t.box.w / 2, b.y + b.h / 2 - t.box.y - t.box.h / 2)
-                    size_ratio = math.sqrt(b.area / t.box.area) if t.box.area else 0.0
-                    if d <= self.max_distance * side and 0.6 <= size_ratio <= 1.7:
-                        pairs.append((-d / side, bi, ti))  # below every IoU match
-        assigned: dict[int, _Track] = {}
-        used: set[int] = set()
-        for _, bi, ti in sorted(pairs, key=lambda p: -p[0]):
-            if bi in assigned or ti in used:
-                continue
-            assigned[bi] = self.tracks[ti]
-            used.add(ti)
-        for ti, t in enumerate(self.tracks):
-            t.missed = 0 if ti in used else t.missed + 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
-        out = []
-        for bi, b in enumerate(boxes):
-            track = assigned.get(bi)
-            if track is None:
-                track = _Track(self._next_id, b, np.full(n_labels, np.nan))
-                self._next_id += 1
-                self.tracks.append(track)
-            track.box = b
-            out.append(track)
-        return out
 
 
 # --------------------------------------------------------------------------- sources
@@ -377,7 +321,8 @@ class VideoStream(Iterator[FrameResult]):
     Attributes:
         info: :class:`SourceInfo` of the source.
         frames_read: frames decoded or skipped so far.
-        frames_processed: frames yielded so far.
+        frames_processed: frames processed so far (the frames yielded trail them by the
+            tracker's :attr:`~fervid.inference.tracking.PersonTracker.delay`).
         stop_reason: ``None`` while running, then ``"end"`` (the source ended normally),
             ``"max_seconds"``, ``"closed"`` or a sentence describing an early stop (truncated
             file, decoding error, frame size change, camera lost).
@@ -394,7 +339,7 @@ class VideoStream(Iterator[FrameResult]):
         detect_every: int = DEFAULT_DETECT_EVERY,
         search_margin: float = 0.5,
         fps: float = 0.0,
-        tracker: IoUTracker | None = None,
+        tracker: str | Tracker | None = None,
     ):
         if every < 1:
             raise UserValueError(f"every must be >= 1, got {every}")
@@ -408,7 +353,7 @@ class VideoStream(Iterator[FrameResult]):
         self.every, self.smooth, self.max_seconds = every, smooth, max_seconds
         self.detect_every, self.search_margin = detect_every, search_margin
         self.roi_face = 48  # face side (px) in the re-detection window for Haar detectors (40 lost faces)
-        self.tracker = tracker or IoUTracker()
+        self.tracker: Tracker = make_tracker(tracker)
         recognizer.load()  # a bad model or detector fails here, before the source is opened
         self.detector = recognizer.video_detector
         self._reader = open_source(source, fps)
@@ -416,7 +361,8 @@ class VideoStream(Iterator[FrameResult]):
         self.frames_read = 0
         self.frames_processed = 0
         self.stop_reason: str | None = None
-        self._gen = self._run()
+        self._held: deque[tuple[list[Any], FrameResult]] = deque()
+        self._gen = self._hold(self._run())
 
     def __iter__(self) -> VideoStream:
         return self
@@ -477,7 +423,34 @@ class VideoStream(Iterator[FrameResult]):
 
         return sort_reading_order(non_max_suppression(found)), False
 
-    def _run(self) -> Generator[FrameResult, None, None]:
+    def _hold(self, frames: Iterator[tuple[list[Any], FrameResult]]) -> Generator[FrameResult, None, None]:
+        """Hold back :attr:`tracker.delay <fervid.inference.tracking.PersonTracker.delay>`
+        frames, then give each face its person's id, or drop it if its track never became a
+        person (the held frames are released when the source ends, or by :meth:`drain`)."""
+        held, delay = self._held, self.tracker.delay
+        for item in frames:
+            held.append(item)
+            if len(held) > delay:
+                yield self._release(*held.popleft())
+        while held:
+            yield self._release(*held.popleft())
+
+    @staticmethod
+    def _release(tracks: list[Any], fr: FrameResult) -> FrameResult:
+        from dataclasses import replace
+
+        faces = [replace(f, face_id=t.face_id) for f, t in zip(fr.faces, tracks) if t.face_id is not None]
+        return replace(fr, faces=sorted(faces, key=lambda f: f.face_id))
+
+    def drain(self) -> list[FrameResult]:
+        """After :meth:`close`: the frames processed but still held back (at most the tracker's
+        ``delay``), their faces named as far as the tracker knows (a face not yet confirmed as a
+        person is left out), so a stream stopped early loses no processed frame."""
+        out = [self._release(*item) for item in self._held]
+        self._held.clear()
+        return out
+
+    def _run(self) -> Generator[tuple[list[Any], FrameResult], None, None]:
         import cv2
 
         from fervid.inference.crop import crop_face
@@ -555,7 +528,7 @@ class VideoStream(Iterator[FrameResult]):
                     if crops
                     else np.zeros((0, len(labels)))
                 )
-                tracks = self.tracker.update(boxes, len(labels))
+                tracks = self.tracker.update(boxes, len(labels), frame=frame, crops=crops)
                 faces = []
                 for b, p, t in zip(boxes, probs, tracks):
                     p = p / p.sum()
@@ -566,7 +539,7 @@ class VideoStream(Iterator[FrameResult]):
                     k, kr = int(np.argmax(s)), int(np.argmax(p))
                     faces.append(
                         TrackedFace(
-                            t.face_id,
+                            t.face_id or 0,  # a tentative track: _hold names it or drops it
                             b.box,
                             float(b.score),
                             {lab: float(v) for lab, v in zip(labels, p)},
@@ -578,19 +551,21 @@ class VideoStream(Iterator[FrameResult]):
                             b.landmarks,
                         )
                     )
-                faces.sort(key=lambda f: f.face_id)
                 t4 = time.perf_counter()
                 self.frames_processed += 1
                 prev_t = now
-                yield FrameResult(
-                    index,
-                    float(now),
-                    float(duration),
-                    frame.shape[1],
-                    frame.shape[0],
-                    faces,
-                    frame,
-                    {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3},
+                yield (
+                    tracks,
+                    FrameResult(
+                        index,
+                        float(now),
+                        float(duration),
+                        frame.shape[1],
+                        frame.shape[0],
+                        faces,
+                        frame,
+                        {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3},
+                    ),
                 )
         finally:
             reader.release()
@@ -617,6 +592,7 @@ def stream(
     detect_every: int = DEFAULT_DETECT_EVERY,
     search_margin: float = 0.5,
     fps: float = 0.0,
+    tracker: str | Tracker | None = None,
 ) -> VideoStream:
     """Faces, ids and emotions frame by frame (see the module docstring).
 
@@ -632,6 +608,8 @@ def stream(
         search_margin: the re-detection window extends this share of the face's side
             beyond its box on every side.
         fps: frame rate of an iterable of frames (for their times; 0: wall-clock time).
+        tracker: ``"person"`` (default: :class:`~fervid.inference.tracking.PersonTracker`),
+            ``"iou"`` or a tracker object (one per stream).
 
     Raises:
         FileNotFoundError: no such file.
@@ -646,6 +624,7 @@ def stream(
         detect_every=detect_every,
         search_margin=search_margin,
         fps=fps,
+        tracker=tracker,
     )
 
 
@@ -688,8 +667,28 @@ def csv_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
     return rows
 
 
+AWAY_SECONDS = 1.0
+"""A person off screen for longer than this starts a new appearance in the summary, and a
+break in their line in the plot."""
+
+
+def person_name(face_id: int) -> str:
+    """How outputs name a person: ``"person 3"``."""
+    return f"person {face_id}"
+
+
+def main_person(faces: dict[str, dict[str, Any]]) -> int | None:
+    """The main person of a video: the id with the most time on screen (ties: more frames,
+    then the one seen first); ``None`` when nobody was seen. ``faces`` is a summary's
+    ``faces`` (:meth:`Timeline.summary`): what a per-person view of a video should follow."""
+    if not faces:
+        return None
+    best = max(faces.values(), key=lambda f: (f["seconds_on_screen"], f["frames"], -f["first_seen"], -f["face_id"]))
+    return int(best["face_id"])
+
+
 class Timeline:
-    """Accumulates per-face statistics over a stream and, optionally, writes the CSV
+    """Accumulates per-person statistics over a stream and, optionally, writes the CSV
     timeline as it goes (flushed every frame, so an interrupted run loses nothing).
 
     >>> with Timeline(labels, csv_path="t.csv") as tl:
@@ -740,8 +739,14 @@ class Timeline:
                     "label_seconds": dict.fromkeys(self.labels, 0.0),
                     "label_frames": dict.fromkeys(self.labels, 0),
                     "prob_sum": np.zeros(len(self.labels)),
+                    "appearances": [],
                 },
             )
+            apps = st["appearances"]
+            if apps and result.time - apps[-1][1] <= AWAY_SECONDS:
+                apps[-1][1] = result.time
+            else:
+                apps.append([result.time, result.time])
             st["last"] = result.time
             st["frames"] += 1
             st["seconds"] += dur
@@ -758,8 +763,11 @@ class Timeline:
             self._file.flush()
 
     def summary(self) -> dict[str, Any]:
-        """Per face id: first/last time, frames, time on screen, share of that time per
-        (smoothed) emotion (sums to 1), mean probabilities and the dominant emotion."""
+        """Per person (``faces``, keyed by the person's id): first/last time, frames, time on
+        screen, the appearances (``[start, end]`` times, a new one after more than
+        :data:`AWAY_SECONDS` off screen), the share of the time on screen per (smoothed)
+        emotion (sums to 1), mean probabilities and the dominant emotion; and the
+        ``main_person`` (:func:`main_person`)."""
         faces = {}
         for fid, st in sorted(self._faces.items()):
             total = st["seconds"]
@@ -770,10 +778,12 @@ class Timeline:
             mean = st["prob_sum"] / st["frames"]
             faces[str(fid)] = {
                 "face_id": fid,
+                "name": person_name(fid),
                 "first_seen": round(st["first"], 3),
                 "last_seen": round(st["last"], 3),
                 "frames": st["frames"],
                 "seconds_on_screen": round(total, 3),
+                "appearances": [[round(a, 3), round(b, 3)] for a, b in st["appearances"]],
                 "emotion_share": {k: round(v, 4) for k, v in share.items()},
                 "mean_probabilities": {lab: round(float(v), 4) for lab, v in zip(self.labels, mean)},
                 "dominant_emotion": max(share, key=lambda k: share[k]),
@@ -782,6 +792,7 @@ class Timeline:
             "frames_processed": self.frames,
             "seconds": round(self.seconds, 3),
             "labels": list(self.labels),
+            "main_person": main_person(faces),
             "faces": faces,
         }
 
@@ -795,7 +806,7 @@ def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:
 
 
 def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
-    """One panel per face (the ``max_faces`` longest on screen): its smoothed emotion
+    """One panel per person (the ``max_faces`` longest on screen): its smoothed emotion
     probabilities over time (a matplotlib Figure drawn off screen; no display needed)."""
     from fervid.data.plots import subplots
     from fervid.inference.draw import color_for
@@ -808,13 +819,13 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
         pts = timeline.series[fid]
         t = np.array([p[0] for p in pts])
         P = np.stack([p[1] for p in pts])
-        gaps = np.flatnonzero(np.diff(t) > 1.0) + 1  # break lines where the face was away > 1 s
+        gaps = np.flatnonzero(np.diff(t) > AWAY_SECONDS) + 1  # break lines where the person was away
         for k, lab in enumerate(timeline.labels):
             rgb = tuple(c / 255 for c in color_for(lab))
             for seg_i, (a, b) in enumerate(zip(np.r_[0, gaps], np.r_[gaps, len(t)])):
                 ax.plot(t[a:b], P[a:b, k], color=rgb, lw=1.4, label=lab if seg_i == 0 else None)
         ax.set_ylim(0, 1)
-        ax.set_ylabel(f"face {fid}\np")
+        ax.set_ylabel(f"{person_name(fid)}\np")
         ax.grid(alpha=0.3)
     if not ids:
         axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)

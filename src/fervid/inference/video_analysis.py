@@ -24,13 +24,22 @@ import numpy as np
 
 from fervid.errors import OutputError, UserValueError
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
-from fervid.inference.video import FrameResult, SourceInfo, Timeline, VideoSource, plot_timeline, write_summary
+from fervid.inference.video import (
+    FrameResult,
+    SourceInfo,
+    Timeline,
+    VideoSource,
+    person_name,
+    plot_timeline,
+    write_summary,
+)
 from fervid.safety import PendingFile, check_not_input, output_error, preflight_output, same_file, space_hint
 
 if TYPE_CHECKING:
     import cv2
 
     from fervid.inference.recognizer import EmotionRecognizer
+    from fervid.inference.tracking import Tracker
 
 VIDEO_SUFFIXES = (".mp4", ".avi")
 
@@ -52,14 +61,17 @@ class VideoReport:
     written: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        """One line: frames processed and each face's dominant emotion (the first eight faces)."""
+        """One line: frames processed, the main person and each person's dominant emotion (the
+        first eight people)."""
         faces = self.summary["faces"]
+        main = self.summary.get("main_person")
         return (
-            f"{self.info.name}: {self.frames} frames processed, {len(faces)} face id{'s' if len(faces) != 1 else ''}"
+            f"{self.info.name}: {self.frames} frames processed, {len(faces)} {'people' if len(faces) != 1 else 'person'}"
+            + (f" (main: {person_name(main)})" if main is not None else "")
             + "".join(
-                f"; face {k}: {v['dominant_emotion']} ({100 * v['emotion_share'][v['dominant_emotion']]:.0f}%"
-                f" of {v['seconds_on_screen']:.1f} s)"
-                for k, v in list(faces.items())[:8]
+                f"; {person_name(v['face_id'])}: {v['dominant_emotion']} "
+                f"({100 * v['emotion_share'][v['dominant_emotion']]:.0f}% of {v['seconds_on_screen']:.1f} s)"
+                for v in list(faces.values())[:8]
             )
         )
 
@@ -140,6 +152,7 @@ def analyze_video(
     max_seconds: float | None = None,
     detect_every: int = DEFAULT_DETECT_EVERY,
     annotate: bool = False,
+    tracker: str | Tracker | None = None,
     on_frame: FrameCallback | None = None,
     on_start: Callable[[SourceInfo], None] | None = None,
 ) -> VideoReport:
@@ -148,10 +161,13 @@ def analyze_video(
     Args:
         out: annotated video (``.mp4`` or ``.avi``).
         csv: timeline CSV, one row per face per processed frame.
-        plot: PNG of each face's smoothed probabilities over time.
-        summary: JSON summary per face id (time on screen, share of time per emotion, ...).
+        plot: PNG of each person's smoothed probabilities over time.
+        summary: JSON summary per person (time on screen, appearances, share of that time per
+            emotion, ...) and the main person.
         every, smooth, max_seconds, detect_every: as :meth:`EmotionRecognizer.stream`.
         annotate: pass annotated BGR frames to ``on_frame`` (implied by ``out``).
+        tracker: who is who: ``"person"`` (default; :mod:`fervid.inference.tracking`), ``"iou"``
+            or a tracker object.
         on_frame: called after each processed frame; returning ``False`` stops the job.
         on_start: called once with the source's :class:`SourceInfo` before the first frame.
 
@@ -170,7 +186,9 @@ def analyze_video(
         for flag2, p2 in named[i + 1 :]:
             if same_file(p, p2):
                 raise OutputError(f"{flag} and {flag2} are the same file ({p}); give each output its own path")
-    stream = recognizer.stream(source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every)
+    stream = recognizer.stream(
+        source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every, tracker=tracker
+    )
     info = stream.info
     if on_start is not None:
         on_start(info)
@@ -203,9 +221,20 @@ def analyze_video(
         interrupted = True
         stream.close()
     finally:
+        failures: list[OutputError] = []
+        try:
+            for fr in stream.drain():  # stopped early: the frames the tracker still held back
+                timeline.add(fr)
+                if writer is not None:
+                    writer.write(draw(fr.frame, fr.faces, bgr=True))
+        except OSError as e:  # a full disk: the outputs below still close, and this is raised after them
+            failed_path = csv if csv is not None else out
+            if failed_path is None:
+                raise
+            failures.append(output_error(e, failed_path))
         # whatever happened, write out what was processed; an output that fails (a full
         # disk) does not stop the others, and the first failure is raised after them
-        failures = _finish(
+        failures += _finish(
             [
                 (csv, timeline.close),
                 (out, writer.close if writer is not None else None),
