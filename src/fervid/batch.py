@@ -431,7 +431,8 @@ def _remove_parts(parts: Path) -> None:
     """Remove what batch wrote in ``parts`` (its part files, settings, temporary files, then
     the marker) and the folder once empty; anything else found there is left with the folder
     (and the marker, so the folder stays batch's)."""
-    ours = [*parts.glob("part-*.parquet"), *parts.glob(".part-*.tmp"), parts / "settings.json"]
+    temps = [*parts.glob(".part-*.tmp"), *parts.glob(".settings.json.*.tmp*"), *parts.glob(f".{PARTS_MARKER}.*.tmp*")]
+    ours = [*parts.glob("part-*.parquet"), *temps, parts / "settings.json"]
     for f in ours:
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
