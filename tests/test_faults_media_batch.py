@@ -636,3 +636,26 @@ def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_
     keys = [(r["source"], r["face"]) for r in pq.read_table(out).to_pylist()]
     assert len(keys) == len(set(keys)) == 3
     assert not OutputPaths.of(out).parts.exists()
+
+
+def test_outputs_of_earlier_versions_with_spelled_sources_are_continued(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output written before sources were resolved paths (``corpus/a.jpg`` as typed): a
+    run from the same folder finds its sources done, and the merged rows are not doubled."""
+    from fervid.batch import BatchOptions, OutputPaths, run_batch
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.parquet"
+    opts = BatchOptions(model="fast")
+    run_batch(photos / "obama-480p.jpg", out, options=opts, progress=False)
+    paths = OutputPaths.of(out)
+    for table_path in (paths.faces, paths.sources, paths.errors):  # as the earlier version wrote them
+        t = pq.read_table(table_path)
+        rel = pa.array([os.path.relpath(s, tmp_path) for s in t.column("source").to_pylist()], type=pa.string())
+        pq.write_table(t.set_column(t.column_names.index("source"), "source", rel), table_path)
+    again = run_batch("corpus", out, options=opts, progress=False)
+    assert (again.done_earlier, again.processed) == (1, 1)
+    keys = [(r["source"], r["face"]) for r in pq.read_table(out).to_pylist()]
+    assert len(keys) == len(set(keys)) == 3
+    assert {s for s, _ in keys} == {str((photos / n).resolve()) for n in ("obama-480p.jpg", "two_people.jpg")}
