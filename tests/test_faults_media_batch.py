@@ -226,6 +226,7 @@ def test_batch_leaves_foreign_files_in_its_working_folder(tmp_path: Path, monkey
 
     def add_a_note_then_merge(paths, settings):
         (parts / "mine.txt").write_text("not batch's")
+        (parts / ".settings.json.1-ab.tmp.json").write_text("{")  # batch's own, left by a crash
         return real(paths, settings)
 
     monkeypatch.setattr(batch, "merge", add_a_note_then_merge)
@@ -396,9 +397,10 @@ def _unprivileged_ok() -> bool:
     return r.returncode == 0 and r.stdout.strip() != "0"
 
 
-needs_unprivileged = pytest.mark.skipif(
-    not (hasattr(os, "geteuid") and _unprivileged_ok()), reason="needs `unshare --user` (user namespaces)"
-)
+@pytest.fixture()
+def unprivileged() -> None:
+    if not (hasattr(os, "geteuid") and _unprivileged_ok()):
+        pytest.skip("needs `unshare --user` (user namespaces) to run as an unprivileged user")
 
 
 def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -413,12 +415,11 @@ def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[
     )
 
 
-@needs_unprivileged
 @pytest.mark.parametrize(
     "verb",
     ["predict-new", "predict-existing", "video-out", "video-csv", "batch", "batch-parts"],
 )
-def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str) -> None:
+def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str, unprivileged: None) -> None:
     photo = write_image(tmp_path / "p.png", size=96)
     clip = write_video(tmp_path / "c.mp4", frames=10)
     locked = tmp_path / "locked"
@@ -635,3 +636,26 @@ def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_
     keys = [(r["source"], r["face"]) for r in pq.read_table(out).to_pylist()]
     assert len(keys) == len(set(keys)) == 3
     assert not OutputPaths.of(out).parts.exists()
+
+
+def test_outputs_of_earlier_versions_with_spelled_sources_are_continued(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output written before sources were resolved paths (``corpus/a.jpg`` as typed): a
+    run from the same folder finds its sources done, and the merged rows are not doubled."""
+    from fervid.batch import BatchOptions, OutputPaths, run_batch
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.parquet"
+    opts = BatchOptions(model="fast")
+    run_batch(photos / "obama-480p.jpg", out, options=opts, progress=False)
+    paths = OutputPaths.of(out)
+    for table_path in (paths.faces, paths.sources, paths.errors):  # as the earlier version wrote them
+        t = pq.read_table(table_path)
+        rel = pa.array([os.path.relpath(s, tmp_path) for s in t.column("source").to_pylist()], type=pa.string())
+        pq.write_table(t.set_column(t.column_names.index("source"), "source", rel), table_path)
+    again = run_batch("corpus", out, options=opts, progress=False)
+    assert (again.done_earlier, again.processed) == (1, 1)
+    keys = [(r["source"], r["face"]) for r in pq.read_table(out).to_pylist()]
+    assert len(keys) == len(set(keys)) == 3
+    assert {s for s, _ in keys} == {str((photos / n).resolve()) for n in ("obama-480p.jpg", "two_people.jpg")}

@@ -431,7 +431,8 @@ def _remove_parts(parts: Path) -> None:
     """Remove what batch wrote in ``parts`` (its part files, settings, temporary files, then
     the marker) and the folder once empty; anything else found there is left with the folder
     (and the marker, so the folder stays batch's)."""
-    ours = [*parts.glob("part-*.parquet"), *parts.glob(".part-*.tmp"), parts / "settings.json"]
+    temps = [*parts.glob(".part-*.tmp"), *parts.glob(".settings.json.*.tmp*"), *parts.glob(f".{PARTS_MARKER}.*.tmp*")]
+    ours = [*parts.glob("part-*.parquet"), *temps, parts / "settings.json"]
     for f in ours:
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
@@ -478,9 +479,24 @@ class PartWriter:
 
 
 def _read(path: Path) -> pa.Table:
+    """A part or output table, its ``source`` column as :func:`source_identity` gives it:
+    tables written before sources were identified by their resolved path hold them as the
+    user spelled them (relative to the folder that run started in, taken to be this one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    return pq.read_table(path)
+    table = pq.read_table(path)
+    if "source" not in table.column_names or not table.num_rows:
+        return table
+    col = table.column("source")
+    spelled = {u for u in pc.unique(col).to_pylist() if u is not None and not os.path.isabs(u) and "://" not in u}
+    if not spelled:  # the usual case: written by this version
+        return table
+    uniques = pc.unique(col)
+    mapping = {u: u if u is None or u not in spelled else source_identity(u) for u in uniques.to_pylist()}
+    fixed = pa.array([mapping[u] for u in uniques.to_pylist()], type=col.type).take(pc.index_in(col, value_set=uniques))
+    return table.set_column(table.column_names.index("source"), "source", fixed)
 
 
 def _committed_parts(parts: Path) -> list[str]:
