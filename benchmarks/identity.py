@@ -21,8 +21,13 @@ to check the replay. Two clips:
 Columns: IDF1, ID switches, fragmentations and MOTA (motmetrics, IoU >= 0.5), hypothesis ids,
 *mixed ids* (ids matched to more than one annotated person: an identity that jumps), *short
 ids* (ids on fewer than 3 frames), and the re-identifications the tracker made (right / all;
-right = the id went back to the same annotated person). ``--cuts`` prints the colour histogram
-distance at the cuts and the largest elsewhere; ``--sweep`` the re-id threshold and min_hits.
+right = the id went back to the same annotated person; not known for the run through
+VideoStream, which shows 0/0), and the tracker's own CPU time per frame in the replay
+(``time.process_time``: cut detection and descriptors included, detection and classification
+not). ``--cuts`` prints the colour histogram distance at the cuts and the largest elsewhere,
+with its cost; ``--sweep`` the re-id threshold and ratio, min_hits and the descriptor kinds.
+``--speed`` only times the whole pipeline (CPU ms per frame, one thread) with the fervid on
+``PYTHONPATH``, to compare two trees.
 """
 
 from __future__ import annotations
@@ -161,6 +166,15 @@ def score(gt: dict[int, list[Any]], hyp: dict[int, list[Any]], n_frames: int) ->
     }
 
 
+def timed(gt: dict[int, list[Any]], tracker: Any, frames: list[Recorded]) -> dict[str, Any]:
+    """:func:`score` of a replay, with the tracker's CPU time per frame (process time: what the
+    tracking itself costs, less sensitive than wall time to other jobs on a shared machine)."""
+    t0 = time.process_time()
+    hyp = replay(tracker, frames)
+    ms = 1e3 * (time.process_time() - t0) / max(len(frames), 1)
+    return {**score(gt, hyp, len(frames)), "ms": f"{ms:.2f}"}
+
+
 def configs() -> dict[str, Any]:
     from fervid.inference.tracking import IoUTracker, PersonTracker
 
@@ -228,14 +242,43 @@ def descriptor_cost(frames: list[Recorded]) -> float:
     return 1e3 * (time.perf_counter() - t0) / max(n, 1)
 
 
+def pipeline_cpu(clip: Path, passes: int = 3) -> None:
+    """CPU time per frame of the whole default pipeline (stream + drawing, everything on one
+    thread, the clip letterboxed to 640x480) for the fervid on ``PYTHONPATH``: run it with each
+    tree in turn to compare a change (CPU time is steadier than wall time on a shared machine)."""
+    import fervid
+    from fervid.bench import resize_video, set_threads
+    from fervid.inference.backends import OnnxClassifier
+    from fervid.inference.draw import annotate
+    from fervid.inference.recognizer import EmotionRecognizer
+
+    set_threads(1)
+    rec = EmotionRecognizer("default", device="cpu", backend="onnx", detector_options={"threads": 1}).load()
+    rec._classifier = OnnxClassifier(rec.classifier.path, 1)  # type: ignore[attr-defined]
+    cpu, fps = [], []
+    with tempfile.TemporaryDirectory(prefix="fervid-identity-") as tmp:
+        path = resize_video(clip, Path(tmp) / "sized.mp4", (640, 480))
+        for _ in range(passes):
+            t0, w0, n = time.process_time(), time.perf_counter(), 0
+            for fr in rec.stream(path):
+                annotate(fr.frame, fr.faces, bgr=True)
+                n += 1
+            cpu.append(1e3 * (time.process_time() - t0) / n)
+            fps.append(n / (time.perf_counter() - w0))
+    print(f"{fervid.__file__}: CPU ms/frame {[round(c, 2) for c in cpu]}, wall fps {[round(f, 1) for f in fps]}")
+
+
 def table(title: str, rows: dict[str, dict[str, Any]]) -> None:
     print(f"\n## {title}\n")
-    print("| tracker | IDF1 | ID switches | fragmentations | MOTA | ids | mixed ids | ids < 3 frames | re-ids right |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| tracker | IDF1 | ID switches | fragmentations | MOTA | ids | mixed ids | ids < 3 frames | re-ids right "
+        "| tracker CPU ms/frame |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(
             f"| {name} | {r['idf1']:.3f} | {r['switches']} | {r['frag']} | {r['mota']:.3f} | {r['ids']} | "
-            f"{r['mixed']} | {r['short']} | {r['reid']} |"
+            f"{r['mixed']} | {r['short']} | {r['reid']} | {r.get('ms', '-')} |"
         )
 
 
@@ -245,25 +288,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--sweep", action="store_true", help="also sweep the re-id threshold and min_hits")
     ap.add_argument("--cache", help="folder to keep the recorded pipeline outputs in between runs (tuning)")
+    ap.add_argument("--speed", action="store_true", help="only the pipeline's CPU time per frame (see pipeline_cpu)")
     ap.add_argument("--cuts", action="store_true", help="print the cut detector's distances")
     args = ap.parse_args(argv)
     from fervid.bench import set_threads
     from fervid.inference.recognizer import EmotionRecognizer
-    from fervid.inference.tracking import FaceDescriptor, PersonTracker
 
     set_threads(2)
     clip = Path(args.data) / "media" / "short_hamilton_clip.mp4"
     if not clip.is_file():
         print(f"no clip at {clip}", file=sys.stderr)
         return 2
+    if args.speed:
+        pipeline_cpu(clip)
+        return 0
     if args.cuts:
         cut_report(clip)
+    from fervid.inference.tracking import FaceDescriptor, PersonTracker
+
     rec = EmotionRecognizer(args.model, device="cpu").load()
     with tempfile.TemporaryDirectory(prefix="fervid-identity-") as tmp:
         hard, hard_gt = make_reordered(clip, Path(tmp))
         for name, path, gt in (("media clip", clip, load_gt()), ("reordered clip", hard, hard_gt)):
             frames = record_cached(rec, path, args.cache and Path(args.cache) / f"{name.split()[0]}.pkl")
-            rows = {k: score(gt, replay(make(), frames), len(frames)) for k, make in configs().items()}
+            rows = {k: timed(gt, make(), frames) for k, make in configs().items()}
             real: dict[int, list[Any]] = collections.defaultdict(list)
             for fr in rec.stream(path):
                 real[fr.index] = [(f.face_id, f.box, f.face_id) for f in fr.faces]

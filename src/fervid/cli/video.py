@@ -10,9 +10,11 @@ SOURCE: a video file or a camera index (0, 1, ...). Writes one CSV row per face 
 processed frame (time, person id, box, detector score, raw and smoothed probability of
 each emotion, label), a JSON summary per person (time on screen, appearances, share of that
 time per emotion, dominant emotion) naming the main person (most time on screen), a plot of
-each person's probabilities over time and an annotated video. A person keeps one id through
-shot cuts and absences (re-identified by appearance); a face seen on fewer than 4
-consecutive frames is not a person and is left out (--tracker iou: the old box tracker).
+each person's probabilities over time and an annotated video. Tracks end at shot cuts; a
+person keeps one id through short absences and gets it back after a cut or a longer absence
+when the face's appearance clearly matches (else a new id: an id never passes to another
+person). A face seen on fewer than 4 consecutive frames is not a person and is left out
+(--tracker iou: the old box tracker).
 A live window opens only with --show, or by default for cameras when a display and a
 GUI-capable OpenCV are present (q or Esc stops). Ctrl-C, a truncated file or a lost camera
 stop cleanly: everything processed so far is written out.
@@ -41,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="video file, or a camera index (0, 1, ...)")
     p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--csv", help="timeline CSV: one row per face per processed frame")
-    p.add_argument("--plot", help="PNG plot of each face's emotion probabilities over time")
+    p.add_argument("--plot", help="PNG plot of each person's emotion probabilities over time")
     p.add_argument("--summary", help="JSON summary per person")
     p.add_argument("--every", type=positive_int, default=1, help="process every N-th frame (default 1)")
     p.add_argument(
