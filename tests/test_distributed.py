@@ -207,6 +207,7 @@ def test_resume_across_a_change_of_world_size(runs: dict[str, Path], synthetic_p
     assert_same_step(weights(a), weights(b), initial_weights(), steps=2)  # both runs' two steps
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_checked_by_command_on_fer2013(fer_csv: Path, tmp_path: Path) -> None:
     """The issue's check: torchrun --nproc_per_node 2 -m fervid train ... on 2,000 real images
     writes one run directory with loadable checkpoints."""
