@@ -24,21 +24,23 @@ dev:
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch'; print('torch', torch.__version__)"
-DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, pytest_cov, ruff, mypy, build" 2>/dev/null
+DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, filelock, pytest_cov, ruff, mypy, build" 2>/dev/null
 
-# The suite but the tests marked slow, on every core (pytest-xdist), with line coverage of src/fervid. Chromium for the
-# browser test: Debian's package where apt-get may install it, else that test says why it skips.
+# The suite but the tests marked slow, on every core (pytest-xdist; a test file stays on one
+# worker, so its module fixtures train once, and the session checkpoints are trained once for
+# all workers: tests/conftest.py), with line coverage of src/fervid. Chromium for the browser
+# test: Debian's package where apt-get may install it, else that test says why it skips.
 test:
 	@$(DEV_READY) || $(MAKE) dev
 	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: tests/test_serve_browser.py will skip" >&2; fi
-	$(BIN)/python -m pytest -q -n auto -m "not slow" --cov=fervid --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow" --cov=fervid --cov-report=term:skip-covered
 
 # The tests marked slow (they train): CI runs them after `make test`.
 test-slow:
 	@$(DEV_READY) || $(MAKE) dev
-	$(BIN)/python -m pytest -q -n auto -m slow
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m slow
 
 # The wheel and sdist, installed into a clean venv outside the repository and run (.ci/wheel_check).
 wheel:

@@ -4,6 +4,8 @@ tests that need it skip cleanly when it is absent."""
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,14 +51,37 @@ def fer_data(fer_csv: Path):
     return load_fer2013(fer_csv)
 
 
+def trained_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """``build(folder)`` once per test run, even under pytest-xdist: the workers share the
+    parent of their temporary folders, and the first to take the lock builds there while the
+    others wait for it (the pattern of pytest-xdist's documentation)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    from filelock import FileLock
+
+    out = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(str(out) + ".lock"):
+        if not (out / ".complete").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            build(out)
+            (out / ".complete").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_data) -> Path:
     """A fast_cnn trained for 2 epochs on 600 real images: a real fervid checkpoint
     (above chance, not good) for tests of evaluation, prediction and export."""
+    return trained_once(tmp_path_factory, "tiny_run", lambda out: _train_tiny(out, fer_data)) / "best.pt"
+
+
+def _train_tiny(out: Path, fer_data) -> None:
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
-    out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
         data="",
         model="fast_cnn",
@@ -70,7 +95,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_data) -> Path:
         seed=0,
     )
     train(cfg, data=fer_data.select(fer_data.splits != "PrivateTest"))
-    return out / "best.pt"
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -166,10 +190,15 @@ def synthetic_folder(tmp_path_factory: pytest.TempPathFactory, synthetic_data) -
 def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic_data) -> Path:
     """A fast_cnn trained for 2 epochs on the synthetic Training split: a real fervid
     checkpoint for tests of fine-tuning, evaluation and export that need no real data."""
+    return (
+        trained_once(tmp_path_factory, "synthetic_run", lambda out: _train_synthetic(out, synthetic_data)) / "best.pt"
+    )
+
+
+def _train_synthetic(out: Path, synthetic_data) -> None:
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
-    out = tmp_path_factory.mktemp("synthetic_run")
     cfg = TrainConfig(
         data="",
         model="fast_cnn",
@@ -183,4 +212,3 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic_dat
         eval_private=False,
     )
     train(cfg, data=synthetic_data.select(synthetic_data.splits != "PrivateTest"))
-    return out / "best.pt"

@@ -104,9 +104,10 @@ def initial_weights() -> dict[str, torch.Tensor]:
 # update (SGD with momentum is linear in the gradient; the condition number of the sums is
 # taken as 1). Errors of successive steps add and do not grow through a stable step
 # (|1 - lr * curvature| <= 1), so after S steps the weights differ by at most S * gamma_n of
-# the update. Measured: 4e-5 on one Intel CPU, 0.0096 after two steps on an AMD EPYC, 0.014
-# for one process with 2 threads instead of 1; a real bug (BatchNorm over each rank's half
-# instead of the global batch) gives ~1.4, 80 times the bound.
+# the update. Measured: 4e-5 on one Intel CPU; on an AMD EPYC 4.6e-4 after one step (bound
+# 0.0089) and 0.0096 after two (bound 0.0177); 0.014 for one process with 2 threads instead
+# of 1; a real bug (BatchNorm over each rank's half instead of the global batch) gives ~1.4,
+# 80 times the bound.
 UNIT_ROUNDOFF = 2.0**-24
 LONGEST_SUM = 64 * 48 * 48
 
@@ -207,6 +208,7 @@ def test_resume_across_a_change_of_world_size(runs: dict[str, Path], synthetic_p
     assert_same_step(weights(a), weights(b), initial_weights(), steps=2)  # both runs' two steps
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_checked_by_command_on_fer2013(fer_csv: Path, tmp_path: Path) -> None:
     """The issue's check: torchrun --nproc_per_node 2 -m fervid train ... on 2,000 real images
     writes one run directory with loadable checkpoints."""

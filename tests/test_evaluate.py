@@ -159,6 +159,7 @@ def test_tta_modes_differ_and_match_definitions(tiny_checkpoint, small_data):
         tta_logits(model, x, "rotate")
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_tta_changes_reported_numbers(tiny_checkpoint, small_data):
     a = _eval([tiny_checkpoint], small_data, split="PrivateTest", max_images=N_EVAL, tta="none").metrics
     b = _eval([tiny_checkpoint], small_data, split="PrivateTest", max_images=N_EVAL, tta="crops").metrics  # same images
@@ -166,6 +167,7 @@ def test_tta_changes_reported_numbers(tiny_checkpoint, small_data):
     assert a["nll"] != pytest.approx(b["nll"], abs=1e-6)
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_ensembles_mean_and_weighted(tiny_checkpoint, second_checkpoint, small_data, tmp_path):
     from fervid.runtime import softmax
 

@@ -199,6 +199,7 @@ def test_cli_predict_backend_flag(data_root, capsys):
     assert rc == 0 and len(line["faces"]) == 1
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_cli_bench_classifier_and_int8_accuracy(fer_csv, tmp_path, capsys):
     """`fervid bench` runs end to end and its int8 row meets issue #6's bars on all of
     PrivateTest (fast model; the figures themselves live in BENCHMARKS.md)."""

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "sklearn", "matplotlib")
+# What the core install (`pip install fervid`, no extras) lacks: the train extra's packages.
+HEAVY = ("torch", "sklearn", "matplotlib", "onnx")
 
-# Runs the fervid CLI with the heavy packages made unimportable (``sys.modules[name] = None``
-# makes ``import name`` raise ModuleNotFoundError, as on a machine without them), then prints
-# which of them got imported anyway (none may).
+# Runs the fervid CLI with those packages made unimportable (``sys.modules[name] = None`` makes
+# ``import name`` raise ModuleNotFoundError, as on a machine without them), then prints which
+# of them got imported anyway (none may).
 RUNNER = f"""
 import sys
 for name in {HEAVY!r}:
@@ -162,10 +163,13 @@ def test_serve_without_torch_answers_a_request(media: Path) -> None:
 
 
 def test_training_verbs_say_which_extra_they_need() -> None:
-    r = run_without_torch("export", "fast", "--out", "never-written.onnx")
+    r = run_without_torch("export", "fast", "--out", "never-written.onnx")  # onnx is missing first
     assert r.returncode == 1 and not Path("never-written.onnx").exists()
-    assert "fervid export: error: needs torch, which is not installed: install the 'train' extra" in r.stderr
+    assert "fervid export: error: needs onnx, which is not installed: install the 'train' extra" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 2  # the one line, and the runner's report
+    r = run_without_torch("evaluate", "fast", "--data", "no-such.csv")
+    assert r.returncode == 1
+    assert "fervid evaluate: error: needs torch, which is not installed: install the 'train' extra" in r.stderr
 
 
 def test_bundled_onnx_files_are_verified_exports_of_the_bundled_weights(private_faces) -> None:

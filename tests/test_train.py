@@ -16,6 +16,7 @@ from fervid.training.loop import _lr_factor, train
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-slow (CI) runs it
 def test_cli_train_quick_run(fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's check: one epoch on 3,000 images leaves a complete, loadable run that beats chance."""
     from fervid.cli import main

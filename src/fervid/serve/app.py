@@ -339,19 +339,18 @@ def _bundled_models() -> list[dict[str, str]]:
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:
-    """The ``fervid.*`` metadata of an exported model (labels, preprocess, temperature)."""
-    import onnx
+    """The ``fervid.*`` metadata of an exported model (labels, preprocess, temperature): read
+    by onnx, or by onnxruntime in a core install without it."""
+    from fervid.models.onnx import read_metadata
 
-    proto = onnx.load(str(path), load_external_data=False)
-    raw = {p.key[len("fervid.") :]: p.value for p in proto.metadata_props if p.key.startswith("fervid.")}
-    pre = json.loads(raw["preprocess"])
+    meta = read_metadata(path)
     return {
-        "labels": json.loads(raw["labels"]),
-        "preprocess": pre,
-        "temperature": float(raw.get("temperature", "1.0")),
-        "input": raw.get("input", ""),
-        "quantization": raw.get("quantization", "none"),
-        "source": raw.get("source", ""),
+        "labels": list(meta["labels"]),
+        "preprocess": meta["preprocess"].to_dict(),
+        "temperature": meta["temperature"],
+        "input": meta.get("input", ""),
+        "quantization": meta.get("quantization", "none"),
+        "source": meta.get("source", ""),
     }
 
 
