@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint serve
+.PHONY: setup test lint serve docs docs-build
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= default
@@ -34,3 +34,14 @@ serve:
 	@$(BIN)/python -c "import fastapi, uvicorn, multipart" 2>/dev/null || $(BIN)/pip install -q -e ".[serve]"
 	@echo "fervid: open http://$(HOST):$(PORT)/ (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
 	$(BIN)/fervid serve --host $(HOST) --port $(PORT) --model $(MODEL)
+
+# The documentation site (docs/, mkdocs.yml): served with live reload on http://127.0.0.1:8001/;
+# docs-build writes the static site to site/ (the tests build it with --strict too).
+DOCS_PORT ?= 8001
+docs:
+	@$(BIN)/python -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	PYTHONPATH=src $(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build:
+	@$(BIN)/python -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	PYTHONPATH=src $(BIN)/mkdocs build --strict --site-dir site
