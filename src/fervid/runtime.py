@@ -113,3 +113,54 @@ def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
+
+
+class _LineStream:
+    """A text stream for tqdm that turns its carriage-return redraws into whole lines: what a
+    log file or a pipe should get instead of a bar redrawn in place."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line:
+            self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``).
+LOG_PROGRESS_SECONDS = 10.0
+
+
+def progress_bar(
+    iterable: Any = None, *, total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True
+) -> Any:
+    """A tqdm progress bar on stderr for a long job: redrawn in place on a terminal (shown after
+    one second, so quick jobs stay quiet), one plain line every :data:`LOG_PROGRESS_SECONDS`
+    (and at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
+    (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    stream = sys.stderr
+    if not enabled or stream is None:
+        return tqdm(iterable, total=total, disable=True)
+    if stream.isatty():
+        return tqdm(iterable, total=total, desc=desc, unit=unit, delay=1.0, dynamic_ncols=True, leave=False)
+    seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=_LineStream(stream),
+        mininterval=seconds,
+        maxinterval=seconds,
+        bar_format="{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {elapsed} elapsed, {remaining} left{postfix}"
+        if total is not None or hasattr(iterable, "__len__")
+        else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}",
+    )

@@ -173,19 +173,26 @@ def load_npy_faces(path: str | os.PathLike) -> np.ndarray:
 class _FaceReader:
     """onnxruntime CalibrationDataReader over normalised faces, in small batches."""
 
-    def __init__(self, x: np.ndarray, batch: int = 32):
+    def __init__(self, x: np.ndarray, batch: int = 32, progress: bool = False):
+        from fervid.runtime import progress_bar
+
         # Equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack the
         # batches' outputs and fail on a short last batch, so use the largest divisor of N.
         batch = max(b for b in range(1, min(batch, len(x)) + 1) if len(x) % b == 0) if len(x) else 1
         self._x, self._batch = x, batch
         self._it: Iterator[dict[str, np.ndarray]] | None = None
+        self.bar = progress_bar(total=-(-len(x) // batch), desc="int8 calibration", unit="batch", enabled=progress)
         self.rewind()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         assert self._it is not None
-        return next(self._it, None)
+        item = next(self._it, None)
+        if item is not None:
+            self.bar.update(1)
+        return item
 
     def rewind(self) -> None:
+        self.bar.reset()
         self._it = iter([{"input": self._x[i : i + self._batch]} for i in range(0, len(self._x), self._batch)])
 
 
@@ -197,12 +204,14 @@ def quantize_int8(
     per_channel: bool = True,
     fp32_tail: float = 0.0,
     keep_fp32: Sequence[str] = (),
+    progress: bool = False,
 ) -> None:
     """Static int8 QDQ quantization of an exported fp32 model, calibrated on ``calib``
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
     stay fp32 (:func:`fp32_nodes`); ``keep_fp32`` names the first convolution and the classifier
-    as module paths (the model's :class:`~fervid.models.ModelCfg`)."""
+    as module paths (the model's :class:`~fervid.models.ModelCfg`). ``progress``: a bar over the
+    calibration batches (:func:`fervid.runtime.progress_bar`)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -230,12 +239,13 @@ def quantize_int8(
         extra: dict[str, Any] = {}
         if method == "percentile":
             extra["CalibPercentile"] = 99.99
+        reader = _FaceReader(calib, progress=progress)
         # onnxruntime's calibrators print progress lines to stdout; keep stdout for results
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.closing(reader.bar):
             quantize_static(
                 str(src),
                 str(out),
-                _FaceReader(calib),
+                reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
@@ -318,6 +328,7 @@ def export_onnx(
     fp32_tail: float | None = None,
     min_agreement: float = INT8_MIN_AGREEMENT,
     n_selection: int | None = None,
+    progress: bool = False,
 ) -> ExportReport:
     """Export ``model`` (bundled name, checkpoint path or loaded torch model) to ONNX.
 
@@ -337,6 +348,8 @@ def export_onnx(
         check: compare the exported model's probabilities with PyTorch's, on 256
             PublicTest faces of the calibration dataset (or of :func:`fervid.runtime.fer2013_csv`),
             never the calibration images themselves; on synthetic images if there is no data.
+        progress: progress bars for the int8 calibration and the fp32-tail search (minutes on
+            a CPU; :func:`fervid.runtime.progress_bar`).
     """
     import onnx
 
@@ -386,10 +399,20 @@ def export_onnx(
             x = normalize_faces(calib, model_preprocess(m))
             if fp32_tail is not None or select is None or len(select) == 0:
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
-                quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m))
+                quantize_int8(
+                    fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m), progress
+                )
             else:
                 tail, sel_agree = _select_fp32_tail(
-                    m, fp32, Path(tmp) / "int8.onnx", x, select, calibration_method, per_channel, min_agreement
+                    m,
+                    fp32,
+                    Path(tmp) / "int8.onnx",
+                    x,
+                    select,
+                    calibration_method,
+                    per_channel,
+                    min_agreement,
+                    progress,
                 )
                 n_sel = len(select)
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
@@ -418,6 +441,7 @@ def _select_fp32_tail(
     method: str,
     per_channel: bool,
     min_agreement: float,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Quantize with each of :data:`FP32_TAILS` in turn; keep the first whose top-label
     agreement with PyTorch on ``faces`` is at least ``min_agreement`` with 95% confidence
@@ -425,19 +449,26 @@ def _select_fp32_tail(
     the bar must hold on the *test* split). ``(tail, agreement)``. Raises
     :class:`~fervid.errors.UserValueError` when no tail meets the bar: such a model is never
     written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
+    from fervid.runtime import progress_bar
+
     ref = _probs_torch(m, faces).argmax(1)
     keep = _keep_fp32(m)
     best: tuple[float, float, float] | None = None  # (tail, agreement, lower bound)
+    search = progress_bar(total=len(FP32_TAILS), desc="int8 fp32-tail search", unit="tail", enabled=progress)
     for tail in FP32_TAILS:
+        search.set_postfix_str(f"fp32 tail {tail:g}")
         cand = out.with_name(f"tail-{tail:g}.onnx")
-        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep)
+        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep, progress)
         agree = float((_probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0).argmax(1) == ref).mean())
         lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
         if best is None or agree > best[1]:
             best = (tail, agree, lower)
             cand.replace(out)
+        search.update(1)
         if lower >= min_agreement:
+            search.close()
             return tail, agree
+    search.close()
     assert best is not None
     raise UserValueError(
         f"int8 export: no fp32 tail of {list(FP32_TAILS)} keeps PyTorch's top label on {100 * min_agreement:.1f}% "
