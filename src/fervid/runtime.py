@@ -1,4 +1,5 @@
-"""Runtime helpers shared by every layer: device, autocast, cache and data locations, softmax.
+"""Runtime helpers shared by every layer: device, autocast, cache and data locations, softmax,
+progress bars.
 
 Nothing here imports another fervid module, so any module may use it.
 """
