@@ -93,3 +93,58 @@ def test_supported_pythons_declared() -> None:
     assert sys.version_info[:2] >= (3, declared[0]) and sys.version_info.minor <= declared[-1], (
         f"Python {sys.version_info[:2]} is not among the declared 3.{declared}"
     )
+
+
+def _interpreter(minor: int) -> str | None:
+    """A ``python3.<minor>`` on PATH that runs, else one of pyenv's (not selected by pyenv's shims)."""
+    import glob
+    import shutil
+
+    found = [shutil.which(f"python3.{minor}")] + sorted(
+        glob.glob(str(Path.home() / ".pyenv" / "versions" / f"3.{minor}.*" / "bin" / f"python3.{minor}"))
+    )
+    for exe in filter(None, found):
+        ok = subprocess.run([exe, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True)
+        if ok.returncode == 0 and ok.stdout.strip() == str(minor):
+            return exe
+    return None
+
+
+def test_source_compiles_on_the_declared_pythons() -> None:
+    """Every declared Python found on this machine compiles the package, its tests and examples,
+    and imports ``fervid`` (torch-free: the full suite runs on the development venv's Python)."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    minors = [
+        int(c.rsplit(".", 1)[1])
+        for c in meta["project"]["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    code = (
+        "import pathlib, sys\n"
+        "for root in sys.argv[1:]:\n"
+        "    for p in sorted(pathlib.Path(root).rglob('*.py')):\n"
+        "        compile(p.read_text(encoding='utf-8'), str(p), 'exec', dont_inherit=True)\n"
+        "import fervid\n"
+        "print(fervid.__version__)\n"
+    )
+    checked = []
+    for minor in minors:
+        exe = _interpreter(minor)
+        if exe is None:
+            continue
+        out = subprocess.run(
+            [exe, "-c", code, "src", "tests", "examples"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, f"Python 3.{minor} ({exe}): {out.stderr[-2000:]}"
+        from fervid import __version__
+
+        assert out.stdout.strip() == __version__
+        checked.append(minor)
+    assert sys.version_info.minor in checked or sys.version_info.minor not in minors
+    print(f"compiled and imported on Python 3.{checked}")
