@@ -52,6 +52,23 @@ def test_terminal_gets_a_bar_and_no_progress_gets_nothing(monkeypatch: pytest.Mo
     assert quiet.getvalue() == ""
 
 
+def test_a_long_step_without_counts_is_not_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fervid.runtime import progress_stage
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0.05")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    with progress_stage("exporting"):
+        time.sleep(0.4)
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("exporting: 00:00 elapsed") for line in lines), lines
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with progress_stage("exporting", enabled=False):
+        time.sleep(0.1)
+    assert quiet.getvalue() == ""
+
+
 def test_int8_export_reports_calibration_and_tail_search(
     every_update: None, fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -63,6 +80,9 @@ def test_int8_export_reports_calibration_and_tail_search(
         check=False, progress=True,
     )  # fmt: skip
     err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err, "cursor moves or redraws in a log"
+    for step in ("loading faces: ", "onnx export (fp32 graph): ", "int8 quantization: ", "int8 agreement: "):
+        assert step in err, f"{step!r} missing from the log"
     assert "int8 calibration: " in err and "batch" in err
     tails = [line for line in err.splitlines() if line.startswith("int8 fp32-tail search: ")]
     assert tails and tails[-1].startswith("int8 fp32-tail search: ")

@@ -241,7 +241,13 @@ def quantize_int8(
             extra["CalibPercentile"] = 99.99
         reader = _FaceReader(calib, progress=progress)
         # onnxruntime's calibrators print progress lines to stdout; keep stdout for results
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.closing(reader.bar):
+        from fervid.runtime import progress_stage
+
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.closing(reader.bar),
+            progress_stage("int8 quantization", enabled=progress),
+        ):
             quantize_static(
                 str(src),
                 str(out),
@@ -281,14 +287,19 @@ def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequenc
     return [nodes[i].name for i in sorted(keep) if nodes[i].name]
 
 
-def _probs_torch(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
+def _probs_torch(model: torch.nn.Module, faces: np.ndarray, progress: bool = False) -> np.ndarray:
     from fervid.inference.logits import tta_logits
 
-    return softmax(tta_logits(model, faces).numpy(), model_temperature(model))
+    return softmax(tta_logits(model, faces, progress=progress).numpy(), model_temperature(model))
 
 
-def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float) -> np.ndarray:
-    out = [sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0] for i in range(0, len(faces), 256)]
+def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float, progress: bool = False) -> np.ndarray:
+    from fervid.runtime import progress_bar
+
+    out = [
+        sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0]
+        for i in progress_bar(range(0, len(faces), 256), desc="int8 agreement", unit="batch", enabled=progress)
+    ]
     return softmax(np.concatenate(out), t)
 
 
@@ -366,26 +377,30 @@ def export_onnx(
     calib: np.ndarray | None = None
     held_out: np.ndarray | None = None  # parity-check faces, not used for calibration
     select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
-    if isinstance(calibration_data, np.ndarray):
-        calib = calibration_data[:n_calibration]
-        held_out = calibration_data[n_calibration : n_calibration + 256]
-        select = calibration_data[n_calibration:][:n_selection]
-        if int8 and fp32_tail is None and len(select) == 0:
-            raise UserValueError(
-                f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
-                f"calibration (--n-calibration {n_calibration}), none are left to check "
-                "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
-            )
-    else:
-        source = calibration_data if calibration_data is not None else fer2013_csv()
-        has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
-        if int8 or calibration_data is not None:
-            calib = load_calibration_faces(calibration_data, n=n_calibration)
-        if check and has_splits:
-            held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
-        if int8 and fp32_tail is None and has_splits:
-            select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
-    proto = onnx.load_from_string(to_onnx_bytes(m, opset))
+    from fervid.runtime import progress_stage
+
+    with progress_stage("loading faces", enabled=progress and not isinstance(calibration_data, np.ndarray)):
+        if isinstance(calibration_data, np.ndarray):
+            calib = calibration_data[:n_calibration]
+            held_out = calibration_data[n_calibration : n_calibration + 256]
+            select = calibration_data[n_calibration:][:n_selection]
+            if int8 and fp32_tail is None and len(select) == 0:
+                raise UserValueError(
+                    f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
+                    f"calibration (--n-calibration {n_calibration}), none are left to check "
+                    "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
+                )
+        else:
+            source = calibration_data if calibration_data is not None else fer2013_csv()
+            has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
+            if int8 or calibration_data is not None:
+                calib = load_calibration_faces(calibration_data, n=n_calibration)
+            if check and has_splits:
+                held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
+            if int8 and fp32_tail is None and has_splits:
+                select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
+    with progress_stage("onnx export (fp32 graph)", enabled=progress):
+        proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     tail, sel_agree, n_sel = 0.0, float("nan"), 0
     if not int8:
         set_metadata(proto, m, "none")
@@ -451,7 +466,7 @@ def _select_fp32_tail(
     written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
     from fervid.runtime import progress_bar
 
-    ref = _probs_torch(m, faces).argmax(1)
+    ref = _probs_torch(m, faces, progress).argmax(1)
     keep = _keep_fp32(m)
     best: tuple[float, float, float] | None = None  # (tail, agreement, lower bound)
     search = progress_bar(total=len(FP32_TAILS), desc="int8 fp32-tail search", unit="tail", enabled=progress)
@@ -459,7 +474,8 @@ def _select_fp32_tail(
         search.set_postfix_str(f"fp32 tail {tail:g}")
         cand = out.with_name(f"tail-{tail:g}.onnx")
         quantize_int8(fp32, cand, calib, method, per_channel, tail, keep, progress)
-        agree = float((_probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0).argmax(1) == ref).mean())
+        probs = _probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0, progress)
+        agree = float((probs.argmax(1) == ref).mean())
         lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
         if best is None or agree > best[1]:
             best = (tail, agree, lower)
