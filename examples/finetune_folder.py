@@ -110,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     train, test = build_folders(root / "fer2013-images" / "test", out, args.per_class, args.held_out)
     final = finetune(
-        "default", train, epochs=args.epochs, out=str(out / "run"), overwrite=True, progress=False, device="cpu"
+        "default",
+        train,
+        epochs=args.epochs,
+        out=str(out / "run"),
+        overwrite=True,
+        progress=False,
+        device="cpu",
+        workers_threads=1,  # one torch thread: small batches gain nothing from more, and shared CPUs lose
     )
     print(f"fine-tuned on {len(list(train.glob('*/*.jpg')))} images; labels {final['labels']}")
     table = report(score("default", test), score(str(out / "run" / "best.pt"), test), out / "confusion.png")

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=64,
         out=args.out,
         device="cpu",
+        workers_threads=1,  # one torch thread: small batches gain nothing from more, and shared CPUs lose
     )
     run_study(cfg, data=small_fer(csv, args.test_samples), overwrite=True)
     print((Path(args.out) / "study.md").read_text())
