@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test test-slow lint wheel serve
+.PHONY: setup dev test test-slow lint wheel serve docs docs-build
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= default
@@ -24,7 +24,7 @@ dev:
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch'; print('torch', torch.__version__)"
-DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, filelock, pytest_cov, ruff, mypy, build" 2>/dev/null
+DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, filelock, pytest_cov, ruff, mypy, build, mkdocs" 2>/dev/null
 
 # The suite but the tests marked slow, on every core (pytest-xdist; a test file stays on one
 # worker, so its module fixtures train once, and the session checkpoints are trained once for
@@ -63,3 +63,14 @@ serve:
 	@$(BIN)/python -c "import fastapi, uvicorn, multipart" 2>/dev/null || $(BIN)/pip install -q -e ".[serve]"
 	@echo "fervid: open http://$(HOST):$(PORT)/ (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
 	$(BIN)/fervid serve --host $(HOST) --port $(PORT) --model $(MODEL)
+
+# The documentation site (docs/, mkdocs.yml): served with live reload on http://127.0.0.1:8001/;
+# docs-build writes the static site to site/ (the tests build it with --strict too).
+DOCS_PORT ?= 8001
+docs:
+	@$(BIN)/python -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	PYTHONPATH=src $(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build:
+	@$(BIN)/python -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	PYTHONPATH=src $(BIN)/mkdocs build --strict --site-dir site

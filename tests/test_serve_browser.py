@@ -147,10 +147,45 @@ def wait_js(page: Any, expr: str, timeout: float) -> Any:
         time.sleep(0.1)
 
 
+def keep_screenshot(shot: Path, name: str) -> None:
+    """Copy a screenshot to $FERVID_SCREENSHOT_DIR (to look at), when it is set."""
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("FERVID_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / name)
+
+
+def start_camera(page: Any) -> None:
+    """The camera waits for a click on "Start camera", which says why it asks."""
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    time.sleep(0.5)  # time enough for a camera that started by itself to show it
+    assert page.evaluate("({camera: fervid.camera, frames: fervid.framesProcessed})") == {"camera": "idle", "frames": 0}
+    assert page.evaluate("document.getElementById('video').srcObject") is None
+    assert page.inner_text("#camera-btn") == "Start camera"
+    why = page.inner_text("#camera-why")
+    assert page.is_visible("#camera-why") and "only when you press" in why and "never sent" in why, why
+    page.click("#camera-btn")
+    wait_js(page, "fervid.camera === 'on'", FACE_TIMEOUT_S)
+    assert page.inner_text("#camera-btn") == "Stop camera"
+
+
+def assert_labels_inside(page: Any) -> None:
+    """Every label drawn on the live canvas lies inside it, and the placement rule keeps a label
+    inside at every edge (the clip's faces do not reach every edge)."""
+    rects, size = page.evaluate("[fervid.labelRects, fervid.canvasSize]")
+    for r in rects:
+        assert 0 <= r["x"] and r["x"] + r["w"] <= size["width"] + 1e-6, (r, size)
+        assert 0 <= r["y"] and r["y"] + r["h"] <= size["height"] + 1e-6, (r, size)
+    for box in ({"x": 600, "y": 40, "w": 40, "h": 50}, {"x": 0, "y": 0, "w": 60, "h": 80},
+                {"x": 590, "y": 300, "w": 50, "h": 60}, {"x": 10, "y": 5, "w": 620, "h": 350}):  # fmt: skip
+        r = page.evaluate("(b) => fervid.placeLabel(b, 120, 20, 640, 360)", box)
+        assert 0 <= r["x"] <= 640 - 120 and 0 <= r["y"] <= 360 - 20, (box, r)
+
+
 def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path) -> None:
     t0 = time.time()
     page.goto(f"{server}/")
-    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    start_camera(page)
     wait_js(page, "window.fervid.facesDrawn > 0", FACE_TIMEOUT_S)
     first_face_s = time.time() - t0
     state = page.evaluate(
@@ -172,12 +207,18 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     assert page.evaluate("[...document.querySelectorAll('input[name=model]')].map(r => r.value)") == offered
     assert page.evaluate("document.querySelector('input[name=model]:checked').value") == "fast"
     assert "fps" in page.inner_text("#fps")
+    # the legend says what "?" and the bars mean
+    help_text = page.inner_text("#help")
+    assert "?" in help_text and "ambiguous" in help_text and "bars" in help_text and "probability" in help_text
+    assert page.evaluate("document.querySelectorAll('#legend span').length") == 7
+    # the timeline follows one main person, smoothed
+    wait_js(page, "fervid.timeline.points >= 10 && fervid.timeline.mainId !== null", 20)
+    smoothed = page.evaluate("fervid.timeline.smoothed")
+    assert set(smoothed) == allowed and abs(sum(smoothed.values()) - 1.0) < 1e-9 * len(smoothed)
+    assert_labels_inside(page)
     shot = tmp_path / "live.png"
     page.screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
-    keep = os.environ.get("FERVID_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / "serve_live.png")
+    keep_screenshot(shot, "serve_live.png")
     assert not page.problems, page.problems
     assert not page.outside, f"requests outside the app: {page.outside}"
     assert first_face_s < FACE_TIMEOUT_S
@@ -201,7 +242,7 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     from fervid.serve.app import _package_file
 
     if not page.url.startswith(server):
-        page.goto(f"{server}/?camera=off")
+        page.goto(f"{server}/")
     wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
     page.evaluate("document.querySelector('input[value=fast]').click()")
     wait_js(page, "fervid.model === 'fast'", 10)
@@ -306,7 +347,7 @@ def test_aligned_crop_matches_python_on_video_frames(page: Any, server: str, med
     from fervid.inference.crop import align_face, box_crop, crop_face
 
     if not page.url.startswith(server):
-        page.goto(f"{server}/?camera=off")
+        page.goto(f"{server}/")
     wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
     page.evaluate("document.querySelector('input[value=fast]').click()")
     wait_js(page, "fervid.model === 'fast'", 10)
@@ -358,7 +399,7 @@ def test_page_crop_falls_back_like_python(page: Any, server: str, media: Path) -
     from fervid.inference.crop import align_face, crop_face
 
     if not page.url.startswith(server):
-        page.goto(f"{server}/?camera=off")
+        page.goto(f"{server}/")
     wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
     page.evaluate("document.querySelector('input[value=fast]').click()")
     wait_js(page, "fervid.model === 'fast'", 10)
@@ -395,14 +436,16 @@ def test_page_crop_falls_back_like_python(page: Any, server: str, media: Path) -
 
 def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path: Path) -> None:
     if not page.url.startswith(server):
-        page.goto(f"{server}/?camera=off")
+        page.goto(f"{server}/")
     page.set_input_files("#file-input", str(media / "two_people.jpg"))
     wait_js(page, "fervid.upload.status === 'done' || fervid.upload.status === 'error'", 30)
     up = page.evaluate("fervid.upload")
     assert up["status"] == "done" and up["faces"] == 2, up
     assert page.is_visible("#upload-canvas")
     assert page.locator("#upload-faces li").count() == 2
-    page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+    page.locator("#upload").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "upload.png"))
+    keep_screenshot(tmp_path / "upload.png", "serve_upload.png")
     # drag and drop: a real drop event carrying the file
     import base64
 
@@ -429,7 +472,10 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     page.set_input_files("#file-input", str(notes))
     wait_js(page, "fervid.upload.status === 'error'", 30)
     assert "415" in page.evaluate("fervid.upload.error")
-    assert "415" in page.inner_text("#upload-status")
+    status = page.inner_text("#upload-status")
+    assert "415" in status and status.count("notes.txt") == 1, status  # the file is named once
+    # the error replaces the previous photo's result
+    assert not page.is_visible("#upload-canvas") and page.locator("#upload-faces li").count() == 0
     expected = (
         "console error: Failed to load resource: the server responded with a status of 415 (Unsupported Media Type)"
     )
@@ -438,11 +484,49 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
 
 
 def test_model_switch_to_default(page: Any, server: str) -> None:
-    if not page.url.startswith(server) or "camera=off" in page.url:
-        page.goto(f"{server}/")
-    wait_js(page, "window.fervid && window.fervid.modelLoaded && fervid.camera === 'on'", 30)
+    page.goto(f"{server}/")
+    start_camera(page)
+    wait_js(page, "fervid.timeline.points >= 5", 30)
+    before = page.evaluate("fervid.timeline")
     page.click("input[value=default]")
     wait_js(page, "fervid.model === 'default'", 180)  # first use exports the default model on the server
     n = page.evaluate("fervid.framesProcessed")
     wait_js(page, f"fervid.framesProcessed > {n + 5} && fervid.lastFaces.length > 0", 30)
+    after = page.evaluate("fervid.timeline")
+    # the timeline survives the switch: same first point, more points, the switch marked on it
+    assert after["first"] == before["first"] and after["points"] > before["points"], (before, after)
+    assert after["switches"] == ["default"]
     assert not page.problems, page.problems
+
+
+def test_phone_layout(page: Any, server: str, media: Path, tmp_path: Path) -> None:
+    """At 390x844 the camera waits for the click too, labels stay inside the frame, and an
+    uploaded photo is shown full width with labels about 14 CSS pixels high."""
+    phone = page.context.browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    pg = phone.new_page()
+    try:
+        pg.goto(f"{server}/")
+        start_camera(pg)
+        wait_js(pg, "fervid.facesDrawn > 0 && fervid.timeline.points >= 5", 30)
+        assert_labels_inside(pg)
+        shot = tmp_path / "phone_live.png"
+        pg.screenshot(path=str(shot))
+        keep_screenshot(shot, "serve_phone_live.png")
+        pg.set_input_files("#file-input", str(media / "two_people.jpg"))
+        wait_js(pg, "fervid.upload.status === 'done' || fervid.upload.status === 'error'", 30)
+        up = pg.evaluate("fervid.upload")
+        assert up["status"] == "done" and up["faces"] == 2, up
+        shown = pg.evaluate("document.getElementById('upload-canvas').getBoundingClientRect().width")
+        card = pg.evaluate("document.getElementById('upload').clientWidth")
+        assert shown >= 0.85 * card and shown >= 300, (shown, card)  # full width, not a thumbnail
+        assert 12 <= up["fontCssPx"] <= 16, up["fontCssPx"]  # readable labels at that width
+        for r in up["labelRects"]:
+            assert 0 <= r["x"] <= 1126 - r["w"] and 0 <= r["y"] <= 661 - r["h"], r
+        pg.locator("#upload").scroll_into_view_if_needed()
+        shot = tmp_path / "phone_upload.png"
+        pg.screenshot(path=str(shot))
+        keep_screenshot(shot, "serve_phone_upload.png")
+    finally:
+        phone.close()

@@ -781,7 +781,7 @@ def run_batch(
 ) -> BatchSummary:
     """Process every photo and video of ``source`` into ``out`` (Parquet; see the module
     docstring for the rows, side tables, resuming and engines). Returns a summary."""
-    from tqdm.auto import tqdm
+    from fervid.runtime import progress_bar
 
     options = options or BatchOptions()
     options.validate()
@@ -825,9 +825,7 @@ def run_batch(
         else:
             results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
         writer = PartWriter(paths.parts, flush_every)
-        bar = tqdm(
-            total=len(todo), desc=f"fervid batch ({engine})", unit="src", disable=not progress, dynamic_ncols=True
-        )
+        bar = progress_bar(total=len(todo), desc=f"fervid batch ({engine})", unit="src", enabled=progress)
         for rows, status in results:
             _commit(writer, paths, rows, status)
             faces += len(rows)

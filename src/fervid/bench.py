@@ -41,7 +41,7 @@ def set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None) -> Path:
+def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None, progress: bool = False) -> Path:
     """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``), once per
     weight file: the name carries the weights' sha256, so new weights behind the same name (a
     re-trained bundled model) get a new export instead of timing the old one."""
@@ -50,18 +50,23 @@ def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike |
 
     path = Path(out_dir) / f"{Path(str(model)).stem}-{source_sha256(model)[:12]}-int8.onnx"
     if not path.is_file():
-        export_onnx(model, path, int8=True, calibration_data=data, check=False)
+        export_onnx(model, path, int8=True, calibration_data=data, check=False, progress=progress)
     return path
 
 
 def make_classifier(
-    model: str, backend: str, threads: int, work_dir: str | os.PathLike, data: str | os.PathLike | None
+    model: str,
+    backend: str,
+    threads: int,
+    work_dir: str | os.PathLike,
+    data: str | os.PathLike | None,
+    progress: bool = False,
 ) -> Any:
     """A classifier for one benchmark row (``backend`` in :data:`BENCH_BACKENDS`)."""
     from fervid.inference.backends import load_classifier
 
     if backend == "onnx-int8":
-        return load_classifier(str(int8_model(model, work_dir, data)), backend="onnx", threads=threads)
+        return load_classifier(str(int8_model(model, work_dir, data, progress)), backend="onnx", threads=threads)
     return load_classifier(model, backend=backend, device="cpu", threads=threads)
 
 
@@ -90,19 +95,27 @@ def bench_classifiers(
     repeats: int = 7,
     data: str | os.PathLike | None = None,
     work_dir: str | os.PathLike | None = None,
+    bar: Any = None,
 ) -> list[dict[str, Any]]:
-    """One row per model x backend: ``faces_per_s_b64``, ``ms_per_face_b1``."""
+    """One row per model x backend: ``faces_per_s_b64``, ``ms_per_face_b1``. ``bar``: a
+    progress bar (:func:`fervid.runtime.progress_bar`) advanced once per row."""
     set_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         for model in models:
             for backend in backends:
-                clf = make_classifier(model, backend, threads, work_dir or tmp, data)
+                if bar is not None:
+                    bar.set_postfix_str(f"classifier {model} {backend}")
+                clf = make_classifier(
+                    model, backend, threads, work_dir or tmp, data, bar is not None and not bar.disable
+                )
                 s64 = time_classifier(clf, faces, 64, repeats, min_faces=640)
                 s1 = time_classifier(clf, faces, 1, repeats, min_faces=200)
                 rows.append(
                     {"model": model, "backend": backend, "faces_per_s_b64": 1.0 / s64, "ms_per_face_b1": 1e3 * s1}
                 )
+                if bar is not None:
+                    bar.update(1)
     return rows
 
 
@@ -201,9 +214,11 @@ def bench_int8_accuracy(
     split: str = "PrivateTest",
     threads: int = 2,
     work_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
-    images of ``data``), and top-label agreement of each ONNX model with torch."""
+    images of ``data``), and top-label agreement of each ONNX model with torch (``progress``:
+    the int8 export's bars)."""
     from fervid.data.datasets import load_dataset
     from fervid.inference.backends import load_classifier
     from fervid.models.onnx import read_metadata
@@ -215,7 +230,7 @@ def bench_int8_accuracy(
     if len(faces) == 0:
         raise UserValueError(f"{data}: no {split} images")
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
-        q = int8_model(model, work_dir or tmp, data)
+        q = int8_model(model, work_dir or tmp, data, progress)
         clfs = {
             "torch": load_classifier(model, backend="torch", device="cpu"),
             "onnx": load_classifier(model, backend="onnx", threads=threads),
@@ -246,15 +261,17 @@ def run_benchmarks(
     detect_every: int | None = None,
     threads: int = 2,
     repeats: int = 7,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the parts of ``what`` (:data:`BENCH_PARTS`) and return their rows by part.
+    """Run the parts of ``what`` (:data:`BENCH_PARTS`) and return their rows by part
+    (``progress``: a bar over the rows, :func:`fervid.runtime.progress_bar`).
 
     ``data``: the FER2013 CSV (default :func:`fervid.runtime.fer2013_csv`); ``video``: the clip
     for the pipeline test (default ``<data root>/media/short_hamilton_clip.mp4``). The video
     part runs at the clip's own size and at 640x480, with ``detect_every`` (default the
     library's) and, when that is the default, also with detection on every frame.
     """
-    from fervid.runtime import fer2013_csv
+    from fervid.runtime import fer2013_csv, progress_bar
 
     bad = set(what) - set(BENCH_PARTS)
     if bad:
@@ -264,18 +281,28 @@ def run_benchmarks(
         raise UserFileNotFoundError("FER2013 data not found: pass --data PATH/fer2013.csv.gz or set FERVID_DATA")
     data = Path(data)
     results: dict[str, Any] = {}
+    video_rows = 2 * (1 + (detect_every is None))
+    steps = (
+        ("classifier" in what) * len(models) * len(backends)
+        + ("video" in what) * video_rows
+        + ("int8" in what) * len(models)
+    )
+    bar = progress_bar(total=steps, desc="fervid bench", unit="row", enabled=progress)
     if "classifier" in what:
         from fervid.data.datasets import load_dataset
 
         d = load_dataset(data)
         faces = d.images[d.splits == "PrivateTest"][:1024]
-        results["classifier"] = bench_classifiers(models, backends, faces, threads=threads, repeats=repeats, data=data)
+        results["classifier"] = bench_classifiers(
+            models, backends, faces, threads=threads, repeats=repeats, data=data, bar=bar
+        )
     if "video" in what:
         clip = Path(video) if video else data.parent.parent / "media" / "short_hamilton_clip.mp4"
         if not clip.is_file():
             raise UserFileNotFoundError(f"no such video: {clip}")
         rows = []
         for size in (None, (640, 480)):
+            bar.set_postfix_str(f"video {video_model} {'x'.join(map(str, size)) if size else 'own size'}")
             rows.append(
                 bench_pipeline(
                     clip,
@@ -286,13 +313,20 @@ def run_benchmarks(
                     repeats=max(1, min(repeats, 3)),
                 )
             )
+            bar.update(1)
             if detect_every is None:
                 rows.append(
                     bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads, repeats=1)
                 )
+                bar.update(1)
         results["video"] = rows
     if "int8" in what:
-        results["int8"] = [bench_int8_accuracy(m, data, threads=threads) for m in models]
+        results["int8"] = []
+        for m in models:
+            bar.set_postfix_str(f"int8 accuracy {m}")
+            results["int8"].append(bench_int8_accuracy(m, data, threads=threads, progress=progress))
+            bar.update(1)
+    bar.close()
     return results
 
 

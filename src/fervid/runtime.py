@@ -1,11 +1,16 @@
-"""Runtime helpers shared by every layer: device, autocast, cache and data locations, softmax.
+"""Runtime helpers shared by every layer: device, autocast, cache and data locations, softmax,
+progress bars.
 
 Nothing here imports another fervid module, so any module may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,3 +129,104 @@ def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
+
+
+class _LineStream:
+    """A text stream for tqdm that turns its carriage-return redraws into whole lines: what a
+    log file or a pipe should get instead of a bar redrawn in place (cursor moves dropped)."""
+
+    _CURSOR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        line = self._CURSOR.sub("", text).replace("\r", "").strip()
+        if line:
+            self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``).
+LOG_PROGRESS_SECONDS = 10.0
+
+
+def progress_bar(
+    iterable: Any = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    bar_format: str | None = None,
+) -> Any:
+    """A tqdm progress bar on stderr for a long job: redrawn in place on a terminal (shown after
+    one second, so quick jobs stay quiet), one plain line every :data:`LOG_PROGRESS_SECONDS`
+    (and at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
+    (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``;
+    ``bar_format`` replaces the layout (tqdm's)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    stream = sys.stderr
+    if not enabled or stream is None:
+        return tqdm(iterable, total=total, disable=True)
+    if stream.isatty():
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit=unit,
+            delay=1.0,
+            dynamic_ncols=True,
+            leave=False,
+            bar_format=bar_format,
+        )
+    seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=_LineStream(stream),
+        mininterval=seconds,
+        maxinterval=seconds,
+        bar_format=bar_format
+        or (
+            "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {elapsed} elapsed, {remaining} left{postfix}"
+            if total is not None or hasattr(iterable, "__len__")
+            else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}"
+        ),
+    )
+
+
+@contextlib.contextmanager
+def progress_stage(desc: str, enabled: bool = True) -> Iterator[None]:
+    """A long step with nothing to count (an export, one big computation): on a terminal a
+    line with the elapsed time, redrawn every second; in a log ``desc: MM:SS elapsed`` every
+    :data:`LOG_PROGRESS_SECONDS` and at the end, so that no long step is silent."""
+    import sys
+
+    bar = progress_bar(desc=desc, enabled=enabled, bar_format="{desc}: {elapsed} elapsed")
+    if bar.disable:
+        yield
+        return
+    tty = bool(sys.stderr is not None and sys.stderr.isatty())
+    every = 1.0 if tty else float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=beat, name=f"fervid-progress-{desc}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        bar.close()

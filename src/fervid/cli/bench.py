@@ -2,7 +2,7 @@
 
     fervid bench [--what classifier,video,int8] [--models default,fast]
                  [--backends torch,onnx,onnx-int8] [--data PATH] [--video PATH]
-                 [--threads 2] [--repeats 7] [--markdown]
+                 [--threads 2] [--repeats 7] [--markdown] [--no-progress]
 
 classifier: faces/s at batch 64 and ms per face at batch 1 (median over --repeats) on
 real FER2013 faces. video: end-to-end fps of ``fervid video``'s pipeline (stream + draw,
@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--repeats", type=positive_int, default=7)
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         detect_every=args.detect_every,
         threads=args.threads,
         repeats=args.repeats,
+        progress=args.progress,
     )
     print(markdown_tables(results))
     if args.json:

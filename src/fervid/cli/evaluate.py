@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fervid.cli.argtypes import positive_int
 from fervid.inference.options import TTA_MODES
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast where supported")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html")
     p.add_argument("--out", help="output folder (default: print only)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -75,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         adabn=args.adabn,
         max_images=args.max_images,
         report=args.report,
+        progress=args.progress,
     )
-    res = evaluate(cfg, log=lambda s: None)
+    res = evaluate(cfg, log=(lambda s: print(s, file=sys.stderr)) if args.progress else (lambda s: None))
     print(summary_table(res.metrics))
     if args.out:
         if args.calibrate:

@@ -1,6 +1,6 @@
 """``fervid export``: a model as ONNX (fp32, or int8 with static QDQ quantization).
 
-    fervid export MODEL --format onnx [--int8] [--calibration-data PATH] --out FILE
+    fervid export MODEL --format onnx [--int8] [--calibration-data PATH] --out FILE [--no-progress]
 
 MODEL: a bundled model name (default, fast) or a checkpoint. The ONNX model has a dynamic
 batch axis and carries its labels, preprocessing and temperature in its metadata; run it
@@ -69,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help=f"top-1 agreement with PyTorch the int8 model must keep on PublicTest (default {INT8_MIN_AGREEMENT})",
     )
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         check=args.check,
         fp32_tail=args.fp32_tail,
         min_agreement=args.min_agreement,
+        progress=args.progress,
     )
     print(report.summary())
     return 0

@@ -135,8 +135,6 @@ def _summary(res) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fervid.data.io import load_image
     from fervid.errors import FervidError
     from fervid.inference.detect import DEFAULT_DETECTOR
@@ -176,14 +174,9 @@ def run(args: argparse.Namespace) -> int:
         n = rec.adapt([p for p, problem in items if problem is None], strict=False, progress=args.progress)
         print(f"fervid predict: AdaBN statistics from {n} faces", file=sys.stderr)
     failed = 0
-    bar = tqdm(
-        items,
-        desc="predict",
-        unit="img",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=(not args.progress or len(items) < 2) or None,
-    )
+    from fervid.runtime import progress_bar
+
+    bar = progress_bar(items, desc="predict", unit="img", enabled=args.progress and len(items) >= 2)
 
     def err(msg: str) -> None:
         nonlocal failed

@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="OUT holds this study: keep its finished runs, continue an interrupted one",
     )
     again.add_argument("--overwrite", action="store_true", help="OUT holds a study: train every run again")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         workers_threads=args.workers_threads,
         train_overrides=overrides,
+        progress=args.progress,
     )
     from fervid.safety import sigterm_as_interrupt
 

@@ -108,8 +108,6 @@ def gui_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fervid.inference.detect import DEFAULT_DETECTOR
     from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
     from fervid.inference.recognizer import EmotionRecognizer
@@ -135,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
             )
             show = False
         state["show"] = show
-        state["bar"] = tqdm(
+        from fervid.runtime import progress_bar
+
+        state["bar"] = progress_bar(
             total=expected_frames(info, args.every, args.max_seconds),
             desc=os.path.basename(info.name),
             unit="frame",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            disable=not args.progress,
+            enabled=args.progress,
         )
         state["t0"] = time.perf_counter()
 

@@ -58,6 +58,7 @@ class EvalConfig:
     max_images: int | None = None  # stratified subset of the evaluated (and fit) images
     seed: int = 0  # for max_images
     report: bool = True
+    progress: bool = False  # a bar over the scored faces (fervid.runtime.progress_bar)
 
     def validate(self) -> None:
         from fervid.inference.options import TTA_MODES
@@ -257,8 +258,10 @@ def _scored_logits(model: Any, images: np.ndarray, cfg: EvalConfig, device: Any)
     if cfg.adabn:
         from fervid.inference.adapt import adabn
 
-        m = adabn(model, images, batch_size=cfg.batch_size)
-    return tta_logits(m, images, cfg.tta, device=device, batch_size=cfg.batch_size, amp=cfg.amp).numpy()
+        m = adabn(model, images, batch_size=cfg.batch_size, progress=cfg.progress)
+    return tta_logits(
+        m, images, cfg.tta, device=device, batch_size=cfg.batch_size, amp=cfg.amp, progress=cfg.progress
+    ).numpy()
 
 
 def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None = None, log: Any = print) -> EvalResult:

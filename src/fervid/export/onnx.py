@@ -173,19 +173,26 @@ def load_npy_faces(path: str | os.PathLike) -> np.ndarray:
 class _FaceReader:
     """onnxruntime CalibrationDataReader over normalised faces, in small batches."""
 
-    def __init__(self, x: np.ndarray, batch: int = 32):
+    def __init__(self, x: np.ndarray, batch: int = 32, progress: bool = False):
+        from fervid.runtime import progress_bar
+
         # Equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack the
         # batches' outputs and fail on a short last batch, so use the largest divisor of N.
         batch = max(b for b in range(1, min(batch, len(x)) + 1) if len(x) % b == 0) if len(x) else 1
         self._x, self._batch = x, batch
         self._it: Iterator[dict[str, np.ndarray]] | None = None
+        self.bar = progress_bar(total=-(-len(x) // batch), desc="int8 calibration", unit="batch", enabled=progress)
         self.rewind()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         assert self._it is not None
-        return next(self._it, None)
+        item = next(self._it, None)
+        if item is not None:
+            self.bar.update(1)
+        return item
 
     def rewind(self) -> None:
+        self.bar.reset()
         self._it = iter([{"input": self._x[i : i + self._batch]} for i in range(0, len(self._x), self._batch)])
 
 
@@ -197,12 +204,14 @@ def quantize_int8(
     per_channel: bool = True,
     fp32_tail: float = 0.0,
     keep_fp32: Sequence[str] = (),
+    progress: bool = False,
 ) -> None:
     """Static int8 QDQ quantization of an exported fp32 model, calibrated on ``calib``
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
     stay fp32 (:func:`fp32_nodes`); ``keep_fp32`` names the first convolution and the classifier
-    as module paths (the model's :class:`~fervid.models.ModelCfg`)."""
+    as module paths (the model's :class:`~fervid.models.ModelCfg`). ``progress``: a bar over the
+    calibration batches (:func:`fervid.runtime.progress_bar`)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -230,12 +239,19 @@ def quantize_int8(
         extra: dict[str, Any] = {}
         if method == "percentile":
             extra["CalibPercentile"] = 99.99
+        reader = _FaceReader(calib, progress=progress)
         # onnxruntime's calibrators print progress lines to stdout; keep stdout for results
-        with contextlib.redirect_stdout(io.StringIO()):
+        from fervid.runtime import progress_stage
+
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.closing(reader.bar),
+            progress_stage("int8 quantization", enabled=progress),
+        ):
             quantize_static(
                 str(src),
                 str(out),
-                _FaceReader(calib),
+                reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
@@ -271,14 +287,19 @@ def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequenc
     return [nodes[i].name for i in sorted(keep) if nodes[i].name]
 
 
-def _probs_torch(model: torch.nn.Module, faces: np.ndarray) -> np.ndarray:
+def _probs_torch(model: torch.nn.Module, faces: np.ndarray, progress: bool = False) -> np.ndarray:
     from fervid.inference.logits import tta_logits
 
-    return softmax(tta_logits(model, faces).numpy(), model_temperature(model))
+    return softmax(tta_logits(model, faces, progress=progress).numpy(), model_temperature(model))
 
 
-def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float) -> np.ndarray:
-    out = [sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0] for i in range(0, len(faces), 256)]
+def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float, progress: bool = False) -> np.ndarray:
+    from fervid.runtime import progress_bar
+
+    out = [
+        sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0]
+        for i in progress_bar(range(0, len(faces), 256), desc="int8 agreement", unit="batch", enabled=progress)
+    ]
     return softmax(np.concatenate(out), t)
 
 
@@ -318,6 +339,7 @@ def export_onnx(
     fp32_tail: float | None = None,
     min_agreement: float = INT8_MIN_AGREEMENT,
     n_selection: int | None = None,
+    progress: bool = False,
 ) -> ExportReport:
     """Export ``model`` (bundled name, checkpoint path or loaded torch model) to ONNX.
 
@@ -337,6 +359,8 @@ def export_onnx(
         check: compare the exported model's probabilities with PyTorch's, on 256
             PublicTest faces of the calibration dataset (or of :func:`fervid.runtime.fer2013_csv`),
             never the calibration images themselves; on synthetic images if there is no data.
+        progress: progress bars for the int8 calibration and the fp32-tail search (minutes on
+            a CPU; :func:`fervid.runtime.progress_bar`).
     """
     import onnx
 
@@ -353,26 +377,30 @@ def export_onnx(
     calib: np.ndarray | None = None
     held_out: np.ndarray | None = None  # parity-check faces, not used for calibration
     select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
-    if isinstance(calibration_data, np.ndarray):
-        calib = calibration_data[:n_calibration]
-        held_out = calibration_data[n_calibration : n_calibration + 256]
-        select = calibration_data[n_calibration:][:n_selection]
-        if int8 and fp32_tail is None and len(select) == 0:
-            raise UserValueError(
-                f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
-                f"calibration (--n-calibration {n_calibration}), none are left to check "
-                "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
-            )
-    else:
-        source = calibration_data if calibration_data is not None else fer2013_csv()
-        has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
-        if int8 or calibration_data is not None:
-            calib = load_calibration_faces(calibration_data, n=n_calibration)
-        if check and has_splits:
-            held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
-        if int8 and fp32_tail is None and has_splits:
-            select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
-    proto = onnx.load_from_string(to_onnx_bytes(m, opset))
+    from fervid.runtime import progress_stage
+
+    with progress_stage("loading faces", enabled=progress and not isinstance(calibration_data, np.ndarray)):
+        if isinstance(calibration_data, np.ndarray):
+            calib = calibration_data[:n_calibration]
+            held_out = calibration_data[n_calibration : n_calibration + 256]
+            select = calibration_data[n_calibration:][:n_selection]
+            if int8 and fp32_tail is None and len(select) == 0:
+                raise UserValueError(
+                    f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
+                    f"calibration (--n-calibration {n_calibration}), none are left to check "
+                    "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
+                )
+        else:
+            source = calibration_data if calibration_data is not None else fer2013_csv()
+            has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
+            if int8 or calibration_data is not None:
+                calib = load_calibration_faces(calibration_data, n=n_calibration)
+            if check and has_splits:
+                held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
+            if int8 and fp32_tail is None and has_splits:
+                select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
+    with progress_stage("onnx export (fp32 graph)", enabled=progress):
+        proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     tail, sel_agree, n_sel = 0.0, float("nan"), 0
     if not int8:
         set_metadata(proto, m, "none")
@@ -386,10 +414,20 @@ def export_onnx(
             x = normalize_faces(calib, model_preprocess(m))
             if fp32_tail is not None or select is None or len(select) == 0:
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
-                quantize_int8(fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m))
+                quantize_int8(
+                    fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m), progress
+                )
             else:
                 tail, sel_agree = _select_fp32_tail(
-                    m, fp32, Path(tmp) / "int8.onnx", x, select, calibration_method, per_channel, min_agreement
+                    m,
+                    fp32,
+                    Path(tmp) / "int8.onnx",
+                    x,
+                    select,
+                    calibration_method,
+                    per_channel,
+                    min_agreement,
+                    progress,
                 )
                 n_sel = len(select)
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
@@ -418,6 +456,7 @@ def _select_fp32_tail(
     method: str,
     per_channel: bool,
     min_agreement: float,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Quantize with each of :data:`FP32_TAILS` in turn; keep the first whose top-label
     agreement with PyTorch on ``faces`` is at least ``min_agreement`` with 95% confidence
@@ -425,19 +464,27 @@ def _select_fp32_tail(
     the bar must hold on the *test* split). ``(tail, agreement)``. Raises
     :class:`~fervid.errors.UserValueError` when no tail meets the bar: such a model is never
     written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
-    ref = _probs_torch(m, faces).argmax(1)
+    from fervid.runtime import progress_bar
+
+    ref = _probs_torch(m, faces, progress).argmax(1)
     keep = _keep_fp32(m)
     best: tuple[float, float, float] | None = None  # (tail, agreement, lower bound)
+    search = progress_bar(total=len(FP32_TAILS), desc="int8 fp32-tail search", unit="tail", enabled=progress)
     for tail in FP32_TAILS:
+        search.set_postfix_str(f"fp32 tail {tail:g}")
         cand = out.with_name(f"tail-{tail:g}.onnx")
-        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep)
-        agree = float((_probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0).argmax(1) == ref).mean())
+        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep, progress)
+        probs = _probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0, progress)
+        agree = float((probs.argmax(1) == ref).mean())
         lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
         if best is None or agree > best[1]:
             best = (tail, agree, lower)
             cand.replace(out)
+        search.update(1)
         if lower >= min_agreement:
+            search.close()
             return tail, agree
+    search.close()
     assert best is not None
     raise UserValueError(
         f"int8 export: no fp32 tail of {list(FP32_TAILS)} keeps PyTorch's top label on {100 * min_agreement:.1f}% "

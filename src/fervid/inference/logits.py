@@ -77,6 +77,7 @@ def tta_logits(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     amp: bool = False,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Logits (float32, on CPU, ``N x K``) for uint8 grey faces ``N x H x W``.
 
@@ -84,9 +85,11 @@ def tta_logits(
     logits of the TTA views (``"none"``, ``"flip"`` or ``"crops"``), and puts the model in
     eval mode on ``device`` (moving it there if needed). ``amp`` enables bf16 autocast
     where supported (off by default so that numbers are reproducible across machines).
+    ``progress``: a bar over the faces (:func:`fervid.runtime.progress_bar`; a terminal shows it
+    only when scoring takes more than a second).
     """
     from fervid.data.preprocess import to_tensor
-    from fervid.runtime import autocast
+    from fervid.runtime import autocast, progress_bar
 
     if tta not in TTA_MODES:
         raise UserValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
@@ -101,6 +104,7 @@ def tta_logits(
     if n == 0:
         return torch.zeros(0, len(pre.labels))
     out = []
+    bar = progress_bar(total=n, desc=f"scoring (tta {tta})", unit="face", enabled=progress)
     for i in range(0, n, batch_size):
         x = to_tensor(images_uint8[i : i + batch_size], pre, device)
         acc = None
@@ -113,6 +117,8 @@ def tta_logits(
             acc = y if acc is None else acc + y
         assert acc is not None
         out.append((acc / len(views)).cpu())
+        bar.update(len(out[-1]))
+    bar.close()
     return torch.cat(out)
 
 

@@ -380,6 +380,7 @@ def _train(
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
+    from fervid.runtime import progress_bar
     from fervid.safety import write_json_atomic, write_text_atomic
 
     main = ctx.is_main
@@ -528,12 +529,8 @@ def _train(
             apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
         tot_loss = tot_correct = tot_seen = 0.0
         t0 = time.time()
-        bar = tqdm(
-            range(steps),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and main),
-            leave=False,
-            dynamic_ncols=True,
+        bar = progress_bar(
+            range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main
         )
         for step in bar:
             lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])

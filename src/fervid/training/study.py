@@ -52,6 +52,7 @@ class StudyConfig:
     device: str = "auto"
     workers_threads: int | None = None
     train_overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig key
+    progress: bool = True  # each run's training bar (fervid.runtime.progress_bar); not part of the budget
 
     def validate(self) -> None:
         """Every key against its type and declared rule (:data:`STUDY_SCHEMA`); the models
@@ -181,7 +182,7 @@ def run_study(
                     "out": str(rdir),
                     "device": cfg.device,
                     "workers_threads": cfg.workers_threads,
-                    "progress": False,
+                    "progress": cfg.progress,
                     "eval_private": True,
                 }
             )

@@ -25,6 +25,7 @@ const state = window.fervid = {
   modelLoaded: false, detectorLoaded: false, model: null, camera: "idle", error: null,
   framesProcessed: 0, facesDrawn: 0, fps: 0, msPerFrame: 0, lastFaces: [], threads: ort.env.wasm.numThreads,
   upload: { status: "idle", faces: null, error: null },
+  timeline: { points: 0, first: null, mainId: null, switches: [] }, labelRects: [], canvasSize: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -69,7 +70,11 @@ async function loadEmotionModel(name) {
   state.modelLoaded = true;
   buildBars(current.meta.labels);
   buildLegend(current.meta.labels);
-  history.length = 0;
+  // The timeline keeps its history across a model switch; the switch is marked on it.
+  if (history.length) {
+    switches.push({ t: performance.now(), model: name });
+    state.timeline.switches = switches.map((s) => s.model);
+  }
   return current;
 }
 
@@ -353,8 +358,21 @@ async function analyse(source, W, H) {
 }
 
 // ---------------------------------------------------------------- drawing
+// A label of tw x th pixels for a face box, kept inside the W x H canvas: above the box when
+// there is room, else below it (or inside it at the bottom edge), moved left at the right edge.
+function placeLabel(box, tw, th, W, H) {
+  const x = Math.min(Math.max(0, box.x), Math.max(0, W - tw));
+  const above = box.y - th, below = box.y + box.h;
+  const y = Math.min(Math.max(0, above >= 0 ? above : below), Math.max(0, H - th));
+  return { x, y, w: tw, h: th };
+}
+state.placeLabel = placeLabel;
+
+// Boxes, landmarks, labels and probability bars; `scale` = canvas pixels per CSS pixel, so the
+// text is ~14 CSS pixels high however large the image is shown. Returns the label rectangles.
 function drawFaces(ctx, faces, labels, scale = 1) {
   const font = Math.max(12, Math.round(14 * scale));
+  const W = ctx.canvas.width, H = ctx.canvas.height, rects = [];
   ctx.lineWidth = Math.max(2, 2 * scale);
   ctx.font = `600 ${font}px system-ui, sans-serif`;
   for (const f of faces) {
@@ -366,23 +384,31 @@ function drawFaces(ctx, faces, labels, scale = 1) {
     ctx.fillStyle = col;
     for (const p of points) if (Array.isArray(p)) ctx.fillRect(p[0] - 2 * scale, p[1] - 2 * scale, 4 * scale, 4 * scale);
     const text = `${f.label} ${Math.round(100 * f.confidence)}%${f.ambiguous ? " ?" : ""}`;
-    const tw = ctx.measureText(text).width + 8;
-    const ty = y - font - 6 >= 0 ? y - font - 6 : y + h;
+    const r = placeLabel(f.box, ctx.measureText(text).width + 8, font + 6, W, H);
     ctx.fillStyle = col;
-    ctx.fillRect(x, ty, tw, font + 6);
+    ctx.fillRect(r.x, r.y, r.w, r.h);
     ctx.fillStyle = "#000";
-    ctx.fillText(text, x + 4, ty + font);
-    // probability bars beside the box
+    ctx.fillText(text, r.x + 4, r.y + font);
+    rects.push(r);
+    // probability bars beside the box (kept inside the canvas too)
     const bw = Math.max(40, Math.round(w * 0.5)), bh = Math.max(4, Math.round(font * 0.5)), gap = 2;
-    const bx = x + w + 6 + bw <= ctx.canvas.width ? x + w + 6 : Math.max(0, x - bw - 6);
+    const bx = x + w + 6 + bw <= W ? x + w + 6 : Math.max(0, x - bw - 6);
+    const top = Math.max(0, Math.min(y, H - labels.length * (bh + gap)));
     labels.forEach((l, i) => {
-      const by = y + i * (bh + gap);
+      const by = top + i * (bh + gap);
       ctx.fillStyle = "rgba(0,0,0,.55)";
       ctx.fillRect(bx, by, bw, bh);
       ctx.fillStyle = color(l);
-      ctx.fillRect(bx, by, bw * f.probabilities[l], bh);
+      ctx.fillRect(bx, by, bw * (f.probabilities[l] || 0), bh);
     });
   }
+  return { rects, font };
+}
+
+// Canvas pixels per CSS pixel of a canvas as laid out (1 when it is shown at least full size).
+function pixelScale(cv) {
+  const shown = cv.getBoundingClientRect().width;
+  return shown > 0 ? Math.max(1, cv.width / shown) : 1;
 }
 
 function buildBars(labels) {
@@ -423,8 +449,35 @@ function buildLegend(labels) {
   }
 }
 
-// ---------------------------------------------------------------- timeline
-const history = [];  // {t (ms), p: {label: mean probability over the faces} | null}
+// ---------------------------------------------------------------- the main person and the timeline
+// Faces are followed from frame to frame by box overlap (as fervid's video tracker does). The
+// main person is the one in view for the most frames (ties: the larger face); the timeline shows
+// their probabilities smoothed over time (exponential moving average, as `fervid video` does), and
+// keeps them across a model switch (labels the new model lacks stop, new ones start).
+const TRACK_IOU = 0.3, TRACK_MAX_AGE_MS = 1500, SMOOTH = 0.25;
+let tracks = [], nextTrackId = 1;
+
+function updateTracks(faces, now) {
+  const matched = new Set();
+  for (const f of faces) {
+    let best = null, bestIou = TRACK_IOU;
+    for (const t of tracks) {
+      const v = matched.has(t) ? 0 : iou(t.box, f.box);
+      if (v > bestIou) { best = t; bestIou = v; }
+    }
+    if (!best) { best = { id: nextTrackId++, frames: 0, smoothed: {} }; tracks.push(best); }
+    matched.add(best);
+    const s = {};
+    for (const [l, p] of Object.entries(f.probabilities)) s[l] = l in best.smoothed ? (1 - SMOOTH) * best.smoothed[l] + SMOOTH * p : p;
+    Object.assign(best, { box: f.box, last: now, frames: best.frames + 1, smoothed: s, face: f });
+  }
+  tracks = tracks.filter((t) => now - t.last <= TRACK_MAX_AGE_MS);
+  const inView = tracks.filter((t) => matched.has(t));
+  return inView.reduce((a, t) => (!a || t.frames > a.frames || (t.frames === a.frames && t.box.w * t.box.h > a.box.w * a.box.h) ? t : a), null);
+}
+
+const history = [];   // {t (ms), id: main person's track id | null, p: {label: smoothed probability} | null}
+const switches = [];  // {t, model}: model switches, marked on the timeline
 let lastTimelineDraw = 0;
 
 function drawTimeline(now) {
@@ -441,28 +494,39 @@ function drawTimeline(now) {
   if (!current) return;
   const t0 = now - TIMELINE_SECONDS * 1000;
   while (history.length && history[0].t < t0) history.shift();
+  while (switches.length && switches[0].t < t0) switches.shift();
   const xOf = (t) => pad + ((t - t0) / (TIMELINE_SECONDS * 1000)) * (W - pad - 4);
   const yOf = (p) => H - pad - p * (H - 2 * pad);
-  ctx.lineWidth = 1.6;
-  for (const l of current.meta.labels) {
+  ctx.setLineDash([3, 3]);
+  for (const s of switches) {
+    const x = xOf(s.t);
+    ctx.beginPath(); ctx.moveTo(x, pad - 8); ctx.lineTo(x, H - pad); ctx.stroke();
+    ctx.fillText(s.model, Math.min(x + 3, W - 40), pad - 10);
+  }
+  ctx.setLineDash([]);
+  ctx.lineWidth = 1.8;
+  const labels = new Set(history.flatMap((h) => (h.p ? Object.keys(h.p) : [])));
+  for (const l of labels) {
     ctx.strokeStyle = color(l);
     ctx.beginPath();
-    let pen = false;
+    let prev = null;
     for (const h of history) {
-      if (!h.p) { pen = false; continue; }
-      const x = xOf(h.t), y = yOf(h.p[l]);
-      if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
-      pen = true;
+      const v = h.p ? h.p[l] : undefined;
+      if (v === undefined) { prev = null; continue; }
+      const x = xOf(h.t), y = yOf(v);
+      // a new main person starts a new line
+      if (prev && prev.id === h.id) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      prev = h;
     }
     ctx.stroke();
   }
 }
 
-function record(faces, now) {
-  if (!faces.length) { history.push({ t: now, p: null }); return; }
-  const p = {};
-  for (const l of current.meta.labels) p[l] = faces.reduce((a, f) => a + f.probabilities[l], 0) / faces.length;
-  history.push({ t: now, p });
+function record(main, now) {
+  history.push(main ? { t: now, id: main.id, p: { ...main.smoothed } } : { t: now, id: null, p: null });
+  const drawn = history.filter((h) => h.p);
+  state.timeline = { points: drawn.length, first: drawn.length ? drawn[0].t : null, mainId: main ? main.id : null,
+                     switches: switches.map((s) => s.model), smoothed: main ? { ...main.smoothed } : null };
 }
 
 // ---------------------------------------------------------------- live loop
@@ -475,6 +539,7 @@ async function startCamera() {
     if (!window.isSecureContext || !navigator.mediaDevices) {
       throw new Error("browsers allow the camera only on HTTPS pages or on localhost (serve on 127.0.0.1, or behind HTTPS)");
     }
+    setStatus($("live-status"), "asking for the camera: allow it in the browser's prompt...");
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
     video.srcObject = stream;
     await video.play();
@@ -519,7 +584,8 @@ async function loop() {
       }
       const now = performance.now();
       liveCtx.drawImage(grab, 0, 0);  // the very frame that was analysed
-      drawFaces(liveCtx, faces, current.meta.labels, W / 640);
+      state.labelRects = drawFaces(liveCtx, faces, current.meta.labels, pixelScale(live)).rects;
+      state.canvasSize = { width: W, height: H };
       state.framesProcessed += 1;
       state.facesDrawn += faces.length;
       state.lastFaces = faces.map((f) => ({ box: f.box, label: f.label, confidence: f.confidence, score: f.score, aligned: f.aligned }));
@@ -528,9 +594,9 @@ async function loop() {
       while (frameTimes.length && frameTimes[0] < now - 2000) frameTimes.shift();
       state.fps = frameTimes.length > 1 ? (1000 * (frameTimes.length - 1)) / (frameTimes[frameTimes.length - 1] - frameTimes[0]) : 0;
       $("fps").textContent = `${state.fps.toFixed(1)} fps (${state.msPerFrame.toFixed(0)} ms/frame)`;
-      const main = faces.reduce((a, f) => (!a || f.box.w * f.box.h > a.box.w * a.box.h ? f : a), null);
-      updateBars(main);
-      record(faces, now);
+      const main = updateTracks(faces, now);
+      updateBars(main ? main.face : null);
+      record(main, now);
       if (now - lastTimelineDraw > 200) { drawTimeline(now); lastTimelineDraw = now; }
       setStatus($("live-status"), `${faces.length} face${faces.length === 1 ? "" : "s"} - model ${state.model}, ${state.threads} WASM thread(s)`);
     }
@@ -545,8 +611,23 @@ function apiHeaders() {
   return key ? { "X-API-Key": key } : {};
 }
 
+// The previous photo's result goes as soon as another file is sent: a result never sits
+// under the error or the name of a different file.
+function clearUpload() {
+  const cv = $("upload-canvas");
+  cv.hidden = true;
+  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
+  $("upload-faces").innerHTML = "";
+}
+
+// "name: reason" once, whether or not the server's message already starts with the name.
+function fileError(name, message) {
+  return message.startsWith(`${name}:`) ? message : `${name}: ${message}`;
+}
+
 async function upload(file) {
   state.upload = { status: "sending", faces: null, error: null };
+  clearUpload();
   setStatus($("upload-status"), `sending ${file.name}...`);
   const body = new FormData();
   body.append("file", file, file.name);
@@ -559,7 +640,8 @@ async function upload(file) {
     cv.width = result.width; cv.height = result.height; cv.hidden = false;
     ctx.drawImage(bitmap, 0, 0, result.width, result.height);
     const labels = result.faces.length ? Object.keys(result.faces[0].probabilities) : [];
-    drawFaces(ctx, result.faces, labels, Math.max(1, result.width / 800));
+    const scale = pixelScale(cv);  // as laid out: full width on a phone, text ~14 CSS px
+    const drawn = drawFaces(ctx, result.faces, labels, scale);
     const list = $("upload-faces");
     list.innerHTML = "";
     for (const f of result.faces) {
@@ -569,11 +651,13 @@ async function upload(file) {
       li.textContent = `${f.label} (${top}); ambiguity ${f.ambiguity.toFixed(2)}${f.ambiguous ? ", ambiguous" : ""}`;
       list.append(li);
     }
-    state.upload = { status: "done", faces: result.faces.length, error: null, result };
+    state.upload = { status: "done", faces: result.faces.length, error: null, result,
+                     fontCssPx: drawn.font / scale, labelRects: drawn.rects };
     setStatus($("upload-status"), `${file.name}: ${result.faces.length} face${result.faces.length === 1 ? "" : "s"} (${result.width}x${result.height})`);
   } catch (e) {
+    clearUpload();
     state.upload = { status: "error", faces: null, error: String(e.message || e) };
-    setStatus($("upload-status"), `${file.name}: ${e.message || e}`, true);
+    setStatus($("upload-status"), fileError(file.name, String(e.message || e)), true);
   }
 }
 
@@ -645,15 +729,14 @@ async function main() {
   }
   try {
     await Promise.all([loadDetector(), loadEmotionModel(wanted)]);
-    const cameraOff = params.get("camera") === "off";
-    setStatus($("live-status"), `models loaded (${wanted}); ${cameraOff ? "press Start camera" : "starting the camera..."}`);
+    setStatus($("live-status"), `models loaded (${wanted}); press Start camera`);
   } catch (e) {
     state.error = String(e.message || e);
     setStatus($("live-status"), `could not load the models: ${state.error}`, true);
     return;
   }
   drawTimeline(performance.now());
-  if (params.get("camera") !== "off") startCamera();
+  // The camera starts on a click only (#camera-btn): browsers and people expect to be asked.
 }
 
 main();

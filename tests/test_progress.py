@@ -1,0 +1,116 @@
+"""Long jobs report progress: a bar on a terminal, plain lines (no carriage returns) in logs,
+nothing with ``--no-progress``. $FERVID_PROGRESS_SECONDS=0 makes every update a line here."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fervid.runtime import progress_bar
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def every_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0")
+
+
+def test_log_gets_plain_lines(every_update: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    for _ in progress_bar(range(4), desc="scoring", unit="face"):
+        pass
+    text = log.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("scoring: 0/4 face (0%)")
+    assert any(line.startswith("scoring: 4/4 face (100%)") for line in lines)
+    assert all(line.startswith("scoring: ") for line in lines)
+
+
+def test_terminal_gets_a_bar_and_no_progress_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = progress_bar(total=3, desc="export", unit="tail")
+    time.sleep(1.2)  # past the bar's one-second delay: quick jobs stay quiet
+    bar.update(3)
+    bar.close()
+    assert "\r" in term.getvalue() and "export" in term.getvalue()  # redrawn in place
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    bar = progress_bar(total=3, desc="export", enabled=False)
+    bar.update(3)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_a_long_step_without_counts_is_not_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fervid.runtime import progress_stage
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0.05")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    with progress_stage("exporting"):
+        time.sleep(0.4)
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("exporting: 00:00 elapsed") for line in lines), lines
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with progress_stage("exporting", enabled=False):
+        time.sleep(0.1)
+    assert quiet.getvalue() == ""
+
+
+def test_int8_export_reports_calibration_and_tail_search(
+    every_update: None, fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime", reason="int8 export needs onnxruntime: pip install 'fervid[onnx]'")
+    from fervid.export.onnx import export_onnx
+
+    report = export_onnx(
+        "fast", tmp_path / "q.onnx", int8=True, calibration_data=fer_csv, n_calibration=64, n_selection=200,
+        check=False, progress=True,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err, "cursor moves or redraws in a log"
+    for step in ("loading faces: ", "onnx export (fp32 graph): ", "int8 quantization: ", "int8 agreement: "):
+        assert step in err, f"{step!r} missing from the log"
+    assert "int8 calibration: " in err and "batch" in err
+    tails = [line for line in err.splitlines() if line.startswith("int8 fp32-tail search: ")]
+    assert tails and tails[-1].startswith("int8 fp32-tail search: ")
+    done = int(tails[-1].split(": ")[1].split("/")[0])
+    from fervid.export.onnx import FP32_TAILS
+
+    assert FP32_TAILS[done - 1] == report.fp32_tail  # the search stopped at the tail it chose
+    export_onnx("fast", tmp_path / "r.onnx", int8=True, calibration_data=fer_csv, n_calibration=64, fp32_tail=0.5,
+                check=False, progress=False)  # fmt: skip
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_cli_reports_scoring(every_update: None, fer_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fervid.cli import main
+
+    assert main(["evaluate", "fast", "--data", str(fer_csv), "--max-images", "600", "--batch-size", "128"]) == 0
+    err = capsys.readouterr().err
+    assert "evaluating 1 model(s) on 600 images (PrivateTest)" in err
+    assert "scoring (tta none): 600/600 face (100%)" in err
+    assert main(["evaluate", "fast", "--data", str(fer_csv), "--max-images", "600", "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_bench_cli_reports_rows(every_update: None, fer_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fervid.cli import main
+
+    argv = ["bench", "--what", "classifier", "--models", "fast", "--backends", "torch,onnx", "--repeats", "1"]
+    assert main(argv + ["--data", str(fer_csv), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fervid bench: 0/2 row (0%)" in err and "fervid bench: 2/2 row (100%)" in err
+    assert "classifier fast onnx" in err  # the row being measured is named
