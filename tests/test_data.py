@@ -343,7 +343,7 @@ def test_image_folder_corrupt_file(tmp_path: Path) -> None:
     d = load_image_folder(root, strict=False)
     assert len(d) == 1 and d.images[0].max() == 7
     assert sorted(Path(s.path).name for s in d.skipped) == ["broken.jpg", "truncated.jpg"]
-    with pytest.raises(FERDataError, match="unreadable image"):
+    with pytest.raises(FERDataError, match="truncated or corrupt image"):
         read_image_gray(trunc)
 
 

@@ -425,16 +425,16 @@ def input_path_problem(path: PathLike) -> str | None:
     return None
 
 
-def check_input_path(path: PathLike) -> None:
+def check_input_path(path: PathLike, what: str = "file or folder") -> None:
     """Raise when ``path`` cannot name an input (:func:`input_path_problem`): a missing one
-    is :class:`~fervid.errors.UserFileNotFoundError`, the rest :class:`UserValueError`;
-    the message starts with the path as given."""
+    is :class:`~fervid.errors.UserFileNotFoundError` (``"<path>: no such <what>"``), the
+    rest :class:`UserValueError`; the message starts with the path as given."""
     problem = input_path_problem(path)
     if problem is None:
         return
     text = os.fsdecode(os.fspath(path))
     if problem == "no such file or folder":
-        raise UserFileNotFoundError(f"{text}: {problem}")
+        raise UserFileNotFoundError(f"{text}: no such {what}")
     raise UserValueError(f"{text}: {problem}" if text.strip() else problem)
 
 

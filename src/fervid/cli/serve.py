@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--api-key",
         dest="api_key",
         default=os.environ.get("FERVID_API_KEY") or None,
-        help="require this key on /v1/* (X-API-Key header or Bearer token; default $FERVID_API_KEY)",
+        help="require this key on /v1/* (X-API-Key header or Bearer token; default $FERVID_API_KEY); "
+        "an empty key is refused, not read as 'no authentication'",
     )
     p.add_argument(
         "--max-upload-mb",

@@ -200,7 +200,7 @@ class _CaptureReader:
         if cam is None:
             from fervid.safety import check_input_path
 
-            check_input_path(source)  # type: ignore[arg-type]  # a URL, a link loop... said as such
+            check_input_path(source, "video file")  # type: ignore[arg-type]  # a URL, a link loop... said as such
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
                 raise UserFileNotFoundError(f"no such video file: {path}")

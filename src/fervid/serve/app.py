@@ -29,7 +29,13 @@ over ``max_upload_mb``, from ``Content-Length`` and counted while the body strea
 before anything is decoded; an image whose header declares more than ``max_pixels``
 pixels, i.e. a decompression bomb, is refused before its pixels are decoded), 415 (not an
 image, or an image that cannot be decoded), 422, 500 (generic message; the traceback goes
-to the ``fervid.serve`` logger).
+to the ``fervid.serve`` logger; a model file for the page that cannot be exported, e.g. into
+an unwritable cache folder, is ``model_export_failed`` with the reason).
+
+Authentication: ``api_key`` is compared as UTF-8 bytes in constant time; an empty or blank
+key is refused (:func:`check_api_key`), never read as "no authentication". Every response
+carries the security headers; every HTML response (``/``, ``/static/index.html``...) the
+page's Content-Security-Policy and ``X-Frame-Options: DENY``.
 
 Concurrency: the recognizer is loaded once at startup (its lazy loading is not
 thread-safe) and shared. Prediction is CPU-bound and runs in worker threads, never on the
