@@ -212,6 +212,14 @@ def test_one_epoch_with_a_time_budget_runs_one_epoch(tmp_path: Path) -> None:
     assert loop.budget_epochs(10, elapsed=1, epoch_seconds=1, done=1, cap=1, first=True) == 1
 
 
+def test_a_validation_share_that_leaves_no_training_image_is_named(tmp_path: Path) -> None:
+    """val_fraction 0.9999 of 20 images: the stratified share rounds up per class and held out
+    all 20 (KeyError 'Training')."""
+    d = dataclasses.replace(synthetic_data(n_train=20, n_val=0), splits=np.asarray(["Training"] * 20))
+    with pytest.raises(UserValueError, match="val_fraction 0.9999 holds out all 20"):
+        loop.train(_cfg(tmp_path / "run", val_fraction=0.9999), data=d)
+
+
 @pytest.mark.parametrize("again", ["rerun", "resume"])
 def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(
     again: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
