@@ -264,6 +264,30 @@ def test_finetune_and_study_check_their_options_with_the_same_schema(tmp_path: P
             StudyConfig(**bad).validate()
 
 
+def test_study_and_finetune_refuse_overrides_of_their_own_arguments(
+    pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--set epochs=3 was a TypeError (finetune() got multiple values) in finetune and silently
+    replaced by the study's own --epochs in study."""
+    rc, _, err = cli(
+        ["finetune", "fast", "--data", str(pack), "--out", str(tmp_path / "ft"), "--set", "epochs=3"], capsys
+    )
+    assert_one_line_error(rc, err, "--set epochs")
+    rc, _, err = cli(["study", "--data", str(pack), "--out", str(tmp_path / "st"), "--set", "epochs=3"], capsys)
+    assert_one_line_error(rc, err, "--set epochs")
+
+
+def test_a_study_on_data_without_privatetest_is_refused_before_any_run(tmp_path: Path) -> None:
+    """The table reports PrivateTest: a pack of Training + PublicTest trained every run, then
+    crashed on a None score (TypeError) and a NaN summary (ValueError in json)."""
+    from fervid.training.study import run_study
+
+    cfg = StudyConfig(models=["fast_cnn"], strategies=["none"], seeds=[0], epochs=1, out=str(tmp_path / "st"))
+    with pytest.raises(UserValueError, match="no PrivateTest split"):
+        run_study(cfg, data=synthetic_data())
+    assert not (tmp_path / "st" / "runs").exists()
+
+
 # ------------------------------------------------------------------------- the schema
 
 
