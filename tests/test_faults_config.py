@@ -212,6 +212,14 @@ def test_one_epoch_with_a_time_budget_runs_one_epoch(tmp_path: Path) -> None:
     assert loop.budget_epochs(10, elapsed=1, epoch_seconds=1, done=1, cap=1, first=True) == 1
 
 
+def test_a_validation_share_that_leaves_no_training_image_is_named(tmp_path: Path) -> None:
+    """val_fraction 0.9999 of 20 images: the stratified share rounds up per class and held out
+    all 20 (KeyError 'Training')."""
+    d = dataclasses.replace(synthetic_data(n_train=20, n_val=0), splits=np.asarray(["Training"] * 20))
+    with pytest.raises(UserValueError, match="val_fraction 0.9999 holds out all 20"):
+        loop.train(_cfg(tmp_path / "run", val_fraction=0.9999), data=d)
+
+
 @pytest.mark.parametrize("again", ["rerun", "resume"])
 def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(
     again: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -254,6 +262,30 @@ def test_finetune_and_study_check_their_options_with_the_same_schema(tmp_path: P
     ]:
         with pytest.raises(FervidError, match=name):
             StudyConfig(**bad).validate()
+
+
+def test_study_and_finetune_refuse_overrides_of_their_own_arguments(
+    pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--set epochs=3 was a TypeError (finetune() got multiple values) in finetune and silently
+    replaced by the study's own --epochs in study."""
+    rc, _, err = cli(
+        ["finetune", "fast", "--data", str(pack), "--out", str(tmp_path / "ft"), "--set", "epochs=3"], capsys
+    )
+    assert_one_line_error(rc, err, "--set epochs")
+    rc, _, err = cli(["study", "--data", str(pack), "--out", str(tmp_path / "st"), "--set", "epochs=3"], capsys)
+    assert_one_line_error(rc, err, "--set epochs")
+
+
+def test_a_study_on_data_without_privatetest_is_refused_before_any_run(tmp_path: Path) -> None:
+    """The table reports PrivateTest: a pack of Training + PublicTest trained every run, then
+    crashed on a None score (TypeError) and a NaN summary (ValueError in json)."""
+    from fervid.training.study import run_study
+
+    cfg = StudyConfig(models=["fast_cnn"], strategies=["none"], seeds=[0], epochs=1, out=str(tmp_path / "st"))
+    with pytest.raises(UserValueError, match="no PrivateTest split"):
+        run_study(cfg, data=synthetic_data())
+    assert not (tmp_path / "st" / "runs").exists()
 
 
 # ------------------------------------------------------------------------- the schema

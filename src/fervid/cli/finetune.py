@@ -108,33 +108,34 @@ def run(args: argparse.Namespace) -> int:
         extra["model_args"] = {**model_args, "pretrained_file": args.timm_weights}
     from fervid.safety import sigterm_as_interrupt
 
+    named = {
+        "labels": args.labels,
+        "freeze": args.freeze,
+        "freeze_epochs": args.freeze_epochs or None,
+        "epochs": args.epochs,
+        "out": args.out,
+        "lr": args.lr,
+        "backbone_lr_mult": args.backbone_lr_mult,
+        "layer_lr_decay": args.layer_lr_decay,
+        "head": args.head,
+        "targets": args.targets,
+        "ferplus": args.ferplus,
+        "ferplus_classes": args.ferplus_classes,
+        "max_train_samples": args.max_train_samples,
+        "batch_size": args.batch_size,
+        "calibrate": args.calibrate,
+        "val_fraction": args.val_fraction,
+        "device": args.device,
+        "seed": args.seed,
+        "progress": args.progress,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+    }
+    clash = sorted(set(extra) & {*named, "base", "data", "init_from", "loaded"})
+    if clash:  # finetune() would get the key twice (a TypeError) or replace it silently
+        raise UserValueError(f"--set {clash[0]}: set by fervid finetune's own arguments (see fervid finetune --help)")
     with sigterm_as_interrupt():  # `kill` stops like Ctrl-C
-        final = finetune(
-            args.base,
-            args.data,
-            labels=args.labels,
-            freeze=args.freeze,
-            freeze_epochs=args.freeze_epochs or None,
-            epochs=args.epochs,
-            out=args.out,
-            lr=args.lr,
-            backbone_lr_mult=args.backbone_lr_mult,
-            layer_lr_decay=args.layer_lr_decay,
-            head=args.head,
-            targets=args.targets,
-            ferplus=args.ferplus,
-            ferplus_classes=args.ferplus_classes,
-            max_train_samples=args.max_train_samples,
-            batch_size=args.batch_size,
-            calibrate=args.calibrate,
-            val_fraction=args.val_fraction,
-            device=args.device,
-            seed=args.seed,
-            progress=args.progress,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            **extra,
-        )
+        final = finetune(args.base, args.data, **named, **extra)
     print(json.dumps(final, indent=2))
     print(f"checkpoint: {args.out}/best.pt")
     return 0

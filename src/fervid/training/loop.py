@@ -86,6 +86,11 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
             )
         n_val = max(1, int(round(cfg.val_fraction * len(tr))))
         splits[tr[stratified_subset(data.labels[tr], n_val, cfg.seed)]] = "PublicTest"
+        if not (splits == "Training").any():  # the stratified share rounds up per class
+            raise UserValueError(
+                f"{data.source}: val_fraction {cfg.val_fraction} holds out all {len(tr)} labelled training "
+                "images; use a smaller val_fraction or more images"
+            )
     return dataclasses.replace(data, splits=splits.astype(str)) if (splits != data.splits).any() else data
 
 
@@ -321,13 +326,15 @@ def start_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = Fa
     """The run folder made ready (:func:`fervid.safety.prepare_run_dir`) and whether to resume.
 
     A folder whose run stopped before its first checkpoint (its ``config.json`` and an empty
-    ``metrics.jsonl``, no ``last.pt``/``best.pt``/``final.json``) holds no finished epoch: it is
-    not a run to protect, so a plain rerun replaces those files and ``resume`` starts the run
-    from its beginning (there is nothing else to continue from)."""
+    ``metrics.jsonl``: no logged epoch, no ``last.pt``/``best.pt``/``final.json``) holds no
+    finished epoch: it is not a run to protect, so a plain rerun replaces those files and
+    ``resume`` starts the run from its beginning (there is nothing else to continue from)."""
     from fervid.safety import RUN_FILES, prepare_run_dir
 
     p = Path(out)
-    if p.is_dir() and not overwrite and not any((p / c).exists() for c in CHECKPOINTS):
+    log = p / "metrics.jsonl"
+    logged = log.is_file() and log.stat().st_size > 0
+    if p.is_dir() and not overwrite and not logged and not any((p / c).exists() for c in CHECKPOINTS):
         if any((p / a).exists() for a in RUN_FILES):
             overwrite, resume = True, False
     return prepare_run_dir(p, resume=resume, overwrite=overwrite), resume
@@ -398,6 +405,9 @@ def _train(
         loaded = distributed.run_on_main(lambda: _load_data(cfg), ctx, share=False)
         data = loaded if main else _load_data(cfg)
     splits, names = prepare_splits(cfg, data)
+    for s in ("Training", "PublicTest"):
+        if s not in splits or len(splits[s].images) == 0:  # an empty batch's loss is NaN; selection needs images
+            raise UserValueError(f"{data.source}: no {s} images to train with (after labels and targets are applied)")
     train_s, val_s = splits["Training"], splits["PublicTest"]
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))

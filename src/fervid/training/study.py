@@ -69,6 +69,9 @@ class StudyConfig:
         if bad:
             raise UserValueError(f"unknown model {bad}; registered: {known}")
         check_keys(self.train_overrides, {f.name for f in fields(TrainConfig)}, "training config (--set)")
+        owned = sorted(set(self.train_overrides) & _STUDY_OWNED)
+        if owned:  # each run's value comes from the study: an override would be silently replaced
+            raise UserValueError(f"--set {owned[0]}: set by the study itself (see fervid study --help)")
         for model in self.models:  # each run's config, checked before the first run trains
             TrainConfig.from_dict({**self.train_overrides, "model": model, "seed": self.seeds[0]}).validate()
 
@@ -76,6 +79,11 @@ class StudyConfig:
         return [(m, s, seed) for m in self.models for s in self.strategies for seed in self.seeds]
 
 
+# The keys every run of the grid takes from the study (see run_study).
+_STUDY_OWNED = frozenset(
+    {"data", "model", "imbalance", "seed", "epochs", "max_train_samples", "batch_size", "out", "device"}
+    | {"workers_threads", "progress", "eval_private"}
+)
 STUDY_SCHEMA = {
     "data": ANY,
     "models": ANY,  # registered families: checked in validate
@@ -152,12 +160,17 @@ def run_study(
                 + ", ".join(f"{k} {before.get(k)!r}, now {asdict(cfg).get(k)!r}" for k in changed)
                 + "): its runs would not be comparable; use another --out or --overwrite"
             )
-    make_dir(out / "runs")
-    write_json_atomic(earlier, asdict(cfg))
     if data is None:
         if not cfg.data:
             raise UserValueError("no data: set StudyConfig.data")
         data = load_dataset(cfg.data)
+    if "PrivateTest" not in data.split_names:  # the table reports PrivateTest: refuse before any run
+        raise UserValueError(
+            f"{data.source}: no PrivateTest split, which a study reports (the runs select on PublicTest); "
+            "use data with the three FER2013 splits"
+        )
+    make_dir(out / "runs")
+    write_json_atomic(earlier, asdict(cfg))
     labels = tuple(data.label_names)
     rows: list[dict[str, Any]] = []
     grid = cfg.grid()
