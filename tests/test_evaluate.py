@@ -319,7 +319,7 @@ def test_ferplus_and_adabn_hooks_are_called(tiny_checkpoint, small_data, monkeyp
         calls["ferplus"] = (probs.shape, votes.shape, tuple(labels))
         return {"majority_accuracy": 0.5}
 
-    def fake_adabn(model, images, batch_size=256):
+    def fake_adabn(model, images, batch_size=256, progress=True):
         calls.setdefault("adabn", []).append(len(images))  # type: ignore[union-attr]
         return copy.deepcopy(model)
 

@@ -96,6 +96,7 @@ STUDY_SCHEMA = {
     "device": ANY,
     "workers_threads": between(1, 4096, note="CPU threads; null: torch's default"),
     "train_overrides": ANY,  # checked as a training config in validate
+    "progress": ANY,
 }
 declare(STUDY_SCHEMA)(StudyConfig)
 
