@@ -35,7 +35,11 @@ print("HEAVY-IMPORTED", loaded, file=sys.stderr)
 sys.exit(rc)
 """
 
-# The issue's target: the wheel's probabilities within 1e-3 of the torch path's.
+# The issue's acceptance target, a product requirement rather than a rounding bound: the wheel's
+# probabilities within 1e-3 of the torch path's, whole photos included (detector, crop and
+# preprocessing in numpy vs torch). The float32 rounding bound of ONNX vs torch on the same faces,
+# derived from each network's weights and activations (tests/tolerances.py: parity_bound, at most
+# ~3e-4 on these models), is checked per probability in test_export.py for every bundled model.
 PARITY = 1e-3
 
 

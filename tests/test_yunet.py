@@ -206,6 +206,9 @@ def test_boxes_in_original_coordinates_when_downscaled(media_photo):
     assert len(a) == len(b) == 1
     scaled = FaceBox(a[0].x * 3, a[0].y * 3, a[0].w * 3, a[0].h * 3)
     assert iou(scaled, b[0]) > 0.8
+    # Not rounding: the 3x image is shrunk back inside (max_side), so YuNet sees other, resampled
+    # pixels and localises the points again; 3% of the face width is that agreement, a property
+    # of the detector on resampled input (a coordinate not scaled back is off by 2x, ~100%)
     np.testing.assert_allclose(np.array(b[0].landmarks), 3 * np.array(a[0].landmarks), atol=0.03 * b[0].w)
 
 
@@ -233,8 +236,9 @@ def test_raw_is_yunet_on_the_image_as_is(media_photo):
     raw = det.raw(np.ascontiguousarray(media_photo[:, :, ::-1]))
     assert raw.shape == (1, 15) and raw.dtype == np.float32
     f = det.detect(media_photo)[0]
-    assert f.score == pytest.approx(float(raw[0, 14]))
-    np.testing.assert_allclose(np.array(f.landmarks), raw[0, 4:14].reshape(5, 2), atol=1e-3)
+    # detect() is raw() on the same BGR pixels, read out: the same numbers exactly
+    assert f.score == float(raw[0, 14])
+    assert np.array_equal(np.array(f.landmarks), raw[0, 4:14].reshape(5, 2))
 
 
 # ------------------------------------------------------------------ onnxruntime == OpenCV
