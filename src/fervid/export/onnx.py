@@ -55,10 +55,11 @@ if TYPE_CHECKING:
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION = "minmax"
 """Activation ranges from the calibration minimum and maximum: with every convolution but the
-first in int8, the bundled width-32 ``default`` kept PyTorch's top label on more PublicTest
-faces with min-max ranges than with percentile (99.99th) or entropy ranges, and so did
-``fast`` (BENCHMARKS.md, issue 26; the percentile default was chosen for the older width-64
-model, benchmarks/realtime.md)."""
+first in int8 (uint8 activations), the bundled width-32 ``default`` kept PyTorch's top label
+on 98.66% of the PublicTest faces with min-max ranges, as with entropy ranges (98.66%) and
+about as with the 99.99th percentile (98.63%), and min-max calibrates fastest (BENCHMARKS.md,
+issue 26; the percentile default was chosen for the older width-64 model,
+benchmarks/realtime.md). Not measured for ``fast``."""
 MAX_INT8_SIZE_RATIO = 0.4
 """An int8 export meant for the edge is at most this share of the fp32 file; the report says
 when the fp32 tail needed for the agreement bar makes it bigger."""
