@@ -14,16 +14,19 @@ needed to use it without fervid's Python objects is in the model's ``metadata_pr
 ``fervid.preprocess``    JSON :class:`~fervid.data.preprocess.PreprocessConfig` (size, mean, std, margin, ...)
 ``fervid.temperature``   calibration temperature: probabilities = softmax(logits / T)
 ``fervid.input``         a one-line description of the input tensor
-``fervid.quantization``  ``none`` or e.g. ``int8-static-qdq-percentile-per-channel-fp32-tail-0.25``
+``fervid.quantization``  ``none`` or e.g. ``int8-static-qdq-minmax-per-channel-fp32-tail-0``
 ``fervid.source``        the model the file was exported from
 
 int8 uses onnxruntime's **static** quantization (QDQ format, per-channel int8 weights,
 uint8 activations) calibrated on a few hundred FER2013 Training images; dynamic int8 was
-slower than fp32 on a 2-core CPU (it re-quantizes activations on every call). Mixed
-precision keeps the top labels: the first convolution, the classifier head and, where
-needed, the last convolutions stay fp32 -- the smallest such tail that keeps PyTorch's top
-label on >= 99% of the PublicTest faces (95% lower bound) is chosen at export time
-(:data:`FP32_TAILS`).
+slower than fp32 on a 2-core CPU (it re-quantizes activations on every call). Every
+convolution but the first is int8, and so is every weight but the first convolution's and
+the classifier head's: the file is about a quarter of the fp32 one (an edge model must be at
+most :data:`MAX_INT8_SIZE_RATIO` of it). The export checks that this keeps PyTorch's top label
+on >= 99% of the PublicTest faces (95% lower bound); where it does not, it tries 16-bit
+activations (the same int8 weights, so the same small file, but slower: onnxruntime has no
+16-bit convolution kernels), then leaving the last convolutions in fp32 (:data:`INT8_PLANS`:
+the first that meets the bar), and its report says when the file misses the size target.
 """
 
 from __future__ import annotations
@@ -50,14 +53,30 @@ if TYPE_CHECKING:
     from fervid.data.preprocess import PreprocessConfig
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIBRATION = "percentile"
-"""Activation ranges from the 99.99th percentile: on PublicTest it kept more top labels of
-the default model than min-max ranges (97.6% vs 97.2% fully int8; benchmarks/realtime.md)."""
+DEFAULT_CALIBRATION = "minmax"
+"""Activation ranges from the calibration minimum and maximum: with every convolution but the
+first in int8 (uint8 activations), the bundled width-32 ``default`` kept PyTorch's top label
+on 98.66% of the PublicTest faces with min-max ranges, as with entropy ranges (98.66%) and
+about as with the 99.99th percentile (98.63%), and min-max calibrates fastest (BENCHMARKS.md,
+issue 26; the percentile default was chosen for the older width-64 model,
+benchmarks/realtime.md). Not measured for ``fast``."""
+MAX_INT8_SIZE_RATIO = 0.4
+"""An int8 export meant for the edge is at most this share of the fp32 file; the report says
+when the fp32 tail needed for the agreement bar makes it bigger."""
 INT8_MIN_AGREEMENT = 0.99
 """int8 export keeps PyTorch's top label on at least this share of PublicTest faces (a 95%
 lower confidence bound), by leaving the end of the network in fp32 if it must (see
 :data:`FP32_TAILS`)."""
 FP32_TAILS = (0.0, 0.25, 0.5, 0.75)
+ACTIVATIONS = ("uint8", "uint16")
+INT8_PLANS: tuple[tuple[str, float], ...] = (("uint8", 0.0), ("uint16", 0.0)) + tuple(
+    ("uint8", t) for t in FP32_TAILS[1:]
+)
+"""``(activation type, fp32 tail)`` tried in order by an int8 export that chooses its own
+precision: every convolution but the first int8 with uint8 activations (smallest and
+fastest); the same int8 weights with 16-bit activations (as small, slower: for the bundled
+width-32 default, 98.66% top-label agreement on PublicTest with uint8 activations, 99.55% with
+16-bit ones; BENCHMARKS.md, issue 26); then fp32 tails (bigger files)."""
 """Shares of the convolutions, counted from the output end, tried in order as the fp32 tail
 of an int8 model. Activation rounding error accumulates towards the output: with uint8
 activations everywhere the default ResNet-18 kept only 97.6% of its top labels on
@@ -78,8 +97,13 @@ class ExportReport:
         top1_agreement: share of those faces whose top label is the same in both.
         size_bytes: the file size.
         fp32_tail: int8 only: share of the convolutions (from the output end) left in fp32.
+        activations: int8 only: the activation type, ``"uint8"`` or ``"uint16"``.
         n_selection, selection_agreement: the PublicTest faces that chose ``fp32_tail`` and
             the chosen model's top-1 agreement with PyTorch on them (0 / nan: not chosen).
+        fp32_size_bytes: the size of the same model exported in fp32 (int8: its graph before
+            quantization).
+        tried: int8 with selection: ``(activations, fp32 tail, top-1 agreement on the selection
+            faces)`` of every plan of :data:`INT8_PLANS` tried, in order (the last is the chosen one).
     """
 
     path: Path
@@ -91,10 +115,25 @@ class ExportReport:
     fp32_tail: float = 0.0
     n_selection: int = 0
     selection_agreement: float = float("nan")
+    fp32_size_bytes: int = 0
+    tried: tuple[tuple[str, float, float], ...] = ()
+    activations: str = "uint8"
+
+    @property
+    def size_ratio(self) -> float:
+        """The file's size over the fp32 file's (nan when that is unknown)."""
+        return self.size_bytes / self.fp32_size_bytes if self.fp32_size_bytes else float("nan")
+
+    @property
+    def meets_size_target(self) -> bool:
+        """int8: whether the file is at most :data:`MAX_INT8_SIZE_RATIO` of the fp32 one."""
+        return self.int8 and self.size_ratio <= MAX_INT8_SIZE_RATIO
 
     def summary(self) -> str:
-        kind = f"int8 (static QDQ, fp32 tail {self.fp32_tail:g})" if self.int8 else "fp32"
-        s = f"wrote {self.path} ({kind}, {self.size_bytes / 1e6:.2f} MB)"
+        acts = "16-bit activations, " if self.activations == "uint16" else ""
+        kind = f"int8 (static QDQ, {acts}fp32 tail {self.fp32_tail:g})" if self.int8 else "fp32"
+        s = f"wrote {self.path} ({kind}, {self.size_bytes / 1e6:.2f} MB"
+        s += f", {self.size_ratio:.2f}x the fp32 file)" if self.int8 and self.fp32_size_bytes else ")"
         if self.n_check:
             s += (
                 f"; parity vs PyTorch on {self.n_check} faces: max abs prob diff {self.max_abs_prob_diff:.2e}, "
@@ -102,9 +141,17 @@ class ExportReport:
             )
         if self.n_selection:
             s += (
-                f"; fp32 tail chosen on {self.n_selection} PublicTest faces "
+                f"; precision (activations, fp32 tail) chosen on {self.n_selection} PublicTest faces "
                 f"(top-1 agreement {100 * self.selection_agreement:.2f}%)"
             )
+        if len(self.tried) > 1:
+            acts0, tail0, agree0 = self.tried[0]
+            s += (
+                f"; with {acts0} activations and fp32 tail {tail0:g} the int8 model kept only {100 * agree0:.2f}% "
+                "of the top labels (below the bar at 95% confidence)"
+            )
+        if self.int8 and self.fp32_size_bytes and not self.meets_size_target:
+            s += f"; NOTE: above the {MAX_INT8_SIZE_RATIO:g}x size target of an edge model"
         return s
 
 
@@ -205,13 +252,15 @@ def quantize_int8(
     fp32_tail: float = 0.0,
     keep_fp32: Sequence[str] = (),
     progress: bool = False,
+    activations: str = "uint8",
 ) -> None:
     """Static int8 QDQ quantization of an exported fp32 model, calibrated on ``calib``
     (normalised inputs, float32 ``N x C x S x S``). The first convolution, the classifier
     head and the last ``fp32_tail`` share of the convolutions (with everything after them)
     stay fp32 (:func:`fp32_nodes`); ``keep_fp32`` names the first convolution and the classifier
     as module paths (the model's :class:`~fervid.models.ModelCfg`). ``progress``: a bar over the
-    calibration batches (:func:`fervid.runtime.progress_bar`)."""
+    calibration batches (:func:`fervid.runtime.progress_bar`). ``activations``: ``"uint8"``
+    or ``"uint16"`` (weights are int8 either way; onnxruntime raises the opset to 21 for it)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -227,6 +276,8 @@ def quantize_int8(
     }
     if method not in methods:
         raise UserValueError(f"unknown calibration method {method!r}; choose from {CALIBRATION_METHODS}")
+    if activations not in ACTIVATIONS:
+        raise UserValueError(f"unknown activation type {activations!r}; choose from {ACTIVATIONS}")
     if not 0.0 <= fp32_tail <= 1.0:
         raise UserValueError(f"fp32_tail must be in [0, 1], got {fp32_tail}")
     with tempfile.TemporaryDirectory(prefix="fervid-quant-") as tmp:
@@ -255,7 +306,7 @@ def quantize_int8(
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QUInt16 if activations == "uint16" else QuantType.QUInt8,
                 calibrate_method=methods[method],
                 extra_options=extra,
                 nodes_to_exclude=fp32_nodes(src, fp32_tail, keep_fp32),
@@ -340,6 +391,7 @@ def export_onnx(
     min_agreement: float = INT8_MIN_AGREEMENT,
     n_selection: int | None = None,
     progress: bool = False,
+    activations: str | None = None,
 ) -> ExportReport:
     """Export ``model`` (bundled name, checkpoint path or loaded torch model) to ONNX.
 
@@ -355,7 +407,10 @@ def export_onnx(
             int8 model keeps PyTorch's top label on ``min_agreement`` of the faces, as a
             one-sided 95% lower confidence bound, on ``n_selection`` (default: all)
             PublicTest faces of the calibration dataset (the selection split; without one,
-            faces not used for calibration). Without such faces: 0.
+            faces not used for calibration). Without such faces: 0. The choice covers the
+            activation type too: the first plan of :data:`INT8_PLANS` that meets the bar.
+        activations: int8 activation type, ``"uint8"`` or ``"uint16"``; ``None`` (default):
+            ``"uint8"`` with a fixed ``fp32_tail``, else chosen with the tail.
         check: compare the exported model's probabilities with PyTorch's, on 256
             PublicTest faces of the calibration dataset (or of :func:`fervid.runtime.fer2013_csv`),
             never the calibration images themselves; on synthetic images if there is no data.
@@ -401,24 +456,38 @@ def export_onnx(
                 select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
     with progress_stage("onnx export (fp32 graph)", enabled=progress):
         proto = onnx.load_from_string(to_onnx_bytes(m, opset))
-    tail, sel_agree, n_sel = 0.0, float("nan"), 0
+    tail, sel_agree, n_sel, acts = 0.0, float("nan"), 0, "uint8"
+    tried: tuple[tuple[str, float, float], ...] = ()
+    fp32_size = 0
     if not int8:
         set_metadata(proto, m, "none")
         with atomic_path(out) as tmp:  # a failed save leaves no 0-byte or partial .onnx
             onnx.save(proto, str(tmp))
+        fp32_size = out.stat().st_size
     else:
         assert calib is not None
         with tempfile.TemporaryDirectory(prefix="fervid-export-") as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
             onnx.save(proto, str(fp32))
+            fp32_size = fp32.stat().st_size
             x = normalize_faces(calib, model_preprocess(m))
             if fp32_tail is not None or select is None or len(select) == 0:
                 tail = 0.0 if fp32_tail is None else float(fp32_tail)
+                acts = activations or "uint8"
                 quantize_int8(
-                    fp32, Path(tmp) / "int8.onnx", x, calibration_method, per_channel, tail, _keep_fp32(m), progress
+                    fp32,
+                    Path(tmp) / "int8.onnx",
+                    x,
+                    calibration_method,
+                    per_channel,
+                    tail,
+                    _keep_fp32(m),
+                    progress,
+                    acts,
                 )
             else:
-                tail, sel_agree = _select_fp32_tail(
+                plans = [p for p in INT8_PLANS if activations is None or p[0] == activations]
+                tried = _select_fp32_tail(
                     m,
                     fp32,
                     Path(tmp) / "int8.onnx",
@@ -427,15 +496,17 @@ def export_onnx(
                     calibration_method,
                     per_channel,
                     min_agreement,
-                    progress,
+                    progress=progress,
+                    plans=plans,
                 )
+                acts, tail, sel_agree = tried[-1]
                 n_sel = len(select)
             q = onnx.load(str(Path(tmp) / "int8.onnx"))
             set_metadata(
                 q,
                 m,
                 f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
-                f"-fp32-tail-{tail:g}",
+                f"{'-a16' if acts == 'uint16' else ''}-fp32-tail-{tail:g}",
             )
             with atomic_path(out) as tmp_out:
                 onnx.save(q, str(tmp_out))
@@ -444,7 +515,7 @@ def export_onnx(
         faces = held_out if held_out is not None and len(held_out) else _check_faces(m, calib)
         diff, agree = compare_with_torch(out, m, faces)
         n = len(faces)
-    return ExportReport(out, int8, n, diff, agree, out.stat().st_size, tail, n_sel, sel_agree)
+    return ExportReport(out, int8, n, diff, agree, out.stat().st_size, tail, n_sel, sel_agree, fp32_size, tried, acts)
 
 
 def _select_fp32_tail(
@@ -457,39 +528,44 @@ def _select_fp32_tail(
     per_channel: bool,
     min_agreement: float,
     progress: bool = False,
-) -> tuple[float, float]:
-    """Quantize with each of :data:`FP32_TAILS` in turn; keep the first whose top-label
+    plans: Sequence[tuple[str, float]] = INT8_PLANS,
+) -> tuple[tuple[str, float, float], ...]:
+    """Quantize with each ``(activations, fp32 tail)`` of ``plans`` in turn; keep the first whose top-label
     agreement with PyTorch on ``faces`` is at least ``min_agreement`` with 95% confidence
     (one-sided normal bound: a point estimate on a few thousand faces is +-0.2 points, and
-    the bar must hold on the *test* split). ``(tail, agreement)``. Raises
+    the bar must hold on the *test* split). ``(activations, tail, agreement)`` of every plan
+    tried, the chosen one last. Raises
     :class:`~fervid.errors.UserValueError` when no tail meets the bar: such a model is never
     written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
     from fervid.runtime import progress_bar
 
     ref = _probs_torch(m, faces, progress).argmax(1)
     keep = _keep_fp32(m)
-    best: tuple[float, float, float] | None = None  # (tail, agreement, lower bound)
-    search = progress_bar(total=len(FP32_TAILS), desc="int8 fp32-tail search", unit="tail", enabled=progress)
-    for tail in FP32_TAILS:
-        search.set_postfix_str(f"fp32 tail {tail:g}")
-        cand = out.with_name(f"tail-{tail:g}.onnx")
-        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep, progress)
+    best: tuple[str, float, float, float] | None = None  # (activations, tail, agreement, lower bound)
+    tried: list[tuple[str, float, float]] = []
+    search = progress_bar(total=len(plans), desc="int8 plan search", unit="plan", enabled=progress)
+    for acts, tail in plans:
+        search.set_postfix_str(f"{acts} activations, fp32 tail {tail:g}")
+        cand = out.with_name(f"{acts}-tail-{tail:g}.onnx")
+        quantize_int8(fp32, cand, calib, method, per_channel, tail, keep, progress, acts)
         probs = _probs_onnx(onnx_session(cand), faces, model_preprocess(m), 1.0, progress)
         agree = float((probs.argmax(1) == ref).mean())
         lower = agree - 1.645 * float(np.sqrt(agree * (1.0 - agree) / len(faces)))
-        if best is None or agree > best[1]:
-            best = (tail, agree, lower)
+        tried.append((acts, tail, agree))
+        if best is None or agree > best[2]:
+            best = (acts, tail, agree, lower)
             cand.replace(out)
         search.update(1)
         if lower >= min_agreement:
             search.close()
-            return tail, agree
+            return tuple(tried)
     search.close()
     assert best is not None
     raise UserValueError(
-        f"int8 export: no fp32 tail of {list(FP32_TAILS)} keeps PyTorch's top label on {100 * min_agreement:.1f}% "
-        f"of the {len(faces)} selection faces at 95% confidence (best: {100 * best[1]:.2f}%, lower bound "
-        f"{100 * best[2]:.2f}%, with {best[0]:g} of the convolutions in fp32); nothing written. Export fp32, "
+        f"int8 export: no (activations, fp32 tail) of {list(plans)} keeps PyTorch's top label on "
+        f"{100 * min_agreement:.1f}% of the {len(faces)} selection faces at 95% confidence (best: {100 * best[2]:.2f}%, "
+        f"lower bound {100 * best[3]:.2f}%, with {best[0]} activations and {best[1]:g} of the convolutions in fp32); "
+        "nothing written. Export fp32, "
         "or pass fp32_tail (--fp32-tail) or a lower min_agreement (--min-agreement) to write it anyway"
     )
 
