@@ -84,12 +84,13 @@ def test_int8_export_reports_calibration_and_tail_search(
     for step in ("loading faces: ", "onnx export (fp32 graph): ", "int8 quantization: ", "int8 agreement: "):
         assert step in err, f"{step!r} missing from the log"
     assert "int8 calibration: " in err and "batch" in err
-    tails = [line for line in err.splitlines() if line.startswith("int8 fp32-tail search: ")]
-    assert tails and tails[-1].startswith("int8 fp32-tail search: ")
-    done = int(tails[-1].split(": ")[1].split("/")[0])
-    from fervid.export.onnx import FP32_TAILS
+    plans = [line for line in err.splitlines() if line.startswith("int8 plan search: ")]
+    assert plans and plans[-1].startswith("int8 plan search: ")
+    done = int(plans[-1].split(": ")[1].split("/")[0])
+    from fervid.export.onnx import INT8_PLANS
 
-    assert FP32_TAILS[done - 1] == report.fp32_tail  # the search stopped at the tail it chose
+    # the search stopped at the plan it chose
+    assert INT8_PLANS[done - 1] == (report.activations, report.fp32_tail) and done == len(report.tried)
     export_onnx("fast", tmp_path / "r.onnx", int8=True, calibration_data=fer_csv, n_calibration=64, fp32_tail=0.5,
                 check=False, progress=False)  # fmt: skip
     assert capsys.readouterr().err == ""
