@@ -49,7 +49,10 @@ def model_source(model: Any) -> str:
     return str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
 
 
-def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
+def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET, fold: bool = True) -> bytes:
+    """``model`` (in eval mode) as an ONNX graph. ``fold=False`` keeps BatchNormalization as a
+    node and skips constant folding, so the initializers are the module's own tensors
+    (``benchmarks/bundle_onnx.py`` relies on it to store the fp16 weights losslessly)."""
     import torch
 
     from fervid.models import model_preprocess
@@ -70,7 +73,9 @@ def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET) -> bytes:
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
-            do_constant_folding=True,
+            do_constant_folding=fold,
+            # PRESERVE skips the eval-mode peephole that folds BatchNorm into the convolutions
+            training=torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE,
         )
     return buf.getvalue()
 
