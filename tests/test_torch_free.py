@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # What the core install (`pip install fervid`, no extras) lacks: the train extra's packages.
-HEAVY = ("torch", "sklearn", "matplotlib", "onnx")
+HEAVY = ("torch", "sklearn", "matplotlib", "onnx", "yaml")
 
 # Runs the fervid CLI with those packages made unimportable (``sys.modules[name] = None`` makes
 # ``import name`` raise ModuleNotFoundError, as on a machine without them), then prints which

@@ -41,6 +41,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "sklearn": "train",
     "matplotlib": "plots",
     "onnx": "train",
+    "yaml": "train",
     "fastapi": "serve",
     "uvicorn": "serve",
     "multipart": "serve",
