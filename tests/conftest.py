@@ -40,6 +40,15 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def clip(data_root: Path) -> Path:
+    """The media clip: 640x360, 29.97 fps, 275 frames, four shots (cuts at 20, 82, 211)."""
+    p = data_root / "media" / "short_hamilton_clip.mp4"
+    if not p.is_file():
+        pytest.skip("short_hamilton_clip.mp4 not found")
+    return p
+
+
+@pytest.fixture(scope="session")
 def fer_csv(data_root: Path) -> Path:
     return data_root / "fer2013" / "fer2013.csv.gz"
 

@@ -122,14 +122,6 @@ def test_reidentifies_a_person_after_a_cut_on_real_faces(rec, data_root):
     assert None not in ids and len({ids[0], ids[8]}) == 2 and ids[16] == ids[0]
 
 
-@pytest.fixture(scope="module")
-def clip(data_root) -> Path:
-    p = data_root / "media" / "short_hamilton_clip.mp4"
-    if not p.is_file():
-        pytest.skip("short_hamilton_clip.mp4 not found")
-    return p
-
-
 def _ground_truth() -> dict[int, list[tuple[str, FaceBox]]]:
     gt: dict[int, list[tuple[str, FaceBox]]] = collections.defaultdict(list)
     with GT_CSV.open(newline="", encoding="utf-8") as f:

@@ -150,14 +150,6 @@ def test_cli_unopenable_sources_fail_in_one_line(tmp_path, capsys, case):
 # ------------------------------------------------------------------ the real clip
 
 
-@pytest.fixture(scope="module")
-def clip(data_root) -> Path:
-    p = data_root / "media" / "short_hamilton_clip.mp4"
-    if not p.is_file():
-        pytest.skip("short_hamilton_clip.mp4 not found")
-    return p
-
-
 def test_stream_on_real_clip_has_stable_ids_and_valid_probabilities(rec, clip):
     s = rec.stream(clip, max_seconds=1.0)
     frames = list(s)
