@@ -66,7 +66,15 @@ def torchrun(nproc: int, *args: str) -> str:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    if r.returncode != 0:
+        # torchrun's own traceback fills the tail of stderr; the worker's cause ("terminate
+        # called ...", "Fatal Python error", a Python traceback) comes before it
+        cause = [ln for ln in r.stderr.splitlines() if not ln.startswith(("  File ", "    "))]
+        pytest.fail(
+            f"torchrun exited {r.returncode}\nstdout tail:\n{r.stdout[-1500:]}\nstderr head:\n"
+            + "\n".join(cause[:60])[-5000:]
+            + f"\nstderr tail:\n{r.stderr[-1500:]}"
+        )
     return r.stdout
 
 

@@ -123,8 +123,22 @@ def setup(device_name: str = "auto") -> tuple[DistContext, torch.device]:
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, backend, owns_group=True), device
 
 
-def teardown(ctx: DistContext) -> None:
+def teardown(ctx: DistContext, *, finished: bool = True) -> None:
+    """Close the process group this run opened, on every rank together.
+
+    The barrier keeps a rank from closing its sockets while a peer is still sending (gloo's
+    I/O threads abort the process on a reset connection), and the collection before the
+    destroy frees the DDP reducer and its pending work objects now: left to the interpreter's
+    finalisation, gloo's threads could touch tensors after Python is gone and the process
+    ends in SIGABRT although the run had finished (seen once in CI, rank 0, after the
+    summary was printed). After a failure (``finished=False``) there is no barrier: a rank
+    that failed alone must not wait for peers that may never come."""
     if ctx.owns_group and dist.is_initialized():
+        import gc
+
+        if finished:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 

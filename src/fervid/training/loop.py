@@ -259,14 +259,17 @@ def train(
     cfg.validate()
     ctx, device = distributed.setup(cfg.device)
     threads = torch.get_num_threads()
+    finished = False
     try:
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             if cfg.workers_threads:
                 torch.set_num_threads(cfg.workers_threads)
-            return _train(cfg, resume=resume, data=data, overwrite=overwrite, ctx=ctx, device=device)
+            result = _train(cfg, resume=resume, data=data, overwrite=overwrite, ctx=ctx, device=device)
+        finished = True
+        return result
     finally:
         torch.set_num_threads(threads)
-        distributed.teardown(ctx)
+        distributed.teardown(ctx, finished=finished)
 
 
 def _load_data(cfg: TrainConfig) -> FERData:
