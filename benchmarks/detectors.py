@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from fervid.data.io import load_image  # noqa: E402
-from fervid.inference.detect import FaceBox, create_detector  # noqa: E402
+from fervid.detectors import FaceBox, create_detector  # noqa: E402
 
 Box = tuple[int, int, int, int]
 

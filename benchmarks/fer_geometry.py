@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from fervid.data.datasets import load_fer2013, stratified_subset  # noqa: E402
-from fervid.inference.detect import LANDMARK_NAMES, YuNetDetector  # noqa: E402
+from fervid.detectors import LANDMARK_NAMES, YuNetDetector  # noqa: E402
 
 
 def fer_landmarks(

@@ -113,7 +113,7 @@ def replay(tracker: Any, frames: list[Recorded]) -> dict[int, list[tuple[int, tu
 def iou_distances(gt: list[tuple[int, int, int, int]], hyp: list[tuple[int, int, int, int]]) -> np.ndarray:
     """1 - IoU, NaN (no match) under IoU 0.5: ``motmetrics.distances.iou_matrix``, which calls
     ``np.asfarray`` (gone in NumPy 2) in motmetrics 1.4.0."""
-    from fervid.inference.detect import FaceBox, iou
+    from fervid.detectors import FaceBox, iou
 
     d = np.full((len(gt), len(hyp)), np.nan)
     for i, a in enumerate(gt):

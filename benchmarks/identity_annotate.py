@@ -70,7 +70,7 @@ def read_frames(clip: Path) -> list[np.ndarray]:
 
 def link(dets: list[dict[str, Any]], first_id: int) -> list[dict[str, Any]]:
     """Greedy IoU linking of per-frame boxes into tracklets inside each shot."""
-    from fervid.inference.detect import FaceBox, iou
+    from fervid.detectors import FaceBox, iou
 
     def fb(d: dict[str, Any]) -> FaceBox:
         return FaceBox(d["x"], d["y"], d["w"], d["h"])
@@ -105,7 +105,7 @@ def link(dets: list[dict[str, Any]], first_id: int) -> list[dict[str, Any]]:
 
 
 def candidates(clip: Path, out: Path) -> list[dict[str, Any]]:
-    from fervid.inference.detect import YuNetDetector, iou
+    from fervid.detectors import YuNetDetector, iou
 
     frames = read_frames(clip)
     full_det = YuNetDetector(max_side=640, score_threshold=0.5, coarse_side=None)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO.parent / "src"))
 
 from detectors import FRAMES, Item, score_item  # noqa: E402
 
-from fervid.inference.detect import FaceBox  # noqa: E402
+from fervid.detectors import FaceBox  # noqa: E402
 from fervid.inference.recognizer import EmotionRecognizer  # noqa: E402
 from fervid.inference.video import stream  # noqa: E402
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for it in FRAMES
     ]
     n_faces = sum(len(it.faces) for it in items)
-    from fervid.inference.detect import DEFAULT_DETECTOR
+    from fervid.detectors import DEFAULT_DETECTOR
 
     rec = EmotionRecognizer(args.model, detector=args.detector or DEFAULT_DETECTOR, device="cpu").load()
     det = rec.video_detector

@@ -174,7 +174,7 @@ class SharedDetector:
     other models get the same boxes, as they would from the same detector."""
 
     def __init__(self) -> None:
-        from fervid.inference.detect import create_detector
+        from fervid.detectors import create_detector
 
         self._det = create_detector("yunet")
         self.name = f"shared {self._det.name}"

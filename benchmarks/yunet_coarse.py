@@ -1,6 +1,6 @@
 """The measurements behind YuNet's coarse-to-fine photo detection (``YuNetDetector(coarse_side=...)``,
 the constants ``YUNET_COARSE_RATIO``, ``YUNET_REFINE_SCORE`` and ``YUNET_SMALL_FACE`` in
-``fervid/inference/detect.py``; results in ``benchmarks/yunet.md``, "coarse to fine").
+``fervid/detectors/yunet.py``; results in ``benchmarks/yunet.md``, "coarse to fine").
 
 Usage (from the repository root)::
 
@@ -33,7 +33,8 @@ import detectors as D  # noqa: E402
 import pipeline_speed as PS  # noqa: E402
 
 from fervid.data.io import load_image  # noqa: E402
-from fervid.inference.detect import FaceBox, YuNetDetector, _fit, shrink  # noqa: E402
+from fervid.detectors.base import FaceBox, fit_size, shrink  # noqa: E402
+from fervid.detectors.yunet import YuNetDetector  # noqa: E402
 
 SIZES = (8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 40)
 # (media photo, face centre x, y, square side): the face with some margin, as pasted
@@ -99,12 +100,12 @@ def pasted(data: Path, items: list, det: YuNetDetector) -> None:
     for ratio in (1.5, 1.33, 1.25):
         for thr in (0.3, 0.2, 0.15, 0.1):
             miss = sum(
-                not len(det._raw(shrink(c, _fit(640, 427, int(np.ceil(640 / ratio))))[0], True, thr)) for c in canvases
+                not len(det._raw(shrink(c, fit_size(640, 427, int(np.ceil(640 / ratio))))[0], True, thr)) for c in canvases
             )
             refined = 0
             for im in photos:
                 H, W = im.shape[:2]
-                rows = det._raw(shrink(im, _fit(W, H, max(320, int(np.ceil(max(H, W) / ratio)))))[0], True, thr)
+                rows = det._raw(shrink(im, fit_size(W, H, max(320, int(np.ceil(max(H, W) / ratio)))))[0], True, thr)
                 refined += not len(rows) or bool((rows[:, 14] < 0.7).any())
             print(f"| {ratio} | {thr} | {miss} | {refined} |")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fervid.data.io import load_image, rgb_to_gray
+from fervid.detectors import YuNetDetector
 from fervid.inference.crop import (
     CANONICAL_LANDMARKS_48,
     alignment_matrix,
@@ -19,7 +20,6 @@ from fervid.inference.crop import (
     crop_face,
     warp_face,
 )
-from fervid.inference.detect import YuNetDetector
 from tolerances import U64, gamma
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,8 +5,10 @@ Layers, bottom first; a module may import its own layer or lower ones, never a h
 0. ``emotions``, ``errors``, ``runtime``,  vocabulary, the user-error type, device/cache helpers,
    ``safety``, ``version``                 atomic writes, output-over-input refusal, SIGTERM; the version
 1. ``data``                                readers, image I/O, preprocessing, statistics
-2. ``models``                              architectures, registry, checkpoints
-3. ``inference``                           the torch path, ONNX Runtime, detection, recognizer, video
+2. ``models``, ``detectors``               architectures, registry, checkpoints; face detectors (beside
+                                           the models: they may read the bundled weights, models never
+                                           import detectors)
+3. ``inference``                           the torch path, ONNX Runtime, crops, recognizer, video
 4. ``evaluation``                          metrics, calibration, reports
 5. ``training``, ``export``                (siblings: neither imports the other)
 6. ``bench``, ``batch``, ``serve``, ``cli`` applications
@@ -30,6 +32,7 @@ LAYERS = {
     "version": 0,
     "data": 1,
     "models": 2,
+    "detectors": 2,
     "inference": 3,
     "evaluation": 4,
     "training": 5,
@@ -39,6 +42,10 @@ LAYERS = {
     "serve": 6,
     "cli": 6,
 }
+
+# Same-layer packages that must not import each other in the direction given: training and export
+# are independent; models never import detectors (the weights' layer must not depend on a user of them).
+SIBLINGS_APART = {("training", "export"), ("export", "training"), ("models", "detectors")}
 
 
 def _modules() -> dict[str, Path]:
@@ -97,7 +104,7 @@ def test_nothing_imports_upward():
             other = _layer(imp)
             if other is None or other[0] == me[0]:
                 continue
-            if other[1] > me[1] or {me[0], other[0]} == {"training", "export"}:
+            if other[1] > me[1] or (me[0], other[0]) in SIBLINGS_APART:
                 bad.append(f"{name} (layer {me[1]}) imports {imp} (layer {other[1]})")
     assert not bad, "\n".join(bad)
 
@@ -115,7 +122,7 @@ def test_train_is_always_the_function():
 def test_import_does_no_work():
     """``import fervid`` (and the subpackages' __init__) loads neither torch nor OpenCV."""
     code = (
-        "import sys, fervid, fervid.inference, fervid.evaluation, fervid.training, fervid.export; "
+        "import sys, fervid, fervid.inference, fervid.detectors, fervid.evaluation, fervid.training, fervid.export; "
         "heavy = [m for m in ('torch', 'cv2', 'onnxruntime', 'matplotlib') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fervid.data.io import load_image
-from fervid.inference.detect import (
+from fervid.detectors import (
     DEFAULT_DETECTOR,
     FaceBox,
     HaarDetector,
@@ -139,7 +139,7 @@ def test_detectors_load_lazily():
 
 
 def test_missing_cascade_is_a_clear_error():
-    from fervid.inference.detect import DetectorUnavailableError
+    from fervid.detectors import DetectorUnavailableError
 
     with pytest.raises(DetectorUnavailableError, match="not found"):
         HaarDetector(cascade="no_such_cascade.xml").detect(np.zeros((100, 100), np.uint8))
@@ -198,7 +198,7 @@ def test_dlib_agrees_with_haar(media: Path, dlib_det, haar):
 def test_dlib_missing_is_a_clear_error(monkeypatch):
     import builtins
 
-    from fervid.inference.detect import DetectorUnavailableError
+    from fervid.detectors import DetectorUnavailableError
 
     real_import = builtins.__import__
 

@@ -264,15 +264,15 @@ def test_detector_options_are_checked_when_the_recognizer_is_made(detector: str,
     ],
 )
 def test_every_detector_option_has_a_range(detector: str, options: dict, named: str) -> None:
+    from fervid.detectors import create_detector
     from fervid.errors import UserValueError
-    from fervid.inference.detect import create_detector
 
     with pytest.raises(UserValueError, match=named):
         create_detector(detector, **options)
 
 
 def test_valid_detector_options_still_work() -> None:
-    from fervid.inference.detect import create_detector
+    from fervid.detectors import create_detector
 
     assert create_detector("yunet", max_side=None).max_side is None  # type: ignore[attr-defined]
     assert create_detector("haar", max_side=2048, min_size=30).min_size == 30  # type: ignore[attr-defined]
@@ -303,7 +303,7 @@ def test_a_shared_recognizer_gives_each_thread_the_single_thread_answer(
         pytest.importorskip("onnxruntime")
     from fervid import EmotionRecognizer
     from fervid.data.io import load_image
-    from fervid.inference.detect import DetectorUnavailableError
+    from fervid.detectors import DetectorUnavailableError
 
     names = ["obama-480p.jpg", "two_people.jpg", "lin-manuel-miranda.png"]
     images = [load_image(data_root / "media" / n) for n in names]

@@ -300,7 +300,7 @@ def page_faces(page: Any, url: str) -> list[dict[str, Any]]:
 
 
 def face_box(face: dict[str, Any]) -> Any:
-    from fervid.inference.detect import FaceBox
+    from fervid.detectors import FaceBox
 
     b = face["box"]
     lm = None if face["landmarks"] is None else tuple((float(x), float(y)) for x, y in face["landmarks"])

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from fervid.cli import main
+from fervid.detectors import FaceBox, iou
 from fervid.errors import UserValueError
-from fervid.inference.detect import FaceBox, iou
 from fervid.inference.tracking import CutDetector, FaceDescriptor, IoUTracker, PersonTracker, make_tracker
 from fervid.inference.video import Timeline, main_person, stream
 

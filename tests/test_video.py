@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fervid.cli import main
-from fervid.inference.detect import FaceBox, iou
+from fervid.detectors import FaceBox, iou
 from fervid.inference.video import IoUTracker, Timeline, VideoOpenError
 from tolerances import U64, gamma
 
@@ -174,7 +174,7 @@ def test_stream_on_real_clip_has_stable_ids_and_valid_probabilities(rec, clip):
     for f in frames:
         assert len({face.face_id for face in f.faces}) == len(f.faces)
     # the default: YuNet with its video settings on every frame, landmarks on every face
-    from fervid.inference.detect import YUNET_VIDEO
+    from fervid.detectors import YUNET_VIDEO
 
     assert (
         s.detector.max_side == YUNET_VIDEO["max_side"] and s.detector.score_threshold == YUNET_VIDEO["score_threshold"]

@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 
 from fervid.data.io import load_image
-from fervid.inference.detect import (
+from fervid.detectors import (
     DEFAULT_DETECTOR,
     LANDMARK_NAMES,
-    YUNET_DIR,
-    YUNET_FILES,
     YUNET_PHOTO,
     YUNET_VIDEO,
     DetectorUnavailableError,
@@ -29,6 +27,7 @@ from fervid.inference.detect import (
     create_detector,
     iou,
 )
+from fervid.detectors.yunet import YUNET_DIR, YUNET_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
@@ -103,7 +102,7 @@ def test_wheel_ships_the_weights_and_licences():
 
 
 def test_modified_weights_are_refused(tmp_path: Path, monkeypatch):
-    import fervid.inference.detect as d
+    import fervid.detectors.yunet as d
 
     bad = tmp_path / "yunet"
     bad.mkdir()

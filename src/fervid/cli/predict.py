@@ -136,8 +136,8 @@ def _summary(res) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.data.io import load_image
+    from fervid.detectors import DEFAULT_DETECTOR
     from fervid.errors import FervidError
-    from fervid.inference.detect import DEFAULT_DETECTOR
     from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
 
     rec = EmotionRecognizer(

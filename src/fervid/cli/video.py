@@ -108,7 +108,7 @@ def gui_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fervid.inference.detect import DEFAULT_DETECTOR
+    from fervid.detectors import DEFAULT_DETECTOR
     from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
     from fervid.inference.recognizer import EmotionRecognizer
     from fervid.inference.video_analysis import analyze_video, expected_frames

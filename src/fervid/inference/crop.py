@@ -35,7 +35,7 @@ CANONICAL_LANDMARKS_48: tuple[tuple[float, float], ...] = (
     (30.69, 35.86),  # left mouth corner
 )
 """Where the five YuNet landmarks lie on FER2013 faces, in the 48x48 frame (pixel-centre
-coordinates; order of :data:`fervid.inference.detect.LANDMARK_NAMES`). Measured by
+coordinates; order of :data:`fervid.detectors.base.LANDMARK_NAMES`). Measured by
 ``python benchmarks/fer_geometry.py --n 3000`` (YuNet on 3,000 stratified Training faces
 upscaled 4x; it fired on 98.4%): the per-point medians, made mirror-symmetric about the
 midline ``x = 23.5``. Spread on FER2013 itself (5th-95th percentile): inter-ocular

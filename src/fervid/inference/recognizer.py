@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
+from fervid.detectors import for_video
 from fervid.errors import UserValueError
 from fervid.inference.crop import crop_face
 from fervid.inference.detect import (
@@ -332,24 +333,15 @@ class EmotionRecognizer:
 
     @property
     def video_detector(self) -> Detector:
-        """The detector for video frames (:meth:`stream`): the default YuNet with its video
-        settings (:data:`~fervid.inference.detect.YUNET_VIDEO`: 320 px, score 0.6, one pass,
-        what the annotated clip was tuned on) unless ``detector_options`` set its size or
-        threshold (then those, in one pass unless they set ``coarse_side``: a frame's cost
-        stays steady); any other detector as it is."""
-        from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
-
-        det = self.detector
-        if not isinstance(det, YuNetDetector) or not isinstance(self._detector_spec, str):
-            return det
-        opts = set(self._detector_options)
-        if "coarse_side" in opts and opts & {"max_side", "score_threshold"}:
-            return det
+        """The detector for video frames (:meth:`stream`): the detector's own video settings
+        (:func:`fervid.detectors.for_video`; the default YuNet: 320 px, score 0.6, one pass,
+        what the annotated clip was tuned on, unless ``detector_options`` set its size or
+        threshold); a detector without video settings as it is."""
         if self._video_detector is None:
+            det = self.detector  # before the lock: the detector property takes it too
             with self._load_lock:
                 if self._video_detector is None:
-                    own = opts & {"max_side", "score_threshold"}
-                    self._video_detector = det.with_options(**({"coarse_side": None} if own else YUNET_VIDEO))
+                    self._video_detector = for_video(det)
         return self._video_detector
 
     @property

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fervid.detectors import FaceBox, iou
 from fervid.errors import UserValueError
-from fervid.inference.detect import FaceBox, iou
 from fervid.inference.options import TRACKERS
 
 

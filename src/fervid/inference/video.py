@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.detectors import capabilities, non_max_suppression, roi_scale, sort_reading_order
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
 from fervid.inference.detect import FaceBox, iou
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
@@ -392,10 +393,8 @@ class VideoStream(Iterator[FrameResult]):
     def _detect(self, rgb: np.ndarray, key: bool) -> tuple[list[FaceBox], bool]:
         import cv2
 
-        from fervid.inference.detect import HaarDetector
-
         det = self.detector
-        if key or getattr(det, "whole_image", False):
+        if key or capabilities(det).whole_image:
             return det.detect(rgb), True
         H, W = rgb.shape[:2]
         found: list[FaceBox] = []
@@ -406,9 +405,8 @@ class VideoStream(Iterator[FrameResult]):
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
             roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            # Haar scans every scale from its 24 px minimum up to the window: shrink the
-            # window so the face is ~roi_face px and the scan covers only sizes near it.
-            f = min(1.0, self.roi_face / max(t.box.w, t.box.h)) if isinstance(det, HaarDetector) else 1.0
+            # the detector's own choice (Haar: faces near its smallest scale scan fastest)
+            f = roi_scale(det, max(t.box.w, t.box.h))
             if f < 1.0:
                 roi = cv2.resize(
                     roi,
@@ -419,8 +417,6 @@ class VideoStream(Iterator[FrameResult]):
             # not re-detected (a Haar miss on a turned or blurred face): keep the last box
             # until the next key frame, where the full-frame detection decides
             found.append(max(boxes, key=lambda b: (iou(b, t.box), b.score)) if boxes else t.box)
-        from fervid.inference.detect import non_max_suppression, sort_reading_order
-
         return sort_reading_order(non_max_suppression(found)), False
 
     def _hold(self, frames: Iterator[tuple[list[Any], FrameResult]]) -> Generator[FrameResult, None, None]:
