@@ -125,24 +125,32 @@ class Detector(Protocol):
 
 class BaseDetector(ABC):
     """A detector's capabilities with their defaults: subclass it, write :meth:`detect` and
-    override what differs (every built-in detector does)."""
+    override what differs (every built-in detector does). A detector that does not subclass
+    it may declare the same members itself, or none: callers read them through
+    :func:`capabilities`, :func:`for_video` and :func:`roi_scale`, which apply these defaults.
+    """
 
     name: str = "detector"
+    """What results and the service report as the detector."""
     landmarks: bool = False
-    """Every box has the five landmarks."""
+    """Every box it returns has the five landmarks."""
     whole_image: bool = False
-    """The input already is the face crop: one box, the whole image."""
+    """The input already is the face crop: its one box is the whole image (no face margin is
+    added around it, and video detects every frame whole)."""
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in ``image``, in its pixels (the module docstring's contract)."""
 
     def for_video(self) -> Detector:
-        """The detector with its video settings (here: itself)."""
+        """The detector with its settings for video frames, made once per stream (default:
+        itself; YuNet: a smaller input in one pass)."""
         return self
 
     def roi_scale(self, face_side: float) -> float:
-        """How much a re-detection window around a ``face_side`` px face is shrunk (here: not)."""
+        """The factor in ``(0, 1]`` a video re-detection window around a tracked face
+        ``face_side`` px wide is shrunk by before :meth:`detect` (default 1.0: not shrunk;
+        Haar: so the face is ~48 px)."""
         return 1.0
 
 
@@ -204,6 +212,7 @@ def detector_input(image: np.ndarray) -> np.ndarray:
 
 
 def as_gray(image: np.ndarray) -> np.ndarray:
+    """A detector input (RGB or grey, checked by :func:`detector_input`) as contiguous grey."""
     image = detector_input(image)
     if image.ndim == 2:
         return np.ascontiguousarray(image)
@@ -256,6 +265,7 @@ def downscale(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float
 
 
 def clip_box(x: float, y: float, w: float, h: float, score: float, W: int, H: int) -> FaceBox | None:
+    """A box in pixels rounded and clipped to a ``W x H`` image; ``None`` when under 2 px is left."""
     x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
     x1, y1 = min(W, int(round(x + w))), min(H, int(round(y + h)))
     if x1 - x0 < 2 or y1 - y0 < 2:

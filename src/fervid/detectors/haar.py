@@ -47,7 +47,7 @@ class HaarDetector(BaseDetector):
         roi_face: in video, the side (px) a tracked face is shrunk to in its re-detection
             window (:meth:`roi_scale`): the cascade scans every scale from its 24 px minimum
             up to the window, so a face near the minimum is found with the fewest scales
-            (40 px lost faces on the annotated clip).
+            (40 px lost faces).
         name: the name results report (default ``haar``, or ``haar-profile`` with ``profile``).
     """
 
