@@ -74,8 +74,8 @@ def nearest_centre(boxes: list) -> object | None:
 
 def fer_crops(faces: np.ndarray, scene: str, size: int, margin: float, index: np.ndarray) -> dict[str, object]:
     """Every crop of every face in ``scene``; a crop is None where its detector found nothing."""
-    from fervid.inference.crop import box_crop, crop_face
     from fervid.detectors import create_detector
+    from fervid.inference.crop import box_crop, crop_face
 
     yunet, haar = create_detector("yunet"), create_detector("haar")
     out: dict[str, list] = {"fer48": [], "yunet-aligned": [], "yunet-box": [], "haar-box": []}
@@ -169,9 +169,9 @@ def run_media(args: argparse.Namespace) -> int:
     import detectors  # benchmarks/detectors.py: the annotated media
 
     from fervid.data.io import rgb_to_gray
+    from fervid.detectors import YUNET_VIDEO, create_detector
     from fervid.inference.backends import load_classifier
     from fervid.inference.crop import box_crop, crop_face
-    from fervid.detectors import YUNET_VIDEO, create_detector
     from fervid.runtime import softmax
 
     items = detectors.load_items(Path(args.data))

@@ -93,8 +93,8 @@ def align_thetas(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     warped face matches ``crop_face`` on that scene up to interpolation."""
     from alignment import CANVAS, FACE, make_scene, nearest_centre
 
-    from fervid.inference.crop import alignment_matrix
     from fervid.detectors import create_detector
+    from fervid.inference.crop import alignment_matrix
 
     det = create_detector("yunet")
     off = (CANVAS - FACE) / 2 + (FACE / 48 - 1) / 2  # canvas pixel of the 48 px grid's (0, 0)

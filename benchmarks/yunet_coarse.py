@@ -100,7 +100,8 @@ def pasted(data: Path, items: list, det: YuNetDetector) -> None:
     for ratio in (1.5, 1.33, 1.25):
         for thr in (0.3, 0.2, 0.15, 0.1):
             miss = sum(
-                not len(det._raw(shrink(c, fit_size(640, 427, int(np.ceil(640 / ratio))))[0], True, thr)) for c in canvases
+                not len(det._raw(shrink(c, fit_size(640, 427, int(np.ceil(640 / ratio))))[0], True, thr))
+                for c in canvases
             )
             refined = 0
             for im in photos:
