@@ -328,39 +328,44 @@ class YuNetDetector(BaseDetector):
                         raise DetectorUnavailableError(f"YuNet model not found: {path}")
                 else:
                     path = verify_sha256(*yunet_weights(backend))
-                if backend == "onnxruntime":
-                    try:
-                        import onnxruntime as ort
-                    except ImportError as e:
-                        raise DetectorUnavailableError(
-                            "YuNet backend 'onnxruntime' needs onnxruntime: pip install onnxruntime "
-                            "(or backend='opencv')"
-                        ) from e
-                    so = ort.SessionOptions()
-                    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                    if self.threads:
-                        so.intra_op_num_threads = int(self.threads)
-                    so.inter_op_num_threads = 1
-                    so.log_severity_level = 3
-                    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-                    self._input_name = sess.get_inputs()[0].name
-                    self._out_names = [o.name for o in sess.get_outputs()]
-                    self._impl = sess
-                else:
-                    import cv2
-
-                    if not hasattr(cv2, "FaceDetectorYN"):
-                        raise DetectorUnavailableError(
-                            f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs opencv-python(-headless) >= 4.8); "
-                            "pip install -U 'opencv-python-headless>=4.8,<5' or onnxruntime"
-                        )
-                    self._impl = cv2.FaceDetectorYN.create(
-                        str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
-                    )
-                    self._cv_size = (320, 320)
-                    self._cv_threshold = self.score_threshold
+                self._impl = self._onnxruntime(path) if backend == "onnxruntime" else self._opencv(path)
                 self._impl_backend = backend
         return self._impl_backend, self._impl  # type: ignore[return-value]
+
+    def _onnxruntime(self, path: Path) -> Any:
+        """An onnxruntime session on ``path`` (its input and output names noted)."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise DetectorUnavailableError(
+                "YuNet backend 'onnxruntime' needs onnxruntime: pip install onnxruntime (or backend='opencv')"
+            ) from e
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self._input_name = sess.get_inputs()[0].name
+        self._out_names = [o.name for o in sess.get_outputs()]
+        return sess
+
+    def _opencv(self, path: Path) -> Any:
+        """OpenCV's ``FaceDetectorYN`` on ``path`` (its input size and threshold noted: it keeps them as state)."""
+        import cv2
+
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise DetectorUnavailableError(
+                f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs opencv-python(-headless) >= 4.8); "
+                "pip install -U 'opencv-python-headless>=4.8,<5' or onnxruntime"
+            )
+        impl = cv2.FaceDetectorYN.create(
+            str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+        )
+        self._cv_size = (320, 320)
+        self._cv_threshold = self.score_threshold
+        return impl
 
     def load(self) -> YuNetDetector:
         """Load (and verify) the weights now instead of on the first :meth:`detect`."""
