@@ -136,7 +136,9 @@ class RecognizerConfig:
             if not self.detector.strip():
                 raise UserValueError("detector must name a detector (e.g. 'yunet'), got an empty string")
         elif not callable(getattr(self.detector, "detect", None)):
-            raise UserValueError(f"detector must be a detector name or an object with detect(image), got {self.detector!r}")
+            raise UserValueError(
+                f"detector must be a detector name or an object with detect(image), got {self.detector!r}"
+            )
         for name in ("photo_max_side", "video_max_side"):
             value = getattr(self, name)
             if value is not None and not (_is_int(value) and value >= 1):
