@@ -61,6 +61,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fervid.errors import UserValueError
+from fervid.inference.config import RecognizerConfig
 from fervid.serve.browser import YUNET_FILE, BrowserModels
 from fervid.serve.browser import package_file as _package_file  # noqa: F401 -- its name in tests
 from fervid.serve.guards import (
@@ -102,6 +104,7 @@ __all__ = [
     "Face",
     "Health",
     "PredictResult",
+    "SERVICE_KEYS",
     "app_from_env",
     "check_api_key",
     "create_app",
@@ -116,7 +119,7 @@ def create_app(
     *,
     api_key: str | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_concurrency: int = 1,
     load: bool = True,
@@ -130,13 +133,17 @@ def create_app(
             Bearer KEY`` (401 otherwise); the page, ``/healthz``, ``/docs`` and the model
             files stay open (the page asks for the key for uploads).
         max_upload_mb: largest request body (one image, or a whole batch), MiB.
-        max_pixels: largest image, in pixels declared by its header.
+        max_pixels: largest image, in pixels declared by its header (default: the
+            recognizer's ``config.max_pixels``, 50 000 000 unless set).
         max_batch: most images in one ``/v1/predict/batch`` request.
         max_concurrency: predictions that may run at once in worker threads.
         load: load the recognizer when the app starts (lifespan), not on the first request.
         cache_dir: where the browser's ONNX models are exported (default
             ``$FERVID_CACHE`` or ``~/.cache/fervid``, subfolder ``serve``).
     """
+    if max_pixels is None:
+        config = getattr(recognizer, "config", None)  # any recognizer-like object may be served
+        max_pixels = config.max_pixels if isinstance(config, RecognizerConfig) else DEFAULT_MAX_PIXELS
     if max_upload_mb <= 0 or max_pixels <= 0 or max_batch <= 0 or max_concurrency <= 0:
         raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive")
     mimetypes.add_type("text/javascript", ".mjs")
@@ -182,13 +189,18 @@ def create_app(
 # --------------------------------------------------------------------------- several processes
 
 
+SERVICE_KEYS = ("api_key", "max_upload_mb")
+"""The keys of :data:`ENV_CONFIG` that are the service's; every other one is a recognizer config field."""
+
+
 def serve_config(
-    model: str = "default",
-    detector: str | None = None,
+    config: RecognizerConfig | None = None,
     api_key: str | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 ) -> dict[str, Any]:
-    return {"model": model, "detector": detector, "api_key": api_key, "max_upload_mb": max_upload_mb}
+    """The JSON of :data:`ENV_CONFIG`: the whole recognizer config
+    (:meth:`RecognizerConfig.to_dict`, one key per field) and the service's own settings."""
+    return {**(config or RecognizerConfig()).to_dict(), "api_key": api_key, "max_upload_mb": max_upload_mb}
 
 
 def app_from_env() -> FastAPI:
@@ -196,12 +208,20 @@ def app_from_env() -> FastAPI:
 
         FERVID_SERVE_CONFIG='{"model": "default"}' uvicorn --factory fervid.serve.app:app_from_env --workers 2
 
-    ``FERVID_SERVE_CONFIG`` is JSON with ``model``, ``detector``, ``api_key`` and
-    ``max_upload_mb`` (all optional); ``fervid serve --workers N`` sets it. Each process
-    loads its own copy of the model."""
+    ``FERVID_SERVE_CONFIG`` is JSON with the fields of :class:`~fervid.inference.config.RecognizerConfig`
+    (``model``, ``detector``, ``photo_max_side``, ``threshold``, ``max_pixels``...), ``api_key``
+    and ``max_upload_mb``, all optional (an unknown key is an error naming it);
+    ``fervid serve --workers N`` sets it to its whole config (:func:`serve_config`). Each
+    process loads its own copy of the model."""
     from fervid import EmotionRecognizer  # the package root's lazy name (fervid.inference loads numpy, cv2...)
 
-    cfg = serve_config(**json.loads(os.environ.get(ENV_CONFIG) or "{}"))
-    kwargs: dict[str, Any] = {} if cfg["detector"] is None else {"detector": cfg["detector"]}
-    rec = EmotionRecognizer(cfg["model"], **kwargs)
-    return create_app(rec, api_key=cfg["api_key"], max_upload_mb=float(cfg["max_upload_mb"]))
+    data = json.loads(os.environ.get(ENV_CONFIG) or "{}")
+    if not isinstance(data, dict):
+        raise UserValueError(f"{ENV_CONFIG} must be a JSON object, got {type(data).__name__}")
+    service = {k: data.pop(k) for k in SERVICE_KEYS if k in data}
+    rec = EmotionRecognizer.from_config(RecognizerConfig.from_dict(data))
+    return create_app(
+        rec,
+        api_key=service.get("api_key"),
+        max_upload_mb=float(service.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
+    )

@@ -19,13 +19,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fervid.errors import UserValueError
+from fervid.inference.config import DEFAULTS
 from fervid.serve.state import ServeState, StateDep
 
 log = logging.getLogger("fervid.serve")
 
 DEFAULT_MAX_UPLOAD_MB = 16.0
-DEFAULT_MAX_PIXELS = 50_000_000
-"""Largest image accepted, in pixels declared by its header (50 MP: an 8000 x 6000 photo)."""
+DEFAULT_MAX_PIXELS = DEFAULTS.max_pixels
+"""Largest image accepted, in pixels declared by its header (50 MP: an 8000 x 6000 photo); the
+recognizer config's default (:attr:`fervid.inference.config.RecognizerConfig.max_pixels`)."""
 DEFAULT_MAX_BATCH = 32
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed on top of ``max_upload_mb`` for multipart boundaries and part headers."""

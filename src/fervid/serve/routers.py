@@ -157,8 +157,17 @@ async def models(state: StateDep) -> dict[str, Any]:
             "max_pixels": state.max_pixels,
             "max_batch": state.max_batch,
         },
-        "browser": state.browser.index(),
+        "browser": page_index(state),
     }
+
+
+def page_index(state: ServeState) -> dict[str, Any]:
+    """What the page offers (:meth:`BrowserModels.index`) and ``service_model``: the server's model
+    when the page can run it (a bundled model), else ``None``. The live view starts on it, so
+    the camera and the API answer with the same model."""
+    model = state.recognizer.model
+    name = model if isinstance(model, str) and model in state.browser.names else None
+    return {**state.browser.index(), "service_model": name}
 
 
 @api.get("/healthz", response_model=Health, tags=["service"], summary="liveness")
@@ -185,7 +194,7 @@ async def model_file(filename: str, state: StateDep) -> Response:
     browser = state.browser
     stem, _, ext = filename.rpartition(".")
     if filename == "index.json":  # what the page offers (open, like the files themselves)
-        return JSONResponse(browser.index())
+        return JSONResponse(page_index(state))
     if stem == "yunet" and ext == "onnx":
         p = browser.yunet()
         if p is None:
