@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import os
@@ -26,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
+from fervid.errors import FervidError, OutputError
+from fervid.safety import atomic_path, check_outputs_not_inputs, input_path_problem, make_dir, preflight_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -56,7 +59,6 @@ def expand_paths(paths: list[str], skipped: list[str] | None = None) -> Iterator
     appended to ``skipped`` (for the caller to report). An explicit file is always yielded
     (so a bad file is reported, not skipped)."""
     from fervid.data.imagefile import scan_folder
-    from fervid.safety import input_path_problem
 
     seen: set[str] = set()
 
@@ -111,14 +113,10 @@ def _summary(res) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.data.io import load_image
-    from fervid.errors import FervidError
     from fervid.inference.recognizer import EmotionRecognizer
 
     rec = EmotionRecognizer.from_config(config_from_args(args))
     rec.load()  # a bad --model fails here, once, before any file is read
-
-    from fervid.errors import OutputError
-    from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir, preflight_output
 
     out_dir = Path(args.out) if args.out else None
     skipped: list[str] = []
@@ -175,8 +173,6 @@ def run(args: argparse.Namespace) -> int:
             os.dup2(devnull, sys.stdout.fileno())
             return 141
         if out_dir is not None:
-            import functools
-
             from PIL import Image
 
             from fervid.inference.draw import annotate, verify_image

@@ -21,11 +21,13 @@ import argparse
 import errno
 import json
 import os
+import socket
 
 from fervid.cli.argtypes import port, positive_float, positive_int
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 from fervid.errors import UserValueError
 from fervid.inference.config import DEFAULTS
+from fervid.safety import describe_os_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,10 +75,6 @@ def check_listen(host: str, port: int) -> None:
     """Refuse, before the model loads, an address the server could not listen on, naming
     it: a host that does not resolve (``999.1.1.1``), an address of another machine
     (``8.8.8.8``), a port in use or reserved."""
-    import socket
-
-    from fervid.safety import describe_os_error
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:

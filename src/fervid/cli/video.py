@@ -32,6 +32,7 @@ from typing import Any
 from fervid.cli.argtypes import positive_float, positive_int, unit_interval
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH, TRACKERS
+from fervid.safety import sigterm_as_interrupt
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -128,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
         el = time.perf_counter() - state["t0"]
         bar.set_postfix(fps=f"{bar.n / el:.1f}" if el > 0 else "-", faces=len(fr.faces), refresh=False)
         return True
-
-    from fervid.safety import sigterm_as_interrupt
 
     # `kill` (SIGTERM) stops like Ctrl-C: the video container is finalised and the summary,
     # plot and CSV hold everything processed so far.

@@ -40,8 +40,10 @@ from fervid.errors import UserValueError
 from fervid.inference.config import DEFAULTS, RecognizerConfig
 from fervid.inference.crop import crop_face
 from fervid.inference.detect import (
+    YUNET_VIDEO,
     Detector,
     FaceBox,
+    YuNetDetector,
     create_detector,
     landmark_columns,
     landmarks_dict,
@@ -382,8 +384,6 @@ class EmotionRecognizer:
         ``score_threshold`` over them (:meth:`RecognizerConfig.video_detector_kwargs`). A
         detector without video settings and without ``video_max_side`` is the photo detector
         itself; a detector object is used as it is."""
-        from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
-
         det = self.detector
         cfg = self._config
         if not isinstance(cfg.detector, str):
