@@ -271,3 +271,22 @@ def test_batch_options_hold_the_config() -> None:
         BatchOptions(max_side=640)
     with pytest.raises(UserValueError, match="not both"):
         BatchOptions(cfg, model="fast")
+
+
+def test_the_help_states_the_detectors_real_defaults() -> None:
+    """The sizes and thresholds the help text quotes are the detectors' own defaults (they live
+    with the detectors; the help must not drift from them)."""
+    import inspect
+
+    from fervid.inference.detect import YUNET_PHOTO, YUNET_VIDEO, DlibHogDetector, create_detector
+
+    helps = {dest: h for dest, (_, h, _, _) in _recognizer_actions("predict").items()}
+    haar = create_detector("haar")
+    dlib_side = inspect.signature(DlibHogDetector.__init__).parameters["max_side"].default
+    assert f"yunet {YUNET_PHOTO['max_side']}, haar/dlib {haar.max_side}" in helps["photo_max_side"]  # type: ignore[attr-defined]
+    assert haar.max_side == dlib_side  # type: ignore[attr-defined]
+    assert f"yunet {YUNET_VIDEO['max_side']}" in helps["video_max_side"]
+    assert (
+        f"yunet {YUNET_PHOTO['score_threshold']} photos, {YUNET_VIDEO['score_threshold']} video"
+        in helps["score_threshold"]
+    )
