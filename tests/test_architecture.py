@@ -133,6 +133,7 @@ def test_import_does_no_work():
     "name",
     [
         "EmotionRecognizer",
+        "RecognizerConfig",
         "load_model",
         "create_model",
         "list_models",

@@ -496,9 +496,10 @@ def test_cli_serve_end_to_end(media: Path, serve_cache: Path, tmp_path: Path, wo
 
 
 def test_app_from_env_for_worker_processes(monkeypatch: pytest.MonkeyPatch, serve_cache: Path, media: Path) -> None:
+    from fervid.inference.config import RecognizerConfig
     from fervid.serve.app import ENV_CONFIG, app_from_env, serve_config
 
-    monkeypatch.setenv(ENV_CONFIG, json.dumps(serve_config("fast", "haar", "k", 1.0)))
+    monkeypatch.setenv(ENV_CONFIG, json.dumps(serve_config(RecognizerConfig(model="fast", detector="haar"), "k", 1.0)))
     monkeypatch.setenv("FERVID_CACHE", str(serve_cache))
     with TestClient(app_from_env()) as c:
         _assert_error(_post(c, media / "obama-480p.jpg"), 401)

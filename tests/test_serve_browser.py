@@ -499,6 +499,31 @@ def test_model_switch_to_default(page: Any, server: str) -> None:
     assert not page.problems, page.problems
 
 
+def test_the_live_view_starts_on_the_servers_model(page: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 21: a server started on `default` opens the page's live view on `default` (the page
+    read index.json's service_model), not on `fast`."""
+    import uvicorn
+
+    cache = tmp_path_factory.getbasetemp() / "serve-cache"
+    app = create_app(EmotionRecognizer("default"), load=False, cache_dir=cache)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.time() + 60
+        while not srv.started:
+            assert th.is_alive() and time.time() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        page.goto(f"http://127.0.0.1:{port}/")
+        wait_js(page, "window.fervid && window.fervid.modelLoaded", 180)  # first use exports default on the server
+        assert page.evaluate("fervid.model") == "default"
+        assert page.evaluate("document.querySelector('input[name=model]:checked').value") == "default"
+    finally:
+        srv.should_exit = True
+        th.join(timeout=10)
+
+
 def test_phone_layout(page: Any, server: str, media: Path, tmp_path: Path) -> None:
     """At 390x844 the camera waits for the click too, labels stay inside the frame, and an
     uploaded photo is shown full width with labels about 14 CSS pixels high."""

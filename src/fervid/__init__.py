@@ -25,6 +25,7 @@ _LAZY = {
     "FER2013": "emotions",
     "FERPLUS": "emotions",
     "EmotionRecognizer": "inference.recognizer",
+    "RecognizerConfig": "inference.config",
     "FervidError": "errors",
 }
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from fervid.data.ferplus import load_ferplus
     from fervid.emotions import FER2013, FERPLUS
     from fervid.errors import FervidError
+    from fervid.inference.config import RecognizerConfig
     from fervid.inference.recognizer import EmotionRecognizer
     from fervid.models import create_model, list_models, register_model
     from fervid.models.checkpoint import load_model
@@ -74,5 +76,6 @@ __all__ = [
     "FER2013",
     "FERPLUS",
     "EmotionRecognizer",
+    "RecognizerConfig",
     "FervidError",
 ]

@@ -36,8 +36,9 @@ output skips the sources already committed (or already in a finished output) and
 everything into ``out`` at the end, sorted by source, frame and face; the merge takes each
 source's rows from one place (the last part holding it, else the earlier output), so a run
 killed at any point -- during the merge included -- and started again gives each row once, and
-the engines give the same file. The settings that change rows (model, detector, backend, video step) are recorded and must
-match when a run is continued.
+the engines give the same file. The settings that change rows (the recognizer's config but its
+device, and the video step: :meth:`BatchOptions.settings`) are recorded and must match when a
+run is continued.
 
 **Engines.** ``local``: this process, one recognizer. ``ray``: Ray Data over a Ray cluster
 (``address``: ``auto`` for the cluster this machine belongs to, ``ray://host:10001`` through
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fervid.errors import OutputError, UserFileNotFoundError, UserValueError
+from fervid.inference.config import RecognizerConfig
 from fervid.safety import check_outputs_not_inputs, make_dir, output_error, preflight_output, write_text_atomic
 
 if TYPE_CHECKING:
@@ -230,40 +232,56 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
 # --------------------------------------------------------------------------- options and rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class BatchOptions:
-    """How each source is processed (the same on every worker)."""
+    """How each source is processed (the same on every worker): the recognizer's
+    :class:`~fervid.inference.config.RecognizerConfig` and the video step.
 
-    model: str = "default"
-    detector: str | None = None  # None: the recognizer's default detector
-    backend: str = "auto"
-    device: str = "auto"
-    video_every: int = 1  # process every N-th video frame
-    threshold: float | None = None  # labels_above threshold (None: the recognizer's default)
+    ``BatchOptions(RecognizerConfig(model="fast"), video_every=5)``, or the config's fields as
+    keywords: ``BatchOptions(model="fast", video_every=5)`` (a field given as ``None`` keeps
+    its default)."""
+
+    config: RecognizerConfig
+    video_every: int  # process every N-th video frame
+
+    def __init__(self, config: RecognizerConfig | None = None, *, video_every: int = 1, **recognizer: Any):
+        if config is not None and recognizer:
+            raise UserValueError(f"give a RecognizerConfig or its fields ({', '.join(sorted(recognizer))}), not both")
+        known = {f.name for f in dataclasses.fields(RecognizerConfig)}
+        unknown = sorted(set(recognizer) - known)
+        if unknown:
+            raise UserValueError(
+                f"unknown batch option(s) {', '.join(map(repr, unknown))}; known: video_every, {', '.join(sorted(known))}"
+            )
+        if config is None:
+            config = RecognizerConfig(**{k: v for k, v in recognizer.items() if v is not None})
+        if isinstance(video_every, bool) or not isinstance(video_every, int) or video_every < 1:
+            raise UserValueError(f"video_every must be a whole number >= 1, got {video_every!r}")
+        object.__setattr__(self, "config", config)  # checked when it was made
+        object.__setattr__(self, "video_every", video_every)
 
     def validate(self) -> None:
-        from fervid.inference.options import BACKENDS
+        """Nothing to do: the options are checked when they are made (kept for callers of the
+        earlier API)."""
 
-        if self.video_every < 1:
-            raise UserValueError(f"video_every must be >= 1, got {self.video_every}")
-        if self.backend not in BACKENDS:
-            raise UserValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise UserValueError(f"threshold must be in [0, 1], got {self.threshold}")
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (a Ray worker gets its options this way); :meth:`from_dict` reads it."""
+        return {"config": self.config.to_dict(), "video_every": self.video_every}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
+        return cls(RecognizerConfig.from_dict(data["config"]), video_every=int(data["video_every"]))
 
     def settings(self) -> dict[str, Any]:
-        """What decides the rows (recorded with the output; a continued run must match)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
+        """What decides the rows (recorded with the output; a continued run must match): the
+        whole recognizer config but the device and the service's pixel limit, and the video step."""
+        cfg = self.config.to_dict()
+        return {**{k: v for k, v in cfg.items() if k not in ("device", "max_pixels")}, "video_every": self.video_every}
 
     def recognizer(self) -> EmotionRecognizer:
         from fervid.inference.recognizer import EmotionRecognizer
 
-        kw: dict[str, Any] = {"model": self.model, "device": self.device, "backend": self.backend}
-        if self.detector is not None:
-            kw["detector"] = self.detector
-        if self.threshold is not None:
-            kw["threshold"] = self.threshold
-        return EmotionRecognizer(**kw).load()
+        return EmotionRecognizer.from_config(self.config).load()
 
 
 def _flatten_face(face: dict[str, Any]) -> dict[str, Any]:
@@ -677,7 +695,7 @@ class RayWorker:
 
         torch.set_num_threads(threads)  # the actor's share of the node, not every core
         cv2.setNumThreads(threads)
-        self.options = BatchOptions(**options)
+        self.options = BatchOptions.from_dict(options)
         self.rec = self.options.recognizer()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -713,11 +731,11 @@ def _run_ray(
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # fervid's own bar counts sources, faces and frames
-    gpus = 1 if options.device.startswith("cuda") else 0
+    gpus = 1 if options.config.device.startswith("cuda") else 0
     items = ray.data.from_items([{"task": _encode(t)} for t in tasks], override_num_blocks=len(tasks))
     ds = items.map_batches(
         RayWorker,
-        fn_constructor_kwargs={"options": dataclasses.asdict(options), "threads": threads},
+        fn_constructor_kwargs={"options": options.to_dict(), "threads": threads},
         batch_size=1,
         concurrency=n,
         num_cpus=threads,
@@ -784,7 +802,6 @@ def run_batch(
     from fervid.runtime import progress_bar
 
     options = options or BatchOptions()
-    options.validate()
     try:
         import pyarrow  # noqa: F401
     except ImportError as e:

@@ -1,7 +1,8 @@
 """``fervid batch``: emotions of every face in a corpus of photos and videos, into Parquet.
 
     fervid batch SOURCE [SOURCE ...] --out results.parquet [--engine local|ray] [--address ray://...|auto]
-                 [--model NAME] [--detector NAME] [--video-every N] [--workers N] [--no-progress]
+                 [--video-every N] [--workers N] [--no-progress]
+                 [--model NAME] [--detector NAME] [--device D] [... the other recognizer arguments]
 
 SOURCE: folders (searched recursively for photos and videos), CSV/Parquet manifests of paths
 (a header naming the column ``path``, ``source``, ``file`` or ``filename`` in any case; or a CSV
@@ -17,11 +18,11 @@ import argparse
 import json
 import sys
 
+from fervid.cli.argtypes import positive_int
+from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from fervid.cli.argtypes import positive_int
-    from fervid.inference.options import BACKENDS
-
     p = sub.add_parser(
         "batch",
         help="batch inference over folders of photos, videos or a manifest, into Parquet",
@@ -49,10 +50,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="Ray actors, each with its own model (default: the cluster's CPUs / --threads-per-worker)",
     )
     p.add_argument("--threads-per-worker", dest="threads_per_worker", type=positive_int, default=1)
-    p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
-    p.add_argument("--detector", default=None, help="face detector name (default: the recognizer's default)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (Ray: one GPU per worker)")
     p.add_argument(
         "--video-every",
         dest="video_every",
@@ -69,15 +66,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="commit finished work to OUT.parts/ every N sources (and at least once a minute)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_recognizer_args(p)  # --device cuda on Ray: one GPU per worker
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from fervid.batch import BatchOptions, run_batch
 
-    opts = BatchOptions(
-        model=args.model, detector=args.detector, backend=args.backend, device=args.device, video_every=args.video_every
-    )
+    opts = BatchOptions(config_from_args(args), video_every=args.video_every)
     summary = run_batch(
         args.source,
         args.out,

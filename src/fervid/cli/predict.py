@@ -1,7 +1,8 @@
 """``fervid predict``: emotions of the faces in photos.
 
-    fervid predict PATH [PATH ...] [--model NAME] [--json] [--out DIR] [--detector NAME] [--detector-size PX]
-                   [--backend auto|torch|onnx] [--device D] [--threshold P] [--adabn] [--no-progress]
+    fervid predict PATH [PATH ...] [--json] [--out DIR] [--adabn] [--no-progress]
+                   [--model NAME] [--detector NAME] [--photo-max-side PX] [--backend auto|torch|onnx]
+                   [--device D] [--threshold P] [... the other recognizer arguments]
 
 PATH: image files, folders (searched recursively for images) or glob patterns
 (``"photos/**/*.jpg"``). Prints one line per image (``--json``: one JSON object per line:
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import os
@@ -24,8 +26,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from fervid.cli.argtypes import positive_int, unit_interval
-from fervid.inference.options import BACKENDS
+from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
+from fervid.errors import FervidError, OutputError
+from fervid.safety import atomic_path, check_outputs_not_inputs, input_path_problem, make_dir, preflight_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,34 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
-    p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
-    p.add_argument(
-        "--detector",
-        default=None,
-        help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib, "
-        "skip (images already are face crops)",
-    )
-    p.add_argument(
-        "--detector-size",
-        dest="detector_size",
-        type=positive_int,
-        default=None,
-        metavar="PX",
-        help="shrink images to this longer side for detection (default: yunet 640, haar/dlib 1024); "
-        "larger finds smaller faces in big photos, slower",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKENDS,
-        help="inference backend (default auto: onnxruntime on the CPU when installed, else torch)",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
-    p.add_argument(
-        "--threshold", type=unit_interval, default=None, help="probability threshold for labels_above (default 0.3)"
-    )
     p.add_argument(
         "--adabn",
         action="store_true",
@@ -71,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(unlabelled photos sharing a domain shift: camera, blur, light); torch backend only",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_recognizer_args(p)
     return p
 
 
@@ -81,7 +59,6 @@ def expand_paths(paths: list[str], skipped: list[str] | None = None) -> Iterator
     appended to ``skipped`` (for the caller to report). An explicit file is always yielded
     (so a bad file is reported, not skipped)."""
     from fervid.data.imagefile import scan_folder
-    from fervid.safety import input_path_problem
 
     seen: set[str] = set()
 
@@ -136,22 +113,10 @@ def _summary(res) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.data.io import load_image
-    from fervid.detectors import DEFAULT_DETECTOR
-    from fervid.errors import FervidError
-    from fervid.inference.recognizer import DEFAULT_THRESHOLD, EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
-    rec = EmotionRecognizer(
-        args.model,
-        detector=args.detector or DEFAULT_DETECTOR,
-        device=args.device,
-        detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
-        backend=args.backend,
-        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
-    )
+    rec = EmotionRecognizer.from_config(config_from_args(args))
     rec.load()  # a bad --model fails here, once, before any file is read
-
-    from fervid.errors import OutputError
-    from fervid.safety import atomic_path, check_outputs_not_inputs, make_dir, preflight_output
 
     out_dir = Path(args.out) if args.out else None
     skipped: list[str] = []
@@ -208,8 +173,6 @@ def run(args: argparse.Namespace) -> int:
             os.dup2(devnull, sys.stdout.fileno())
             return 141
         if out_dir is not None:
-            import functools
-
             from PIL import Image
 
             from fervid.inference.draw import annotate, verify_image

@@ -1,7 +1,8 @@
 """``fervid serve``: the REST API and the web page (live camera, inference in the browser).
 
-    fervid serve [--host 127.0.0.1] [--port 8000] [--model default] [--detector NAME]
-                 [--api-key KEY] [--max-upload-mb N] [--workers N]
+    fervid serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-upload-mb N] [--max-pixels N]
+                 [--workers N] [--model NAME] [--detector NAME] [--photo-max-side PX] [--backend auto|torch|onnx]
+                 [--device D] [... the other recognizer arguments]
 
 Open http://HOST:PORT/ for the page (the camera's frames never leave the browser: the face
 detector and the emotion model run there through onnxruntime-web), http://HOST:PORT/docs
@@ -18,10 +19,15 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
+import socket
 
 from fervid.cli.argtypes import port, positive_float, positive_int
+from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 from fervid.errors import UserValueError
+from fervid.inference.config import DEFAULTS
+from fervid.safety import describe_os_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,8 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
-    p.add_argument("--model", default="default", help="bundled model name or checkpoint path (default: default)")
-    p.add_argument("--detector", default=None, help="face detector of the API (default: the library's default)")
     p.add_argument(
         "--api-key",
         dest="api_key",
@@ -50,8 +54,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="largest request body in MiB, one image or a whole batch (default 16)",
     )
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="server processes, each with its own model (default 1)"
+        "--max-pixels",
+        dest="max_pixels",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"largest image in pixels, as its header declares, refused before decoding (default {DEFAULTS.max_pixels})",
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="server processes, each with its own model and the same recognizer settings (default 1)",
+    )
+    add_recognizer_args(p)
     return p
 
 
@@ -59,10 +75,6 @@ def check_listen(host: str, port: int) -> None:
     """Refuse, before the model loads, an address the server could not listen on, naming
     it: a host that does not resolve (``999.1.1.1``), an address of another machine
     (``8.8.8.8``), a port in use or reserved."""
-    import socket
-
-    from fervid.safety import describe_os_error
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:
@@ -87,18 +99,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
     check_api_key(args.api_key)  # an empty key would turn authentication off: refuse it before anything
     check_listen(args.host, args.port)
-    import json
-
     from fervid import EmotionRecognizer
 
-    kwargs = {} if args.detector is None else {"detector": args.detector}
-    rec = EmotionRecognizer(args.model, **kwargs)  # checks the detector name now
+    config = config_from_args(args)
+    rec = EmotionRecognizer.from_config(config)  # checks the detector and its options now
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     if args.workers > 1:
-        # Each worker process builds its own app (and model) from this environment variable.
-        os.environ[ENV_CONFIG] = json.dumps(serve_config(args.model, args.detector, args.api_key, args.max_upload_mb))
+        # Each worker process builds its own app (and model) from this environment variable: the
+        # whole recognizer config, so every worker answers as one process would.
+        os.environ[ENV_CONFIG] = json.dumps(serve_config(config, args.api_key, args.max_upload_mb))
         print(
-            f"fervid serve: model {args.model}, {args.workers} worker processes; open {url} (API docs: {url}docs)",
+            f"fervid serve: model {config.model}, detector {config.detector}, {args.workers} worker processes; open {url} (API docs: {url}docs)",
             flush=True,
         )
         uvicorn.run(
@@ -111,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     rec.load()  # here, so that an unknown model or a bad checkpoint is one clear line, not a server traceback
-    app = create_app(rec, api_key=args.api_key, max_upload_mb=args.max_upload_mb)
-    print(f"fervid serve: model {args.model}; open {url} (API docs: {url}docs)", flush=True)
+    app = create_app(rec, api_key=args.api_key, max_upload_mb=args.max_upload_mb, max_pixels=config.max_pixels)
+    print(
+        f"fervid serve: model {config.model}, detector {config.detector}; open {url} (API docs: {url}docs)", flush=True
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

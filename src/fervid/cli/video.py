@@ -2,9 +2,9 @@
 
     fervid video SOURCE [--out annotated.mp4] [--csv timeline.csv] [--plot timeline.png]
                  [--summary summary.json] [--every N] [--smooth ALPHA] [--max-seconds S]
-                 [--model NAME] [--backend auto|torch|onnx] [--detector NAME] [--detector-size PX]
-                 [--detect-every K] [--tracker person|iou]
-                 [--show | --no-show] [--no-progress]
+                 [--detect-every K] [--tracker person|iou] [--show | --no-show] [--no-progress]
+                 [--model NAME] [--detector NAME] [--video-max-side PX] [--backend auto|torch|onnx]
+                 [--device D] [... the other recognizer arguments]
 
 SOURCE: a video file or a camera index (0, 1, ...). Writes one CSV row per face per
 processed frame (time, person id, box, detector score, raw and smoothed probability of
@@ -30,7 +30,9 @@ import time
 from typing import Any
 
 from fervid.cli.argtypes import positive_float, positive_int, unit_interval
-from fervid.inference.options import BACKENDS, TRACKERS
+from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
+from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH, TRACKERS
+from fervid.safety import sigterm_as_interrupt
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,31 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=TRACKERS,
         help="who is who: person (default: shot cuts, confirmation, re-identification) or iou (boxes only)",
     )
-    p.add_argument("--model", default="default", help="bundled model name, checkpoint or .onnx file (default: default)")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKENDS,
-        help="inference backend (default auto: onnx on the CPU when installed)",
-    )
-    p.add_argument(
-        "--detector",
-        default=None,
-        help="face detector: yunet (default; landmarks, aligned crops), haar, haar-profile, dlib",
-    )
-    p.add_argument(
-        "--detector-size",
-        dest="detector_size",
-        type=positive_int,
-        default=None,
-        metavar="PX",
-        help="shrink frames to this longer side for detection (default: yunet 320 for video)",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--show", dest="show", action="store_true", default=None, help="live window (needs a display)")
     show.add_argument("--no-show", dest="show", action="store_false", help="never open a window")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_recognizer_args(p)
     return p
 
 
@@ -108,20 +90,12 @@ def gui_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fervid.detectors import DEFAULT_DETECTOR
-    from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
     from fervid.inference.recognizer import EmotionRecognizer
     from fervid.inference.video_analysis import analyze_video, expected_frames
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the video, not after
         raise ModuleNotFoundError("--plot draws with matplotlib", name="matplotlib")
-    rec = EmotionRecognizer(
-        args.model,
-        detector=args.detector or DEFAULT_DETECTOR,
-        device=args.device,
-        backend=args.backend,
-        detector_options=None if args.detector_size is None else {"max_side": args.detector_size},
-    )
+    rec = EmotionRecognizer.from_config(config_from_args(args))
     state: dict[str, Any] = {}
 
     def on_start(info: Any) -> None:
@@ -155,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
         el = time.perf_counter() - state["t0"]
         bar.set_postfix(fps=f"{bar.n / el:.1f}" if el > 0 else "-", faces=len(fr.faces), refresh=False)
         return True
-
-    from fervid.safety import sigterm_as_interrupt
 
     # `kill` (SIGTERM) stops like Ctrl-C: the video container is finalised and the summary,
     # plot and CSV hold everything processed so far.

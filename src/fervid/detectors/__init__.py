@@ -66,6 +66,7 @@ from fervid.detectors.base import (
     non_max_suppression,
     roi_scale,
     sort_reading_order,
+    video_options,
 )
 from fervid.detectors.dlib import DlibHogDetector
 from fervid.detectors.haar import HaarDetector
@@ -161,5 +162,6 @@ __all__ = [
     "non_max_suppression",
     "register_detector",
     "roi_scale",
+    "video_options",
     "sort_reading_order",
 ]

@@ -25,13 +25,18 @@ or set them on your own class):
 ``for_video() -> Detector`` (default: the detector itself)
     The detector with its settings for video frames (YuNet: a smaller input, one pass,
     :data:`~fervid.detectors.yunet.YUNET_VIDEO`). Called once per stream, not per frame.
+``video_options: Mapping[str, Any] | None`` (default ``None``)
+    The options its video version is made with, as keyword arguments of the registered
+    factory (YuNet: :data:`~fervid.detectors.yunet.YUNET_VIDEO`); a recognizer made from a
+    :class:`~fervid.inference.config.RecognizerConfig` creates its video detector from them
+    and the config's own video settings. ``None``: frames are detected as photos are.
 ``roi_scale(face_side: float) -> float`` (default ``1.0``)
     Between key frames a video stream detects again only in a window around each tracked face
     (``face_side`` pixels wide); the window is shrunk by this factor (in ``(0, 1]``) before
     :meth:`detect` (Haar: so the face is ~48 px, the scale its cascade finds fastest).
 
 Callers never test a detector's class and never read these members directly: they call
-:func:`capabilities`, :func:`for_video` and :func:`roi_scale` here, which fall back to the
+:func:`capabilities`, :func:`for_video`, :func:`video_options` and :func:`roi_scale` here, which fall back to the
 defaults for a detector that has only ``detect``. A ``name`` attribute, when present, is
 what results and the service report as the detector's name.
 
@@ -47,6 +52,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -137,6 +143,8 @@ class BaseDetector(ABC):
     whole_image: bool = False
     """The input already is the face crop: its one box is the whole image (no face margin is
     added around it, and video detects every frame whole)."""
+    video_options: Mapping[str, Any] | None = None
+    """The factory options of its video version (``None``: frames are detected as photos)."""
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceBox]:
@@ -180,6 +188,12 @@ def for_video(detector: Detector) -> Detector:
     if not callable(getattr(video, "detect", None)):
         raise TypeError(f"{detector!r}.for_video() returned {video!r}, not a detector")
     return video
+
+
+def video_options(detector: Detector) -> Mapping[str, Any] | None:
+    """``detector``'s declared :attr:`~BaseDetector.video_options` (``None`` where it declares none)."""
+    opts = getattr(detector, "video_options", None)
+    return None if opts is None else dict(opts)
 
 
 def roi_scale(detector: Detector, face_side: float) -> float:

@@ -234,6 +234,7 @@ class YuNetDetector(BaseDetector):
 
     name = "yunet"
     landmarks = True
+    video_options = YUNET_VIDEO
 
     def __init__(
         self,

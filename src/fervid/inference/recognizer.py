@@ -29,25 +29,26 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
-from fervid.detectors import for_video
-from fervid.errors import UserValueError
-from fervid.inference.crop import crop_face
-from fervid.inference.detect import (
-    DEFAULT_DETECTOR,
+from fervid.detectors import (
     Detector,
     FaceBox,
     create_detector,
+    for_video,
     landmark_columns,
     landmarks_dict,
+    video_options,
 )
-from fervid.inference.options import BACKENDS, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
+from fervid.errors import UserValueError
+from fervid.inference.config import DEFAULTS, RecognizerConfig
+from fervid.inference.crop import crop_face
+from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.runtime import resolve_device, torch_available
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ if TYPE_CHECKING:
     from fervid.inference.video import VideoSource, VideoStream
 
 
-DEFAULT_THRESHOLD = 0.3
-"""Default probability threshold for :attr:`FaceResult.labels_above`."""
+DEFAULT_THRESHOLD = DEFAULTS.threshold
+"""Default probability threshold for :attr:`FaceResult.labels_above` (:class:`RecognizerConfig`'s)."""
 
 
 # --------------------------------------------------------------------------- results
@@ -88,7 +89,7 @@ class FaceResult:
             annotators disagreed on (see :mod:`fervid.inference.ambiguity`). Computed from
             ``probabilities`` when not given.
         landmarks: the detector's five landmarks ``((x, y), ...)`` in the original image's
-            pixels, in :data:`fervid.inference.detect.LANDMARK_NAMES` order (the person's
+            pixels, in :data:`fervid.detectors.LANDMARK_NAMES` order (the person's
             right eye, left eye, nose tip, right and left mouth corners); ``None`` for
             detectors without landmarks (``haar``, ``dlib``, ``skip``). The crop was
             aligned on them.
@@ -261,52 +262,96 @@ class EmotionRecognizer:
             (``.pt`` from ``fervid train``, ``.safetensors``), or a loaded torch model.
         detector: a detector name (``"yunet"`` default, with landmarks; ``"haar"``,
             ``"haar-profile"``, ``"dlib"``, ``"skip"`` for images that already are face
-            crops; see :mod:`fervid.inference.detect`) or any object with
+            crops; see :mod:`fervid.detectors`) or any object with
             ``detect(image) -> list[FaceBox]``.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         backend: ``"auto"`` (default: onnxruntime when it is installed and the device is
             the CPU, where it was 1.5-3x faster than PyTorch; else torch), ``"torch"`` or
             ``"onnx"`` (see :func:`fervid.inference.backends.load_classifier`).
         threshold: probability threshold for :attr:`FaceResult.labels_above` (default 0.3).
-        detector_options: keyword arguments for :func:`fervid.inference.detect.create_detector`
+        detector_options: keyword arguments for :func:`fervid.detectors.create_detector`
             (e.g. ``{"max_side": 1024}`` for YuNet on photos of small faces, ``{"min_neighbors": 8}``
-            for Haar, ``{"coarse_side": None}`` for YuNet in one pass). YuNet's video settings
-            (:data:`~fervid.inference.detect.YUNET_VIDEO`) apply in :meth:`stream` unless these
-            set ``max_side`` or ``score_threshold``.
+            for Haar, ``{"coarse_side": None}`` for YuNet in one pass); they apply to photos and
+            video frames alike, over YuNet's video settings
+            (:data:`~fervid.detectors.YUNET_VIDEO`) in :meth:`stream`.
+
+    These keyword arguments build a :class:`~fervid.inference.config.RecognizerConfig`
+    (:attr:`config`); :meth:`from_config` takes one with every setting, the photo and video
+    detection sizes and the detector's score threshold included::
+
+        EmotionRecognizer.from_config(RecognizerConfig(model="fast", photo_max_side=1024))
     """
 
     def __init__(
         self,
-        model: Any = "default",
-        detector: str | Detector = DEFAULT_DETECTOR,
-        device: str = "auto",
-        backend: str = "auto",
+        model: Any = DEFAULTS.model,
+        detector: str | Detector = DEFAULTS.detector,
+        device: str = DEFAULTS.device,
+        backend: str = DEFAULTS.backend,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
-        detector_options: dict[str, Any] | None = None,
+        threshold: float = DEFAULTS.threshold,
+        detector_options: Mapping[str, Any] | None = None,
     ):
-        if not 0.0 <= threshold <= 1.0:
-            raise UserValueError(f"threshold must be in [0, 1], got {threshold}")
-        if backend not in BACKENDS:
-            raise UserValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        self.model = model
-        self.device = device
-        self.backend = backend
-        self.threshold = threshold
-        self._detector_spec = detector
-        self._detector_options = dict(detector_options or {})
+        config = RecognizerConfig(
+            model=model,
+            detector=detector,
+            device=device,
+            backend=backend,
+            threshold=threshold,
+            detector_options=detector_options or {},
+        )
+        self._setup(config)
+
+    @classmethod
+    def from_config(cls, config: RecognizerConfig) -> EmotionRecognizer:
+        """A recognizer with these settings (``EmotionRecognizer(model=..., ...)`` builds the same
+        config from its keyword arguments). Nothing loads until first use."""
+        if not isinstance(config, RecognizerConfig):
+            raise TypeError(f"from_config takes a RecognizerConfig, got {type(config).__name__}")
+        rec = cls.__new__(cls)
+        rec._setup(config)
+        return rec
+
+    def _setup(self, config: RecognizerConfig) -> None:
+        self._config = config  # valid: a RecognizerConfig is checked when it is made
         # Made now (cheap: nothing loads before the first detection), so that an unknown
         # detector or option, or a value out of range, fails here as it does in the CLI.
-        self._detector: Detector | None = create_detector(detector, **self._detector_options)
+        self._detector: Detector | None = create_detector(config.detector, **config.detector_kwargs())
         self._video_detector: Detector | None = None
         self._classifier: Classifier | None = None
         self._load_lock = threading.Lock()
 
+    @property
+    def config(self) -> RecognizerConfig:
+        """The settings this recognizer was made with (frozen; :meth:`from_config` makes another)."""
+        return self._config
+
+    @property
+    def model(self) -> Any:
+        """The model name, checkpoint path or model object (``config.model``)."""
+        return self._config.model
+
+    @property
+    def device(self) -> str:
+        return self._config.device
+
+    @property
+    def backend(self) -> str:
+        return self._config.backend
+
+    @property
+    def threshold(self) -> float:
+        """The :attr:`FaceResult.labels_above` threshold (``config.threshold``)."""
+        return self._config.threshold
+
     def __repr__(self) -> str:
-        return (
-            f"EmotionRecognizer(model={self.model!r}, detector={self._detector_spec!r}, "
-            f"device={self.device!r}, backend={self.backend!r})"
-        )
+        c = self._config
+        changed = [
+            f"{f.name}={getattr(c, f.name)!r}"
+            for f in fields(c)
+            if f.name not in ("model", "detector") and getattr(c, f.name) != getattr(DEFAULTS, f.name)
+        ]
+        return f"EmotionRecognizer(model={c.model!r}, detector={c.detector!r}{''.join(', ' + x for x in changed)})"
 
     # ---- lazy parts
     @property
@@ -324,24 +369,32 @@ class EmotionRecognizer:
 
     @property
     def detector(self) -> Detector:
-        """The face detector (created on first access)."""
+        """The face detector for photos (created with the recognizer; loads on first use)."""
         if self._detector is None:
             with self._load_lock:
                 if self._detector is None:
-                    self._detector = create_detector(self._detector_spec, **self._detector_options)
+                    self._detector = create_detector(self._config.detector, **self._config.detector_kwargs())
         return self._detector
 
     @property
     def video_detector(self) -> Detector:
-        """The detector for video frames (:meth:`stream`): the detector's own video settings
-        (:func:`fervid.detectors.for_video`; the default YuNet: 320 px, score 0.6, one pass,
-        what the annotated clip was tuned on, unless ``detector_options`` set its size or
-        threshold); a detector without video settings as it is."""
+        """The detector for video frames (:meth:`stream`): the detector's video settings
+        (:func:`fervid.detectors.video_options`; YuNet: 320 px, score 0.6, one pass, what the
+        annotated clip was tuned on), then ``detector_options``, ``video_max_side`` and
+        ``score_threshold`` over them (:meth:`RecognizerConfig.video_detector_kwargs`). A
+        detector without video settings and without ``video_max_side`` is the photo detector
+        itself; a detector object gives its own :func:`fervid.detectors.for_video`."""
+        det = self.detector  # before the lock: the detector property takes it too
+        cfg = self._config
+        if not isinstance(cfg.detector, str):
+            return for_video(det)
+        kw = cfg.video_detector_kwargs(video_options(det))
+        if kw == cfg.detector_kwargs():
+            return det
         if self._video_detector is None:
-            det = self.detector  # before the lock: the detector property takes it too
             with self._load_lock:
                 if self._video_detector is None:
-                    self._video_detector = for_video(det)
+                    self._video_detector = create_detector(cfg.detector, **kw)
         return self._video_detector
 
     @property

@@ -702,19 +702,24 @@ async function main() {
   setupUpload();
   $("camera-btn").addEventListener("click", () => (running ? stopCamera() : startCamera()));
   const params = new URLSearchParams(location.search);
-  // The model switch: every bundled model the server offers (default, fast, ...).
-  let offered = [];
+  // The model switch: every bundled model the server offers (default, fast, ...). The live view
+  // starts on the server's own model (index.service_model, `fervid serve --model`), so the camera
+  // and the API answer alike; on fast when the server runs a model the page cannot (a checkpoint).
+  let offered = [], serviceModel = null;
   try {
     const res = await fetch("/models/index.json");
     if (!res.ok) throw new Error(await errorText(res));
-    offered = (await res.json()).models;
+    const index = await res.json();
+    offered = index.models;
+    serviceModel = index.service_model;
   } catch (e) {
     state.error = String(e.message || e);
     setStatus($("live-status"), `could not list the models: ${state.error}`, true);
     return;
   }
   const names = offered.map((m) => m.name);
-  const wanted = params.get("model") || (names.includes("fast") ? "fast" : names[0]);
+  const wanted = params.get("model")
+    || (names.includes(serviceModel) ? serviceModel : names.includes("fast") ? "fast" : names[0]);
   for (const m of offered) {
     const label = document.createElement("label"), r = document.createElement("input");
     r.type = "radio"; r.name = "model"; r.value = m.name; r.checked = m.name === wanted;
