@@ -156,13 +156,14 @@ def test_yunet_video_settings() -> None:
         YUNET_VIDEO["score_threshold"],
         None,
     )
-    # the caller's own size or threshold is kept, in one pass (a frame's cost stays steady)
+    # the caller's own size or threshold is kept; the video defaults fill in the rest (one
+    # pass: a frame's cost stays steady), as a recognizer's config does
     own = YuNetDetector(max_side=480).for_video()
-    assert (own.max_side, own.score_threshold, own.coarse_side) == (480, YUNET_PHOTO["score_threshold"], None)
+    assert (own.max_side, own.score_threshold, own.coarse_side) == (480, YUNET_VIDEO["score_threshold"], None)
     own = create_detector("yunet", score_threshold=0.5).for_video()  # type: ignore[attr-defined]
-    assert (own.max_side, own.score_threshold, own.coarse_side) == (YUNET_PHOTO["max_side"], 0.5, None)
-    # ... and with its own coarse_side too, the detector is used as it is
-    det = YuNetDetector(max_side=480, coarse_side=240)
+    assert (own.max_side, own.score_threshold, own.coarse_side) == (YUNET_VIDEO["max_side"], 0.5, None)
+    # ... and a detector that chose every video setting is used as it is
+    det = YuNetDetector(max_side=480, coarse_side=240, score_threshold=0.5)
     assert det.for_video() is det
     # a copy with other settings still leaves the sizes at their defaults
     assert YuNetDetector().with_options(threads=1).for_video().max_side == YUNET_VIDEO["max_side"]
@@ -174,7 +175,10 @@ def test_recognizer_video_detector_is_the_detectors_for_video() -> None:
     from fervid.inference.recognizer import EmotionRecognizer
 
     rec = EmotionRecognizer("fast", device="cpu")
-    assert rec.video_detector is for_video(rec.detector)
+    v, ref = rec.video_detector, for_video(rec.detector)
+    assert isinstance(v, YuNetDetector) and isinstance(ref, YuNetDetector)
+    assert (v.max_side, v.score_threshold, v.coarse_side) == (ref.max_side, ref.score_threshold, ref.coarse_side)
+    assert rec.video_detector is v  # made once
     mine = YuNetDetector(max_side=400)
     v = EmotionRecognizer("fast", detector=mine, device="cpu").video_detector
     assert isinstance(v, YuNetDetector) and (v.max_side, v.coarse_side) == (400, None)

@@ -300,16 +300,17 @@ class YuNetDetector(BaseDetector):
 
     def for_video(self) -> YuNetDetector:
         """This detector with its video settings: :data:`YUNET_VIDEO` (320 px, score 0.6, one
-        pass: what the annotated clip was tuned on) in place of the photo defaults. A detector
-        made with its own ``max_side`` or ``score_threshold`` keeps its settings and runs one
-        pass (a frame's cost stays steady), unless it also set ``coarse_side``: then it is used
-        as it is. Made once: later calls return the same detector."""
-        own = self._chosen & {"max_side", "score_threshold"}
-        if own and "coarse_side" in self._chosen:
+        pass: what the annotated clip was tuned on) for every setting this detector left at its
+        photo default; the settings it was made with are kept. The same rule as a recognizer's
+        config (:meth:`fervid.inference.config.RecognizerConfig.video_detector_kwargs`: the
+        video defaults, then the detector options over them). A detector that chose all of
+        them is used as it is. Made once: later calls return the same detector."""
+        fill = {k: v for k, v in YUNET_VIDEO.items() if k not in self._chosen}
+        if not fill:
             return self
         with self._lock:
             if self._video is None:
-                self._video = self.with_options(**({"coarse_side": None} if own else YUNET_VIDEO))
+                self._video = self.with_options(**fill)
         return self._video
 
     @property
