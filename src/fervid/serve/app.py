@@ -16,9 +16,11 @@ the package, no CDN):
 ``GET /v1/models``          the service's model, detector and labels; the models the page runs
 ``GET /healthz``            liveness and whether the model is loaded
 ``GET /``                   the web page (live camera, inference in the browser; photo upload)
-``GET /models/{name}.onnx`` the ONNX files the page runs: ``yunet`` (face detector, from the
-                            package) and the bundled emotion models (exported on first request
-                            into ``$FERVID_CACHE/serve`` or ``~/.cache/fervid/serve``);
+``GET /models/{name}.onnx`` the ONNX files the page runs, from the weights catalogue
+                            (:mod:`fervid.models.bundled`): ``yunet`` (face detector) and the
+                            bundled emotion models (exported on first request into the
+                            ``serve`` subfolder of fervid's cache, the CLI's: ``$FERVID_CACHE``,
+                            else ``$XDG_CACHE_HOME/fervid`` or ``~/.cache/fervid``);
                             ``/models/{name}.json`` their labels, preprocessing and temperature;
                             ``/models/index.json`` the list (the page builds its model switch from it)
 
@@ -61,8 +63,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fervid.serve.browser import YUNET_FILE, BrowserModels
-from fervid.serve.browser import package_file as _package_file  # noqa: F401 -- its name in tests
+from fervid.serve.browser import BrowserModels
 from fervid.serve.guards import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PIXELS,
@@ -91,7 +92,6 @@ __all__ = [
     "ENV_CONFIG",
     "MULTIPART_OVERHEAD",
     "STATIC_DIR",
-    "YUNET_FILE",
     "ApiError",
     "BatchResult",
     "BodyTooLarge",
@@ -134,8 +134,8 @@ def create_app(
         max_batch: most images in one ``/v1/predict/batch`` request.
         max_concurrency: predictions that may run at once in worker threads.
         load: load the recognizer when the app starts (lifespan), not on the first request.
-        cache_dir: where the browser's ONNX models are exported (default
-            ``$FERVID_CACHE`` or ``~/.cache/fervid``, subfolder ``serve``).
+        cache_dir: where the browser's ONNX models are exported, subfolder ``serve``
+            (default: fervid's cache folder, :func:`fervid.runtime.cache_dir`, as the CLI).
     """
     if max_upload_mb <= 0 or max_pixels <= 0 or max_batch <= 0 or max_concurrency <= 0:
         raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive")
