@@ -55,7 +55,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -63,6 +63,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fervid.inference.recognizer import EmotionRecognizer
 from fervid.serve.browser import BrowserModels
 from fervid.serve.guards import (
     DEFAULT_MAX_BATCH,
@@ -81,9 +82,6 @@ from fervid.serve.routers import STATIC_DIR, api, page
 from fervid.serve.schemas import BatchResult, Box, ErrorBody, ErrorResponse, Face, Health, PredictResult
 from fervid.serve.state import ServeState
 from fervid.version import __version__
-
-if TYPE_CHECKING:
-    from fervid import EmotionRecognizer
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -199,8 +197,6 @@ def app_from_env() -> FastAPI:
     ``FERVID_SERVE_CONFIG`` is JSON with ``model``, ``detector``, ``api_key`` and
     ``max_upload_mb`` (all optional); ``fervid serve --workers N`` sets it. Each process
     loads its own copy of the model."""
-    from fervid import EmotionRecognizer  # the package root's lazy name (fervid.inference loads numpy, cv2...)
-
     cfg = serve_config(**json.loads(os.environ.get(ENV_CONFIG) or "{}"))
     kwargs: dict[str, Any] = {} if cfg["detector"] is None else {"detector": cfg["detector"]}
     rec = EmotionRecognizer(cfg["model"], **kwargs)
