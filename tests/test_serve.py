@@ -177,13 +177,54 @@ def test_models_health_docs_page(client: TestClient, serve_cache: Path) -> None:
     )
 
 
+def test_service_and_cli_share_one_cache_folder(
+    fast_rec: EmotionRecognizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a given XDG_CACHE_HOME the page's exports and the CLI's ONNX exports land in the
+    same fervid cache folder (fervid.runtime.cache_dir), never in two."""
+    pytest.importorskip("torch")  # without torch the page is served the shipped ONNX files
+    from fervid.inference.backends import cached_onnx
+    from fervid.runtime import cache_dir
+
+    monkeypatch.delenv("FERVID_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "xdg" / "fervid"
+    app = create_app(fast_rec, load=False)
+    assert app.state.fervid.browser.cache_folder == cache_dir("serve") == root / "serve"
+    with TestClient(app) as c:
+        served = c.get("/models/fast.onnx")
+    assert served.status_code == 200
+    assert [p.read_bytes() for p in (root / "serve").glob("*.onnx")] == [served.content]
+    assert cached_onnx("fast").parent == cache_dir("onnx") == root / "onnx"  # what the CLI's onnx backend uses
+
+
+def test_damaged_yunet_is_not_served(
+    fast_rec: EmotionRecognizer, serve_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """The page's detector comes from the catalogue, sha256 checked: a modified file is not served."""
+    import shutil
+
+    import fervid.models.bundled as bundled
+
+    weights = tmp_path / "weights"
+    shutil.copytree(bundled.WEIGHTS_DIR / "yunet", weights / "yunet")
+    shutil.copy(bundled.WEIGHTS_DIR / "manifest.json", weights / "manifest.json")
+    (weights / "yunet" / "yunet_s_dynamic.onnx").write_bytes(b"not the weights")
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", weights)
+    with TestClient(create_app(fast_rec, cache_dir=serve_cache, load=False)) as c:
+        assert c.get("/models/index.json").json()["detector"]["available"] is False
+        r = c.get("/models/yunet.onnx")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert "yunet_s_dynamic.onnx: sha256" in caplog.text
+
+
 def test_model_files_match_python(client: TestClient, fast_rec: EmotionRecognizer, media: Path) -> None:
     import onnxruntime as ort
 
-    from fervid.serve.app import _package_file
+    from fervid.models.bundled import weight_file
 
     y = client.get("/models/yunet.onnx")
-    assert y.status_code == 200 and y.content == _package_file("weights", "yunet", "yunet_s_dynamic.onnx").read_bytes()
+    assert y.status_code == 200 and y.content == weight_file("yunet", "onnxruntime").path.read_bytes()
     meta = client.get("/models/fast.json").json()
     assert meta["labels"] == list(fast_rec.labels) and meta["preprocess"]["input_size"] == 48
     onnx_bytes = client.get("/models/fast.onnx").content

@@ -239,7 +239,7 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     preprocessing + temperature give the Python recognizer's probabilities on those boxes."""
     import cv2
 
-    from fervid.serve.app import _package_file
+    from fervid.models.bundled import weight_file
 
     if not page.url.startswith(server):
         page.goto(f"{server}/")
@@ -259,7 +259,7 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
     s = 320 / max(H, W)
     small = cv2.resize(bgr, (round(W * s), round(H * s)))
     det = cv2.FaceDetectorYN.create(
-        str(_package_file("weights", "yunet", "face_detection_yunet_2023mar.onnx")),
+        str(weight_file("yunet", "opencv").path),
         "",
         (small.shape[1], small.shape[0]),
         0.6,

@@ -10,6 +10,7 @@ and int8 export read them).
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, overload
 from fervid.data.preprocess import PreprocessConfig
 from fervid.emotions import FER2013
 from fervid.errors import UnknownNameError, UserValueError
+from fervid.models.bundled import bundled_models
 
 if TYPE_CHECKING:
     # torch is imported by the families and by the functions that build or check a model, not
@@ -148,9 +150,17 @@ def checkpoint_meta(model: nn.Module) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def list_models() -> list[str]:
-    _load_families()
-    return sorted(_REGISTRY)
+def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
+    """The registered architectures (``create_model`` names), as ``timm.list_models``: with
+    ``pretrained`` the bundled weights instead, as ``ARCH.NAME`` (``fast_cnn.ferplus``: the
+    ``ferplus`` weights of ``fast_cnn``), names that ``load_model`` and
+    ``EmotionRecognizer`` accept. ``filter``: a shell-style pattern (``"fast*"``)."""
+    if pretrained:  # the catalogue only: no torch needed
+        names = [m.pretrained_name for m in bundled_models(aliases=False).values()]
+    else:
+        _load_families()
+        names = list(_REGISTRY)
+    return sorted(n for n in names if not filter or fnmatch.fnmatchcase(n, filter))
 
 
 def describe_models() -> dict[str, str]:

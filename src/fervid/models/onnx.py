@@ -196,3 +196,18 @@ def save_fp32(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSE
     proto = onnx.load_from_string(to_onnx_bytes(m, opset))
     set_metadata(proto, m, "none")
     onnx.save(proto, str(path))
+
+
+def metadata_json(path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`read_metadata` of an exported model as JSON values (what the web page and other
+    runtimes need to run it): ``labels`` (list), ``preprocess`` (dict), ``temperature``,
+    ``input``, ``quantization`` (``"none"`` for fp32) and ``source``."""
+    meta = read_metadata(path)
+    return {
+        "labels": list(meta["labels"]),
+        "preprocess": meta["preprocess"].to_dict(),
+        "temperature": meta["temperature"],
+        "input": meta.get("input", ""),
+        "quantization": meta.get("quantization", "none"),
+        "source": meta.get("source", ""),
+    }

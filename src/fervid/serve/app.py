@@ -16,9 +16,11 @@ the package, no CDN):
 ``GET /v1/models``          the service's model, detector and labels; the models the page runs
 ``GET /healthz``            liveness and whether the model is loaded
 ``GET /``                   the web page (live camera, inference in the browser; photo upload)
-``GET /models/{name}.onnx`` the ONNX files the page runs: ``yunet`` (face detector, from the
-                            package) and the bundled emotion models (exported on first request
-                            into ``$FERVID_CACHE/serve`` or ``~/.cache/fervid/serve``);
+``GET /models/{name}.onnx`` the ONNX files the page runs, from the weights catalogue
+                            (:mod:`fervid.models.bundled`): ``yunet`` (face detector) and the
+                            bundled emotion models (exported on first request into the
+                            ``serve`` subfolder of fervid's cache, the CLI's: ``$FERVID_CACHE``,
+                            else ``$XDG_CACHE_HOME/fervid`` or ``~/.cache/fervid``);
                             ``/models/{name}.json`` their labels, preprocessing and temperature;
                             ``/models/index.json`` the list (the page builds its model switch from it)
 
@@ -53,7 +55,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -63,8 +65,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fervid.errors import UserValueError
 from fervid.inference.config import RecognizerConfig
-from fervid.serve.browser import YUNET_FILE, BrowserModels
-from fervid.serve.browser import package_file as _package_file  # noqa: F401 -- its name in tests
+from fervid.inference.recognizer import EmotionRecognizer
+from fervid.serve.browser import BrowserModels
 from fervid.serve.guards import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PIXELS,
@@ -83,9 +85,6 @@ from fervid.serve.schemas import BatchResult, Box, ErrorBody, ErrorResponse, Fac
 from fervid.serve.state import ServeState
 from fervid.version import __version__
 
-if TYPE_CHECKING:
-    from fervid import EmotionRecognizer
-
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_PIXELS",
@@ -93,7 +92,6 @@ __all__ = [
     "ENV_CONFIG",
     "MULTIPART_OVERHEAD",
     "STATIC_DIR",
-    "YUNET_FILE",
     "ApiError",
     "BatchResult",
     "BodyTooLarge",
@@ -138,8 +136,8 @@ def create_app(
         max_batch: most images in one ``/v1/predict/batch`` request.
         max_concurrency: predictions that may run at once in worker threads.
         load: load the recognizer when the app starts (lifespan), not on the first request.
-        cache_dir: where the browser's ONNX models are exported (default
-            ``$FERVID_CACHE`` or ``~/.cache/fervid``, subfolder ``serve``).
+        cache_dir: where the browser's ONNX models are exported, subfolder ``serve``
+            (default: fervid's cache folder, :func:`fervid.runtime.cache_dir`, as the CLI).
     """
     if max_pixels is None:
         config = getattr(recognizer, "config", None)  # any recognizer-like object may be served
@@ -208,20 +206,7 @@ def app_from_env() -> FastAPI:
 
         FERVID_SERVE_CONFIG='{"model": "default"}' uvicorn --factory fervid.serve.app:app_from_env --workers 2
 
-    ``FERVID_SERVE_CONFIG`` is JSON with the fields of :class:`~fervid.inference.config.RecognizerConfig`
-    (``model``, ``detector``, ``photo_max_side``, ``threshold``, ``max_pixels``...), ``api_key``
-    and ``max_upload_mb``, all optional (an unknown key is an error naming it);
-    ``fervid serve --workers N`` sets it to its whole config (:func:`serve_config`). Each
-    process loads its own copy of the model."""
-    from fervid import EmotionRecognizer  # the package root's lazy name (fervid.inference loads numpy, cv2...)
-
-    data = json.loads(os.environ.get(ENV_CONFIG) or "{}")
-    if not isinstance(data, dict):
-        raise UserValueError(f"{ENV_CONFIG} must be a JSON object, got {type(data).__name__}")
-    service = {k: data.pop(k) for k in SERVICE_KEYS if k in data}
-    rec = EmotionRecognizer.from_config(RecognizerConfig.from_dict(data))
-    return create_app(
-        rec,
-        api_key=service.get("api_key"),
-        max_upload_mb=float(service.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
-    )
+from fervid.errors import UserValueError
+from fervid.inference.config import RecognizerConfig
+from fervid.inference.recognizer import EmotionRecognizer
+from fervid.serve.browser import BrowserModels

@@ -19,7 +19,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fervid.data.datasets import FERDataError
 from fervid.errors import FervidError
 from fervid.inference.backends import OnnxExportError
-from fervid.serve.browser import YUNET_FILE
 from fervid.serve.guards import ApiError, check_image, require_key, safe_name
 from fervid.serve.schemas import BATCH_BODY, ERRORS, PREDICT_BODY, BatchResult, ErrorResponse, Health, PredictResult
 from fervid.serve.state import ServeState, StateDep
@@ -198,7 +197,7 @@ async def model_file(filename: str, state: StateDep) -> Response:
     if stem == "yunet" and ext == "onnx":
         p = browser.yunet()
         if p is None:
-            raise ApiError(404, "not_found", f"the YuNet weights are not installed ({YUNET_FILE})")
+            raise ApiError(404, "not_found", "the YuNet weights are missing or damaged (see the server log)")
         return FileResponse(p, media_type="application/octet-stream")
     if ext not in ("onnx", "json") or stem not in browser.names:
         raise ApiError(

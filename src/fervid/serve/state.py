@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
 
+from fervid.inference.recognizer import EmotionRecognizer
 from fervid.serve.browser import BrowserModels
-
-if TYPE_CHECKING:
-    from fervid import EmotionRecognizer
 
 
 @dataclass
