@@ -102,7 +102,7 @@ def test_wheel_ships_the_weights_and_licences():
 
 
 def test_modified_weights_are_refused(tmp_path: Path, monkeypatch):
-    import fervid.detectors.yunet as d
+    import fervid.models.bundled as catalogue
 
     bad = tmp_path / "yunet"
     bad.mkdir()
@@ -112,7 +112,7 @@ def test_modified_weights_are_refused(tmp_path: Path, monkeypatch):
     blob = bytearray((bad / YUNET_FILES["opencv"]).read_bytes())
     blob[-1] ^= 0xFF
     (bad / YUNET_FILES["opencv"]).write_bytes(bytes(blob))
-    monkeypatch.setattr(d, "YUNET_DIR", bad)
+    monkeypatch.setattr(catalogue, "WEIGHTS_DIR", tmp_path)  # YuNet's files come from the catalogue
     with pytest.raises(DetectorUnavailableError, match="sha256"):
         YuNetDetector(backend="opencv").detect(np.zeros((64, 64, 3), np.uint8))
     (bad / YUNET_FILES["opencv"]).unlink()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import threading
 from collections import Counter
 from pathlib import Path
@@ -37,6 +36,7 @@ from fervid.detectors.base import (
     sort_reading_order,
 )
 from fervid.errors import UserValueError
+from fervid.models.bundled import weight_file
 
 YUNET_DIR = Path(__file__).resolve().parents[1] / "weights" / "yunet"
 YUNET_FILES = {"onnxruntime": "yunet_s_dynamic.onnx", "opencv": "face_detection_yunet_2023mar.onnx"}
@@ -102,15 +102,9 @@ _VERIFY_LOCK = threading.Lock()
 
 def yunet_weights(backend: str) -> tuple[Path, str | None]:
     """The bundled YuNet file for ``backend`` (``"onnxruntime"`` or ``"opencv"``) and its
-    sha256 from ``fervid/weights/manifest.json`` (``None`` when the manifest lacks it)."""
-    path = YUNET_DIR / YUNET_FILES[backend]
-    manifest = YUNET_DIR.parent / "manifest.json"
-    sha = None
-    if manifest.is_file():
-        for e in json.loads(manifest.read_text()).get("detectors", []):
-            if Path(e["file"]).name == path.name:
-                sha = e["sha256"]
-    return path, sha
+    sha256, from the weights catalogue (:func:`fervid.models.bundled.weight_file`)."""
+    w = weight_file("yunet", backend)
+    return w.path, w.sha256 or None
 
 
 def verify_sha256(path: Path, sha256: str | None) -> Path:

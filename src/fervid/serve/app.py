@@ -206,7 +206,18 @@ def app_from_env() -> FastAPI:
 
         FERVID_SERVE_CONFIG='{"model": "default"}' uvicorn --factory fervid.serve.app:app_from_env --workers 2
 
-from fervid.errors import UserValueError
-from fervid.inference.config import RecognizerConfig
-from fervid.inference.recognizer import EmotionRecognizer
-from fervid.serve.browser import BrowserModels
+    ``FERVID_SERVE_CONFIG`` is JSON with the fields of :class:`~fervid.inference.config.RecognizerConfig`
+    (``model``, ``detector``, ``photo_max_side``, ``threshold``, ``max_pixels``...), ``api_key``
+    and ``max_upload_mb``, all optional (an unknown key is an error naming it);
+    ``fervid serve --workers N`` sets it to its whole config (:func:`serve_config`). Each
+    process loads its own copy of the model."""
+    data = json.loads(os.environ.get(ENV_CONFIG) or "{}")
+    if not isinstance(data, dict):
+        raise UserValueError(f"{ENV_CONFIG} must be a JSON object, got {type(data).__name__}")
+    service = {k: data.pop(k) for k in SERVICE_KEYS if k in data}
+    rec = EmotionRecognizer.from_config(RecognizerConfig.from_dict(data))
+    return create_app(
+        rec,
+        api_key=service.get("api_key"),
+        max_upload_mb=float(service.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
+    )
