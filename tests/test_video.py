@@ -250,7 +250,7 @@ def test_cli_video_on_real_clip(clip, tmp_path, capsys):
         assert int(r["key_frame"]) == 1  # detection on every frame
         # the CSV writes probabilities with 4 decimals: each within 0.5e-4, K of them
         assert abs(sum(float(r[f"p_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
-        assert abs(sum(float(r[f"smooth_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
+        assert abs(sum(float(r[f"smoothed_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
         assert r["label"] in labels
     for face in summary["faces"].values():
         assert abs(sum(face["emotion_share"].values()) - 1) <= len(labels) * (0.5e-4 + U64)  # 4 decimals

@@ -48,7 +48,7 @@ class Field(NamedTuple):
 
     name: str
     type: str
-    where: str  # "photo and video", "video", "row", "document"
+    where: str  # which outputs carry it
     meaning: str
 
 
@@ -92,26 +92,26 @@ FACE_FIELDS: tuple[Field, ...] = (
 own ``probabilities`` (not the smoothed ones), exactly as for a photo."""
 
 TRACK_FIELDS: tuple[Field, ...] = (
-    Field("face_id", "int", "video", "the person's id, stable across frames (photos: 1, 2, ... in the photo)"),
-    Field("raw_label", "string", "video", "the top emotion of this frame's `probabilities` (photos: `label`)"),
+    Field("face_id", "int", "video JSON, every table row", "the person's id, stable across frames (photos: 1, 2, ... in the photo)"),
+    Field("raw_label", "string", "video JSON, every table row", "the top emotion of this frame's `probabilities` (photos: `label`)"),
     Field(
         "smoothed",
         "label -> float",
-        "video",
+        "video JSON, every table row",
         "the track's exponentially smoothed probabilities (photos: `probabilities`)",
     ),
-    Field("key_frame", "bool", "video", "the box comes from a full-frame detection (photos: true)"),
+    Field("key_frame", "bool", "video JSON, every table row", "the box comes from a full-frame detection (photos: true)"),
 )
 """What a video face adds to a photo face (``TrackedFace.to_dict``)."""
 
 ROW_FIELDS: tuple[Field, ...] = (
-    Field("source", "string", "row", "the photo or video (JSON: `path`)"),
-    Field("kind", "string", "row", "`image` or `video`"),
-    Field("frame", "int", "row", "the frame index (photos: 0)"),
-    Field("time", "float", "row", "seconds from the start (photos: 0.0)"),
-    Field("width", "int", "row", "image or frame width"),
-    Field("height", "int", "row", "image or frame height"),
-    Field("face", "int", "row", "the face's position in its image or frame, 0-based"),
+    Field("source", "string", "table row", "the photo or video (JSON: `path`)"),
+    Field("kind", "string", "table row", "`image` or `video`"),
+    Field("frame", "int", "table row", "the frame index (photos: 0)"),
+    Field("time", "float", "table row", "seconds from the start (photos: 0.0)"),
+    Field("width", "int", "table row", "image or frame width"),
+    Field("height", "int", "table row", "image or frame height"),
+    Field("face", "int", "table row", "the face's position in its image or frame, 0-based"),
 )
 """The columns that place a face in its source (tables only)."""
 
