@@ -189,3 +189,12 @@ def test_the_schema_page_is_the_schema():
     assert schema.markdown_table() in page  # regenerate the table when the schema changes
     for column in schema.columns(["<label>"]):
         assert f"`{column}`" in page, column
+
+
+def test_the_services_response_models_are_the_schema():
+    pytest.importorskip("fastapi")
+    from fervid.serve.schemas import Face, PredictResult
+
+    assert list(Face.model_fields) == schema.field_names(schema.FACE_FIELDS)
+    photo_doc = [f for f in schema.DOCUMENT_FIELDS if "frame" not in f.where]
+    assert list(PredictResult.model_fields) == schema.field_names(photo_doc)

@@ -304,7 +304,6 @@ def test_results_to_json_and_dataframe(rec, media: Path):
         assert lm["right_eye"][0] < lm["left_eye"][0] and lm["left_eye"][1] < lm["mouth_left"][1]
     pd = pytest.importorskip("pandas")
     from fervid.inference.recognizer import results_to_dataframe
-
     from fervid.inference.schema import columns
 
     df = res.to_dataframe()

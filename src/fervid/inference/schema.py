@@ -92,15 +92,27 @@ FACE_FIELDS: tuple[Field, ...] = (
 own ``probabilities`` (not the smoothed ones), exactly as for a photo."""
 
 TRACK_FIELDS: tuple[Field, ...] = (
-    Field("face_id", "int", "video JSON, every table row", "the person's id, stable across frames (photos: 1, 2, ... in the photo)"),
-    Field("raw_label", "string", "video JSON, every table row", "the top emotion of this frame's `probabilities` (photos: `label`)"),
+    Field(
+        "face_id",
+        "int",
+        "video JSON, every table row",
+        "the person's id, stable across frames (photos: 1, 2, ... in the photo)",
+    ),
+    Field(
+        "raw_label",
+        "string",
+        "video JSON, every table row",
+        "the top emotion of this frame's `probabilities` (photos: `label`)",
+    ),
     Field(
         "smoothed",
         "label -> float",
         "video JSON, every table row",
         "the track's exponentially smoothed probabilities (photos: `probabilities`)",
     ),
-    Field("key_frame", "bool", "video JSON, every table row", "the box comes from a full-frame detection (photos: true)"),
+    Field(
+        "key_frame", "bool", "video JSON, every table row", "the box comes from a full-frame detection (photos: true)"
+    ),
 )
 """What a video face adds to a photo face (``TrackedFace.to_dict``)."""
 
