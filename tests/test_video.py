@@ -124,7 +124,8 @@ def test_cli_truncated_video_writes_what_was_processed(tmp_path, capsys):
     assert rc == 1 and "stopped early" in err and "truncated" in err and "Traceback" not in err
     summary = json.loads(sum_p.read_text())
     assert 0 < summary["frames_processed"] < 30 and "truncated" in summary["stop_reason"]
-    assert csv_p.read_text().startswith("frame,time,face_id,x,y,w,h,score")
+    # the result schema's table header (the same columns as the DataFrame and fervid batch)
+    assert csv_p.read_text().startswith("source,kind,frame,time,width,height,face,face_id,x,y,w,h,score")
     assert plot_p.stat().st_size > 0
 
 

@@ -33,20 +33,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.data.datasets import FERDataError
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
 from fervid.errors import UserValueError
-from fervid.inference.detect import DEFAULT_DETECTOR, Detector, FaceBox, create_detector
+from fervid.inference.backends import Classifier, TorchClassifier, load_classifier
+from fervid.inference.detect import DEFAULT_DETECTOR, YUNET_VIDEO, Detector, FaceBox, YuNetDetector, create_detector
 from fervid.inference.options import BACKENDS, DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.pipeline import FacePipeline
 from fervid.inference.schema import FaceResult as FaceResult  # re-exported: it lived here
 from fervid.inference.schema import ImageResult as ImageResult
 from fervid.inference.schema import results_to_dataframe as results_to_dataframe
+from fervid.inference.video import VideoSource, VideoStream, stream
 from fervid.runtime import resolve_device, torch_available
 
 if TYPE_CHECKING:
-    from fervid.inference.backends import Classifier
     from fervid.inference.tracking import Tracker
-    from fervid.inference.video import VideoSource, VideoStream
 
 
 DEFAULT_THRESHOLD = 0.3
@@ -116,8 +117,6 @@ class EmotionRecognizer:
     def classifier(self) -> Classifier:
         """The emotion classifier (loaded on first access)."""
         if self._classifier is None:
-            from fervid.inference.backends import load_classifier
-
             with self._load_lock:  # threads sharing a recognizer load the model once
                 if self._classifier is None:
                     # without torch there is one device (the CPU, onnxruntime): load_classifier checks it
@@ -141,8 +140,6 @@ class EmotionRecognizer:
         what the annotated clip was tuned on) unless ``detector_options`` set its size or
         threshold (then those, in one pass unless they set ``coarse_side``: a frame's cost
         stays steady); any other detector as it is."""
-        from fervid.inference.detect import YUNET_VIDEO, YuNetDetector
-
         det = self.detector
         if not isinstance(det, YuNetDetector) or not isinstance(self._detector_spec, str):
             return det
@@ -238,8 +235,6 @@ class EmotionRecognizer:
         """
         from tqdm.auto import tqdm
 
-        from fervid.data.datasets import FERDataError
-
         pipe = self.pipeline
         crops: list[np.ndarray] = []
         for image in tqdm(list(images), desc="adabn: faces", unit="img", disable=not progress, leave=False):
@@ -256,7 +251,6 @@ class EmotionRecognizer:
     def _adapted_classifier(self, faces: np.ndarray) -> Classifier:
         """A torch classifier whose model's BatchNorm statistics come from ``faces``."""
         from fervid.inference.adapt import adabn
-        from fervid.inference.backends import TorchClassifier, load_classifier
 
         clf = self.classifier
         if not isinstance(clf, TorchClassifier):
@@ -318,8 +312,6 @@ class EmotionRecognizer:
         Raises:
             FileNotFoundError, fervid.inference.video.VideoOpenError: the source cannot be opened.
         """
-        from fervid.inference.video import stream
-
         return stream(
             self,
             source,

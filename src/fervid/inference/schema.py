@@ -22,6 +22,7 @@ everywhere:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -382,8 +383,6 @@ class ImageResult:
 
     def to_json(self, **kwargs: Any) -> str:
         """One JSON object (``kwargs`` go to :func:`json.dumps`)."""
-        import json
-
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_dataframe(self) -> pd.DataFrame:

@@ -55,8 +55,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fervid.data.plots import subplots
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
-from fervid.inference.detect import FaceBox, iou, non_max_suppression, sort_reading_order
+from fervid.inference.detect import FaceBox, HaarDetector, iou, non_max_suppression, sort_reading_order
+from fervid.inference.draw import color_for
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.pipeline import FacePipeline
 from fervid.inference.schema import SCHEMA_VERSION
@@ -66,6 +68,7 @@ from fervid.inference.schema import csv_header as csv_header
 from fervid.inference.schema import csv_rows as csv_rows
 from fervid.inference.tracking import IoUTracker as IoUTracker  # re-exported: it lived here
 from fervid.inference.tracking import Tracker, make_tracker
+from fervid.safety import atomic_path, check_input_file, check_input_path, write_json_atomic
 
 VideoSource = str | os.PathLike | int | Iterable[np.ndarray]
 """A video file path, a camera index (``0`` or ``"0"``), or an iterable of BGR frames."""
@@ -131,14 +134,10 @@ class _CaptureReader:
         if cam is not None and cam < 0:  # OpenCV can crash on a negative index: refuse it first
             raise UserValueError(f"camera index must be 0 or more, got {cam}")
         if cam is None:
-            from fervid.safety import check_input_path
-
             check_input_path(source, "video file")  # type: ignore[arg-type]  # a URL, a link loop... said as such
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
                 raise UserFileNotFoundError(f"no such video file: {path}")
-            from fervid.safety import check_input_file
-
             # a FIFO would block in OpenCV forever; V4L2 cameras are character devices (/dev/video0)
             check_input_file(path, "video", allow_char_device=True)
             if path.is_dir():
@@ -325,8 +324,6 @@ class VideoStream(Iterator[FrameResult]):
     # ---- internals
     def _detect(self, rgb: np.ndarray, key: bool) -> tuple[list[FaceBox], bool]:
         import cv2
-
-        from fervid.inference.detect import HaarDetector
 
         det = self.detector
         if key or getattr(det, "whole_image", False):
@@ -675,16 +672,12 @@ class Timeline:
 def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:
     """Write ``summary`` as strict JSON, atomically (:func:`fervid.safety.write_json_atomic`:
     a crash or a full disk never leaves half a file or a temporary one)."""
-    from fervid.safety import write_json_atomic
-
     write_json_atomic(path, summary)
 
 
 def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
     """One panel per person (the ``max_faces`` longest on screen): its smoothed emotion
     probabilities over time (a matplotlib Figure drawn off screen; no display needed)."""
-    from fervid.data.plots import subplots
-    from fervid.inference.draw import color_for
 
     ids = sorted(timeline.series, key=lambda i: -len(timeline.series[i]))[:max_faces]
     ids.sort()
@@ -709,8 +702,6 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle("Emotion probabilities over time (smoothed)")
     fig.tight_layout()
-    from fervid.safety import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
