@@ -198,3 +198,18 @@ def test_the_services_response_models_are_the_schema():
     assert list(Face.model_fields) == schema.field_names(schema.FACE_FIELDS)
     photo_doc = [f for f in schema.DOCUMENT_FIELDS if "frame" not in f.where]
     assert list(PredictResult.model_fields) == schema.field_names(photo_doc)
+
+
+def test_batch_refuses_to_continue_rows_of_another_schema(data_root, tmp_path, monkeypatch):
+    import fervid.batch as batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(data_root / "media" / "obama.jpg", folder / "obama.jpg")
+    out = tmp_path / "r.parquet"
+    options = batch.BatchOptions(model="fast", backend="onnx")
+    monkeypatch.setattr(batch, "SCHEMA_VERSION", "0")  # an output written under an older schema
+    batch.run_batch(folder, out, options=options, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="schema_version: '0' then, '1' now"):
+        batch.run_batch(folder, out, options=options, progress=False)

@@ -35,8 +35,8 @@ output skips the sources already committed (or already in a finished output) and
 everything into ``out`` at the end, sorted by source, frame and face; the merge takes each
 source's rows from one place (the last part holding it, else the earlier output), so a run
 killed at any point -- during the merge included -- and started again gives each row once, and
-the engines give the same file. The settings that change rows (model, detector, backend, video step) are recorded and must
-match when a run is continued.
+the engines give the same file. The settings that change rows (model, detector, backend, video step,
+the result schema's version) are recorded and must match when a run is continued.
 
 **Engines.** ``local``: this process, one recognizer. ``ray``: Ray Data over a Ray cluster
 (``address``: ``auto`` for the cluster this machine belongs to, ``ray://host:10001`` through
@@ -737,7 +737,8 @@ def run_batch(
     preflight_output(paths.faces)
     _check_parts_not_input(paths, [*map(source_identity, named), *(s.path for s in all_sources)])
     _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
-    settings = options.settings()
+    # the schema's version too: a run continued on rows of another schema would mix column names
+    settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
     _check_settings(paths, settings)
     done = _done_sources(paths)
     todo = [s for s in all_sources if s.path not in done]

@@ -32,7 +32,11 @@ keeps one id across cuts and absences. The stream therefore yields each frame
 ``tracker="iou"`` gives the old greedy IoU tracker (an id per box at once, no cuts, no
 appearance). Probabilities are smoothed per track with an exponential moving average
 (``smooth`` = weight of the newest frame; 1 = no smoothing); ``label`` is the smoothed
-top emotion, ``raw_label`` the frame's own.
+top emotion, ``raw_label`` the frame's own. Each face is a
+:class:`~fervid.inference.schema.TrackedFace`: the frame's photo face (``face``: the same
+pipeline, crop and fields as a photo, :mod:`fervid.inference.pipeline`) plus ``face_id``,
+``smoothed`` and ``key_frame``; its ``ambiguity``, ``top2_margin``, ``ambiguous`` and
+``labels_above`` describe the frame's own probabilities.
 
 Bad streams. A missing, empty or undecodable file, or a camera that does not open,
 raises :class:`VideoOpenError` (a :class:`ValueError`) before any frame. A stream that
