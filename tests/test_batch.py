@@ -82,9 +82,11 @@ def test_rows_are_the_recognizers_results(corpus: Path, local_run: Path) -> None
     for r, f in zip(mine, expected.faces):
         d = f.to_dict()
         assert (r["x"], r["y"], r["w"], r["h"]) == tuple(d["box"].values()) and r["label"] == d["label"]
-        assert r["labels_above"] == d["labels_above"] and r["kind"] == "image" and r["frame"] is None
+        # a photo is a one-frame video in the table: frame 0, time 0, smoothed = probabilities
+        assert r["labels_above"] == d["labels_above"] and r["kind"] == "image" and r["frame"] == 0
+        assert r["time"] == 0.0 and r["key_frame"] is True and r["raw_label"] == r["label"]
         for lab, p in d["probabilities"].items():
-            assert r[f"p_{lab}"] == pytest.approx(p, rel=1e-6)
+            assert r[f"p_{lab}"] == pytest.approx(p, rel=1e-6) and r[f"smoothed_{lab}"] == r[f"p_{lab}"]
     video = [r for r in table if r["source"] == str(corpus / "clip.mp4")]
     frames = list(rec.stream(corpus / "clip.mp4", every=10))
     assert len(video) == sum(len(fr.faces) for fr in frames) > 0

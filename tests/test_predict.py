@@ -304,13 +304,16 @@ def test_results_to_json_and_dataframe(rec, media: Path):
         assert lm["right_eye"][0] < lm["left_eye"][0] and lm["left_eye"][1] < lm["mouth_left"][1]
     pd = pytest.importorskip("pandas")
     from fervid.inference.recognizer import results_to_dataframe
+    from fervid.inference.schema import columns
 
     df = res.to_dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == 2
-    assert list(df.columns[-7:]) == list(res.labels)
+    assert list(df.columns) == columns(res.labels)  # the schema's table, as batch and the video CSV
+    p_cols = [f"p_{lab}" for lab in res.labels]
+    assert df[p_cols].to_numpy().tolist() == [list(f.probabilities.values()) for f in res.faces]
     assert df["nose_x"].tolist() == [f.landmarks[2][0] for f in res.faces]  # copied: exact
     assert df["mouth_left_y"].tolist() == [f.landmarks[4][1] for f in res.faces]
-    np.testing.assert_allclose(df[list(res.labels)].sum(axis=1), 1.0, rtol=0, atol=gamma(3 * 7, U64))
+    np.testing.assert_allclose(df[p_cols].sum(axis=1), 1.0, rtol=0, atol=gamma(3 * 7, U64))
     both = results_to_dataframe([res, rec.predict(np.zeros((50, 50, 3), np.uint8))])
     assert len(both) == 2  # an image without faces adds no rows
     # a detector without landmarks: null in JSON, NaN in the table

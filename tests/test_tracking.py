@@ -197,12 +197,12 @@ def test_reidentifies_the_singer_across_reordered_shots(rec, clip):
 
 
 def test_timeline_appearances_split_after_an_absence():
+    from fervid.inference.schema import FaceResult
     from fervid.inference.video import FrameResult, TrackedFace
 
     labels = ("happy", "sad")
-    face = TrackedFace(
-        1, (0, 0, 10, 10), 0.9, {"happy": 0.8, "sad": 0.2}, {"happy": 0.8, "sad": 0.2}, "happy", 0.8, "happy"
-    )
+    probs = {"happy": 0.8, "sad": 0.2}
+    face = TrackedFace(FaceResult((0, 0, 10, 10), 0.9, probs, "happy", 0.8, 0.72, ("happy",)), 1, dict(probs))
     tl = Timeline(labels)
     img = np.zeros((4, 4, 3), np.uint8)
     for t in (0.0, 0.1, 0.2, 2.0, 2.1):  # away 1.8 s (> AWAY_SECONDS) between 0.2 and 2.0

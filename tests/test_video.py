@@ -124,7 +124,8 @@ def test_cli_truncated_video_writes_what_was_processed(tmp_path, capsys):
     assert rc == 1 and "stopped early" in err and "truncated" in err and "Traceback" not in err
     summary = json.loads(sum_p.read_text())
     assert 0 < summary["frames_processed"] < 30 and "truncated" in summary["stop_reason"]
-    assert csv_p.read_text().startswith("frame,time,face_id,x,y,w,h,score")
+    # the result schema's table header (the same columns as the DataFrame and fervid batch)
+    assert csv_p.read_text().startswith("source,kind,frame,time,width,height,face,face_id,x,y,w,h,score")
     assert plot_p.stat().st_size > 0
 
 
@@ -250,7 +251,7 @@ def test_cli_video_on_real_clip(clip, tmp_path, capsys):
         assert int(r["key_frame"]) == 1  # detection on every frame
         # the CSV writes probabilities with 4 decimals: each within 0.5e-4, K of them
         assert abs(sum(float(r[f"p_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
-        assert abs(sum(float(r[f"smooth_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
+        assert abs(sum(float(r[f"smoothed_{lab}"]) for lab in labels) - 1) <= len(labels) * (0.5e-4 + U64)
         assert r["label"] in labels
     for face in summary["faces"].values():
         assert abs(sum(face["emotion_share"].values()) - 1) <= len(labels) * (0.5e-4 + U64)  # 4 decimals

@@ -7,15 +7,14 @@ this process or on a Ray cluster, into one Parquet table.
 >>> from fervid.batch import BatchOptions, run_batch
 >>> summary = run_batch("photos/", "results.parquet", options=BatchOptions(model="fast"))
 
-**Rows.** One row per face per image or processed video frame: ``source`` (the path), ``kind``
-(``image``/``video``), ``frame`` and ``time`` (videos; null for images), ``width``/``height``,
-``face`` (its index in the image or frame), then the face's own fields exactly as
-:meth:`fervid.inference.recognizer.FaceResult.to_dict` (photos, as ``fervid predict --json``) or
-:meth:`fervid.inference.video.TrackedFace.to_dict` (videos, as ``fervid video``) give them:
-the box as ``x, y, w, h``, ``probabilities`` as one ``p_<label>`` column per emotion,
-``smoothed`` as ``smoothed_<label>``, other nested fields (landmarks, when the detector gives
-them) kept as they are. Rows are built from :meth:`EmotionRecognizer.predict` and
-:meth:`EmotionRecognizer.stream`: detection and classification are not re-implemented here.
+**Rows.** One row per face per image or processed video frame, the result schema's table
+(:mod:`fervid.inference.schema`, ``docs/result-schema.md``): the same columns as
+``results_to_dataframe`` and the video timeline CSV, for photos and video rows alike (a photo
+is a one-frame video: frame 0, time 0.0, ``smoothed_*`` equal to ``p_*``), so no column is null
+for lack of a field (landmarks are, for detectors without them). The Parquet metadata carries
+the schema's version (``fervid_schema_version``). Rows are built from
+:meth:`EmotionRecognizer.predict` and :meth:`EmotionRecognizer.stream`: detection and
+classification are not re-implemented here.
 
 **Side tables.** ``<out stem>.sources.parquet``: one row per source (``status`` ok, error or
 partial -- a video that ended early --, faces, frames, seconds, the error); ``<out
@@ -37,8 +36,8 @@ everything into ``out`` at the end, sorted by source, frame and face; the merge 
 source's rows from one place (the last part holding it, else the earlier output), so a run
 killed at any point -- during the merge included -- and started again gives each row once, and
 the engines give the same file. The settings that change rows (the recognizer's config but its
-device, and the video step: :meth:`BatchOptions.settings`) are recorded and must match when a
-run is continued.
+device, the video step and the result schema's version: :meth:`BatchOptions.settings`) are
+recorded and must match when a run is continued.
 
 **Engines.** ``local``: this process, one recognizer. ``ray``: Ray Data over a Ray cluster
 (``address``: ``auto`` for the cluster this machine belongs to, ``ray://host:10001`` through
@@ -64,6 +63,9 @@ from typing import TYPE_CHECKING, Any
 
 from fervid.errors import OutputError, UserFileNotFoundError, UserValueError
 from fervid.inference.config import RecognizerConfig
+from fervid.inference.schema import LEAD_COLUMNS, PARQUET_METADATA_KEY, SCHEMA_VERSION, order_columns
+from fervid.inference.schema import frame_rows as frame_rows  # re-exported: the rows are the schema's
+from fervid.inference.schema import image_rows as image_rows
 from fervid.safety import check_outputs_not_inputs, make_dir, output_error, preflight_output, write_text_atomic
 
 if TYPE_CHECKING:
@@ -76,30 +78,9 @@ ENGINES = ("local", "ray")
 MANIFEST_COLUMNS = ("path", "source", "file", "filename")
 """A manifest's path column: the first of these its header has, in any case (see :func:`read_manifest`)."""
 
-# The order of the leading columns; the probability columns and any others follow.
-COLUMNS = (
-    "source",
-    "kind",
-    "frame",
-    "time",
-    "width",
-    "height",
-    "face",
-    "face_id",
-    "x",
-    "y",
-    "w",
-    "h",
-    "score",
-    "label",
-    "confidence",
-    "raw_label",
-    "ambiguity",
-    "top2_margin",
-    "ambiguous",
-    "labels_above",
-    "key_frame",
-)
+COLUMNS = LEAD_COLUMNS
+"""The leading columns (:data:`fervid.inference.schema.LEAD_COLUMNS`); the ``p_<label>``,
+``smoothed_<label>`` and landmark columns follow (:func:`fervid.inference.schema.columns`)."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -284,56 +265,6 @@ class BatchOptions:
         return EmotionRecognizer.from_config(self.config).load()
 
 
-def _flatten_face(face: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in face.items():
-        if k == "box":
-            out.update({c: int(v[c]) for c in ("x", "y", "w", "h")})
-        elif k == "probabilities":
-            out.update({f"p_{lab}": float(p) for lab, p in v.items()})
-        elif k == "landmarks":  # as results_to_dataframe names them: right_eye_x, right_eye_y, ...
-            out.update({f"{name}_{c}": float(xy[i]) for name, xy in (v or {}).items() for i, c in enumerate("xy")})
-        elif isinstance(v, dict):
-            out.update({f"{k}_{sub}": x for sub, x in v.items()})
-        else:
-            out[k] = v
-    return out
-
-
-def image_rows(result: Any, source: str) -> list[dict[str, Any]]:
-    """Rows of one :class:`~fervid.inference.recognizer.ImageResult`."""
-    return [
-        {
-            "source": source,
-            "kind": "image",
-            "frame": None,
-            "time": None,
-            "width": result.width,
-            "height": result.height,
-            "face": i,
-            **_flatten_face(f.to_dict()),
-        }
-        for i, f in enumerate(result.faces)
-    ]
-
-
-def frame_rows(frame: Any, source: str) -> list[dict[str, Any]]:
-    """Rows of one :class:`~fervid.inference.video.FrameResult`."""
-    return [
-        {
-            "source": source,
-            "kind": "video",
-            "frame": int(frame.index),
-            "time": float(frame.time),
-            "width": frame.width,
-            "height": frame.height,
-            "face": i,
-            **_flatten_face(f.to_dict()),
-        }
-        for i, f in enumerate(frame.faces)
-    ]
-
-
 def process_sources(
     rec: EmotionRecognizer, sources: Iterable[Source], options: BatchOptions
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -410,8 +341,10 @@ def _write_atomic(table: pa.Table, path: Path, meta: dict[str, Any] | None = Non
     permission) is an :class:`~fervid.errors.OutputError` naming ``path``."""
     import pyarrow.parquet as pq
 
+    extra = {PARQUET_METADATA_KEY: SCHEMA_VERSION.encode()}
     if meta is not None:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+        extra[META_KEY] = json.dumps(meta).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         pq.write_table(table, tmp)
@@ -567,12 +500,7 @@ def _done_sources(paths: OutputPaths) -> set[str]:
 
 
 def _ordered(table: pa.Table) -> pa.Table:
-    names = table.column_names
-    lead = [c for c in COLUMNS if c in names]
-    probs = [c for c in names if c.startswith("p_")]
-    smooth = [c for c in names if c.startswith("smoothed_")]
-    rest = sorted(c for c in names if c not in set(lead) | set(probs) | set(smooth))
-    table = table.select(lead + probs + smooth + rest)
+    table = table.select(order_columns(table.column_names))
     keys = [(c, "ascending") for c in ("source", "frame", "face") if c in table.column_names]
     return table.sort_by(keys) if keys and table.num_rows else table
 
@@ -826,7 +754,8 @@ def run_batch(
     preflight_output(paths.faces)
     _check_parts_not_input(paths, [*map(source_identity, named), *(s.path for s in all_sources)])
     _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
-    settings = options.settings()
+    # the schema's version too: a run continued on rows of another schema would mix column names
+    settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
     _check_settings(paths, settings)
     done = _done_sources(paths)
     todo = [s for s in all_sources if s.path not in done]

@@ -27,228 +27,33 @@ and the detector load on first use (or call :meth:`EmotionRecognizer.load`).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.data.datasets import FERDataError
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
-from fervid.detectors import (
-    Detector,
-    FaceBox,
-    create_detector,
-    for_video,
-    landmark_columns,
-    landmarks_dict,
-    video_options,
-)
+from fervid.detectors import Detector, FaceBox, create_detector, for_video, video_options
 from fervid.errors import UserValueError
+from fervid.inference.backends import Classifier, TorchClassifier, load_classifier
 from fervid.inference.config import DEFAULTS, RecognizerConfig
-from fervid.inference.crop import crop_face
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
+from fervid.inference.pipeline import FacePipeline
+from fervid.inference.schema import FaceResult as FaceResult  # re-exported: it lived here
+from fervid.inference.schema import ImageResult as ImageResult
+from fervid.inference.schema import results_to_dataframe as results_to_dataframe
+from fervid.inference.video import VideoSource, VideoStream, stream
 from fervid.runtime import resolve_device, torch_available
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from fervid.inference.backends import Classifier
     from fervid.inference.tracking import Tracker
-    from fervid.inference.video import VideoSource, VideoStream
 
 
 DEFAULT_THRESHOLD = DEFAULTS.threshold
 """Default probability threshold for :attr:`FaceResult.labels_above` (:class:`RecognizerConfig`'s)."""
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class FaceResult:
-    """The emotion of one face.
-
-    Attributes:
-        box: ``(x, y, w, h)`` of the detected face in the original image's pixels.
-        score: the detector's score (scale depends on the detector; 1.0 for ``skip`` and
-            :meth:`EmotionRecognizer.predict_faces`).
-        probabilities: every emotion label -> probability (temperature applied; sums to 1),
-            in the model's label order.
-        label: the most probable emotion.
-        confidence: its probability.
-        ambiguity: normalised entropy of ``probabilities``, 0 (one certain emotion) .. 1
-            (all equally likely).
-        labels_above: labels whose probability is at least the recognizer's ``threshold``
-            (default 0.3), most probable first: the plausible readings of an ambiguous face.
-        top2_margin: probability of the best label minus the second best (near 0: the
-            model hesitates between two readings).
-        ambiguous: ``ambiguity >= fervid.inference.ambiguity.AMBIGUITY_THRESHOLD``, a level set so
-            that the bundled model flags about as many FER+ test faces as the ten human
-            annotators disagreed on (see :mod:`fervid.inference.ambiguity`). Computed from
-            ``probabilities`` when not given.
-        landmarks: the detector's five landmarks ``((x, y), ...)`` in the original image's
-            pixels, in :data:`fervid.detectors.LANDMARK_NAMES` order (the person's
-            right eye, left eye, nose tip, right and left mouth corners); ``None`` for
-            detectors without landmarks (``haar``, ``dlib``, ``skip``). The crop was
-            aligned on them.
-    """
-
-    box: tuple[int, int, int, int]
-    score: float
-    probabilities: dict[str, float]
-    label: str
-    confidence: float
-    ambiguity: float
-    labels_above: tuple[str, ...]
-    top2_margin: float | None = None
-    ambiguous: bool | None = None
-    landmarks: tuple[tuple[float, float], ...] | None = None
-
-    def __post_init__(self) -> None:
-        from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, top2_margin
-
-        if self.top2_margin is None:
-            object.__setattr__(self, "top2_margin", float(top2_margin(list(self.probabilities.values()))))
-        if self.ambiguous is None:
-            object.__setattr__(self, "ambiguous", bool(self.ambiguity >= AMBIGUITY_THRESHOLD))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        x, y, w, h = self.box
-        return {
-            "box": {"x": x, "y": y, "w": w, "h": h},
-            "score": round(float(self.score), 4),
-            "label": self.label,
-            "confidence": float(self.confidence),
-            "probabilities": {k: float(v) for k, v in self.probabilities.items()},
-            "ambiguity": float(self.ambiguity),
-            "top2_margin": float(self.top2_margin),  # type: ignore[arg-type]
-            "ambiguous": bool(self.ambiguous),
-            "labels_above": list(self.labels_above),
-            "landmarks": landmarks_dict(self.landmarks),
-        }
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """All faces found in one image (an empty ``faces`` list when there is none).
-
-    Attributes:
-        source: the path, or a short description of an in-memory input.
-        width, height: the image size in pixels (after EXIF orientation).
-        faces: one :class:`FaceResult` per face, left to right.
-        labels: the model's emotion labels (the keys of every face's probabilities).
-    """
-
-    source: str
-    width: int
-    height: int
-    faces: list[FaceResult] = field(default_factory=list)
-    labels: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.faces)
-
-    def __iter__(self):
-        return iter(self.faces)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.source,
-            "width": self.width,
-            "height": self.height,
-            "faces": [f.to_dict() for f in self.faces],
-        }
-
-    def to_json(self, **kwargs: Any) -> str:
-        """One JSON object (``kwargs`` go to :func:`json.dumps`)."""
-        return json.dumps(self.to_dict(), **kwargs)
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """One row per face (see :func:`results_to_dataframe`); needs pandas."""
-        return results_to_dataframe([self])
-
-
-def results_to_dataframe(results: Iterable[ImageResult]) -> pd.DataFrame:
-    """One row per face: ``path, face, x, y, w, h, score, label, confidence, ambiguity,
-    top2_margin, ambiguous, labels_above`` (``"|"``-joined), the landmarks (``right_eye_x,
-    right_eye_y, ..., mouth_left_y``; NaN for detectors without them) and one probability
-    column per emotion label.
-    Images without faces contribute no rows. Needs pandas (``pip install 'fervid[pandas]'``)."""
-    try:
-        import pandas as pd
-    except ImportError as e:
-        raise ImportError("to_dataframe needs pandas: pip install 'fervid[pandas]'") from e
-    results = list(results)
-    labels: list[str] = []
-    for r in results:
-        labels += [lab for lab in r.labels if lab not in labels]
-    lm_cols = landmark_columns()
-    rows = []
-    for r in results:
-        for i, f in enumerate(r.faces):
-            x, y, w, h = f.box
-            lm = [float("nan")] * len(lm_cols) if f.landmarks is None else [float(v) for p in f.landmarks for v in p]
-            rows.append(
-                {
-                    "path": r.source,
-                    "face": i,
-                    "x": x,
-                    "y": y,
-                    "w": w,
-                    "h": h,
-                    "score": f.score,
-                    "label": f.label,
-                    "confidence": f.confidence,
-                    "ambiguity": f.ambiguity,
-                    "top2_margin": f.top2_margin,
-                    "ambiguous": f.ambiguous,
-                    "labels_above": "|".join(f.labels_above),
-                    **dict(zip(lm_cols, lm)),
-                    **f.probabilities,
-                }
-            )
-    cols = [
-        "path",
-        "face",
-        "x",
-        "y",
-        "w",
-        "h",
-        "score",
-        "label",
-        "confidence",
-        "ambiguity",
-        "top2_margin",
-        "ambiguous",
-        "labels_above",
-        *lm_cols,
-        *labels,
-    ]
-    return pd.DataFrame(rows, columns=cols)
-
-
-# --------------------------------------------------------------------------- ambiguity
-
-
-def _normalized_entropy(p: np.ndarray) -> float:
-    from fervid.inference.ambiguity import normalized_entropy
-
-    return float(normalized_entropy(p))
-
-
-def _labels_above(p: np.ndarray, labels: Sequence[str], threshold: float) -> tuple[str, ...]:
-    from fervid.inference.ambiguity import labels_above
-
-    return labels_above(p, labels, threshold)
-
-
-def _to_gray(rgb: np.ndarray) -> np.ndarray:
-    from fervid.data.io import rgb_to_gray
-
-    return rgb_to_gray(rgb)
 
 
 # --------------------------------------------------------------------------- recognizer
@@ -358,8 +163,6 @@ class EmotionRecognizer:
     def classifier(self) -> Classifier:
         """The emotion classifier (loaded on first access)."""
         if self._classifier is None:
-            from fervid.inference.backends import load_classifier
-
             with self._load_lock:  # threads sharing a recognizer load the model once
                 if self._classifier is None:
                     # without torch there is one device (the CPU, onnxruntime): load_classifier checks it
@@ -401,6 +204,18 @@ class EmotionRecognizer:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.classifier.labels)
 
+    @property
+    def pipeline(self) -> FacePipeline:
+        """The face pipeline for photos: this recognizer's classifier (loaded now), detector
+        and threshold (:mod:`fervid.inference.pipeline`). Made per call, cheaply, so that it
+        follows :meth:`adapt`."""
+        return FacePipeline(self.classifier, self.detector, self.threshold)
+
+    @property
+    def video_pipeline(self) -> FacePipeline:
+        """The face pipeline for video frames: as :attr:`pipeline` with :attr:`video_detector`."""
+        return FacePipeline(self.classifier, self.video_detector, self.threshold)
+
     def load(self) -> EmotionRecognizer:
         """Load the model and detector now (otherwise they load on first use)."""
         _ = self.classifier, self.detector
@@ -434,27 +249,22 @@ class EmotionRecognizer:
         is left unadapted (see :meth:`adapt` for that). Needs the torch backend and at
         least :data:`fervid.inference.adapt.MIN_IMAGES` faces.
         """
-        clf = self.classifier
-        det = self.detector
-        size, margin = int(clf.preprocess.input_size), float(clf.preprocess.face_margin)
-        if getattr(det, "whole_image", False):  # e.g. "skip": the image already is the face crop
-            margin = 0.0
+        pipe = self.pipeline
         metas: list[tuple[str, int, int, list[FaceBox]]] = []
         crops: list[np.ndarray] = []
         for image in images:
             rgb = load_image(image, color=color)
-            boxes = det.detect(rgb)
-            gray = _to_gray(rgb)
-            crops += [crop_face(gray, b.box, margin, size, b.landmarks) for b in boxes]
+            boxes, found = pipe.find(rgb)
+            crops += found
             metas.append((describe_source(image), rgb.shape[1], rgb.shape[0], boxes))
-        stack = np.stack(crops) if crops else np.zeros((0, size, size), np.uint8)
+        stack = pipe.stack(crops)
         # The adapted classifier is local to this call: a recognizer shared by threads (a web
         # service) never sees another call's adaptation.
         clf_used = self._adapted_classifier(stack) if adabn else None
-        faces = self._classify(stack, [b for m in metas for b in m[3]], clf_used)
+        faces = pipe.classify(stack, [b for m in metas for b in m[3]], clf_used)
         out, i = [], 0
         for source, w, h, boxes in metas:
-            out.append(ImageResult(source, w, h, faces[i : i + len(boxes)], self.labels))
+            out.append(ImageResult(source, w, h, faces[i : i + len(boxes)], pipe.labels))
             i += len(boxes)
         return out
 
@@ -472,11 +282,7 @@ class EmotionRecognizer:
         """
         from tqdm.auto import tqdm
 
-        from fervid.data.datasets import FERDataError
-
-        det = self.detector
-        size = int(self.classifier.preprocess.input_size)
-        margin = 0.0 if getattr(det, "whole_image", False) else float(self.classifier.preprocess.face_margin)
+        pipe = self.pipeline
         crops: list[np.ndarray] = []
         for image in tqdm(list(images), desc="adabn: faces", unit="img", disable=not progress, leave=False):
             try:
@@ -485,15 +291,13 @@ class EmotionRecognizer:
                 if strict:
                     raise
                 continue
-            gray = _to_gray(rgb)
-            crops += [crop_face(gray, b.box, margin, size, b.landmarks) for b in det.detect(rgb)]
-        self._classifier = self._adapted_classifier(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8))
+            crops += pipe.find(rgb)[1]
+        self._classifier = self._adapted_classifier(pipe.stack(crops))
         return len(crops)
 
     def _adapted_classifier(self, faces: np.ndarray) -> Classifier:
         """A torch classifier whose model's BatchNorm statistics come from ``faces``."""
         from fervid.inference.adapt import adabn
-        from fervid.inference.backends import TorchClassifier, load_classifier
 
         clf = self.classifier
         if not isinstance(clf, TorchClassifier):
@@ -513,10 +317,7 @@ class EmotionRecognizer:
         an ``N x H x W`` uint8 array is N grey crops). Each is converted to grey and
         resized to the model's input size. Boxes are the whole crop; scores are 1.0.
         """
-        import cv2
-
-        clf = self.classifier
-        size = int(clf.preprocess.input_size)
+        pipe = self.pipeline
         if isinstance(crops, np.ndarray) and crops.ndim == 3 and crops.shape[-1] not in (1, 3, 4):
             items: Sequence[Any] = list(crops)  # N x H x W grey stack
         elif isinstance(crops, (np.ndarray, str, bytes, bytearray, memoryview)) or not isinstance(crops, Sequence):
@@ -525,11 +326,10 @@ class EmotionRecognizer:
             items = crops
         grays, boxes = [], []
         for c in items:
-            g = _to_gray(load_image(c, color=color))
+            g = pipe.gray(load_image(c, color=color))
             boxes.append(FaceBox(0, 0, g.shape[1], g.shape[0], 1.0))
-            interp = cv2.INTER_AREA if max(g.shape) > size else cv2.INTER_LINEAR
-            grays.append(g if g.shape == (size, size) else cv2.resize(g, (size, size), interpolation=interp))
-        return self._classify(np.stack(grays) if grays else np.zeros((0, size, size), np.uint8), boxes)
+            grays.append(pipe.fit(g))
+        return pipe.classify(pipe.stack(grays), boxes)
 
     def stream(
         self,
@@ -559,8 +359,6 @@ class EmotionRecognizer:
         Raises:
             FileNotFoundError, fervid.inference.video.VideoOpenError: the source cannot be opened.
         """
-        from fervid.inference.video import stream
-
         return stream(
             self,
             source,
@@ -572,27 +370,5 @@ class EmotionRecognizer:
         )
 
     def _classify(self, faces: np.ndarray, boxes: list[FaceBox], clf: Classifier | None = None) -> list[FaceResult]:
-        from fervid.runtime import softmax
-
-        if len(faces) == 0:
-            return []
-        clf = clf if clf is not None else self.classifier
-        labels = tuple(clf.labels)
-        probs = softmax(np.asarray(clf.logits(faces), np.float32), float(clf.temperature)).astype(np.float64)
-        probs /= probs.sum(1, keepdims=True)
-        out = []
-        for b, p in zip(boxes, probs):
-            k = int(np.argmax(p))
-            out.append(
-                FaceResult(
-                    box=b.box,
-                    score=float(b.score),
-                    probabilities={lab: float(v) for lab, v in zip(labels, p)},
-                    label=labels[k],
-                    confidence=float(p[k]),
-                    ambiguity=_normalized_entropy(p),
-                    labels_above=_labels_above(p, labels, self.threshold),
-                    landmarks=getattr(b, "landmarks", None),
-                )
-            )
-        return out
+        """The faces of a crop stack (``clf``: another classifier with the same labels)."""
+        return self.pipeline.classify(faces, boxes, clf)

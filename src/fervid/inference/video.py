@@ -12,7 +12,7 @@ timeline (CSV) and a per-face summary.
 video writing and live display belong to the caller (``fervid video`` does them).
 
 Speed. The default detector, YuNet, costs a few ms on a whole 640x480 frame (it runs on
-the frame shrunk to 320 px, :data:`fervid.inference.detect.YUNET_VIDEO`; see
+the frame shrunk to 320 px, :data:`fervid.detectors.YUNET_VIDEO`; see
 :attr:`~fervid.inference.recognizer.EmotionRecognizer.video_detector`), so by default
 (``detect_every=1``) every frame gets a full detection with landmarks, and every crop is
 aligned on them. For slow detectors (Haar: 50-200 ms per 640x480 frame on a 2-core CPU,
@@ -32,7 +32,11 @@ keeps one id across cuts and absences. The stream therefore yields each frame
 ``tracker="iou"`` gives the old greedy IoU tracker (an id per box at once, no cuts, no
 appearance). Probabilities are smoothed per track with an exponential moving average
 (``smooth`` = weight of the newest frame; 1 = no smoothing); ``label`` is the smoothed
-top emotion, ``raw_label`` the frame's own.
+top emotion, ``raw_label`` the frame's own. Each face is a
+:class:`~fervid.inference.schema.TrackedFace`: the frame's photo face (``face``: the same
+pipeline, crop and fields as a photo, :mod:`fervid.inference.pipeline`) plus ``face_id``,
+``smoothed`` and ``key_frame``; its ``ambiguity``, ``top2_margin``, ``ambiguous`` and
+``labels_above`` describe the frame's own probabilities.
 
 Bad streams. A missing, empty or undecodable file, or a camera that does not open,
 raises :class:`VideoOpenError` (a :class:`ValueError`) before any frame. A stream that
@@ -49,21 +53,26 @@ import os
 import time
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from fervid.detectors import capabilities, non_max_suppression, roi_scale, sort_reading_order
+from fervid.data.plots import subplots
+from fervid.detectors import FaceBox, capabilities, iou, non_max_suppression, roi_scale, sort_reading_order
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
-from fervid.inference.detect import FaceBox, iou
+from fervid.inference.draw import color_for
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
+from fervid.inference.pipeline import FacePipeline
+from fervid.inference.schema import SCHEMA_VERSION
+from fervid.inference.schema import FrameResult as FrameResult  # re-exported: they lived here
+from fervid.inference.schema import TrackedFace as TrackedFace
+from fervid.inference.schema import csv_header as csv_header
+from fervid.inference.schema import csv_rows as csv_rows
 from fervid.inference.tracking import IoUTracker as IoUTracker  # re-exported: it lived here
 from fervid.inference.tracking import Tracker, make_tracker
-
-if TYPE_CHECKING:
-    from fervid.inference.recognizer import EmotionRecognizer
+from fervid.safety import atomic_path, check_input_file, check_input_path, write_json_atomic
 
 VideoSource = str | os.PathLike | int | Iterable[np.ndarray]
 """A video file path, a camera index (``0`` or ``"0"``), or an iterable of BGR frames."""
@@ -76,92 +85,22 @@ class VideoOpenError(FervidError, ValueError):
     """A video source could not be opened or yields no frame (the message says which and why)."""
 
 
+class FrameRecognizer(Protocol):
+    """What a stream needs of a recognizer
+    (:class:`~fervid.inference.recognizer.EmotionRecognizer` fits): this keeps video free of
+    the recognizer class, which depends on video for :meth:`stream`, not the other way round."""
+
+    def load(self) -> object:
+        """Load the model and detector (a bad one fails before the source is opened)."""
+        ...
+
+    @property
+    def video_pipeline(self) -> FacePipeline:
+        """The face pipeline with the detector's video settings."""
+        ...
+
+
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class TrackedFace:
-    """One face in one frame.
-
-    Attributes:
-        face_id: the person's id, stable across frames, shot cuts and absences (1, 2, ... in
-            order of appearance; :mod:`fervid.inference.tracking`).
-        box: ``(x, y, w, h)`` in the frame's pixels.
-        score: the detector's score for this box.
-        probabilities: this frame's emotion probabilities (label -> p, sums to 1).
-        smoothed: the track's exponentially smoothed probabilities (sums to 1).
-        label: the top emotion of ``smoothed``.
-        confidence: its smoothed probability.
-        raw_label: the top emotion of ``probabilities``.
-        key_frame: whether the box comes from a full-frame detection (else from the
-            re-detection around the track's previous box, or is that previous box).
-        landmarks: the five landmarks ``((x, y), ...)`` in the frame's pixels
-            (:data:`fervid.inference.detect.LANDMARK_NAMES` order) for detectors that find
-            them, else ``None``; the crop was aligned on them.
-    """
-
-    face_id: int
-    box: tuple[int, int, int, int]
-    score: float
-    probabilities: dict[str, float]
-    smoothed: dict[str, float]
-    label: str
-    confidence: float
-    raw_label: str
-    key_frame: bool = True
-    landmarks: tuple[tuple[float, float], ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        from fervid.inference.detect import landmarks_dict
-
-        x, y, w, h = self.box
-        return {
-            "face_id": self.face_id,
-            "box": {"x": x, "y": y, "w": w, "h": h},
-            "score": float(self.score),
-            "label": self.label,
-            "confidence": float(self.confidence),
-            "raw_label": self.raw_label,
-            "probabilities": dict(self.probabilities),
-            "smoothed": dict(self.smoothed),
-            "key_frame": self.key_frame,
-            "landmarks": landmarks_dict(self.landmarks),
-        }
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """One processed frame.
-
-    Attributes:
-        index: the frame's index in the source (0-based, counting skipped frames).
-        time: seconds from the start (video time for files, wall-clock time for cameras).
-        duration: seconds this processed frame stands for (``every`` / fps for files), used
-            to weight time on screen.
-        width, height: the frame size.
-        faces: the faces found, ordered by id.
-        frame: the decoded frame, ``H x W x 3`` uint8 **BGR** (OpenCV order), for drawing.
-        timings: seconds spent on each stage of :data:`STAGES` for this frame.
-    """
-
-    index: int
-    time: float
-    duration: float
-    width: int
-    height: int
-    faces: list[TrackedFace]
-    frame: np.ndarray = field(repr=False)
-    timings: dict[str, float] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without the pixels)."""
-        return {
-            "index": self.index,
-            "time": self.time,
-            "width": self.width,
-            "height": self.height,
-            "faces": [f.to_dict() for f in self.faces],
-        }
 
 
 @dataclass(frozen=True)
@@ -199,14 +138,10 @@ class _CaptureReader:
         if cam is not None and cam < 0:  # OpenCV can crash on a negative index: refuse it first
             raise UserValueError(f"camera index must be 0 or more, got {cam}")
         if cam is None:
-            from fervid.safety import check_input_path
-
             check_input_path(source, "video file")  # type: ignore[arg-type]  # a URL, a link loop... said as such
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
                 raise UserFileNotFoundError(f"no such video file: {path}")
-            from fervid.safety import check_input_file
-
             # a FIFO would block in OpenCV forever; V4L2 cameras are character devices (/dev/video0)
             check_input_file(path, "video", allow_char_device=True)
             if path.is_dir():
@@ -331,7 +266,7 @@ class VideoStream(Iterator[FrameResult]):
 
     def __init__(
         self,
-        recognizer: EmotionRecognizer,
+        recognizer: FrameRecognizer,
         source: VideoSource,
         *,
         every: int = 1,
@@ -353,10 +288,10 @@ class VideoStream(Iterator[FrameResult]):
         self.recognizer = recognizer
         self.every, self.smooth, self.max_seconds = every, smooth, max_seconds
         self.detect_every, self.search_margin = detect_every, search_margin
-        self.roi_face = 48  # face side (px) in the re-detection window for Haar detectors (40 lost faces)
         self.tracker: Tracker = make_tracker(tracker)
         recognizer.load()  # a bad model or detector fails here, before the source is opened
-        self.detector = recognizer.video_detector
+        self.pipeline = recognizer.video_pipeline
+        self.detector = self.pipeline.detector
         self._reader = open_source(source, fps)
         self.info: SourceInfo = self._reader.info
         self.frames_read = 0
@@ -433,8 +368,6 @@ class VideoStream(Iterator[FrameResult]):
 
     @staticmethod
     def _release(tracks: list[Any], fr: FrameResult) -> FrameResult:
-        from dataclasses import replace
-
         faces = [replace(f, face_id=t.face_id) for f, t in zip(fr.faces, tracks) if t.face_id is not None]
         return replace(fr, faces=sorted(faces, key=lambda f: f.face_id))
 
@@ -446,58 +379,77 @@ class VideoStream(Iterator[FrameResult]):
         self._held.clear()
         return out
 
+    def _read(self) -> np.ndarray | None:
+        """The next frame to process (skipping ``every - 1`` frames cheaply: grabbed, not
+        converted), or ``None`` with :attr:`stop_reason` set when the stream ends."""
+        reader = self._reader
+        for _ in range(self.every - 1 if self.frames_processed else 0):
+            if not reader.grab():
+                self._finish_read_failure()
+                return None
+            self.frames_read += 1
+        try:
+            frame = reader.read()
+        except VideoOpenError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a decoder error ends the stream cleanly
+            self.stop_reason = f"decoding error at frame {self.frames_read}: {e}"
+            return None
+        if frame is None:
+            if self.frames_read == 0:
+                raise VideoOpenError(f"{self.info.name}: no frame could be decoded (corrupt or empty video)")
+            self._finish_read_failure()
+            return None
+        self.frames_read += 1
+        return frame
+
+    def _clock(self, index: int, t_start: float, prev_t: float) -> tuple[float, float]:
+        """``(time, duration)`` of the frame just read: from the frame rate (files, or frames
+        given with their rate), else the container's timestamps, else the wall clock."""
+        fps, info = self.info.fps, self.info
+        if fps > 0 and not info.is_camera:
+            return index / fps, self.every / fps
+        stamp = self._reader.timestamp()
+        now = stamp if stamp is not None else time.perf_counter() - t_start
+        return now, (now - prev_t if self.frames_processed else 0.0)
+
+    def _faces(self, frame: np.ndarray, key: bool, t0: float) -> tuple[list[Any], list[TrackedFace], dict[str, float]]:
+        """The tracks and faces of one BGR frame, and the seconds each of :data:`STAGES` took
+        since ``t0`` (the face pipeline's grey, crop and classification, the same as a photo's;
+        detection on key frames or near the tracks' boxes, :meth:`_detect`)."""
+        pipe = self.pipeline
+        gray = pipe.gray(frame, "bgr")
+        t1 = time.perf_counter()
+        # detectors take RGB (a view: YuNet flips it back to the frame's BGR for free)
+        boxes, key = self._detect(frame[:, :, ::-1], key)
+        t2 = time.perf_counter()
+        crops = pipe.crop(gray, boxes)
+        t3 = time.perf_counter()
+        results = pipe.classify(pipe.stack(crops), boxes)
+        tracks = self.tracker.update(boxes, len(pipe.labels), frame=frame, crops=crops)
+        faces = []
+        for r, t in zip(results, tracks):
+            p = np.array(list(r.probabilities.values()))  # the float64 row: exact
+            t.smoothed = p.copy() if np.isnan(t.smoothed).any() else self.smooth * p + (1 - self.smooth) * t.smoothed
+            s = t.smoothed / t.smoothed.sum()
+            smoothed = {lab: float(v) for lab, v in zip(pipe.labels, s)}
+            # a tentative track has no id yet (0): _hold names it or drops it
+            faces.append(TrackedFace(r, t.face_id or 0, smoothed, key))
+        t4 = time.perf_counter()
+        return tracks, faces, {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3}
+
     def _run(self) -> Generator[tuple[list[Any], FrameResult], None, None]:
-        import cv2
-
-        from fervid.inference.crop import crop_face
-        from fervid.runtime import softmax
-
-        rec = self.recognizer
-        clf = rec.classifier
-        labels = tuple(clf.labels)
-        size, margin = int(clf.preprocess.input_size), float(clf.preprocess.face_margin)
-        if getattr(self.detector, "whole_image", False):
-            margin = 0.0
-        info = self.info
-        fps = info.fps
         t_start = time.perf_counter()
         shape: tuple[int, ...] | None = None
         prev_t = 0.0
-        reader = self._reader
         try:
             while True:
                 t0 = time.perf_counter()
-                # skip every-1 frames cheaply (grab without converting), then decode one
-                for _ in range(self.every - 1 if self.frames_processed else 0):
-                    if not reader.grab():
-                        self._finish_read_failure()
-                        return
-                    self.frames_read += 1
-                try:
-                    frame = reader.read()
-                except VideoOpenError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - a decoder error ends the stream cleanly
-                    self.stop_reason = f"decoding error at frame {self.frames_read}: {e}"
-                    return
+                frame = self._read()
                 if frame is None:
-                    if self.frames_read == 0:
-                        raise VideoOpenError(f"{info.name}: no frame could be decoded (corrupt or empty video)")
-                    self._finish_read_failure()
                     return
-                index = self.frames_read
-                self.frames_read += 1
-                from_fps = fps > 0 and not info.is_camera
-                stamp = None if from_fps else reader.timestamp()
-                if from_fps:  # a file (or frames given with their rate): frame index / fps
-                    now = index / fps
-                    duration = self.every / fps
-                elif stamp is not None:  # a file without a frame rate: its container's times
-                    now = stamp
-                    duration = now - prev_t if self.frames_processed else 0.0
-                else:  # cameras and frame iterables without fps: the wall clock
-                    now = time.perf_counter() - t_start
-                    duration = now - prev_t if self.frames_processed else 0.0
+                index = self.frames_read - 1
+                now, duration = self._clock(index, t_start, prev_t)
                 if self.max_seconds is not None and now >= self.max_seconds:
                     self.stop_reason = "max_seconds"
                     return
@@ -509,62 +461,14 @@ class VideoStream(Iterator[FrameResult]):
                         f"{frame.shape[1]}x{frame.shape[0]} at frame {index}"
                     )
                     return
-                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                t1 = time.perf_counter()
                 key = self.frames_processed % self.detect_every == 0
-                # detectors take RGB (a view: YuNet flips it back to the frame's BGR for free)
-                boxes, key = self._detect(frame[:, :, ::-1], key)
-                t2 = time.perf_counter()
-                crops = [crop_face(gray, b.box, margin, size, b.landmarks) for b in boxes]
-                t3 = time.perf_counter()
-                probs = (
-                    softmax(np.asarray(clf.logits(np.stack(crops)), np.float32), float(clf.temperature)).astype(
-                        np.float64
-                    )
-                    if crops
-                    else np.zeros((0, len(labels)))
-                )
-                tracks = self.tracker.update(boxes, len(labels), frame=frame, crops=crops)
-                faces = []
-                for b, p, t in zip(boxes, probs, tracks):
-                    p = p / p.sum()
-                    t.smoothed = (
-                        p.copy() if np.isnan(t.smoothed).any() else self.smooth * p + (1 - self.smooth) * t.smoothed
-                    )
-                    s = t.smoothed / t.smoothed.sum()
-                    k, kr = int(np.argmax(s)), int(np.argmax(p))
-                    faces.append(
-                        TrackedFace(
-                            t.face_id or 0,  # a tentative track: _hold names it or drops it
-                            b.box,
-                            float(b.score),
-                            {lab: float(v) for lab, v in zip(labels, p)},
-                            {lab: float(v) for lab, v in zip(labels, s)},
-                            labels[k],
-                            float(s[k]),
-                            labels[kr],
-                            key,
-                            b.landmarks,
-                        )
-                    )
-                t4 = time.perf_counter()
+                tracks, faces, timings = self._faces(frame, key, t0)
                 self.frames_processed += 1
                 prev_t = now
-                yield (
-                    tracks,
-                    FrameResult(
-                        index,
-                        float(now),
-                        float(duration),
-                        frame.shape[1],
-                        frame.shape[0],
-                        faces,
-                        frame,
-                        {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "classify": t4 - t3},
-                    ),
-                )
+                h, w = frame.shape[:2]
+                yield tracks, FrameResult(index, float(now), float(duration), w, h, faces, frame, timings)
         finally:
-            reader.release()
+            self._reader.release()
 
     def _finish_read_failure(self) -> None:
         n, info = self.frames_read, self.info
@@ -579,7 +483,7 @@ class VideoStream(Iterator[FrameResult]):
 
 
 def stream(
-    recognizer: EmotionRecognizer,
+    recognizer: FrameRecognizer,
     source: VideoSource,
     *,
     every: int = 1,
@@ -627,42 +531,6 @@ def stream(
 # --------------------------------------------------------------------------- timeline
 
 
-def csv_header(labels: Sequence[str]) -> list[str]:
-    """Columns of the timeline CSV: one row per face per processed frame (the landmark columns,
-    last, are empty for detectors without landmarks)."""
-    from fervid.inference.detect import landmark_columns
-
-    return (
-        ["frame", "time", "face_id", "x", "y", "w", "h", "score", "key_frame", "label", "confidence", "raw_label"]
-        + [f"p_{lab}" for lab in labels]
-        + [f"smooth_{lab}" for lab in labels]
-        + landmark_columns()
-    )
-
-
-def csv_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
-    """The timeline CSV rows of one frame."""
-    rows = []
-    for f in result.faces:
-        rows.append(
-            [
-                result.index,
-                f"{result.time:.3f}",
-                f.face_id,
-                *f.box,
-                f"{f.score:.3f}",
-                int(f.key_frame),
-                f.label,
-                f"{f.confidence:.4f}",
-                f.raw_label,
-                *(f"{f.probabilities[lab]:.4f}" for lab in labels),
-                *(f"{f.smoothed[lab]:.4f}" for lab in labels),
-                *([""] * 10 if f.landmarks is None else (f"{v:.1f}" for p in f.landmarks for v in p)),
-            ]
-        )
-    return rows
-
-
 AWAY_SECONDS = 1.0
 """A person off screen for longer than this starts a new appearance in the summary, and a
 break in their line in the plot."""
@@ -685,7 +553,9 @@ def main_person(faces: dict[str, dict[str, Any]]) -> int | None:
 
 class Timeline:
     """Accumulates per-person statistics over a stream and, optionally, writes the CSV
-    timeline as it goes (flushed every frame, so an interrupted run loses nothing).
+    timeline as it goes (flushed every frame, so an interrupted run loses nothing). The CSV's
+    columns are the result schema's table (:func:`fervid.inference.schema.columns`; ``source``
+    holds ``source``), the same as the DataFrame's and ``fervid batch``'s.
 
     >>> with Timeline(labels, csv_path="t.csv") as tl:
     ...     for fr in rec.stream("clip.mp4"):
@@ -693,8 +563,15 @@ class Timeline:
     >>> tl.summary()
     """
 
-    def __init__(self, labels: Sequence[str], csv_path: str | os.PathLike | None = None, keep_series: bool = True):
+    def __init__(
+        self,
+        labels: Sequence[str],
+        csv_path: str | os.PathLike | None = None,
+        keep_series: bool = True,
+        source: str = "",
+    ):
         self.labels = tuple(labels)
+        self.source = source  # the CSV's ``source`` column
         self.frames = 0
         self.seconds = 0.0
         self._faces: dict[int, dict[str, Any]] = {}
@@ -754,7 +631,7 @@ class Timeline:
                     (result.time, np.array([f.smoothed[lab] for lab in self.labels]))
                 )
         if self._writer is not None:
-            self._writer.writerows(csv_rows(result, self.labels))
+            self._writer.writerows(csv_rows(result, self.labels, self.source))
             assert self._file is not None
             self._file.flush()
 
@@ -785,6 +662,7 @@ class Timeline:
                 "dominant_emotion": max(share, key=lambda k: share[k]),
             }
         return {
+            "schema_version": SCHEMA_VERSION,
             "frames_processed": self.frames,
             "seconds": round(self.seconds, 3),
             "labels": list(self.labels),
@@ -796,16 +674,12 @@ class Timeline:
 def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:
     """Write ``summary`` as strict JSON, atomically (:func:`fervid.safety.write_json_atomic`:
     a crash or a full disk never leaves half a file or a temporary one)."""
-    from fervid.safety import write_json_atomic
-
     write_json_atomic(path, summary)
 
 
 def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
     """One panel per person (the ``max_faces`` longest on screen): its smoothed emotion
     probabilities over time (a matplotlib Figure drawn off screen; no display needed)."""
-    from fervid.data.plots import subplots
-    from fervid.inference.draw import color_for
 
     ids = sorted(timeline.series, key=lambda i: -len(timeline.series[i]))[:max_faces]
     ids.sort()
@@ -830,8 +704,6 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle("Emotion probabilities over time (smoothed)")
     fig.tight_layout()
-    from fervid.safety import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)

@@ -139,6 +139,21 @@ def expected_frames(info: SourceInfo, every: int, max_seconds: float | None) -> 
     return -(-n // every)
 
 
+def _check_outputs(source: VideoSource, outputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse, before any frame, outputs that would fail or clash: a video that is not
+    ``.mp4``/``.avi``, an output that is the input, a folder in the way, two outputs on one file."""
+    out = outputs["--out"]
+    if out is not None and not str(out).lower().endswith(VIDEO_SUFFIXES):
+        raise UserValueError(f"{out}: the annotated video must end in .mp4 or .avi")
+    named = [(flag, p) for flag, p in outputs.items() if p is not None]
+    for i, (flag, p) in enumerate(named):
+        check_not_input(p, [source] if isinstance(source, (str, os.PathLike)) else [], flag)
+        preflight_output(p)  # a folder or file in the way fails now, not at the first frame or the end
+        for flag2, p2 in named[i + 1 :]:
+            if same_file(p, p2):
+                raise OutputError(f"{flag} and {flag2} are the same file ({p}); give each output its own path")
+
+
 def analyze_video(
     recognizer: EmotionRecognizer,
     source: VideoSource,
@@ -176,16 +191,7 @@ def analyze_video(
     """
     from fervid.inference.draw import annotate as draw
 
-    if out is not None and not str(out).lower().endswith(VIDEO_SUFFIXES):
-        raise UserValueError(f"{out}: the annotated video must end in .mp4 or .avi")
-    outputs = {"--out": out, "--csv": csv, "--plot": plot, "--summary": summary}
-    named = [(flag, p) for flag, p in outputs.items() if p is not None]
-    for i, (flag, p) in enumerate(named):
-        check_not_input(p, [source] if isinstance(source, (str, os.PathLike)) else [], flag)
-        preflight_output(p)  # a folder or file in the way fails now, not at the first frame or the end
-        for flag2, p2 in named[i + 1 :]:
-            if same_file(p, p2):
-                raise OutputError(f"{flag} and {flag2} are the same file ({p}); give each output its own path")
+    _check_outputs(source, {"--out": out, "--csv": csv, "--plot": plot, "--summary": summary})
     stream = recognizer.stream(
         source, every=every, smooth=smooth, max_seconds=max_seconds, detect_every=detect_every, tracker=tracker
     )
@@ -195,7 +201,7 @@ def analyze_video(
     out_fps = (info.fps / every) if info.fps > 0 else 15.0
     writer = _Writer(str(out), out_fps) if out is not None else None
     try:
-        timeline = Timeline(recognizer.labels, csv_path=csv)
+        timeline = Timeline(recognizer.labels, csv_path=csv, source=info.name)
     except OSError as e:
         stream.close()
         if csv is None:  # not an output problem: keep the traceback

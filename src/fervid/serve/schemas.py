@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fervid.inference.schema import DOCUMENT_FIELDS, FACE_FIELDS
+
 
 class Box(BaseModel):
     x: int
@@ -19,27 +21,37 @@ class Box(BaseModel):
     h: int
 
 
+# Field names and descriptions come from the one result schema (fervid.inference.schema);
+# tests/test_contract.py keeps these models' field sets equal to it.
+_FACE = {f.name: f.meaning for f in FACE_FIELDS}
+_DOC = {f.name: f.meaning for f in DOCUMENT_FIELDS}
+
+
 class Face(BaseModel):
-    """One face, as in ``fervid predict --json`` (detectors that give landmarks add them)."""
+    """One face, as in ``fervid predict --json`` (:data:`fervid.inference.schema.FACE_FIELDS`)."""
 
     model_config = ConfigDict(extra="allow")
-    box: Box
-    score: float
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    ambiguity: float = Field(description="normalised entropy of the probabilities, 0 certain .. 1 uniform")
-    top2_margin: float
-    ambiguous: bool
-    labels_above: list[str]
+    box: Box = Field(description=_FACE["box"])
+    score: float = Field(description=_FACE["score"])
+    label: str = Field(description=_FACE["label"])
+    confidence: float = Field(description=_FACE["confidence"])
+    probabilities: dict[str, float] = Field(description=_FACE["probabilities"])
+    ambiguity: float = Field(description=_FACE["ambiguity"])
+    top2_margin: float = Field(description=_FACE["top2_margin"])
+    ambiguous: bool = Field(description=_FACE["ambiguous"])
+    labels_above: list[str] = Field(description=_FACE["labels_above"])
+    landmarks: dict[str, list[float]] | None = Field(description=_FACE["landmarks"])
 
 
 class PredictResult(BaseModel):
+    """One photo, as ``ImageResult.to_dict()`` (:data:`fervid.inference.schema.DOCUMENT_FIELDS`)."""
+
     model_config = ConfigDict(extra="allow")
+    schema_version: str = Field(description=_DOC["schema_version"])
     path: str = Field(description="the uploaded file name ('upload' for a raw body)")
-    width: int
-    height: int
-    faces: list[Face]
+    width: int = Field(description=_DOC["width"])
+    height: int = Field(description=_DOC["height"])
+    faces: list[Face] = Field(description=_DOC["faces"])
 
 
 class BatchResult(BaseModel):
