@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     check_listen(args.host, args.port)
     import json
 
-    from fervid import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     kwargs = {} if args.detector is None else {"detector": args.detector}
     rec = EmotionRecognizer(args.model, **kwargs)  # checks the detector name now

@@ -23,15 +23,10 @@ from fervid.errors import CheckpointError, OutputError, UserFileNotFoundError, U
 from fervid.models import attach_meta, checkpoint_meta, model_args, model_name, model_preprocess, model_temperature
 from fervid.models.bundled import WEIGHTS_DIR, bundled_models, file_sha256
 from fervid.safety import atomic_write, check_input_file, output_error
+from fervid.version import __version__
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
-
-
-def _version() -> str:
-    from fervid import __version__
-
-    return __version__
 
 
 def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
@@ -40,7 +35,7 @@ def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "fervid_version": _version(),
+        "fervid_version": __version__,
         "model": model_name(model),
         "model_args": _plain(model_args(model)),
         "preprocess": model_preprocess(model).to_dict(),

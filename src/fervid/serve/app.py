@@ -82,7 +82,7 @@ from fervid.serve.state import ServeState
 from fervid.version import __version__
 
 if TYPE_CHECKING:
-    from fervid import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -199,7 +199,7 @@ def app_from_env() -> FastAPI:
     ``FERVID_SERVE_CONFIG`` is JSON with ``model``, ``detector``, ``api_key`` and
     ``max_upload_mb`` (all optional); ``fervid serve --workers N`` sets it. Each process
     loads its own copy of the model."""
-    from fervid import EmotionRecognizer  # the package root's lazy name (fervid.inference loads numpy, cv2...)
+    from fervid.inference.recognizer import EmotionRecognizer  # lazily: it loads numpy, OpenCV...
 
     cfg = serve_config(**json.loads(os.environ.get(ENV_CONFIG) or "{}"))
     kwargs: dict[str, Any] = {} if cfg["detector"] is None else {"detector": cfg["detector"]}

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fervid.serve.browser import BrowserModels
 
 if TYPE_CHECKING:
-    from fervid import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
 
 @dataclass
