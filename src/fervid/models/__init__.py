@@ -11,6 +11,8 @@ and int8 export read them).
 from __future__ import annotations
 
 import functools
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
@@ -202,9 +204,6 @@ def model_arguments(name: str) -> dict[str, Any] | None:
 
 @functools.cache
 def _signature(fn: Callable[..., nn.Module]) -> dict[str, Any] | None:
-    import inspect
-    import typing
-
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
