@@ -1,4 +1,6 @@
-"""The training loop: one function, readable top to bottom.
+"""The training loop: :func:`train` sets up the process and ``_train`` reads top to bottom as
+the run goes, one call per phase (run folder, data, model and optimiser, tensors, state; per
+epoch a pass over the data and the selection on PublicTest; the final evaluation).
 
 Protocol: the model is selected on PublicTest only; PrivateTest is evaluated exactly
 once, with the selected weights, after training ends, and is never used to choose.
