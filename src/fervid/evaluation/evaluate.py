@@ -277,6 +277,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     data = model_vocabulary(data, models, cfg.data)
     labels = tuple(data.label_names)
     cfg, same_source = _resolve_split(cfg, data)
+    assert cfg.split is not None  # decided by _resolve_split
     ev = _select(data, cfg.split)
     excluded = _excluded_classes(ev)
     ev = ev.select(ev.labels >= 0)
@@ -363,7 +364,6 @@ def _resolve_split(cfg: EvalConfig, data: Any) -> tuple[EvalConfig, bool]:
     fit split, is refused."""
     if cfg.split is None:
         cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
-    assert cfg.split is not None  # set just above when the caller left it open
     if cfg.split != "all" and cfg.split not in data.split_names:
         raise UserValueError(
             f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')"
