@@ -466,11 +466,24 @@ def _train(
         raise UserValueError(
             f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes"
         )
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the initial weights (each epoch re-seeds from (seed, epoch))
     splits, train_s, names = _training_splits(cfg, data, ctx)
     model, fwd, opt = _training_model(cfg, names, device, ctx)
     weights, tensors = _training_tensors(cfg, train_s, len(names), device)
-    run = _Run(cfg, ctx, device, out, splits, len(names), model, fwd, opt, model_preprocess(model), tensors, weights)
+    run = _Run(
+        cfg=cfg,
+        ctx=ctx,
+        device=device,
+        out=out,
+        splits=splits,
+        k=len(names),
+        model=model,
+        fwd=fwd,
+        opt=opt,
+        pre=model_preprocess(model),
+        data=tensors,
+        weights=weights,
+    )
     _start_state(run, resume)
     _check_schedule_learns(run)
     log_f = _open_log(run, resume)
