@@ -12,6 +12,12 @@ Layers, bottom first; a module may import its own layer or lower ones, never a h
 4. ``evaluation``                          metrics, calibration, reports
 5. ``training``, ``export``                (siblings: neither imports the other)
 6. ``bench``, ``batch``, ``serve``, ``cli`` applications
+
+The package root ``fervid`` (``__init__.py``) is the public facade, above every layer: it may
+name any layer, but only lazily (its PEP 562 ``__getattr__``; at import time it loads
+``fervid.version`` alone), and no module of the package imports from it: ``from fervid
+import X`` inside ``src/`` would make a lower layer depend on the whole API (and on the order
+in which the facade loads), so modules import ``X`` from where it is defined.
 """
 
 from __future__ import annotations
@@ -107,6 +113,67 @@ def test_nothing_imports_upward():
             if other[1] > me[1] or (me[0], other[0]) in SIBLINGS_APART:
                 bad.append(f"{name} (layer {me[1]}) imports {imp} (layer {other[1]})")
     assert not bad, "\n".join(bad)
+
+
+def _root_imports(path: Path, root: Path = SRC / "fervid") -> list[tuple[int, str]]:
+    """``(line, statement)`` of each import of the package root itself in ``path``: ``from fervid
+    import X``, ``import fervid``, or a relative import that resolves to the root (TYPE_CHECKING
+    blocks included: a type-only import names the defining module too)."""
+    rel = path.relative_to(root).parts
+    depth = len(rel) - 1  # folders below the root
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            to_root = node.module == "fervid" if node.level == 0 else (node.level - 1 == depth and not node.module)
+            if to_root:
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Import) and any(a.name == "fervid" for a in node.names):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_nothing_imports_the_package_root():
+    """The facade sits above every layer, so no module imports from it (``__version__`` comes
+    from ``fervid.version``, ``EmotionRecognizer`` from ``fervid.inference.recognizer``...)."""
+    bad = [
+        f"{name}:{line}: {stmt}"
+        for name, path in _modules().items()
+        if name != "fervid"
+        for line, stmt in _root_imports(path)
+    ]
+    assert not bad, "import from where the name is defined, not the package root:\n" + "\n".join(bad)
+
+
+def test_the_package_root_imports_lazily():
+    """The root imports only ``fervid.version`` at import time (outside TYPE_CHECKING); every other
+    public name is a lazy attribute of a module in a layer."""
+    import fervid
+
+    path = _modules()["fervid"]
+    tree = ast.parse(path.read_text())
+    eager = set()
+    for node in tree.body:  # module level only: __getattr__ imports on first use
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fervid"):
+            eager.add(node.module)
+        elif isinstance(node, ast.Import):
+            eager.update(a.name for a in node.names if a.name.startswith("fervid"))
+    assert eager == {"fervid.version"}, eager
+    assert fervid.__version__ is __import__("fervid.version").version.__version__
+    unlayered = [f"{name}: fervid.{mod}" for name, mod in fervid._LAZY.items() if _layer(f"fervid.{mod}") is None]
+    assert not unlayered, unlayered
+
+
+def test_the_root_rule_catches_an_offender(tmp_path: Path):
+    """The check above sees each spelling of a root import (it would pass vacuously otherwise)."""
+    pkg = tmp_path / "fervid" / "sub"
+    pkg.mkdir(parents=True)
+    f = pkg / "mod.py"
+    f.write_text(
+        "from fervid import __version__\nimport fervid\nfrom .. import errors\nfrom . import sibling\n"
+        "from fervid.version import __version__ as v\nimport fervid.errors\n"
+    )
+    found = [stmt for _, stmt in _root_imports(f, root=tmp_path / "fervid")]
+    assert found == ["from fervid import __version__", "import fervid", "from .. import errors"]
 
 
 def test_train_is_always_the_function():

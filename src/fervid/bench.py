@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from fervid.data.datasets import load_dataset
 from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.export.onnx import export_onnx
+from fervid.inference.backends import OnnxClassifier, load_classifier, source_sha256
+from fervid.inference.draw import annotate
+from fervid.inference.recognizer import EmotionRecognizer
+from fervid.inference.video import DEFAULT_DETECT_EVERY, STAGES
+from fervid.models.onnx import read_metadata
+from fervid.runtime import fer2013_csv, progress_bar
 
 BENCH_BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -45,9 +53,6 @@ def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike |
     """Export ``model`` as static int8 ONNX into ``out_dir`` (calibrated on ``data``), once per
     weight file: the name carries the weights' sha256, so new weights behind the same name (a
     re-trained bundled model) get a new export instead of timing the old one."""
-    from fervid.export.onnx import export_onnx
-    from fervid.inference.backends import source_sha256
-
     path = Path(out_dir) / f"{Path(str(model)).stem}-{source_sha256(model)[:12]}-int8.onnx"
     if not path.is_file():
         export_onnx(model, path, int8=True, calibration_data=data, check=False, progress=progress)
@@ -63,8 +68,6 @@ def make_classifier(
     progress: bool = False,
 ) -> Any:
     """A classifier for one benchmark row (``backend`` in :data:`BENCH_BACKENDS`)."""
-    from fervid.inference.backends import load_classifier
-
     if backend == "onnx-int8":
         return load_classifier(str(int8_model(model, work_dir, data, progress)), backend="onnx", threads=threads)
     return load_classifier(model, backend=backend, device="cpu", threads=threads)
@@ -157,16 +160,10 @@ def bench_pipeline(
 ) -> dict[str, Any]:
     """End-to-end fps of stream + draw over the whole video (median of ``repeats`` passes
     after a warm-up pass) and mean ms per frame of each stage, for the median pass."""
-    from fervid.inference.draw import annotate
-    from fervid.inference.recognizer import EmotionRecognizer
-    from fervid.inference.video import DEFAULT_DETECT_EVERY, STAGES
-
     set_threads(threads)
     de = DEFAULT_DETECT_EVERY if detect_every is None else detect_every
     rec = EmotionRecognizer(model, detector=detector, device="cpu", backend=backend).load()
     if backend in ("onnx", "auto") and hasattr(rec.classifier, "session"):
-        from fervid.inference.backends import OnnxClassifier
-
         rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         path = resize_video(source, Path(tmp) / "sized.mp4", size) if size else Path(source)
@@ -219,10 +216,6 @@ def bench_int8_accuracy(
     """Accuracy on ``split`` of torch, ONNX fp32 and ONNX int8 (calibrated on Training
     images of ``data``), and top-label agreement of each ONNX model with torch (``progress``:
     the int8 export's bars)."""
-    from fervid.data.datasets import load_dataset
-    from fervid.inference.backends import load_classifier
-    from fervid.models.onnx import read_metadata
-
     set_threads(threads)
     d = load_dataset(data)
     sel = d.splits == split
@@ -271,8 +264,6 @@ def run_benchmarks(
     part runs at the clip's own size and at 640x480, with ``detect_every`` (default the
     library's) and, when that is the default, also with detection on every frame.
     """
-    from fervid.runtime import fer2013_csv, progress_bar
-
     bad = set(what) - set(BENCH_PARTS)
     if bad:
         raise UserValueError(f"unknown benchmark part(s) {sorted(bad)}; choose from {', '.join(BENCH_PARTS)}")
@@ -289,8 +280,6 @@ def run_benchmarks(
     )
     bar = progress_bar(total=steps, desc="fervid bench", unit="row", enabled=progress)
     if "classifier" in what:
-        from fervid.data.datasets import load_dataset
-
         d = load_dataset(data)
         faces = d.images[d.splits == "PrivateTest"][:1024]
         results["classifier"] = bench_classifiers(

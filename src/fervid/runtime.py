@@ -7,8 +7,10 @@ Nothing here imports another fervid module, so any module may use it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 def torch_available() -> bool:
     """Whether torch can be imported (the ``train`` extra), without importing it: inference
     runs on onnxruntime without it."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):  # a finder that refuses it; sys.modules["torch"] = None
@@ -39,8 +39,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     Asking for CUDA on a build or machine without it is a user error, not an assertion.
     """
     import torch
-
-    from fervid.errors import UserValueError
 
     if name == "auto":
         if torch.cuda.is_available():
@@ -167,8 +165,6 @@ def progress_bar(
     (and at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
     (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``;
     ``bar_format`` replaces the layout (tqdm's)."""
-    import sys
-
     from tqdm.auto import tqdm
 
     stream = sys.stderr
@@ -208,8 +204,6 @@ def progress_stage(desc: str, enabled: bool = True) -> Iterator[None]:
     """A long step with nothing to count (an export, one big computation): on a terminal a
     line with the elapsed time, redrawn every second; in a log ``desc: MM:SS elapsed`` every
     :data:`LOG_PROGRESS_SECONDS` and at the end, so that no long step is silent."""
-    import sys
-
     bar = progress_bar(desc=desc, enabled=enabled, bar_format="{desc}: {elapsed} elapsed")
     if bar.disable:
         yield

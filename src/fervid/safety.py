@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -268,8 +269,6 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
 def json_safe(obj: Any) -> Any:
     """NaN and infinities -> ``None`` (JSON ``null``), recursively (numpy scalars included),
     for results where a value can be undefined: the output stays strict JSON."""
-    import math
-
     if isinstance(obj, float) or type(obj).__name__ in ("float32", "float64", "float16"):
         f = float(obj)
         return f if math.isfinite(f) else None

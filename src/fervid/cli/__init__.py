@@ -94,7 +94,7 @@ def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
 def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser of ``verbs`` (default: every verb). ``main`` builds only the verb it runs:
     importing the other verbs' modules (and what their options list) costs start-up time."""
-    from fervid import __version__
+    from fervid.version import __version__
 
     parser = argparse.ArgumentParser(prog="fervid", description="Facial emotion recognition toolkit.")
     parser.add_argument("--version", action="version", version=f"fervid {__version__}")

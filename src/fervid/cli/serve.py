@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
     check_api_key(args.api_key)  # an empty key would turn authentication off: refuse it before anything
     check_listen(args.host, args.port)
-    from fervid import EmotionRecognizer
+    from fervid.inference.recognizer import EmotionRecognizer
 
     config = config_from_args(args)
     rec = EmotionRecognizer.from_config(config)  # checks the detector and its options now

@@ -31,9 +31,10 @@ import numpy as np
 
 from fervid.data.errors import FERDataError
 from fervid.data.imagefile import decode_image, image_extensions
-from fervid.emotions import FER2013, SPLITS, try_canonical
+from fervid.emotions import FER2013, FERPLUS8, SPLITS, try_canonical
 from fervid.errors import UnknownNameError, UserValueError
 from fervid.runtime import cache_dir
+from fervid.safety import atomic_write, check_input_path, special_file_kind
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -599,8 +600,6 @@ def load_image_folder(
 def load_dataset(path: str | os.PathLike, *, strict: bool = True, cache: bool = True) -> FERData:
     """Load FER2013 from a CSV/CSV.GZ/TAR.GZ/ZIP file, a ``.npz`` pack or an image folder,
     whichever ``path`` is."""
-    from fervid.safety import check_input_path, special_file_kind
-
     check_input_path(path)  # an empty path, a URL, a link loop: said as such, not "no such file"
     p = Path(path)
     kind = special_file_kind(p)
@@ -631,8 +630,6 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 def normalize_labels(labels: Sequence[str] | str) -> tuple[str, ...]:
     """Label names as fervid writes them: emotion synonyms become the canonical name
     (``Anger`` -> ``angry``), other names are kept (stripped). ``"a,b,c"`` is split."""
-    from fervid.emotions import try_canonical
-
     if isinstance(labels, str):
         labels = [s for s in labels.split(",")]
     out = tuple((try_canonical(s) or s.strip()) for s in labels if s.strip())
@@ -646,8 +643,6 @@ def normalize_labels(labels: Sequence[str] | str) -> tuple[str, ...]:
 def folder_labels(path: str | os.PathLike) -> tuple[str, ...]:
     """The class folders of an image folder (``<root>/<class>/*`` or ``<root>/<split>/<class>/*``)
     as labels, in FER2013 order for emotions, then other names alphabetically."""
-    from fervid.emotions import FERPLUS8
-
     names = {cname for _, _, cname in iter_class_dirs(Path(path), FERPLUS8)}
     if not names:
         raise UserValueError(f"{path}: no class folders found")
@@ -670,8 +665,6 @@ def load_training_data(path: str | os.PathLike, labels: Sequence[str] | None) ->
 
 def relabel(data: FERData, names: Sequence[str]) -> FERData:
     """``data`` with labels re-expressed in ``names`` (classes absent from ``names`` -> -1)."""
-    from fervid.emotions import try_canonical
-
     names = tuple(names)
     canon = [try_canonical(n) or n for n in names]
     lut = np.asarray(
@@ -687,8 +680,6 @@ def relabel(data: FERData, names: Sequence[str]) -> FERData:
 def save_pack(data: FERData, path: str | os.PathLike) -> None:
     """Write a compact ``.npz`` of the images (horizontal pixel deltas, zlib level 9:
     neighbouring pixels are similar, so deltas compress ~25% better than raw pixels)."""
-    from fervid.safety import atomic_write
-
     _check_pack_fields(data.images, data.labels, data.splits, data.index, tuple(data.label_names), str(data.source))
     n, h, w = data.images.shape
     delta = np.diff(data.images, axis=2, prepend=np.zeros((n, h, 1), np.uint8))

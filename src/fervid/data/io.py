@@ -27,6 +27,7 @@ import numpy as np
 
 from fervid.data.imagefile import ImageLoadError, decode_image
 from fervid.errors import UserValueError
+from fervid.safety import check_input_path, special_file_kind
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -71,8 +72,6 @@ def load_image(image: ImageInput, color: ColorOrder = "rgb") -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _from_array(image, color)
     if isinstance(image, (str, os.PathLike)):
-        from fervid.safety import check_input_path, special_file_kind
-
         check_input_path(image)  # before Path(): it turns "http://x" into "http:/x" and "" into "."
         path = Path(image)
         if path.is_dir():

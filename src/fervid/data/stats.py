@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 
 from fervid.data.datasets import FERData
+from fervid.data.ferplus import agreement_stats, align, load_ferplus, targets
+from fervid.emotions import FERPLUS8
 
 
 def dataset_info(data: FERData, ferplus_path: str | None = None) -> dict[str, Any]:
@@ -35,9 +37,6 @@ def dataset_info(data: FERData, ferplus_path: str | None = None) -> dict[str, An
     if data.skipped:
         info["skipped"] = {"count": len(data.skipped), "records": [str(s) for s in data.skipped[:50]]}
     if ferplus_path:
-        from fervid.data.ferplus import agreement_stats, align, load_ferplus, targets
-        from fervid.emotions import FERPLUS8
-
         votes = load_ferplus(ferplus_path, expected_rows=data.source_rows)
         v = align(data, votes)
         nf = votes.not_face[data.index]

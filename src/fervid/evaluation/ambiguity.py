@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from fervid.data.ferplus import distribution, targets
+from fervid.emotions import FERPLUS8, try_canonical
 from fervid.errors import UserValueError
 from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, normalized_entropy
 
@@ -32,8 +34,6 @@ _EPS = 1e-12
 
 def _vote_columns(labels: Sequence[str]) -> list[int]:
     """For each model label, its column in the FER+ vote matrix (FERPLUS8 order)."""
-    from fervid.emotions import FERPLUS8, try_canonical
-
     cols = []
     for lab in labels:
         c = try_canonical(str(lab)) or str(lab)
@@ -100,8 +100,6 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     """
     from sklearn.metrics import f1_score
 
-    from fervid.data.ferplus import distribution, targets
-
     p = np.asarray(probs, dtype=np.float64)
     labels = tuple(str(lab) for lab in labels)
     if p.ndim != 2 or p.shape[1] != len(labels):
@@ -112,8 +110,6 @@ def ferplus_metrics(probs: np.ndarray, votes: np.ndarray, labels: Sequence[str])
     k = len(labels)
     maj, keep = targets(v, "majority")
     n = int(keep.sum())
-    from fervid.emotions import FERPLUS8
-
     missing = [i for i in range(8) if i not in _vote_columns(labels)]
     dropped = int(np.asarray(votes)[:, missing].sum()) if missing else 0
     out: dict[str, Any] = {

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from fervid.data.datasets import load_dataset
+from fervid.data.ferplus import align, distribution, load_ferplus
+from fervid.data.ferplus import targets as ferplus_targets
 from fervid.errors import UserValueError
+from fervid.evaluation.ambiguity import model_votes
+from fervid.inference.logits import align_columns, tta_logits
+from fervid.models import model_preprocess, model_temperature
+from fervid.models.checkpoint import load_checkpoint, load_model, save_atomic, save_safetensors_checkpoint
+from fervid.runtime import resolve_device, softmax
 from fervid.safety import check_not_input, preflight_output
 
 ECE_BINS = 15
@@ -142,13 +150,9 @@ def write_calibrated_checkpoint(
     """Write a copy of a checkpoint with ``"temperature"`` set (and ``"calibration"``: how
     it was fitted). ``out`` ending in ``.safetensors`` writes that format, else a ``.pt``
     dict. :func:`fervid.models.checkpoint.load_model` reads the temperature back."""
-    from fervid.models.checkpoint import save_atomic, save_safetensors_checkpoint
-
     if not (temperature > 0 and np.isfinite(temperature)):
         raise UserValueError(f"temperature must be a positive number, got {temperature}")
     check_not_input(out, [name_or_path], "the calibrated checkpoint")
-    from fervid.models.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(name_or_path)
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "trainer_state", "source")}
     ckpt["temperature"] = float(temperature)
@@ -183,12 +187,6 @@ def calibrate(
     KL(votes || model) before and after, and NLL/ECE against the FER+ majority label."""
     check_not_input(out, [model, data, ferplus], "--out")  # before any work
     preflight_output(out)
-    from fervid.data.datasets import load_dataset
-    from fervid.inference.logits import align_columns, tta_logits
-    from fervid.models import model_preprocess, model_temperature
-    from fervid.models.checkpoint import load_model
-    from fervid.runtime import resolve_device, softmax
-
     dev = resolve_device(device)
     d = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     if ferplus is not None and d.files is not None:
@@ -209,10 +207,6 @@ def calibrate(
         y = s.labels.astype(np.int64)
         t = fit_temperature(logits, y)
     else:
-        from fervid.data.ferplus import align, distribution, load_ferplus
-        from fervid.data.ferplus import targets as ferplus_targets
-        from fervid.evaluation.ambiguity import model_votes
-
         # the model's label order, emotions it lacks dropped; images with a FER+ majority only
         v = model_votes(align(s, load_ferplus(ferplus)), tuple(model_preprocess(m).labels))
         y, keep = ferplus_targets(v, "majority")

@@ -29,9 +29,25 @@ from typing import Any
 
 import numpy as np
 
+from fervid.data.datasets import load_dataset, load_image_folder, relabel, stratified_subset
+from fervid.data.ferplus import align, load_ferplus
 from fervid.errors import UserValueError
-from fervid.evaluation.calibration import ECE_BINS, expected_calibration_error
-from fervid.runtime import softmax
+from fervid.evaluation.ambiguity import ferplus_metrics
+from fervid.evaluation.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    fit_ensemble_weights,
+    fit_temperature,
+    nll,
+    write_calibrated_checkpoint,
+)
+from fervid.evaluation.report import write_report
+from fervid.inference.adapt import adabn
+from fervid.inference.logits import align_columns, tta_logits
+from fervid.inference.options import TTA_MODES
+from fervid.models import count_parameters, model_preprocess, model_temperature
+from fervid.models.checkpoint import bundled_models, file_sha256, load_model
+from fervid.runtime import resolve_device, softmax
 from fervid.safety import atomic_write, json_safe, make_dir, preflight_output, write_json_atomic
 
 ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted")
@@ -61,8 +77,6 @@ class EvalConfig:
     progress: bool = False  # a bar over the scored faces (fervid.runtime.progress_bar)
 
     def validate(self) -> None:
-        from fervid.inference.options import TTA_MODES
-
         if not self.models:
             raise UserValueError("no model given")
         if self.tta not in TTA_MODES:
@@ -155,9 +169,6 @@ def classification_metrics(
 def model_identity(name_or_path: str, model: Any) -> dict[str, Any]:
     """How to recognise a model later: file sha256 (bundled: the manifest's), architecture,
     labels, temperature and its training summary where the checkpoint has one."""
-    from fervid.models import count_parameters
-    from fervid.models.checkpoint import bundled_models, file_sha256
-
     p = Path(name_or_path)
     bundled = bundled_models()
     if p.is_file():
@@ -212,8 +223,6 @@ def _subset(labels: np.ndarray, max_images: int | None, seed: int) -> np.ndarray
     idx = np.arange(len(labels))
     if max_images is None or max_images >= len(labels):
         return idx
-    from fervid.data.datasets import stratified_subset
-
     return stratified_subset(labels, max_images, seed)
 
 
@@ -223,8 +232,6 @@ def model_vocabulary(data: Any, models: list[Any], path: str | None = None) -> A
     folder is re-read with the model's class names, a CSV relabelled; images of other
     classes get label -1 and are reported as excluded. Unchanged when every model covers
     the data's classes or the models disagree on their labels."""
-    from fervid.inference.logits import align_columns
-
     vocab = [tuple(m.preprocess.labels) for m in models]
     try:
         for v in vocab:
@@ -234,11 +241,7 @@ def model_vocabulary(data: Any, models: list[Any], path: str | None = None) -> A
         if any(v != vocab[0] for v in vocab):
             return data  # mixed label sets: align_columns names the problem later
     if data.files is not None and path and Path(path).is_dir():
-        from fervid.data.datasets import load_image_folder
-
         return load_image_folder(path, label_names=vocab[0])
-    from fervid.data.datasets import relabel
-
     return relabel(data, vocab[0])
 
 
@@ -252,12 +255,8 @@ def _excluded_classes(d: Any) -> dict[str, int]:
 
 
 def _scored_logits(model: Any, images: np.ndarray, cfg: EvalConfig, device: Any) -> np.ndarray:
-    from fervid.inference.logits import tta_logits
-
     m = model
     if cfg.adabn:
-        from fervid.inference.adapt import adabn
-
         m = adabn(model, images, batch_size=cfg.batch_size, progress=cfg.progress)
     return tta_logits(
         m, images, cfg.tta, device=device, batch_size=cfg.batch_size, amp=cfg.amp, progress=cfg.progress
@@ -268,12 +267,6 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     """Score ``cfg.models`` (one, or an ensemble) on ``cfg.split`` of ``cfg.data`` and, when
     ``cfg.out`` is set, write metrics, predictions and the report. ``data``/``fit_data``
     may be passed already loaded (``FERData``)."""
-    from fervid.data.datasets import load_dataset
-    from fervid.inference.logits import align_columns
-    from fervid.models import model_preprocess, model_temperature
-    from fervid.models.checkpoint import load_model
-    from fervid.runtime import resolve_device
-
     cfg.validate()
     if cfg.out:
         preflight_output(cfg.out, folder=True)  # a bad --out fails now, not after the scoring
@@ -283,25 +276,8 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     models = [load_model(m, device=device) for m in cfg.models]
     data = model_vocabulary(data, models, cfg.data)
     labels = tuple(data.label_names)
-    if cfg.split is None:
-        # A folder of class subfolders without FER2013's split names is scored whole.
-        cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
-    assert cfg.split is not None  # set just above when the caller left it open
-    if cfg.split != "all" and cfg.split not in data.split_names:
-        raise UserValueError(
-            f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')"
-        )
-    same_source = cfg.fit_data is None or Path(cfg.fit_data).resolve() == Path(cfg.data).resolve()
-    if (
-        cfg.fits
-        and same_source
-        and (cfg.split == cfg.fit_split or (cfg.split == "all" and cfg.fit_split in data.split_names))
-    ):
-        what = "temperatures (--calibrate)" if cfg.calibrate else "ensemble weights (--ensemble weighted)"
-        raise UserValueError(
-            f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
-            f"Report another split (e.g. PrivateTest) or fit on other data (--fit-data)."
-        )
+    cfg, same_source = _resolve_split(cfg, data)
+    assert cfg.split is not None  # decided by _resolve_split
     ev = _select(data, cfg.split)
     excluded = _excluded_classes(ev)
     ev = ev.select(ev.labels >= 0)
@@ -321,46 +297,14 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     full_logits = [_scored_logits(m, ev.images, cfg, device) for m in models]
     logits = [fl[:, c] for fl, c in zip(full_logits, cols)]
 
-    # ---- fitting on the fit split (PublicTest): temperatures and ensemble weights
+    # Fitting on the fit split (PublicTest): temperatures and ensemble weights.
     stored_t = [model_temperature(m) for m in models]
     temps = list(stored_t)
     fit_info: dict[str, Any] | None = None
     weights = np.full(len(models), 1.0 / len(models))
     if cfg.fits:
-        from fervid.evaluation.calibration import (
-            fit_ensemble_weights,
-            fit_temperature,
-            nll,
-        )
-
         fd = fit_data if fit_data is not None else (data if same_source else load_dataset(cfg.fit_data))  # type: ignore[arg-type]
-        if cfg.fit_split not in fd.split_names:
-            raise UserValueError(
-                f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
-                "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)"
-            )
-        fd = model_vocabulary(fd, models, cfg.fit_data or cfg.data)
-        fs = fd.split(cfg.fit_split)
-        fs = fs.select(fs.labels >= 0)
-        fs = fs.select(_subset(fs.labels, cfg.max_images, cfg.seed))
-        fy = fs.labels.astype(np.int64)
-        fit_logits = [_scored_logits(m, fs.images, cfg, device)[:, c] for m, c in zip(models, cols)]
-        fit_info = {"split": cfg.fit_split, "data": str(cfg.fit_data or cfg.data), "images": int(len(fs))}
-        if cfg.calibrate:
-            temps = [fit_temperature(fl, fy) for fl in fit_logits]
-            fit_info["temperature"] = [
-                {
-                    "model": i["name"],
-                    "stored": st,
-                    "fitted": t,
-                    "fit_nll_before": nll(fl, fy, st),
-                    "fit_nll_after": nll(fl, fy, t),
-                }
-                for i, st, t, fl in zip(idents, stored_t, temps, fit_logits)
-            ]
-        if cfg.ensemble == "weighted" and len(models) > 1:
-            weights = fit_ensemble_weights([softmax(fl, t) for fl, t in zip(fit_logits, temps)], fy)
-            fit_info["weights"] = {i["name"]: float(w) for i, w in zip(idents, weights)}
+        temps, weights, fit_info = _fit(cfg, fd, models, cols, idents, stored_t, device)
 
     member_probs = [softmax(lg, t) for lg, t in zip(logits, temps)]
     probs = np.sum([w * p for w, p in zip(weights, member_probs)], axis=0)
@@ -387,27 +331,9 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     if fit_info is not None:
         metrics["fit"] = fit_info
     if probs_before is not None:
-        from sklearn.metrics import log_loss
-
-        all_k = list(range(len(labels)))
-        metrics["calibration"] = {
-            "method": "temperature scaling fitted on " + cfg.fit_split,
-            "before": {
-                "nll": float(log_loss(y, probs_before, labels=all_k)),
-                "ece": expected_calibration_error(probs_before, y),
-            },
-            "after": {"nll": metrics["nll"], "ece": metrics["ece"]},
-        }
+        metrics["calibration"] = _calibration_change(cfg, y, probs_before, metrics, len(labels))
     if len(models) > 1:
-        metrics["members"] = []
-        for ident, p in zip(idents, member_probs):
-            m = classification_metrics(y, p, labels)
-            metrics["members"].append(
-                {
-                    "name": ident["name"],
-                    **{k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "nll", "ece")},
-                }
-            )
+        metrics["members"] = _member_metrics(y, idents, member_probs, labels)
     if cfg.ferplus:
         metrics["ferplus"] = _ferplus_metrics(cfg.ferplus, ev, models, full_logits, temps, weights, probs, labels)
     if cfg.adabn:
@@ -432,6 +358,105 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     return res
 
 
+def _resolve_split(cfg: EvalConfig, data: Any) -> tuple[EvalConfig, bool]:
+    """``cfg`` with its split decided (a folder without FER2013's split names is scored whole)
+    and whether the fit data is the scored data; a split that is missing, or that contains the
+    fit split, is refused."""
+    if cfg.split is None:
+        cfg = dataclasses.replace(cfg, split="PrivateTest" if "PrivateTest" in data.split_names else "all")
+    if cfg.split != "all" and cfg.split not in data.split_names:
+        raise UserValueError(
+            f"split {cfg.split!r} not in {cfg.data or data.source}; present: {data.split_names} (or use 'all')"
+        )
+    same_source = cfg.fit_data is None or Path(cfg.fit_data).resolve() == Path(cfg.data).resolve()
+    if (
+        cfg.fits
+        and same_source
+        and (cfg.split == cfg.fit_split or (cfg.split == "all" and cfg.fit_split in data.split_names))
+    ):
+        what = "temperatures (--calibrate)" if cfg.calibrate else "ensemble weights (--ensemble weighted)"
+        raise UserValueError(
+            f"{what} are fitted on {cfg.fit_split}; refusing to report {cfg.split!r}, which contains it. "
+            f"Report another split (e.g. PrivateTest) or fit on other data (--fit-data)."
+        )
+    return cfg, same_source
+
+
+def _fit(
+    cfg: EvalConfig,
+    fd: Any,
+    models: list[Any],
+    cols: list[Any],
+    idents: list[dict[str, Any]],
+    stored_t: list[float],
+    device: Any,
+) -> tuple[list[float], np.ndarray, dict[str, Any]]:
+    """Temperatures (``--calibrate``) and ensemble weights (``--ensemble weighted``) fitted on
+    ``cfg.fit_split`` of ``fd``, and what was fitted, for the metrics."""
+    if cfg.fit_split not in fd.split_names:
+        raise UserValueError(
+            f"fit split {cfg.fit_split!r} not in {fd.source}; present: {fd.split_names} "
+            "(pass --fit-data fer2013.csv to fit on FER2013 PublicTest)"
+        )
+    fd = model_vocabulary(fd, models, cfg.fit_data or cfg.data)
+    fs = fd.split(cfg.fit_split)
+    fs = fs.select(fs.labels >= 0)
+    fs = fs.select(_subset(fs.labels, cfg.max_images, cfg.seed))
+    fy = fs.labels.astype(np.int64)
+    fit_logits = [_scored_logits(m, fs.images, cfg, device)[:, c] for m, c in zip(models, cols)]
+    fit_info: dict[str, Any] = {"split": cfg.fit_split, "data": str(cfg.fit_data or cfg.data), "images": int(len(fs))}
+    temps = list(stored_t)
+    weights = np.full(len(models), 1.0 / len(models))
+    if cfg.calibrate:
+        temps = [fit_temperature(fl, fy) for fl in fit_logits]
+        fit_info["temperature"] = [
+            {
+                "model": i["name"],
+                "stored": st,
+                "fitted": t,
+                "fit_nll_before": nll(fl, fy, st),
+                "fit_nll_after": nll(fl, fy, t),
+            }
+            for i, st, t, fl in zip(idents, stored_t, temps, fit_logits)
+        ]
+    if cfg.ensemble == "weighted" and len(models) > 1:
+        weights = fit_ensemble_weights([softmax(fl, t) for fl, t in zip(fit_logits, temps)], fy)
+        fit_info["weights"] = {i["name"]: float(w) for i, w in zip(idents, weights)}
+    return temps, weights, fit_info
+
+
+def _calibration_change(
+    cfg: EvalConfig, y: np.ndarray, probs_before: np.ndarray, metrics: dict[str, Any], k: int
+) -> dict[str, Any]:
+    """NLL and ECE before and after the fitted temperatures."""
+    from sklearn.metrics import log_loss
+
+    return {
+        "method": "temperature scaling fitted on " + cfg.fit_split,
+        "before": {
+            "nll": float(log_loss(y, probs_before, labels=list(range(k)))),
+            "ece": expected_calibration_error(probs_before, y),
+        },
+        "after": {"nll": metrics["nll"], "ece": metrics["ece"]},
+    }
+
+
+def _member_metrics(
+    y: np.ndarray, idents: list[dict[str, Any]], member_probs: list[np.ndarray], labels: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Each ensemble member's own headline metrics."""
+    out = []
+    for ident, p in zip(idents, member_probs):
+        m = classification_metrics(y, p, labels)
+        out.append(
+            {
+                "name": ident["name"],
+                **{k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "nll", "ece")},
+            }
+        )
+    return out
+
+
 def _ferplus_metrics(
     path: str,
     ev: Any,
@@ -444,9 +469,6 @@ def _ferplus_metrics(
 ) -> dict[str, Any]:
     """FER+ metrics (fervid.evaluation.ambiguity.ferplus_metrics) on the evaluated rows. Uses each model's
     full output (e.g. with ``contempt``) when all members share one vocabulary."""
-    from fervid.data.ferplus import align, load_ferplus
-    from fervid.evaluation.ambiguity import ferplus_metrics
-
     if ev.files is not None:
         raise UserValueError(
             "--ferplus needs the FER2013 CSV as --data (its rows line up with fer2013new.csv), not an image folder"
@@ -517,16 +539,12 @@ def write_outputs(res: EvalResult, out: str | Path, report: bool = True) -> dict
     paths["predictions_csv"], paths["predictions_npz"] = write_predictions(res, out)
     paths["metrics"] = write_json_atomic(out / "metrics.json", json_safe(res.metrics))  # an undefined metric: null
     if report:
-        from fervid.evaluation.report import write_report
-
         paths["report"] = write_report(res, out / "report.html")
     return paths
 
 
 def write_calibrated(cfg: EvalConfig, res: EvalResult, out_dir: str | Path) -> list[Path]:
     """Copies of each evaluated checkpoint with the fitted temperature stored."""
-    from fervid.evaluation.calibration import write_calibrated_checkpoint
-
     written = []
     for name, ident, t in zip(cfg.models, res.metrics["models"], res.metrics["temperatures"]):
         suffix = ".safetensors" if str(name).endswith(".safetensors") or not Path(name).is_file() else ".pt"

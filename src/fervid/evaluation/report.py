@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fervid.data.plots import subplots
-from fervid.evaluation.calibration import reliability_bins
+from fervid.evaluation.calibration import expected_calibration_error, reliability_bins
+from fervid.safety import write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,8 +83,6 @@ def plot_per_class(per_class: dict[str, dict[str, float]]) -> Figure:
 def plot_reliability(y_true: np.ndarray, curves: list[tuple[str, np.ndarray]], n_bins: int = 15) -> Figure:
     """Reliability diagram: accuracy vs confidence per bin for each probability set, with
     the bin counts below. ECE is in each legend entry."""
-    from fervid.evaluation.calibration import expected_calibration_error
-
     fig, (ax, axh) = subplots(2, 1, figsize=(6, 6.4), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
     colors = ["#c44e52", "#4c72b0", "#55a868"]
@@ -316,6 +315,4 @@ def render_html(res: EvalResult) -> str:
 
 
 def write_report(res: EvalResult, path: str | Path) -> Path:
-    from fervid.safety import write_text_atomic
-
     return write_text_atomic(path, render_html(res))

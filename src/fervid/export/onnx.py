@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -42,10 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fervid.data.datasets import load_dataset
 from fervid.errors import UserFileNotFoundError, UserValueError
-from fervid.models import model_preprocess, model_temperature
+from fervid.models import model_cfg, model_preprocess, model_temperature
 from fervid.models.onnx import OPSET, normalize_faces, onnx_session, set_metadata, to_onnx_bytes
-from fervid.runtime import fer2013_csv, softmax
+from fervid.runtime import fer2013_csv, progress_bar, progress_stage, softmax
+from fervid.safety import atomic_path, check_input_file, check_not_input, preflight_output
 
 if TYPE_CHECKING:
     import torch
@@ -185,8 +188,6 @@ def load_calibration_faces(
         raise UserFileNotFoundError(f"calibration data {path} does not exist")
     if path.suffix == ".npy":
         return load_npy_faces(path)[:n]
-    from fervid.data.datasets import load_dataset
-
     data = load_dataset(path)
     idx = np.flatnonzero(data.splits == split)
     if len(idx) == 0:
@@ -200,8 +201,6 @@ def load_calibration_faces(
 
 def load_npy_faces(path: str | os.PathLike) -> np.ndarray:
     """A ``.npy`` of uint8 ``N x H x W`` faces (no pickles), or a named error."""
-    from fervid.safety import check_input_file
-
     check_input_file(path, "calibration data")
     try:
         faces = np.load(path, allow_pickle=False)
@@ -221,8 +220,6 @@ class _FaceReader:
     """onnxruntime CalibrationDataReader over normalised faces, in small batches."""
 
     def __init__(self, x: np.ndarray, batch: int = 32, progress: bool = False):
-        from fervid.runtime import progress_bar
-
         # Equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack the
         # batches' outputs and fail on a short last batch, so use the largest divisor of N.
         batch = max(b for b in range(1, min(batch, len(x)) + 1) if len(x) % b == 0) if len(x) else 1
@@ -292,8 +289,6 @@ def quantize_int8(
             extra["CalibPercentile"] = 99.99
         reader = _FaceReader(calib, progress=progress)
         # onnxruntime's calibrators print progress lines to stdout; keep stdout for results
-        from fervid.runtime import progress_stage
-
         with (
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.closing(reader.bar),
@@ -320,8 +315,6 @@ def fp32_nodes(path: str | os.PathLike, fp32_tail: float = 0.0, modules: Sequenc
     for ``fp32_tail > 0``, every node from the first of the last ``ceil(fp32_tail * convolutions)``
     convolutions on (graph order follows the forward pass). The exporter names each node after
     its module's scope (``/stem/stem.0/Conv``), which is how a module path finds its nodes."""
-    import math
-
     import onnx
 
     nodes = list(onnx.load(str(path)).graph.node)
@@ -345,8 +338,6 @@ def _probs_torch(model: torch.nn.Module, faces: np.ndarray, progress: bool = Fal
 
 
 def _probs_onnx(sess: Any, faces: np.ndarray, cfg: PreprocessConfig, t: float, progress: bool = False) -> np.ndarray:
-    from fervid.runtime import progress_bar
-
     out = [
         sess.run(None, {"input": normalize_faces(faces[i : i + 256], cfg)})[0]
         for i in progress_bar(range(0, len(faces), 256), desc="int8 agreement", unit="batch", enabled=progress)
@@ -419,8 +410,6 @@ def export_onnx(
     """
     import onnx
 
-    from fervid.safety import atomic_path, check_not_input, preflight_output
-
     out = Path(out)
     check_not_input(out, [model, calibration_data], "--out")
     preflight_output(out)  # before minutes of calibration
@@ -429,93 +418,148 @@ def export_onnx(
         # choose the fp32 tail and check parity (--min-agreement is never skipped)
         calibration_data = load_npy_faces(calibration_data)
     m = _load_torch_model(model)
-    calib: np.ndarray | None = None
-    held_out: np.ndarray | None = None  # parity-check faces, not used for calibration
-    select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
-    from fervid.runtime import progress_stage
-
     with progress_stage("loading faces", enabled=progress and not isinstance(calibration_data, np.ndarray)):
-        if isinstance(calibration_data, np.ndarray):
-            calib = calibration_data[:n_calibration]
-            held_out = calibration_data[n_calibration : n_calibration + 256]
-            select = calibration_data[n_calibration:][:n_selection]
-            if int8 and fp32_tail is None and len(select) == 0:
-                raise UserValueError(
-                    f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
-                    f"calibration (--n-calibration {n_calibration}), none are left to check "
-                    "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
-                )
-        else:
-            source = calibration_data if calibration_data is not None else fer2013_csv()
-            has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
-            if int8 or calibration_data is not None:
-                calib = load_calibration_faces(calibration_data, n=n_calibration)
-            if check and has_splits:
-                held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
-            if int8 and fp32_tail is None and has_splits:
-                select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
+        calib, held_out, select = _export_faces(
+            calibration_data, n_calibration, n_selection, int8=int8, check=check, choose_tail=fp32_tail is None
+        )
     with progress_stage("onnx export (fp32 graph)", enabled=progress):
         proto = onnx.load_from_string(to_onnx_bytes(m, opset))
-    tail, sel_agree, n_sel, acts = 0.0, float("nan"), 0, "uint8"
-    tried: tuple[tuple[str, float, float], ...] = ()
-    fp32_size = 0
     if not int8:
         set_metadata(proto, m, "none")
         with atomic_path(out) as tmp:  # a failed save leaves no 0-byte or partial .onnx
             onnx.save(proto, str(tmp))
-        fp32_size = out.stat().st_size
+        q = _Int8Result(fp32_size=out.stat().st_size)
     else:
         assert calib is not None
-        with tempfile.TemporaryDirectory(prefix="fervid-export-") as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
-            onnx.save(proto, str(fp32))
-            fp32_size = fp32.stat().st_size
-            x = normalize_faces(calib, model_preprocess(m))
-            if fp32_tail is not None or select is None or len(select) == 0:
-                tail = 0.0 if fp32_tail is None else float(fp32_tail)
-                acts = activations or "uint8"
-                quantize_int8(
-                    fp32,
-                    Path(tmp) / "int8.onnx",
-                    x,
-                    calibration_method,
-                    per_channel,
-                    tail,
-                    _keep_fp32(m),
-                    progress,
-                    acts,
-                )
-            else:
-                plans = [p for p in INT8_PLANS if activations is None or p[0] == activations]
-                tried = _select_fp32_tail(
-                    m,
-                    fp32,
-                    Path(tmp) / "int8.onnx",
-                    x,
-                    select,
-                    calibration_method,
-                    per_channel,
-                    min_agreement,
-                    progress=progress,
-                    plans=plans,
-                )
-                acts, tail, sel_agree = tried[-1]
-                n_sel = len(select)
-            q = onnx.load(str(Path(tmp) / "int8.onnx"))
-            set_metadata(
-                q,
-                m,
-                f"int8-static-qdq-{calibration_method}-{'per-channel' if per_channel else 'per-tensor'}"
-                f"{'-a16' if acts == 'uint16' else ''}-fp32-tail-{tail:g}",
-            )
-            with atomic_path(out) as tmp_out:
-                onnx.save(q, str(tmp_out))
+        q = _write_int8(
+            m,
+            proto,
+            out,
+            calib,
+            select,
+            method=calibration_method,
+            per_channel=per_channel,
+            fp32_tail=fp32_tail,
+            min_agreement=min_agreement,
+            activations=activations,
+            progress=progress,
+        )
     diff, agree, n = float("nan"), float("nan"), 0
     if check:
         faces = held_out if held_out is not None and len(held_out) else _check_faces(m, calib)
         diff, agree = compare_with_torch(out, m, faces)
         n = len(faces)
-    return ExportReport(out, int8, n, diff, agree, out.stat().st_size, tail, n_sel, sel_agree, fp32_size, tried, acts)
+    return ExportReport(
+        out, int8, n, diff, agree, out.stat().st_size, q.tail, q.n_sel, q.sel_agree, q.fp32_size, q.tried, q.acts
+    )
+
+
+def _export_faces(
+    calibration_data: str | os.PathLike | np.ndarray | None,
+    n_calibration: int,
+    n_selection: int | None,
+    *,
+    int8: bool,
+    check: bool,
+    choose_tail: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The faces an export uses, three disjoint sets: ``calib`` calibrates int8, ``held_out``
+    checks parity and ``select`` chooses the fp32 tail (``choose_tail``). From an array: its
+    first ``n_calibration`` faces calibrate, the rest check and select; from a dataset (or
+    :func:`fervid.runtime.fer2013_csv`), Training faces calibrate and PublicTest ones (other
+    seeds) check and select. None where a set is not needed or there is no data."""
+    calib: np.ndarray | None = None
+    held_out: np.ndarray | None = None  # parity-check faces, not used for calibration
+    select: np.ndarray | None = None  # faces that choose the fp32 tail, not used for calibration
+    if isinstance(calibration_data, np.ndarray):
+        calib = calibration_data[:n_calibration]
+        held_out = calibration_data[n_calibration : n_calibration + 256]
+        select = calibration_data[n_calibration:][:n_selection]
+        if int8 and choose_tail and len(select) == 0:
+            raise UserValueError(
+                f"int8 export: all {len(calibration_data)} faces of the calibration data go to "
+                f"calibration (--n-calibration {n_calibration}), none are left to check "
+                "--min-agreement on: give more faces, a smaller --n-calibration, or --fp32-tail"
+            )
+        return calib, held_out, select
+    source = calibration_data if calibration_data is not None else fer2013_csv()
+    has_splits = source is not None and not str(source).endswith(".npy")  # an .npy is faces only
+    if int8 or calibration_data is not None:
+        calib = load_calibration_faces(calibration_data, n=n_calibration)
+    if check and has_splits:
+        held_out = load_calibration_faces(source, n=256, split="PublicTest", seed=1)
+    if int8 and choose_tail and has_splits:
+        select = load_calibration_faces(source, n=n_selection or 10**9, split="PublicTest", seed=2)
+    return calib, held_out, select
+
+
+@dataclass
+class _Int8Result:
+    """What an export's int8 step chose (an fp32 export: its file size, the rest unset)."""
+
+    fp32_size: int
+    tail: float = 0.0
+    sel_agree: float = float("nan")
+    n_sel: int = 0
+    acts: str = "uint8"
+    tried: tuple[tuple[str, float, float], ...] = ()
+
+
+def _write_int8(
+    m: torch.nn.Module,
+    proto: Any,
+    out: Path,
+    calib: np.ndarray,
+    select: np.ndarray | None,
+    *,
+    method: str,
+    per_channel: bool,
+    fp32_tail: float | None,
+    min_agreement: float,
+    activations: str | None,
+    progress: bool,
+) -> _Int8Result:
+    """``proto`` quantized to int8 at ``out``: with the given ``fp32_tail`` (0 without faces
+    to choose one on), else the first plan that keeps PyTorch's top label on ``select``."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="fervid-export-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        onnx.save(proto, str(fp32))
+        res = _Int8Result(fp32_size=fp32.stat().st_size)
+        x = normalize_faces(calib, model_preprocess(m))
+        if fp32_tail is not None or select is None or len(select) == 0:
+            res.tail = 0.0 if fp32_tail is None else float(fp32_tail)
+            res.acts = activations or "uint8"
+            quantize_int8(
+                fp32, Path(tmp) / "int8.onnx", x, method, per_channel, res.tail, _keep_fp32(m), progress, res.acts
+            )
+        else:
+            plans = [p for p in INT8_PLANS if activations is None or p[0] == activations]
+            res.tried = _select_fp32_tail(
+                m,
+                fp32,
+                Path(tmp) / "int8.onnx",
+                x,
+                select,
+                method,
+                per_channel,
+                min_agreement,
+                progress=progress,
+                plans=plans,
+            )
+            res.acts, res.tail, res.sel_agree = res.tried[-1]
+            res.n_sel = len(select)
+        q = onnx.load(str(Path(tmp) / "int8.onnx"))
+        set_metadata(
+            q,
+            m,
+            f"int8-static-qdq-{method}-{'per-channel' if per_channel else 'per-tensor'}"
+            f"{'-a16' if res.acts == 'uint16' else ''}-fp32-tail-{res.tail:g}",
+        )
+        with atomic_path(out) as tmp_out:
+            onnx.save(q, str(tmp_out))
+    return res
 
 
 def _select_fp32_tail(
@@ -537,8 +581,6 @@ def _select_fp32_tail(
     tried, the chosen one last. Raises
     :class:`~fervid.errors.UserValueError` when no tail meets the bar: such a model is never
     written (an explicit ``fp32_tail`` writes one anyway, with its agreement in the report)."""
-    from fervid.runtime import progress_bar
-
     ref = _probs_torch(m, faces, progress).argmax(1)
     keep = _keep_fp32(m)
     best: tuple[str, float, float, float] | None = None  # (activations, tail, agreement, lower bound)
@@ -572,7 +614,5 @@ def _select_fp32_tail(
 
 def _keep_fp32(m: torch.nn.Module) -> tuple[str, str]:
     """The modules an int8 export always leaves in fp32: the declared first conv and classifier."""
-    from fervid.models import model_cfg
-
     cfg = model_cfg(m)
     return cfg.first_conv, cfg.classifier

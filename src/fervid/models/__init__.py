@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
@@ -212,9 +214,6 @@ def model_arguments(name: str) -> dict[str, Any] | None:
 
 @functools.cache
 def _signature(fn: Callable[..., nn.Module]) -> dict[str, Any] | None:
-    import inspect
-    import typing
-
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,22 @@ import torch.nn as nn
 
 from fervid.data.preprocess import PreprocessConfig
 from fervid.errors import CheckpointError, OutputError, UserFileNotFoundError, UserValueError
-from fervid.models import attach_meta, checkpoint_meta, model_args, model_name, model_preprocess, model_temperature
+from fervid.models import (
+    attach_meta,
+    checkpoint_meta,
+    create_model,
+    model_args,
+    model_name,
+    model_preprocess,
+    model_temperature,
+)
 from fervid.models.bundled import WEIGHTS_DIR, bundled_models, file_sha256
+from fervid.models.onnx_model import OnnxModel
 from fervid.safety import atomic_write, check_input_file, output_error
+from fervid.version import __version__
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
-
-
-def _version() -> str:
-    from fervid import __version__
-
-    return __version__
 
 
 def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
@@ -40,7 +45,7 @@ def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "fervid_version": _version(),
+        "fervid_version": __version__,
         "model": model_name(model),
         "model_args": _plain(model_args(model)),
         "preprocess": model_preprocess(model).to_dict(),
@@ -177,8 +182,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | None = None) -> nn
     preprocessing, temperature > 0, the architecture's weight names and shapes, the label
     count against the classifier, finite weights. Each failure is a :class:`CheckpointError`
     naming ``source`` (default: the checkpoint's own ``source`` entry)."""
-    from fervid.models import create_model
-
     src = str(source or (ckpt.get("source") if isinstance(ckpt, dict) else None) or "checkpoint")
     _check_structure(ckpt, src)
     pre = _preprocess(ckpt, src)
@@ -256,8 +259,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        import pickle
-
         if isinstance(e, pickle.UnpicklingError):  # torch's message runs to a page: say it in one line
             detail = "not a torch file, or it holds objects beyond tensors and plain data, which are never unpickled"
         else:
@@ -320,8 +321,6 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     if str(name_or_path).lower().endswith(".onnx") and Path(name_or_path).is_file():
         # An exported model (fp32 or int8) behind the same interface: evaluation and TTA accept
         # every model `fervid predict --model` accepts.
-        from fervid.models.onnx_model import OnnxModel
-
         return OnnxModel(name_or_path)
     ckpt = load_checkpoint(name_or_path)
     model = model_from_checkpoint(ckpt)

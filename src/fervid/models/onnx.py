@@ -12,6 +12,7 @@ exported file stand wherever a torch model does.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -21,7 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fervid.errors import UserValueError
+from fervid.data.preprocess import PreprocessConfig, to_array
+from fervid.errors import CheckpointError, UserValueError
+from fervid.models import model_preprocess, model_temperature
+from fervid.safety import check_input_file
+from fervid.version import __version__
 
 if TYPE_CHECKING:
     import torch
@@ -36,8 +41,6 @@ def normalize_faces(faces: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """uint8 ``N x H x W`` grey faces -> float32 ``N x C x S x S`` input of an exported model:
     :func:`fervid.data.preprocess.to_array`, the numpy twin of ``to_tensor`` (no torch needed),
     so ONNX and PyTorch see the same tensor."""
-    from fervid.data.preprocess import to_array
-
     return to_array(np.asarray(faces), cfg)
 
 
@@ -54,8 +57,6 @@ def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET, fold: bool = True)
     node and skips constant folding, so the initializers are the module's own tensors
     (``benchmarks/bundle_onnx.py`` relies on it to store the fp16 weights losslessly)."""
     import torch
-
-    from fervid.models import model_preprocess
 
     cfg = model_preprocess(model)
     x = torch.zeros(2, int(cfg.in_chans), int(cfg.input_size), int(cfg.input_size))
@@ -81,8 +82,6 @@ def to_onnx_bytes(model: torch.nn.Module, opset: int = OPSET, fold: bool = True)
 
 
 def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
-    from fervid.models import model_preprocess, model_temperature
-
     cfg = model_preprocess(model)
     meta = {
         "labels": json.dumps(list(cfg.labels)),
@@ -96,8 +95,6 @@ def set_metadata(proto: Any, model: torch.nn.Module, quantization: str) -> None:
         "source": model_source(model),
     }
     try:
-        from fervid.version import __version__
-
         meta["version"] = str(__version__)
     except ImportError:  # pragma: no cover
         pass
@@ -115,15 +112,9 @@ def read_metadata(path_or_proto: Any, session: Any = None) -> dict[str, Any]:
     A file is read with ``onnx`` when it is installed, else (a core install: onnxruntime only)
     through an onnxruntime session's model metadata, which holds the same entries (``session``:
     an onnxruntime session already open on that file, so that it is not loaded twice)."""
-    import importlib.util
-
-    from fervid.errors import CheckpointError
-
     name = str(path_or_proto) if isinstance(path_or_proto, (str, os.PathLike)) else "ONNX model"
     is_path = isinstance(path_or_proto, (str, os.PathLike))
     if is_path:
-        from fervid.safety import check_input_file
-
         check_input_file(path_or_proto, "model")
     if is_path and importlib.util.find_spec("onnx") is None:
         try:
@@ -147,9 +138,6 @@ def read_metadata(path_or_proto: Any, session: Any = None) -> dict[str, Any]:
 
 
 def _parse_metadata(props: dict[str, str], name: str) -> dict[str, Any]:
-    from fervid.data.preprocess import PreprocessConfig
-    from fervid.errors import CheckpointError
-
     raw = {k[len(META_PREFIX) :]: v for k, v in props.items() if k.startswith(META_PREFIX)}
     if "labels" not in raw or "preprocess" not in raw:
         raise UserValueError(f"{name}: no fervid metadata (labels, preprocess); export it with `fervid export`")
@@ -180,8 +168,6 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int | None = None) -
     try:
         return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 -- onnxruntime's own types (Fail, InvalidGraph...) for a bad file
-        from fervid.errors import CheckpointError
-
         name = "ONNX model" if isinstance(model, bytes) else str(model)
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{name}: onnxruntime cannot load this model ({msg})") from e

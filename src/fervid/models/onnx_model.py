@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from fervid.errors import UserFileNotFoundError
 from fervid.models.onnx import onnx_session, read_metadata
 
 
@@ -20,8 +21,6 @@ class OnnxModel(nn.Module):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
-        from fervid.errors import UserFileNotFoundError
-
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise UserFileNotFoundError(f"no such ONNX model: {self.path}")

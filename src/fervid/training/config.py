@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fervid.data.ferplus import TARGETS
-from fervid.errors import UserValueError
+from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.models import model_arguments
+from fervid.safety import check_input_file
 from fervid.training.augment import CAMERA_KINDS, AugmentConfig, check_camera
 from fervid.training.imbalance import STRATEGIES
 from fervid.training.schema import (
@@ -124,8 +126,6 @@ def _check_model_args(cfg: TrainConfig) -> None:
     their annotated types. A warm start (``init_from``) takes the base's architecture instead."""
     if cfg.init_from:
         return
-    from fervid.models import model_arguments
-
     accepted = model_arguments(cfg.model)
     if accepted is None:
         return
@@ -227,9 +227,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """A YAML recipe's mapping (a key given twice, bad YAML or not a mapping: a named error)."""
-    from fervid.errors import UserFileNotFoundError
-    from fervid.safety import check_input_file
-
     check_input_file(path, "config")
     if not Path(path).is_file():
         raise UserFileNotFoundError(f"config {path}: no such file")

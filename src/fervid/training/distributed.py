@@ -48,6 +48,7 @@ Numbers (this 2-core machine, and what they do and do not show): BENCHMARKS.md.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from fervid.errors import UserValueError
+from fervid.runtime import resolve_device
 
 T = TypeVar("T")
 
@@ -97,9 +101,6 @@ def setup(device_name: str = "auto") -> tuple[DistContext, torch.device]:
     Gloo on the CPU, NCCL on CUDA (``cuda:LOCAL_RANK``). A process group that already exists
     (a caller that set one up itself) is used as it is and left open.
     """
-    from fervid.errors import UserValueError
-    from fervid.runtime import resolve_device
-
     device = resolve_device(device_name)
     existing = dist.is_available() and dist.is_initialized()
     world = dist.get_world_size() if existing else env_world_size()
@@ -134,8 +135,6 @@ def teardown(ctx: DistContext, *, finished: bool = True) -> None:
     summary was printed). After a failure (``finished=False``) there is no barrier: a rank
     that failed alone must not wait for peers that may never come."""
     if ctx.owns_group and dist.is_initialized():
-        import gc
-
         if finished:
             dist.barrier()
         gc.collect()

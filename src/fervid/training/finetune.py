@@ -39,13 +39,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fervid.data.datasets import folder_labels, load_training_data, normalize_labels, relabel
+from fervid.emotions import FER2013
 from fervid.errors import UserValueError
+from fervid.runtime import resolve_device
 
 if TYPE_CHECKING:
     from fervid.data.datasets import FERData
+    from fervid.training.config import TrainConfig
 
 
 # --------------------------------------------------------------------------- the entry point
+# torch and the modules that load it (the trainer, the torch path) are imported on use:
+# importing this module stays light.
 
 
 def finetune(
@@ -86,18 +92,7 @@ def finetune(
     """
     import torch
 
-    from fervid.data.datasets import (
-        folder_labels,
-        load_training_data,
-        normalize_labels,
-        relabel,
-    )
-    from fervid.emotions import FER2013
-    from fervid.inference.logits import tta_logits
-    from fervid.models.checkpoint import save_atomic
-    from fervid.runtime import resolve_device
-    from fervid.training.config import TrainConfig
-    from fervid.training.loop import prepare_splits, start_run_dir, train
+    from fervid.training.loop import start_run_dir, train
 
     if labels is None and loaded is None and Path(data).is_dir():
         found = folder_labels(data)
@@ -105,28 +100,24 @@ def finetune(
     names = normalize_labels(labels) if labels is not None else None
     if names is not None and targets != "fer2013":
         raise UserValueError("--labels works with targets=fer2013 (FER+ targets fix the label set)")
-    # Checked like a recipe: an unknown option or a value out of range is a named error.
-    cfg = TrainConfig.from_dict(
-        {
-            "warmup_epochs": 0.0,
-            **train_options,
-            "data": str(data),
-            "init_from": str(base),
-            "labels": list(names) if names else None,
-            "freeze": freeze,
-            "freeze_epochs": freeze_epochs if freeze != "none" else None,
-            "epochs": epochs,
-            "out": str(out),
-            "lr": lr,
-            "backbone_lr_mult": backbone_lr_mult,
-            "layer_lr_decay": layer_lr_decay,
-            "head": head,
-            "targets": targets,
-            "ferplus": ferplus,
-            "ferplus_classes": ferplus_classes,
-            "max_train_samples": max_train_samples,
-            "batch_size": batch_size,
-        }
+    cfg = _finetune_config(
+        train_options,
+        data=str(data),
+        init_from=str(base),
+        labels=list(names) if names else None,
+        freeze=freeze,
+        freeze_epochs=freeze_epochs if freeze != "none" else None,
+        epochs=epochs,
+        out=str(out),
+        lr=lr,
+        backbone_lr_mult=backbone_lr_mult,
+        layer_lr_decay=layer_lr_decay,
+        head=head,
+        targets=targets,
+        ferplus=ferplus,
+        ferplus_classes=ferplus_classes,
+        max_train_samples=max_train_samples,
+        batch_size=batch_size,
     )
     _, resume = start_run_dir(out, resume=resume, overwrite=overwrite)  # refuse an earlier run before loading
     ds = loaded if loaded is not None else load_training_data(cfg.data, names)
@@ -137,24 +128,41 @@ def finetune(
     ck = torch.load(best, map_location="cpu", weights_only=True)
     final["labels"] = list(ck["labels"])
     if calibrate:
-        from fervid.evaluation.calibration import fit_temperature, nll
-        from fervid.models.checkpoint import model_from_checkpoint
-
-        val = prepare_splits(cfg, ds)[0]["PublicTest"]
-        model = model_from_checkpoint(ck)
-        device = resolve_device(cfg.device)
-        logits = tta_logits(model, val.images, "none", device).numpy()
-        t = fit_temperature(logits, val.labels)
-        ck["temperature"] = float(t)
-        ck["calibration"] = {
-            "method": "temperature scaling on the selection split",
-            "images": int(len(val.labels)),
-            "nll_before": nll(logits, val.labels, 1.0),
-            "nll_after": nll(logits, val.labels, t),
-        }
-        save_atomic(ck, best)
-        final["temperature"] = float(t)
+        final["temperature"] = _calibrate(cfg, ds, ck, best)
     return final
+
+
+def _finetune_config(train_options: dict[str, Any], **fields: Any) -> TrainConfig:
+    """The run's config: the fine-tuning defaults (no warm-up: the frozen first epoch settles
+    the head instead), ``train_options`` over them, ``fields`` over both; checked like a
+    recipe, so an unknown option or a value out of range is a named error."""
+    from fervid.training.config import TrainConfig
+
+    return TrainConfig.from_dict({"warmup_epochs": 0.0, **train_options, **fields})
+
+
+def _calibrate(cfg: TrainConfig, ds: FERData, ck: dict[str, Any], best: Path) -> float:
+    """The temperature fitted on the selection split (PublicTest, or the held-out share),
+    written into ``best`` (``ck``, its loaded checkpoint) with the NLL before and after."""
+    from fervid.evaluation.calibration import fit_temperature, nll
+    from fervid.inference.logits import tta_logits
+    from fervid.models.checkpoint import model_from_checkpoint, save_atomic
+    from fervid.training.loop import prepare_splits
+
+    val = prepare_splits(cfg, ds)[0]["PublicTest"]
+    model = model_from_checkpoint(ck)
+    device = resolve_device(cfg.device)
+    logits = tta_logits(model, val.images, "none", device).numpy()
+    t = fit_temperature(logits, val.labels)
+    ck["temperature"] = float(t)
+    ck["calibration"] = {
+        "method": "temperature scaling on the selection split",
+        "images": int(len(val.labels)),
+        "nll_before": nll(logits, val.labels, 1.0),
+        "nll_after": nll(logits, val.labels, t),
+    }
+    save_atomic(ck, best)
+    return float(t)
 
 
 __all__ = ["finetune"]

@@ -1,4 +1,6 @@
-"""The training loop: one function, readable top to bottom.
+"""The training loop: :func:`train` sets up the process and ``_train`` reads top to bottom as
+the run goes, one call per phase (run folder, data, model and optimiser, tensors, state; per
+epoch a pass over the data and the selection on PublicTest; the final evaluation).
 
 Protocol: the model is selected on PublicTest only; PrivateTest is evaluated exactly
 once, with the selected weights, after training ends, and is never used to choose.
@@ -7,19 +9,22 @@ once, with the selected weights, after training ends, and is never used to choos
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from fervid.data.datasets import FERData, load_dataset, stratified_subset
+from fervid.data.datasets import FERData, load_dataset, load_training_data, stratified_subset
+from fervid.data.ferplus import align, load_ferplus, targets
 from fervid.data.preprocess import PreprocessConfig, normalize, to_unit
 from fervid.emotions import FER2013, FERPLUS8
 from fervid.errors import UserFileNotFoundError, UserValueError
@@ -30,12 +35,15 @@ from fervid.models.checkpoint import (
     read_resume_checkpoint,
     save_atomic,
 )
-from fervid.runtime import autocast, softmax
+from fervid.runtime import autocast, progress_bar, softmax
+from fervid.safety import RUN_FILES, prepare_run_dir, write_json_atomic, write_text_atomic
 from fervid.training import distributed
 from fervid.training.augment import augment, mix
 from fervid.training.config import TrainConfig
 from fervid.training.imbalance import dynamic_weights, focal_loss, soft_cross_entropy
 from fervid.training.imbalance import plan as imbalance_plan
+from fervid.training.optim import apply_freeze, param_groups
+from fervid.training.warmstart import init_model
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -72,8 +80,6 @@ def _standard_splits(cfg: TrainConfig, data: FERData) -> FERData:
     (split names from file prefixes such as Kaggle's ``PublicTest_`` are ignored then);
     without PublicTest, a stratified ``val_fraction`` of Training is held out (seeded) for
     model selection."""
-    import dataclasses
-
     # As objects: a fixed-width str array (e.g. <U7 for "Unknown") would truncate the names written into it.
     splits = data.splits.astype(object)
     if "Training" not in data.split_names:
@@ -105,8 +111,6 @@ def prepare_splits(cfg: TrainConfig, data: FERData) -> tuple[dict[str, Split], t
                 d = d.select(d.labels >= 0)  # images of classes outside the label set
                 out[s] = Split(d.images, d.labels, d.labels, d.index)
         return out, names
-    from fervid.data.ferplus import align, load_ferplus, targets
-
     votes_all = load_ferplus(cfg.ferplus, expected_rows=None)  # type: ignore[arg-type]
     mode = cfg.targets.split("-", 1)[1]
     names = FERPLUS8 if cfg.ferplus_classes == 8 else FER2013
@@ -274,8 +278,6 @@ def train(
 
 def _load_data(cfg: TrainConfig) -> FERData:
     if cfg.labels:
-        from fervid.data.datasets import load_training_data
-
         return load_training_data(cfg.data, cfg.labels)  # an image folder with its own label set
     return load_dataset(cfg.data)
 
@@ -332,8 +334,6 @@ def start_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = Fa
     ``metrics.jsonl``: no logged epoch, no ``last.pt``/``best.pt``/``final.json``) holds no
     finished epoch: it is not a run to protect, so a plain rerun replaces those files and
     ``resume`` starts the run from its beginning (there is nothing else to continue from)."""
-    from fervid.safety import RUN_FILES, prepare_run_dir
-
     p = Path(out)
     log = p / "metrics.jsonl"
     logged = log.is_file() and log.stat().st_size > 0
@@ -379,6 +379,78 @@ def _check_loss(value: float, epoch: int, step: int | None, cfg: TrainConfig) ->
     )
 
 
+# ----------------------------------------------------------------------- the run, in phases
+#
+# _train reads as the run goes: the run folder, the data, the model and its optimiser, the
+# training tensors, the state (fresh or resumed); then per epoch one pass over the data
+# (_train_epoch) and the selection on PublicTest (_validate, _end_epoch); at the end the one
+# PrivateTest evaluation (_finish). Every random draw and every collective across ranks
+# happens in the order of the calls in _train, on every rank alike.
+
+
+@dataclass
+class _Tensors:
+    """The training split on the device (uint8 images, once); batches are gathered by index."""
+
+    x: torch.Tensor
+    y: torch.Tensor  # int labels, or N x K floats (soft / multi-label)
+    strength: torch.Tensor  # per-row augmentation strength (the imbalance plan)
+    draw: np.ndarray | None  # per-row sampling distribution (oversampling); None: a permutation
+    teacher: torch.Tensor | None  # the teacher's softened distribution per row (distillation)
+    theta: torch.Tensor | None  # per-row warps into the aligned crop (aligned views)
+    found: torch.Tensor | None
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class _Run:
+    """What the phases of one run share. ``cfg.epochs`` (a time budget), ``weights`` ("dynamic"
+    imbalance) and ``state`` (what ``last.pt`` stores for a resume) change as the run goes."""
+
+    cfg: TrainConfig
+    ctx: distributed.DistContext
+    device: torch.device
+    out: Path
+    splits: dict[str, Split]  # as prepared: PublicTest selects, PrivateTest is scored once
+    k: int
+    model: torch.nn.Module  # evaluation and checkpoints use the bare model
+    fwd: Callable[[torch.Tensor], torch.Tensor]  # training uses it under DDP / torch.compile
+    opt: torch.optim.Optimizer
+    pre: PreprocessConfig
+    data: _Tensors
+    weights: np.ndarray
+    state: dict[str, Any] = field(default_factory=dict)
+    t_start: float = 0.0  # this call's start (the time budget counts from here)
+    t_first: float = 0.0  # the end of this call's first epoch
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.data.n // self.cfg.batch_size)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+
+@dataclass
+class _EpochStats:
+    """One epoch's training totals (summed over ranks) and its timing."""
+
+    loss: float
+    correct: float
+    seen: float
+    lr: float  # the rate of the epoch's last step
+    t0: float  # when its training began
+    train_time: float
+
+
 def _train(
     cfg: TrainConfig,
     *,
@@ -388,41 +460,75 @@ def _train(
     ctx: distributed.DistContext,
     device: torch.device,
 ) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    from fervid.runtime import progress_bar
-    from fervid.safety import write_json_atomic, write_text_atomic
-
-    main = ctx.is_main
     # Rank 0 owns the run directory; an error there (a run already in it...) stops every rank.
     out, resume = distributed.run_on_main(lambda: start_run_dir(cfg.out, resume=resume, overwrite=overwrite), ctx)
     if ctx.enabled and cfg.batch_size < ctx.world_size:
         raise UserValueError(
             f"batch_size {cfg.batch_size} (the global batch) is smaller than the {ctx.world_size} processes"
         )
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the initial weights (each epoch re-seeds from (seed, epoch))
+    splits, train_s, names = _training_splits(cfg, data, ctx)
+    model, fwd, opt = _training_model(cfg, names, device, ctx)
+    weights, tensors = _training_tensors(cfg, train_s, len(names), device)
+    run = _Run(
+        cfg=cfg,
+        ctx=ctx,
+        device=device,
+        out=out,
+        splits=splits,
+        k=len(names),
+        model=model,
+        fwd=fwd,
+        opt=opt,
+        pre=model_preprocess(model),
+        data=tensors,
+        weights=weights,
+    )
+    _start_state(run, resume)
+    _check_schedule_learns(run)
+    log_f = _open_log(run, resume)
+    run.t_start = run.t_first = time.time()
+    epoch = run.state["epoch"]
+    budget_cap = cfg.epochs  # a time budget never runs more epochs than asked
+    while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
+        stats = _train_epoch(run, epoch)
+        rec, vm = _validate(run, epoch, stats)
+        if _end_epoch(run, epoch, rec, vm, budget_cap, log_f, t0=stats.t0):
+            break  # early stopping
+        epoch += 1
+    if log_f is not None:
+        log_f.close()
+    return distributed.run_on_main(lambda: _finish(run), ctx)
 
+
+def _training_splits(
+    cfg: TrainConfig, data: FERData | None, ctx: distributed.DistContext
+) -> tuple[dict[str, Split], Split, tuple[str, ...]]:
+    """The prepared splits, the Training split to train on (``max_train_samples`` applied) and
+    the label names."""
     if data is None:
         # Rank 0 loads first (it fills the parsed-CSV cache the others then read); a bad path
         # is reported by every rank.
         loaded = distributed.run_on_main(lambda: _load_data(cfg), ctx, share=False)
-        data = loaded if main else _load_data(cfg)
+        data = loaded if ctx.is_main else _load_data(cfg)
     splits, names = prepare_splits(cfg, data)
     for s in ("Training", "PublicTest"):
         if s not in splits or len(splits[s].images) == 0:  # an empty batch's loss is NaN; selection needs images
             raise UserValueError(f"{data.source}: no {s} images to train with (after labels and targets are applied)")
-    train_s, val_s = splits["Training"], splits["PublicTest"]
+    train_s = splits["Training"]
     if cfg.max_train_samples and cfg.max_train_samples < len(train_s.images):
         strat = np.where(train_s.labels >= 0, train_s.labels, len(names))
         keep = stratified_subset(strat, cfg.max_train_samples, cfg.seed)
         train_s = train_s.select(keep)
-    k = len(names)
-    soft = train_s.targets.ndim == 2
-    hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
+    return splits, train_s, names
 
+
+def _training_model(
+    cfg: TrainConfig, names: tuple[str, ...], device: torch.device, ctx: distributed.DistContext
+) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], torch.optim.Optimizer]:
+    """The model (built, or warm-started from ``cfg.init_from``), what the training step calls
+    (the model under DDP and ``torch.compile`` when on) and its optimiser."""
     if cfg.init_from:
-        from fervid.training.warmstart import init_model
-
         model = init_model(cfg, names).to(device)  # base weights, head mapped to `names`
     else:
         model = build_model(cfg, names).to(device)
@@ -431,43 +537,55 @@ def _train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if ctx.enabled:
         model = distributed.sync_batchnorm(model, device)  # BatchNorm over the global batch, as one process
-    pre: PreprocessConfig = model_preprocess(model)
     # DDP averages the gradients across ranks (and broadcasts rank 0's weights at the start);
     # evaluation and checkpoints use `model` itself.
     fwd: Callable[[torch.Tensor], torch.Tensor] = (
         distributed.wrap(model, ctx, device, find_unused=cfg.freeze != "none") if ctx.enabled else model
     )
     fwd = torch.compile(fwd) if cfg.compile else fwd
-    from fervid.training.optim import param_groups
-
     groups = param_groups(model, cfg)  # weight decay on weights only; per-stage "lr_scale" for fine-tuning
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     else:
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    return model, fwd, opt
 
+
+def _training_tensors(cfg: TrainConfig, train_s: Split, k: int, device: torch.device) -> tuple[np.ndarray, _Tensors]:
+    """The class weights of the loss and the training tensors on the device."""
+    soft = train_s.targets.ndim == 2
+    hard_lab = train_s.labels if not soft else np.where(train_s.labels >= 0, train_s.labels, train_s.targets.argmax(1))
     # Imbalance: static class weights, a per-sample drawing distribution, or per-sample
     # augmentation strength; "dynamic" weights start uniform and follow PublicTest recall.
     imb = imbalance_plan(cfg.imbalance, hard_lab, k, cb_beta=cfg.cb_beta, oversample_power=cfg.oversample_power)
-    weights, draw, strength = imb.weights, imb.draw, imb.strength
-
-    # Training data lives on the device as uint8 once; batches are gathered by index.
-    x_train = torch.from_numpy(train_s.images).to(device)
-    y_train = torch.from_numpy(train_s.targets).to(device)
-    s_train = torch.from_numpy(strength).to(device)
     # The teacher's softened distribution per training row (T applied once, here).
-    t_train = (
+    teacher = (
         torch.from_numpy(teacher_probs(cfg.teacher, train_s, k, cfg.kd_temperature)).to(device) if cfg.teacher else None
     )
-    a_theta = a_found = None
+    theta = found = None
     if cfg.align:
         theta_np, found_np = per_row("align", cfg.align, ("theta", "found"), train_s)
         if theta_np.shape[1:] != (2, 3):
             raise UserValueError(f"align {cfg.align}: theta of shape {theta_np.shape}; expected N x 2 x 3")
-        a_theta = torch.from_numpy(theta_np.astype(np.float32)).to(device)
-        a_found = torch.from_numpy(found_np.astype(bool)).to(device)
+        theta = torch.from_numpy(theta_np.astype(np.float32)).to(device)
+        found = torch.from_numpy(found_np.astype(bool)).to(device)
+    tensors = _Tensors(
+        x=torch.from_numpy(train_s.images).to(device),
+        y=torch.from_numpy(train_s.targets).to(device),
+        strength=torch.from_numpy(imb.strength).to(device),
+        draw=imb.draw,
+        teacher=teacher,
+        theta=theta,
+        found=found,
+    )
+    return imb.weights, tensors
 
-    state = {
+
+def _start_state(run: _Run, resume: bool) -> None:
+    """``run.state`` fresh, or (``resume``) the weights, optimiser and state of ``last.pt``;
+    then the resolved config is written."""
+    cfg = run.cfg
+    run.state = {
         "epoch": 0,
         "best": -1.0,
         "best_epoch": -1,
@@ -475,250 +593,307 @@ def _train(
         "plateau": 1.0,
         "plateau_bad": 0,
         "plateau_best": -1.0,
-        "weights": weights.tolist(),
+        "weights": run.weights.tolist(),
         "history": [],
     }
-    last_path, best_path = out / "last.pt", out / "best.pt"
     requested = cfg.epochs
     if resume:
 
         def read_last() -> dict[str, Any]:
-            if not last_path.is_file():
-                raise UserFileNotFoundError(f"--resume: no {last_path} to resume from")
-            return read_resume_checkpoint(last_path, model)  # a damaged or foreign last.pt: a named error
+            if not run.last_path.is_file():
+                raise UserFileNotFoundError(f"--resume: no {run.last_path} to resume from")
+            return read_resume_checkpoint(run.last_path, run.model)  # a damaged or foreign last.pt: a named error
 
-        ck = distributed.run_on_main(read_last, ctx)  # read by rank 0, sent to all: any world size resumes
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        state = ck["trainer_state"]
-        cfg.epochs = _resumed_epochs(cfg.epochs, state, out)
-        weights = np.asarray(state["weights"], dtype=np.float32)
-    state["epochs_requested"] = requested
-    state.setdefault("epoch_started", state["epoch"])
-    if main:
-        write_json_atomic(out / "config.json", cfg.to_dict())
+        ck = distributed.run_on_main(read_last, run.ctx)  # read by rank 0, sent to all: any world size resumes
+        run.model.load_state_dict(ck["state_dict"])
+        run.opt.load_state_dict(ck["optimizer"])
+        run.state = ck["trainer_state"]
+        cfg.epochs = _resumed_epochs(cfg.epochs, run.state, run.out)
+        run.weights = np.asarray(run.state["weights"], dtype=np.float32)
+    run.state["epochs_requested"] = requested
+    run.state.setdefault("epoch_started", run.state["epoch"])
+    if run.ctx.is_main:
+        write_json_atomic(run.out / "config.json", cfg.to_dict())
 
-    n = len(train_s.images)
-    steps = max(1, n // cfg.batch_size)
-    if state["epoch"] < cfg.epochs and not any(
-        _lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(state["epoch"], cfg.epochs) for s in range(steps)
+
+def _check_schedule_learns(run: _Run) -> None:
+    """A run whose every step falls in the warm-up at rate 0 is refused before it starts."""
+    cfg, steps = run.cfg, run.steps
+    if run.state["epoch"] < cfg.epochs and not any(
+        _lr_factor(cfg, e + s / steps, 1.0) > 0 for e in range(run.state["epoch"], cfg.epochs) for s in range(steps)
     ):
         # e.g. one step in all: it falls at the start of the warm-up, where the rate is 0
         raise UserValueError(
-            f"every optimiser step of this run ({steps} per epoch: {n} images / batch {cfg.batch_size}; "
+            f"every optimiser step of this run ({steps} per epoch: {run.data.n} images / batch {cfg.batch_size}; "
             f"{cfg.epochs} epochs) falls in the learning-rate warm-up at rate 0, so it would learn "
             "nothing: use more images or epochs, a smaller batch, or warmup_epochs=0"
         )
-    log_path = out / "metrics.jsonl"
+
+
+def _open_log(run: _Run, resume: bool) -> IO[str] | None:
+    """``metrics.jsonl`` opened for appending on rank 0 (None on the others): a resume first
+    trims it to the epochs ``last.pt`` holds, a fresh run starts it empty."""
+    log_path = run.out / "metrics.jsonl"
+    main = run.ctx.is_main
     if main and resume and log_path.is_file():
         kept = [
-            ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]
+            ln
+            for ln in log_path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["epoch"] <= run.state["epoch"]
         ]
         write_text_atomic(log_path, "".join(ln + "\n" for ln in kept))
     elif main and not resume:
         log_path.unlink(missing_ok=True)  # a fresh run in an old directory starts a fresh log
-    log_f = open(log_path, "a") if main else None
-    t_start = time.time()
-    t_first = t_start  # end of the first epoch of this call (set below)
-    epoch = state["epoch"]
-    budget_cap = cfg.epochs  # a time budget never runs more epochs than asked
-    while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
-        # Every source of randomness is re-seeded from (seed, epoch): resuming at an epoch
-        # boundary replays exactly what an uninterrupted run would have done.
-        # The global RNG (dropout) differs between ranks; g and gcpu, which decide the batches
-        # and their augmentation, are the same on every rank.
-        torch.manual_seed(cfg.seed * 100003 + epoch + ctx.rank * 1_000_003)
-        g = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-        gcpu = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        if draw is None:
-            order = torch.randperm(n, generator=gcpu)
-        else:
-            order = torch.multinomial(torch.from_numpy(draw), n, replacement=True, generator=gcpu)
-        w_t = torch.tensor(weights, device=device)
-        model.train()
-        if cfg.freeze != "none":
-            from fervid.training.optim import apply_freeze
+    return open(log_path, "a") if main else None
 
-            apply_freeze(model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
-        tot_loss = tot_correct = tot_seen = 0.0
-        t0 = time.time()
-        bar = progress_bar(
-            range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main
-        )
-        for step in bar:
-            lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, state["plateau"])
-            for grp in opt.param_groups:
-                grp["lr"] = lr * grp.get("lr_scale", 1.0)
-            gidx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]  # the global batch
-            rows = distributed.shard_rows(len(gidx), ctx)  # this rank's share of it (all of it alone)
-            idx = gidx[rows].to(device)
-            x = to_unit(x_train[idx], pre)  # the inference preprocessing, split around the augmentation
-            if a_theta is not None and a_found is not None:
-                # drawn for the whole global batch (g stays in step on every rank), this rank's rows kept
-                coin = torch.rand(len(gidx), device=device, generator=g)[rows.to(device)]
-                x = aligned_views(x, a_theta[idx], (coin < cfg.align_p) & a_found[idx])
-            x = augment(x, cfg.augment, g, s_train[idx], rows=rows if ctx.enabled else None, total=len(gidx))
-            y = y_train[idx]
-            if cfg.targets == "ferplus-probability" and ctx.enabled:
-                # drawn for the whole global batch, so that g stays in step on every rank
-                y = torch.multinomial(y_train[gidx.to(device)].float(), 1, generator=g)[rows.to(device), 0]
-            elif cfg.targets == "ferplus-probability":
-                # Probabilistic label drawing (Barsoum et al.): a fresh label from the vote distribution.
-                y = torch.multinomial(y.float(), 1, generator=g)[:, 0]
-            tb = t_train[idx] if t_train is not None else None
-            if cfg.augment.mixup > 0 and cfg.targets != "ferplus-multilabel":
-                yy = F.one_hot(y, k).float() if y.ndim == 1 else y.float()
-                if tb is not None:  # mixing is linear: the teacher's distributions mix with the labels
-                    yy = torch.cat([yy, tb], 1)
-                x, yy = mix(x, yy, cfg.augment, g)
-                y, tb = (yy[:, :k], yy[:, k:]) if tb is not None else (yy, None)
-            x = normalize(x, pre)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp):
-                logits = fwd(x)
-            logits = logits.float()
-            loss = compute_loss(cfg, logits, y, w_t)
-            if tb is not None:
-                loss = cfg.kd_alpha * kd_loss(logits, tb, cfg.kd_temperature) + (1 - cfg.kd_alpha) * loss
-            if ctx.enabled:
-                loss = loss * _rank_loss_scale(cfg, y, w_t, len(gidx), ctx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            b = len(idx)
-            loss_value = float(loss.detach())
-            if not ctx.enabled:  # under torchrun every rank decides below, on the reduced sum
-                _check_loss(loss_value, epoch, step, cfg)
-            tot_loss += loss_value * len(gidx) / ctx.world_size  # summed over ranks: the global batch's
-            hard = y if y.ndim == 1 else y.argmax(1)
-            tot_correct += float((logits.argmax(1) == hard).sum())
-            tot_seen += b
-            if step % 10 == 0:
-                bar.set_postfix(
-                    loss=f"{tot_loss / tot_seen:.3f}",
-                    acc=f"{tot_correct / tot_seen:.3f}",
-                    ips=f"{tot_seen / (time.time() - t0):.0f}",
-                    lr=f"{lr:.4f}",
-                )
-        bar.close()
-        train_time = time.time() - t0
-        if ctx.enabled:
-            tots = distributed.all_reduce(torch.tensor([tot_loss, tot_correct, tot_seen], dtype=torch.float64), ctx)
-            tot_loss, tot_correct, tot_seen = (float(v) for v in tots)
-        _check_loss(tot_loss, epoch, None, cfg)  # the same on every rank: they all stop together
-        # Model selection: PublicTest only.
-        val_pred = _predict(model, val_s.images, device, ctx)
-        vm = basic_metrics(val_s.labels, val_pred, k)
-        score = vm[cfg.select_metric]
-        rec = {
-            "epoch": epoch + 1,
-            "train_loss": tot_loss / tot_seen,
-            "train_acc": tot_correct / tot_seen,
-            "val_accuracy": vm["accuracy"],
-            "val_macro_f1": vm["macro_f1"],
-            "val_recall": vm["recall"],
-            "lr": lr,
-            "class_weights": [float(w) for w in weights],
-            "images_per_s": tot_seen / train_time,
-            "epoch_seconds": time.time() - t0,
-        }
-        done = epoch + 1 - state["epoch_started"]
-        if done == 1:
-            t_first = time.time()
-        if cfg.time_budget_minutes and done in (1, 2, 4, 8, 16) and (done <= 2 or done <= cfg.epochs // 8):
-            # Size the run to the budget after the first epoch, and again after epochs 2, 4, 8 and
-            # 16 at the mean pace of the epochs after the first. The first pays one-off costs
-            # (allocator and kernel warm-up, other jobs starting on a shared GPU): alone it cut a
-            # 7-minute run to 5; epoch 2 alone was 12% faster than the mean of the rest and an
-            # 8-minute run took 9.0. Only in the first eighth of the run, where the cosine is
-            # still near its top, so moving its end is seamless.
-            now = time.time()
-            pace = now - t0 if done == 1 else (now - t_first) / (done - 1)
-            pace, elapsed = (
-                float(v) for v in distributed.all_reduce(torch.tensor([pace, now - t_start]), ctx, op="max")
-            )  # the same on all ranks
-            cfg.epochs = budget_epochs(cfg.time_budget_minutes, elapsed, pace, epoch + 1, budget_cap, first=done == 1)
-            tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
-        if cfg.imbalance == "dynamic":
-            weights = dynamic_weights(np.asarray(vm["recall"]), weights)
-        if cfg.schedule == "plateau":
-            if score > state["plateau_best"] + 1e-4:
-                state["plateau_best"], state["plateau_bad"] = score, 0
-            else:
-                state["plateau_bad"] += 1
-                if state["plateau_bad"] >= cfg.plateau_patience:
-                    state["plateau"] *= cfg.plateau_factor
-                    state["plateau_bad"] = 0
-        improved = score > state["best"]
-        if improved:
-            state.update(best=score, best_epoch=epoch + 1, since_best=0)
-            if main:
-                save_atomic(
-                    make_checkpoint(
-                        model,
-                        train_config=cfg.to_dict(),
-                        epoch=epoch + 1,
-                        metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}},
-                    ),
-                    best_path,
-                )
+
+def _train_epoch(run: _Run, epoch: int) -> _EpochStats:
+    """One pass over the training data: ``run.steps`` optimiser steps."""
+    cfg, ctx, device = run.cfg, run.ctx, run.device
+    # Every source of randomness is re-seeded from (seed, epoch): resuming at an epoch
+    # boundary replays exactly what an uninterrupted run would have done.
+    # The global RNG (dropout) differs between ranks; g and gcpu, which decide the batches
+    # and their augmentation, are the same on every rank.
+    torch.manual_seed(cfg.seed * 100003 + epoch + ctx.rank * 1_000_003)
+    g = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+    gcpu = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    n, steps = run.data.n, run.steps
+    if run.data.draw is None:
+        order = torch.randperm(n, generator=gcpu)
+    else:
+        order = torch.multinomial(torch.from_numpy(run.data.draw), n, replacement=True, generator=gcpu)
+    w_t = torch.tensor(run.weights, device=device)
+    run.model.train()
+    if cfg.freeze != "none":
+        apply_freeze(run.model, frozen=cfg.freeze_epochs is None or epoch < cfg.freeze_epochs)
+    tot_loss = tot_correct = tot_seen = 0.0
+    t0 = time.time()
+    bar = progress_bar(
+        range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", enabled=cfg.progress and ctx.is_main
+    )
+    for step in bar:
+        lr = cfg.lr * _lr_factor(cfg, epoch + step / steps, run.state["plateau"])
+        for grp in run.opt.param_groups:
+            grp["lr"] = lr * grp.get("lr_scale", 1.0)
+        gidx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]  # the global batch
+        rows = distributed.shard_rows(len(gidx), ctx)  # this rank's share of it (all of it alone)
+        x, y, tb = _batch(run, gidx, rows, g)
+        logits, loss = _step(run, x, y, tb, w_t, len(gidx))
+        loss_value = float(loss.detach())
+        if not ctx.enabled:  # under torchrun every rank decides below, on the reduced sum
+            _check_loss(loss_value, epoch, step, cfg)
+        tot_loss += loss_value * len(gidx) / ctx.world_size  # summed over ranks: the global batch's
+        hard = y if y.ndim == 1 else y.argmax(1)
+        tot_correct += float((logits.argmax(1) == hard).sum())
+        tot_seen += len(rows)
+        if step % 10 == 0:
+            bar.set_postfix(
+                loss=f"{tot_loss / tot_seen:.3f}",
+                acc=f"{tot_correct / tot_seen:.3f}",
+                ips=f"{tot_seen / (time.time() - t0):.0f}",
+                lr=f"{lr:.4f}",
+            )
+    bar.close()
+    train_time = time.time() - t0
+    if ctx.enabled:
+        tots = distributed.all_reduce(torch.tensor([tot_loss, tot_correct, tot_seen], dtype=torch.float64), ctx)
+        tot_loss, tot_correct, tot_seen = (float(v) for v in tots)
+    _check_loss(tot_loss, epoch, None, cfg)  # the same on every rank: they all stop together
+    return _EpochStats(tot_loss, tot_correct, tot_seen, lr, t0, train_time)
+
+
+def _batch(
+    run: _Run, gidx: torch.Tensor, rows: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """This rank's rows ``rows`` of the global batch ``gidx``, augmented and normalised: the
+    images, their targets and the teacher's distributions (None without a teacher). Every draw
+    from ``g`` is made for the whole global batch, so ``g`` stays in step on every rank."""
+    cfg, ctx, device, pre, d = run.cfg, run.ctx, run.device, run.pre, run.data
+    idx = gidx[rows].to(device)
+    x = to_unit(d.x[idx], pre)  # the inference preprocessing, split around the augmentation
+    if d.theta is not None and d.found is not None:
+        # drawn for the whole global batch (g stays in step on every rank), this rank's rows kept
+        coin = torch.rand(len(gidx), device=device, generator=g)[rows.to(device)]
+        x = aligned_views(x, d.theta[idx], (coin < cfg.align_p) & d.found[idx])
+    x = augment(x, cfg.augment, g, d.strength[idx], rows=rows if ctx.enabled else None, total=len(gidx))
+    y = d.y[idx]
+    if cfg.targets == "ferplus-probability" and ctx.enabled:
+        # drawn for the whole global batch, so that g stays in step on every rank
+        y = torch.multinomial(d.y[gidx.to(device)].float(), 1, generator=g)[rows.to(device), 0]
+    elif cfg.targets == "ferplus-probability":
+        # Probabilistic label drawing (Barsoum et al.): a fresh label from the vote distribution.
+        y = torch.multinomial(y.float(), 1, generator=g)[:, 0]
+    tb = d.teacher[idx] if d.teacher is not None else None
+    if cfg.augment.mixup > 0 and cfg.targets != "ferplus-multilabel":
+        k = run.k
+        yy = F.one_hot(y, k).float() if y.ndim == 1 else y.float()
+        if tb is not None:  # mixing is linear: the teacher's distributions mix with the labels
+            yy = torch.cat([yy, tb], 1)
+        x, yy = mix(x, yy, cfg.augment, g)
+        y, tb = (yy[:, :k], yy[:, k:]) if tb is not None else (yy, None)
+    x = normalize(x, pre)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y, tb
+
+
+def _step(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, tb: torch.Tensor | None, w_t: torch.Tensor, n_global: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch; its logits (float) and loss."""
+    cfg = run.cfg
+    with autocast(run.device, cfg.amp):
+        logits = run.fwd(x)
+    logits = logits.float()
+    loss = compute_loss(cfg, logits, y, w_t)
+    if tb is not None:
+        loss = cfg.kd_alpha * kd_loss(logits, tb, cfg.kd_temperature) + (1 - cfg.kd_alpha) * loss
+    if run.ctx.enabled:
+        loss = loss * _rank_loss_scale(cfg, y, w_t, n_global, run.ctx)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    return logits, loss
+
+
+def _validate(run: _Run, epoch: int, stats: _EpochStats) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The epoch's log record and its PublicTest metrics (model selection: PublicTest only)."""
+    val = run.splits["PublicTest"]
+    vm = basic_metrics(val.labels, _predict(run.model, val.images, run.device, run.ctx), run.k)
+    rec = {
+        "epoch": epoch + 1,
+        "train_loss": stats.loss / stats.seen,
+        "train_acc": stats.correct / stats.seen,
+        "val_accuracy": vm["accuracy"],
+        "val_macro_f1": vm["macro_f1"],
+        "val_recall": vm["recall"],
+        "lr": stats.lr,
+        "class_weights": [float(w) for w in run.weights],
+        "images_per_s": stats.seen / stats.train_time,
+        "epoch_seconds": time.time() - stats.t0,
+    }
+    return rec, vm
+
+
+def _fit_budget(run: _Run, epoch: int, done: int, t0: float, budget_cap: int) -> None:
+    """``cfg.epochs`` sized to the time budget after ``done`` epochs of this call (the epoch
+    ``epoch`` began at ``t0``)."""
+    cfg = run.cfg
+    # Size the run to the budget after the first epoch, and again after epochs 2, 4, 8 and
+    # 16 at the mean pace of the epochs after the first. The first pays one-off costs
+    # (allocator and kernel warm-up, other jobs starting on a shared GPU): alone it cut a
+    # 7-minute run to 5; epoch 2 alone was 12% faster than the mean of the rest and an
+    # 8-minute run took 9.0. Only in the first eighth of the run, where the cosine is
+    # still near its top, so moving its end is seamless.
+    now = time.time()
+    pace = now - t0 if done == 1 else (now - run.t_first) / (done - 1)
+    pace, elapsed = (
+        float(v) for v in distributed.all_reduce(torch.tensor([pace, now - run.t_start]), run.ctx, op="max")
+    )  # the same on all ranks
+    assert cfg.time_budget_minutes is not None  # only called under a budget
+    cfg.epochs = budget_epochs(cfg.time_budget_minutes, elapsed, pace, epoch + 1, budget_cap, first=done == 1)
+    tqdm.write(f"time budget {cfg.time_budget_minutes} min: running {cfg.epochs} epochs")
+
+
+def _end_epoch(
+    run: _Run,
+    epoch: int,
+    rec: dict[str, Any],
+    vm: dict[str, Any],
+    budget_cap: int,
+    log_f: IO[str] | None,
+    *,
+    t0: float,
+) -> bool:
+    """After epoch ``epoch``: the time budget, the schedule and class weights that follow
+    PublicTest, ``best.pt`` when it improved, the log line and ``last.pt``. True: stop early."""
+    cfg, state, main = run.cfg, run.state, run.ctx.is_main
+    score = vm[cfg.select_metric]
+    done = epoch + 1 - state["epoch_started"]
+    if done == 1:
+        run.t_first = time.time()
+    if cfg.time_budget_minutes and done in (1, 2, 4, 8, 16) and (done <= 2 or done <= cfg.epochs // 8):
+        _fit_budget(run, epoch, done, t0, budget_cap)
+    if cfg.imbalance == "dynamic":
+        run.weights = dynamic_weights(np.asarray(vm["recall"]), run.weights)
+    if cfg.schedule == "plateau":
+        if score > state["plateau_best"] + 1e-4:
+            state["plateau_best"], state["plateau_bad"] = score, 0
         else:
-            state["since_best"] += 1
-        state["epoch"] = epoch + 1
-        state["epochs"] = cfg.epochs
-        state["weights"] = [float(w) for w in weights]
-        state["history"].append({k2: rec[k2] for k2 in ("epoch", "val_accuracy", "val_macro_f1")})
-        # Log first, then last.pt: a crash in between re-runs this epoch on resume, and the
-        # resume trims the log back to what last.pt holds.
-        if main and log_f is not None:
-            log_f.write(json.dumps(rec) + "\n")
-            log_f.flush()
+            state["plateau_bad"] += 1
+            if state["plateau_bad"] >= cfg.plateau_patience:
+                state["plateau"] *= cfg.plateau_factor
+                state["plateau_bad"] = 0
+    improved = score > state["best"]
+    if improved:
+        state.update(best=score, best_epoch=epoch + 1, since_best=0)
+        if main:
             save_atomic(
                 make_checkpoint(
-                    model, train_config=cfg.to_dict(), epoch=epoch + 1, optimizer=opt.state_dict(), trainer_state=state
+                    run.model,
+                    train_config=cfg.to_dict(),
+                    epoch=epoch + 1,
+                    metrics={"PublicTest": {"accuracy": vm["accuracy"], "macro_f1": vm["macro_f1"]}},
                 ),
-                last_path,
+                run.best_path,
             )
-            msg = (
-                f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
-                f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
-                f"{' *' if improved else ''}"
-            )
-            tqdm.write(msg)
-        if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:  # the same decision on every rank
-            if main:
-                tqdm.write(f"early stopping: no PublicTest improvement for {cfg.early_stopping} epochs")
-            break
-        epoch += 1
-    if log_f is not None:
-        log_f.close()
+    else:
+        state["since_best"] += 1
+    state["epoch"] = epoch + 1
+    state["epochs"] = cfg.epochs
+    state["weights"] = [float(w) for w in run.weights]
+    state["history"].append({k2: rec[k2] for k2 in ("epoch", "val_accuracy", "val_macro_f1")})
+    # Log first, then last.pt: a crash in between re-runs this epoch on resume, and the
+    # resume trims the log back to what last.pt holds.
+    if main and log_f is not None:
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        save_atomic(
+            make_checkpoint(
+                run.model,
+                train_config=cfg.to_dict(),
+                epoch=epoch + 1,
+                optimizer=run.opt.state_dict(),
+                trainer_state=state,
+            ),
+            run.last_path,
+        )
+        tqdm.write(
+            f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train_acc {rec['train_acc']:.4f} "
+            f"PublicTest acc {vm['accuracy']:.4f} macro-F1 {vm['macro_f1']:.4f} {rec['images_per_s']:.0f} img/s"
+            f"{' *' if improved else ''}"
+        )
+    if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:  # the same decision on every rank
+        if main:
+            tqdm.write(f"early stopping: no PublicTest improvement for {cfg.early_stopping} epochs")
+        return True
+    return False
 
-    def finish() -> dict[str, Any]:
-        # The one PrivateTest evaluation, with the weights chosen on PublicTest (rank 0 alone:
-        # best.pt is on its file system).
-        write_json_atomic(out / "config.json", cfg.to_dict())  # with the resolved epoch count
-        final: dict[str, Any] = {
-            "best_epoch": state["best_epoch"],
-            "epochs_run": state["epoch"],
-            "parameters": count_parameters(model),
-            "wall_seconds": time.time() - t_start,
-            "device": str(device),
-            "world_size": ctx.world_size,
-        }
-        ck = torch.load(best_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["state_dict"])
-        for split in ("PublicTest", "PrivateTest"):
-            if split not in splits or (split == "PrivateTest" and not cfg.eval_private):
-                continue
-            s = splits[split]
-            pred = tta_logits(model, s.images, "none", device, batch_size=512).argmax(1).numpy()
-            final[split] = basic_metrics(s.labels, pred, k)
-        ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
-        save_atomic(ck, best_path)
-        write_json_atomic(out / "final.json", final)
-        return final
 
-    return distributed.run_on_main(finish, ctx)
+def _finish(run: _Run) -> dict[str, Any]:
+    """The one PrivateTest evaluation, with the weights chosen on PublicTest (rank 0 alone:
+    best.pt is on its file system); ``final.json`` and the final metrics in ``best.pt``."""
+    cfg = run.cfg
+    write_json_atomic(run.out / "config.json", cfg.to_dict())  # with the resolved epoch count
+    final: dict[str, Any] = {
+        "best_epoch": run.state["best_epoch"],
+        "epochs_run": run.state["epoch"],
+        "parameters": count_parameters(run.model),
+        "wall_seconds": time.time() - run.t_start,
+        "device": str(run.device),
+        "world_size": run.ctx.world_size,
+    }
+    ck = torch.load(run.best_path, map_location="cpu", weights_only=True)
+    run.model.load_state_dict(ck["state_dict"])
+    for split in ("PublicTest", "PrivateTest"):
+        if split not in run.splits or (split == "PrivateTest" and not cfg.eval_private):
+            continue
+        s = run.splits[split]
+        pred = tta_logits(run.model, s.images, "none", run.device, batch_size=512).argmax(1).numpy()
+        final[split] = basic_metrics(s.labels, pred, run.k)
+    ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
+    save_atomic(ck, run.best_path)
+    write_json_atomic(run.out / "final.json", final)
+    return final

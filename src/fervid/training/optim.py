@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fervid.models import model_cfg
+
 if TYPE_CHECKING:
     import torch.nn as nn
 
@@ -12,15 +14,11 @@ if TYPE_CHECKING:
 
 def classifier_name(model: nn.Module) -> str:
     """Module name of the final classifier, as the model's family declares it (:class:`ModelCfg`)."""
-    from fervid.models import model_cfg
-
     return model_cfg(model).classifier
 
 
 def head_prefix(model: nn.Module) -> str:
     """Parameters under this prefix form the head (declared by the family)."""
-    from fervid.models import model_cfg
-
     return model_cfg(model).head_prefix
 
 

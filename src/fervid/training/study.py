@@ -27,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from fervid.data.datasets import load_dataset
+from fervid.data.plots import subplots
 from fervid.emotions import FER2013
 from fervid.errors import UserValueError
-from fervid.safety import atomic_path, write_json_atomic, write_text_atomic
+from fervid.models import list_models
+from fervid.safety import atomic_path, make_dir, prepare_run_dir, write_json_atomic, write_text_atomic
 from fervid.training.imbalance import STRATEGIES
-from fervid.training.schema import ANY, Rule, at_least, between, declare
+from fervid.training.schema import ANY, Rule, at_least, between, check_fields, check_keys, declare
 
 #: Classes singled out in the table (the rare, hard ones in FER2013).
 FOCUS_CLASSES: tuple[str, ...] = ("disgust", "fear")
@@ -57,9 +60,7 @@ class StudyConfig:
     def validate(self) -> None:
         """Every key against its type and declared rule (:data:`STUDY_SCHEMA`); the models
         registered; the training overrides as a training config would take them."""
-        from fervid.models import list_models
         from fervid.training.config import TrainConfig
-        from fervid.training.schema import check_fields, check_keys
 
         check_fields(self)
         if not self.models or not self.strategies or not self.seeds:
@@ -141,8 +142,6 @@ def run_study(
     An ``out`` that already holds a study needs ``resume`` (finished runs are read, an
     interrupted one continues from its ``last.pt``; the budget must be the same) or
     ``overwrite`` (every run of the grid is trained again)."""
-    from fervid.data.datasets import load_dataset
-    from fervid.safety import make_dir, prepare_run_dir
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
 
@@ -259,8 +258,6 @@ def markdown_table(summary: Sequence[dict[str, Any]], labels: Sequence[str] = FE
 def plot_study(summary: Sequence[dict[str, Any]], path: str | Path, labels: Sequence[str] = FER2013) -> None:
     """Two panels: accuracy and macro-F1 per configuration, and per-class recall (error bars: std over seeds)."""
     import matplotlib
-
-    from fervid.data.plots import subplots
 
     names = [
         f"{s['model']}\n{s['strategy']}" if len({x["model"] for x in summary}) > 1 else s["strategy"] for s in summary

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from fervid.emotions import try_canonical
+from fervid.models import attach_meta, create_model, model_args, model_name, model_preprocess
 from fervid.training.optim import classifier_name
 
 if TYPE_CHECKING:
@@ -19,8 +21,6 @@ IMAGENET_GREY_STD = 0.226
 
 
 def _timm_model(cfg: TrainConfig, names: tuple[str, ...]) -> nn.Module:
-    from fervid.models import attach_meta, create_model, model_args, model_preprocess
-
     args = dict(cfg.model_args)
     size = int(args.pop("input_size", 96))
     arch = str(cfg.init_from)[len(TIMM_PREFIX) :]
@@ -40,8 +40,6 @@ def init_model(cfg: TrainConfig, names: Sequence[str]) -> nn.Module:
     base's, so the run's config records what was trained."""
     import torch
 
-    from fervid.emotions import try_canonical
-    from fervid.models import attach_meta, create_model, model_args, model_name, model_preprocess
     from fervid.models.checkpoint import load_model
 
     names = tuple(names)
