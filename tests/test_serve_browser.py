@@ -25,6 +25,8 @@ pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip i
 pytest.importorskip("uvicorn", reason="fervid serve needs uvicorn: pip install 'fervid[serve]'")
 
 from fervid import EmotionRecognizer  # noqa: E402
+from fervid.detectors import LANDMARK_NAMES  # noqa: E402
+from fervid.inference import schema  # noqa: E402
 from fervid.serve.app import create_app  # noqa: E402
 
 FACE_TIMEOUT_S = 15.0
@@ -196,7 +198,9 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     faces = page.evaluate("fervid.lastFaces")
     allowed = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert all(f["label"] in allowed and 0 < f["confidence"] <= 1 and f["box"]["w"] > 5 for f in faces), faces
-    assert any(f["aligned"] for f in faces), "the live camera should crop faces aligned on their landmarks"
+    assert all(list(f) == schema.field_names(schema.FACE_FIELDS) for f in faces), faces  # the schema's fields
+    aligned = page.evaluate("fervid.lastAligned")
+    assert any(aligned), "the live camera should crop faces aligned on their landmarks"
     wait_js(page, "fervid.framesProcessed >= 10", 20)
     assert page.evaluate("fervid.fps") > 0
     # the overlay, bars and timeline are on the page
@@ -289,21 +293,31 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
         assert pf.label == jf["label"] or diff < 0.02
 
 
+def page_image(page: Any, url: str) -> dict[str, list[dict[str, Any]]]:
+    """What the page finds in the image at ``url``, in this browser: ``faces`` (the result
+    schema's face objects) and ``crops`` (the page's own grey crop of each face, row-major,
+    and whether it was aligned on the landmarks)."""
+    return page.evaluate("async (u) => await fervid.detectImage(u)", url)
+
+
 def page_faces(page: Any, url: str) -> list[dict[str, Any]]:
-    """The page's own faces in the image at ``url``: box, landmarks, whether the crop was
-    aligned, the crop itself (grey levels, row-major) and the probabilities."""
-    return page.evaluate(
-        "async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, landmarks: f.landmarks, "
-        "aligned: f.aligned, crop: Array.from(f.crop), probabilities: f.probabilities, label: f.label}))",
-        url,
-    )
+    """The page's faces in the image at ``url``, each with its crop (``crop``, grey levels,
+    row-major) and ``aligned`` added beside the schema's fields."""
+    found = page_image(page, url)
+    return [{**f, "crop": c["grey"], "aligned": c["aligned"]} for f, c in zip(found["faces"], found["crops"])]
+
+
+def landmark_points(landmarks: dict[str, list[float]] | None) -> list[list[float]] | None:
+    """The schema's ``{right_eye: [x, y], ...}`` as ``[[x, y] x 5]`` in LANDMARK_NAMES order."""
+    return None if landmarks is None else [landmarks[n] for n in LANDMARK_NAMES]
 
 
 def face_box(face: dict[str, Any]) -> Any:
     from fervid.detectors import FaceBox
 
     b = face["box"]
-    lm = None if face["landmarks"] is None else tuple((float(x), float(y)) for x, y in face["landmarks"])
+    points = landmark_points(face["landmarks"])
+    lm = None if points is None else tuple((float(x), float(y)) for x, y in points)
     return FaceBox(b["x"], b["y"], b["w"], b["h"], float(face.get("score", 1.0)), lm)
 
 
@@ -408,7 +422,7 @@ def test_page_crop_falls_back_like_python(page: Any, server: str, media: Path) -
     faces = page_faces(page, url)
     assert faces and faces[0]["aligned"], faces
     f = faces[0]
-    lm = np.asarray(f["landmarks"], np.float64)
+    lm = np.asarray(landmark_points(f["landmarks"]), np.float64)
     centre = lm.mean(0)
     variants = {
         "none": None,
