@@ -213,3 +213,27 @@ def test_batch_refuses_to_continue_rows_of_another_schema(data_root, tmp_path, m
     monkeypatch.undo()
     with pytest.raises(ValueError, match="schema_version: '0' then, '1' now"):
         batch.run_batch(folder, out, options=options, progress=False)
+
+
+def test_the_web_pages_constants_are_pythons():
+    """The page (src/fervid/serve/static/app.js) names a face's landmarks and flags ambiguity as
+    the schema does; tests/test_serve_browser.py checks its faces' fields in a real browser."""
+    import re
+
+    from fervid.detectors import LANDMARK_NAMES
+    from fervid.inference.ambiguity import AMBIGUITY_THRESHOLD, LABEL_THRESHOLD
+
+    js = (Path(__file__).resolve().parents[1] / "src" / "fervid" / "serve" / "static" / "app.js").read_text()
+
+    def const(name: str) -> str:
+        m = re.search(rf"^const {name} = (.+?);", js, re.M)
+        assert m, f"app.js has no const {name}"
+        return m.group(1)
+
+    assert json.loads(const("LANDMARK_NAMES")) == list(LANDMARK_NAMES)
+    assert float(const("AMBIGUOUS")) == AMBIGUITY_THRESHOLD
+    assert float(const("LABEL_THRESHOLD")) == LABEL_THRESHOLD
+    # no face field under another spelling (the page once had labelsAbove)
+    for name in schema.field_names(schema.FACE_FIELDS):
+        camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+        assert camel == name or camel not in js, camel

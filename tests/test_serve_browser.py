@@ -25,6 +25,8 @@ pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip i
 pytest.importorskip("uvicorn", reason="fervid serve needs uvicorn: pip install 'fervid[serve]'")
 
 from fervid import EmotionRecognizer  # noqa: E402
+from fervid.detectors import LANDMARK_NAMES  # noqa: E402
+from fervid.inference import schema  # noqa: E402
 from fervid.serve.app import create_app  # noqa: E402
 
 FACE_TIMEOUT_S = 15.0
@@ -196,7 +198,9 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     faces = page.evaluate("fervid.lastFaces")
     allowed = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert all(f["label"] in allowed and 0 < f["confidence"] <= 1 and f["box"]["w"] > 5 for f in faces), faces
-    assert any(f["aligned"] for f in faces), "the live camera should crop faces aligned on their landmarks"
+    assert all(list(f) == schema.field_names(schema.FACE_FIELDS) for f in faces), faces  # the schema's fields
+    aligned = page.evaluate("fervid.lastAligned")
+    assert any(aligned), "the live camera should crop faces aligned on their landmarks"
     wait_js(page, "fervid.framesProcessed >= 10", 20)
     assert page.evaluate("fervid.fps") > 0
     # the overlay, bars and timeline are on the page
@@ -289,21 +293,31 @@ def test_browser_pipeline_matches_python(page: Any, server: str, media: Path) ->
         assert pf.label == jf["label"] or diff < 0.02
 
 
+def page_image(page: Any, url: str) -> dict[str, list[dict[str, Any]]]:
+    """What the page finds in the image at ``url``, in this browser: ``faces`` (the result
+    schema's face objects) and ``crops`` (the page's own grey crop of each face, row-major,
+    and whether it was aligned on the landmarks)."""
+    return page.evaluate("async (u) => await fervid.detectImage(u)", url)
+
+
 def page_faces(page: Any, url: str) -> list[dict[str, Any]]:
-    """The page's own faces in the image at ``url``: box, landmarks, whether the crop was
-    aligned, the crop itself (grey levels, row-major) and the probabilities."""
-    return page.evaluate(
-        "async (u) => (await fervid.detectImage(u)).map(f => ({box: f.box, score: f.score, landmarks: f.landmarks, "
-        "aligned: f.aligned, crop: Array.from(f.crop), probabilities: f.probabilities, label: f.label}))",
-        url,
-    )
+    """The page's faces in the image at ``url``, each with its crop (``crop``, grey levels,
+    row-major) and ``aligned`` added beside the schema's fields."""
+    found = page_image(page, url)
+    return [{**f, "crop": c["grey"], "aligned": c["aligned"]} for f, c in zip(found["faces"], found["crops"])]
+
+
+def landmark_points(landmarks: dict[str, list[float]] | None) -> list[list[float]] | None:
+    """The schema's ``{right_eye: [x, y], ...}`` as ``[[x, y] x 5]`` in LANDMARK_NAMES order."""
+    return None if landmarks is None else [landmarks[n] for n in LANDMARK_NAMES]
 
 
 def face_box(face: dict[str, Any]) -> Any:
     from fervid.detectors import FaceBox
 
     b = face["box"]
-    lm = None if face["landmarks"] is None else tuple((float(x), float(y)) for x, y in face["landmarks"])
+    points = landmark_points(face["landmarks"])
+    lm = None if points is None else tuple((float(x), float(y)) for x, y in points)
     return FaceBox(b["x"], b["y"], b["w"], b["h"], float(face.get("score", 1.0)), lm)
 
 
@@ -408,7 +422,7 @@ def test_page_crop_falls_back_like_python(page: Any, server: str, media: Path) -
     faces = page_faces(page, url)
     assert faces and faces[0]["aligned"], faces
     f = faces[0]
-    lm = np.asarray(f["landmarks"], np.float64)
+    lm = np.asarray(landmark_points(f["landmarks"]), np.float64)
     centre = lm.mean(0)
     variants = {
         "none": None,
@@ -555,3 +569,98 @@ def test_phone_layout(page: Any, server: str, media: Path, tmp_path: Path) -> No
         keep_screenshot(shot, "serve_phone_upload.png")
     finally:
         phone.close()
+
+
+# --------------------------------------------------------------------------- the page and the schema (issue 21)
+
+
+@pytest.fixture(scope="module")
+def onnx_fast() -> EmotionRecognizer:
+    """The Python recognizer on the onnx backend with the model the page runs (``fast``)."""
+    return EmotionRecognizer("fast", backend="onnx", device="cpu").load()
+
+
+def check_page_is_python(page: Any, server: str, url: str, rec: EmotionRecognizer) -> dict[str, float]:
+    """The page's faces in the image at ``url`` against the Python pipeline on the page's own
+    crops and boxes: the schema's fields exactly, the probabilities of ``rec``'s classifier
+    (onnxruntime) on those crops within :func:`tolerances.parity_bound`, the same label, and
+    the other emotion fields as the Python pipeline computes them from the page's
+    probabilities. Returns the largest probability difference and the largest bound."""
+    from fervid.models.checkpoint import load_model
+    from tolerances import U64, gamma, parity_bound
+
+    if not page.url.startswith(server):
+        page.goto(f"{server}/")
+    wait_js(page, "window.fervid && window.fervid.modelLoaded && window.fervid.detectorLoaded", FACE_TIMEOUT_S)
+    page.evaluate("document.querySelector('input[value=fast]').click()")
+    wait_js(page, "fervid.model === 'fast'", 10)
+    found = page_image(page, url)
+    faces, crops = found["faces"], found["crops"]
+    assert faces, "the page found no face"
+
+    # the schema's fields, names and order: a face of /v1/predict, FaceResult.to_dict()
+    fields = schema.field_names(schema.FACE_FIELDS)
+    for f in faces:
+        assert list(f) == fields, (list(f), fields)
+        assert list(f["box"]) == list(schema.BOX_COLUMNS) and all(isinstance(v, int) for v in f["box"].values())
+        assert list(f["landmarks"]) == list(LANDMARK_NAMES), f["landmarks"]
+        assert all(len(p) == 2 for p in f["landmarks"].values())
+
+    # the Python classifier (onnx backend) on the page's own crops
+    pipe = rec.pipeline
+    labels = list(pipe.labels)
+    size = pipe.size
+    stack = np.stack([np.asarray(c["grey"], np.uint8).reshape(size, size) for c in crops])
+    # the page's input tensor is Python's, bit for bit (fervid.data.preprocess.to_array)
+    from fervid.data.preprocess import to_array
+
+    x = to_array(stack, rec.classifier.preprocess)
+    page_x = np.asarray(page.evaluate("(c) => fervid.modelInput(c)", [c["grey"] for c in crops]), np.float32)
+    assert np.array_equal(page_x, x.ravel()), np.abs(page_x - x.ravel()).max()
+    py = pipe.probabilities(stack)
+    js = np.array([[f["probabilities"][lab] for lab in labels] for f in faces], np.float64)
+    assert all(list(f["probabilities"]) == labels for f in faces)
+    # two float32 evaluations of one network (onnxruntime-web's WebAssembly kernels, onnxruntime's
+    # native ones) on the same input tensor: each within logit_error_bound of the exact logits
+    bound = parity_bound(load_model("fast"), stack, py, js)
+    diff = np.abs(js - py)
+    assert (diff <= bound).all(), (diff.max(), bound.min(), diff - bound)
+
+    # the same label: no face here is a near-tie, so the label cannot move within the bound
+    ours = pipe.results([face_box(f) for f in faces], js)  # the Python pipeline's fields of the page's faces
+    for f, p, q, r, b in zip(faces, py, js, ours, bound):
+        top = np.sort(p)[::-1]
+        assert top[0] - top[1] > 2 * b.max(), "a near-tie: the label is not determined by the bound"
+        assert f["label"] == labels[int(np.argmax(p))] == r.label
+        # the emotion fields, computed from the page's probabilities as the pipeline does (float64
+        # both sides, a dozen operations on numbers of magnitude <= 1 + sum |p log p|)
+        eps = 2 * gamma(4 * len(labels), U64) * (1 + float(-(q * np.log(q)).sum()))
+        assert abs(f["confidence"] - r.confidence) <= eps
+        assert abs(f["ambiguity"] - r.ambiguity) <= eps
+        assert abs(f["top2_margin"] - r.top2_margin) <= eps
+        assert f["ambiguous"] == r.ambiguous and f["labels_above"] == list(r.labels_above)
+        assert f["score"] == r.score and tuple(f["box"].values()) == r.box
+        # the whole face: the keys of FaceResult.to_dict()
+        assert list(r.to_dict()) == list(f)
+    return {"max_diff": float(diff.max()), "max_bound": float(bound.max()), "min_bound": float(bound.min())}
+
+
+def test_page_photo_faces_are_the_schema_and_pythons(page: Any, server: str, media: Path, onnx_fast) -> None:
+    """Issue 21: two_people.jpg in the page gives faces with exactly the schema's fields and,
+    on the page's own crops, the Python classifier's probabilities and labels."""
+    import base64
+
+    url = "data:image/jpeg;base64," + base64.b64encode((media / "two_people.jpg").read_bytes()).decode()
+    measured = check_page_is_python(page, server, url, onnx_fast)
+    n = len(page_image(page, url)["faces"])
+    assert n == 2, n
+    print(f"page vs Python on two_people.jpg: {measured}")
+    assert not page.problems, page.problems
+
+
+def test_page_video_frame_faces_are_the_schema_and_pythons(page: Any, server: str, clip: Path, onnx_fast) -> None:
+    """Issue 21: one frame of the clip (given to the page losslessly, as PNG) likewise."""
+    rgb = video_frames(clip, [45])[0]
+    measured = check_page_is_python(page, server, png_url(rgb), onnx_fast)
+    print(f"page vs Python on frame 45 of the clip: {measured}")
+    assert not page.problems, page.problems

@@ -15,6 +15,8 @@ const DET_TOP_K = 50;
 const STRIDES = [8, 16, 32];
 const AMBIGUOUS = 0.65;      // fervid.inference.ambiguity.AMBIGUITY_THRESHOLD (normalised entropy)
 const LABEL_THRESHOLD = 0.3; // labels_above threshold of the Python API
+// fervid.detectors.LANDMARK_NAMES: YuNet's five points in its own order (the person's right eye first).
+const LANDMARK_NAMES = ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"];
 const TIMELINE_SECONDS = 60;
 const COLORS = { angry: "#ff5a5a", disgust: "#8bc34a", fear: "#b07cff", happy: "#ffd23f", sad: "#4f8dff",
                  surprise: "#ff9f40", neutral: "#b8bec8", contempt: "#26c6da" };
@@ -23,7 +25,7 @@ const color = (label) => COLORS[label] || "#4fb3ff";
 // State for people and tests (the browser test reads window.fervid).
 const state = window.fervid = {
   modelLoaded: false, detectorLoaded: false, model: null, camera: "idle", error: null,
-  framesProcessed: 0, facesDrawn: 0, fps: 0, msPerFrame: 0, lastFaces: [], threads: ort.env.wasm.numThreads,
+  framesProcessed: 0, facesDrawn: 0, fps: 0, msPerFrame: 0, lastFaces: [], lastAligned: [], threads: ort.env.wasm.numThreads,
   upload: { status: "idle", faces: null, error: null },
   timeline: { points: 0, first: null, mainId: null, switches: [] }, labelRects: [], canvasSize: null,
 };
@@ -168,6 +170,13 @@ function greyRegion(ctx, rx, ry, rw, rh) {
 const CANONICAL_LANDMARKS_48 = [[14.39, 17.99], [32.61, 17.99], [23.50, 28.20], [16.31, 35.86], [30.69, 35.86]];
 const MAX_SCALE_DISAGREEMENT = 3.0;  // crop._MAX_SCALE_DISAGREEMENT
 
+// Landmarks as [[x, y] x 5] in LANDMARK_NAMES order, from the schema's {right_eye: [x, y], ...}
+// (a face's `landmarks`, the page's or the API's) or from such a list; null stays null.
+function landmarkPoints(landmarks) {
+  if (!landmarks) return null;
+  return Array.isArray(landmarks) ? landmarks : LANDMARK_NAMES.map((n) => landmarks[n]);
+}
+
 // crop.alignment_matrix: least-squares similarity (image -> size x size crop) of the landmarks
 // onto the canonical ones, {a, b, tx, ty} for [[a, -b, tx], [b, a, ty]]; null when degenerate.
 function alignmentMatrix(landmarks, size) {
@@ -287,7 +296,8 @@ function boxCrop(ctx, W, H, box, margin, size) {
 // are missing, degenerate, or describe a face over 3x larger or smaller than the box (broken
 // landmarks, not a face); then the box crop (margin is used only there).
 function cropFace(ctx, W, H, box, landmarks, margin, size) {
-  const M = landmarks ? alignmentMatrix(landmarks, size) : null;
+  const points = landmarkPoints(landmarks);
+  const M = points ? alignmentMatrix(points, size) : null;
   if (M) {
     const implied = size / Math.max(Math.hypot(M.a, M.b), 1e-9), side = Math.max(box.w, box.h, 1);
     const ratio = implied / side;
@@ -299,32 +309,51 @@ function cropFace(ctx, W, H, box, landmarks, margin, size) {
 }
 
 // ---------------------------------------------------------------- emotions
+// fervid.runtime.softmax then FacePipeline.probabilities: the float32 logits over the
+// temperature in float64, each row divided by its sum once more (sums to 1 to the last digit).
 function softmax(logits, t) {
   const z = Array.from(logits, (v) => v / t), m = Math.max(...z);
   const e = z.map((v) => Math.exp(v - m)), sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
+  const p = e.map((v) => v / sum), total = p.reduce((a, b) => a + b, 0);
+  return p.map((v) => v / total);
 }
 
+// The emotion fields of a face, as fervid.inference.pipeline.FacePipeline.results and
+// fervid.inference.ambiguity compute them from one face's probabilities (float64 in both).
 function describe(probs, labels) {
   let k = 0;
   probs.forEach((p, i) => { if (p > probs[k]) k = i; });
-  const ent = -probs.reduce((a, p) => a + (p > 0 ? p * Math.log(p) : 0), 0) / Math.log(labels.length);
-  const above = labels.map((l, i) => [l, probs[i]]).filter(([, p]) => p >= LABEL_THRESHOLD)
-    .sort((a, b) => b[1] - a[1]).map(([l]) => l);
-  return { label: labels[k], confidence: probs[k], ambiguity: ent, ambiguous: ent >= AMBIGUOUS, labelsAbove: above,
-           probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])) };
+  const clip01 = (v) => Math.min(1, Math.max(0, v));
+  const ent = labels.length < 2 ? 0
+    : clip01(-probs.reduce((a, p) => { p = clip01(p); return a + (p > 0 ? p * Math.log(p) : 0); }, 0) / Math.log(labels.length));
+  const sorted = [...probs].sort((a, b) => b - a);
+  // stable sort: equal probabilities keep the label order, as numpy's argsort(kind="stable")
+  const above = labels.map((l, i) => [l, probs[i]]).sort((a, b) => b[1] - a[1])
+    .filter(([, p]) => p >= LABEL_THRESHOLD).map(([l]) => l);
+  return { label: labels[k], confidence: probs[k], probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])),
+           ambiguity: ent, top2_margin: sorted.length < 2 ? 1 : sorted[0] - sorted[1], ambiguous: ent >= AMBIGUOUS,
+           labels_above: above };
 }
 
-async function classify(model, crops) {
-  const { input_size: size, mean, std } = model.meta.preprocess;
-  const inChans = model.meta.preprocess.in_chans || 1;
+// The model's input as fervid.data.preprocess.to_array makes it, bit for bit: every step in
+// float32 ((grey / 255 - mean) / std, each operation rounded to float32 as numpy does; a float64
+// operation on float32 operands rounded once to float32 is the float32 operation).
+function modelInput(preprocess, crops) {
+  const size = preprocess.input_size, inChans = preprocess.in_chans || 1;
+  const mean = Math.fround(preprocess.mean), std = Math.fround(preprocess.std);
   const n = crops.length, plane = size * size, x = new Float32Array(n * inChans * plane);
   for (let f = 0; f < n; f++) {
     for (let c = 0; c < inChans; c++) {
       const off = (f * inChans + c) * plane;
-      for (let i = 0; i < plane; i++) x[off + i] = (crops[f][i] / 255 - mean) / std;
+      for (let i = 0; i < plane; i++) x[off + i] = Math.fround(Math.fround(crops[f][i] / 255) - mean) / std;
     }
   }
+  return x;
+}
+
+async function classify(model, crops) {
+  const size = model.meta.preprocess.input_size, inChans = model.meta.preprocess.in_chans || 1, n = crops.length;
+  const x = modelInput(model.meta.preprocess, crops);
   const out = await model.session.run({ input: new ort.Tensor("float32", x, [n, inChans, size, size]) });
   const logits = out[model.session.outputNames[0]].data, k = model.meta.labels.length;
   const res = [];
@@ -338,7 +367,23 @@ function time(t) {
   for (const k in t) state.timing[k] = state.timing[k] ? 0.9 * state.timing[k] + 0.1 * t[k] : t[k];
 }
 
-// Faces and emotions of one image source (video, image, canvas) of size W x H.
+// A face as the result schema has it (fervid.inference.schema.FACE_FIELDS, docs/result-schema.md):
+// the same fields, names and order as a face of POST /v1/predict. `box` is YuNet's box rounded
+// and clipped to the image; `score` and `landmarks` keep full precision (the JSON of the Python
+// API rounds them to 4 and 2 decimals), as the crop was made from these very landmarks.
+function faceResult(det, emotion) {
+  const { label, confidence, probabilities, ambiguity, top2_margin, ambiguous, labels_above } = emotion;
+  return {
+    box: { x: det.x, y: det.y, w: det.w, h: det.h }, score: det.score, label, confidence, probabilities,
+    ambiguity, top2_margin, ambiguous, labels_above,
+    landmarks: det.landmarks ? Object.fromEntries(LANDMARK_NAMES.map((n, i) => [n, det.landmarks[i]])) : null,
+  };
+}
+
+// Faces and emotions of one image source (video, image, canvas) of size W x H: {faces, crops},
+// `faces` in the schema's fields (faceResult), left to right; `crops[i]` the page's own
+// size x size grey crop of faces[i] ({grey: Uint8Array, aligned: whether it was aligned on the
+// landmarks}), kept beside the faces, not in them: the page's internals, for tests and the console.
 async function analyse(source, W, H) {
   const t0 = performance.now();
   if (grab.width !== W || grab.height !== H) { grab.width = W; grab.height = H; }
@@ -346,15 +391,14 @@ async function analyse(source, W, H) {
   const t1 = performance.now();
   const boxes = await detectFaces(grab, W, H);
   const t2 = performance.now();
-  if (!boxes.length) { time({ grab: t1 - t0, detect: t2 - t1, crop: 0, classify: 0 }); return []; }
+  if (!boxes.length) { time({ grab: t1 - t0, detect: t2 - t1, crop: 0, classify: 0 }); return { faces: [], crops: [] }; }
   const { input_size: size, face_margin: margin } = current.meta.preprocess;
   const crops = boxes.map((b) => cropFace(grabCtx, W, H, b, b.landmarks, margin, size));
   const t3 = performance.now();
   const emotions = await classify(current, crops.map((c) => c.grey));
   time({ grab: t1 - t0, detect: t2 - t1, crop: t3 - t2, classify: performance.now() - t3 });
-  return boxes.map((b, i) => ({ box: { x: b.x, y: b.y, w: b.w, h: b.h }, score: b.score, landmarks: b.landmarks,
-                                aligned: crops[i].aligned, crop: crops[i].grey, ...emotions[i] }))
-    .sort((a, b) => a.box.x - b.box.x || a.box.y - b.box.y);
+  const order = boxes.map((b, i) => i).sort((i, j) => boxes[i].x - boxes[j].x || boxes[i].y - boxes[j].y);
+  return { faces: order.map((i) => faceResult(boxes[i], emotions[i])), crops: order.map((i) => crops[i]) };
 }
 
 // ---------------------------------------------------------------- drawing
@@ -379,8 +423,8 @@ function drawFaces(ctx, faces, labels, scale = 1) {
     const { x, y, w, h } = f.box, col = color(f.label);
     ctx.strokeStyle = col;
     ctx.strokeRect(x, y, w, h);
-    // Eyes, nose tip and mouth corners: [[x, y], ...] from the page's YuNet, {name: [x, y]} from the API.
-    const points = Array.isArray(f.landmarks) ? f.landmarks : f.landmarks && typeof f.landmarks === "object" ? Object.values(f.landmarks) : [];
+    // Eyes, nose tip and mouth corners: {name: [x, y]} (the schema's landmarks), or null.
+    const points = landmarkPoints(f.landmarks) || [];
     ctx.fillStyle = col;
     for (const p of points) if (Array.isArray(p)) ctx.fillRect(p[0] - 2 * scale, p[1] - 2 * scale, 4 * scale, 4 * scale);
     const text = `${f.label} ${Math.round(100 * f.confidence)}%${f.ambiguous ? " ?" : ""}`;
@@ -434,7 +478,7 @@ function updateBars(face) {
 
 // The plausible readings of an ambiguous face: labels above the threshold, else the top two.
 function readings(face) {
-  if (face.labelsAbove.length > 1) return face.labelsAbove;
+  if (face.labels_above.length > 1) return face.labels_above;
   return Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 2).map(([l]) => l);
 }
 
@@ -575,9 +619,9 @@ async function loop() {
       const W = video.videoWidth, H = video.videoHeight;
       if (live.width !== W || live.height !== H) { live.width = W; live.height = H; }
       const t = performance.now();
-      let faces = [];
+      let faces = [], crops = [];
       try {
-        faces = await exclusive(() => analyse(video, W, H));
+        ({ faces, crops } = await exclusive(() => analyse(video, W, H)));
       } catch (e) {
         state.error = String(e.message || e);
         setStatus($("live-status"), `inference error: ${state.error}`, true);
@@ -588,7 +632,8 @@ async function loop() {
       state.canvasSize = { width: W, height: H };
       state.framesProcessed += 1;
       state.facesDrawn += faces.length;
-      state.lastFaces = faces.map((f) => ({ box: f.box, label: f.label, confidence: f.confidence, score: f.score, aligned: f.aligned }));
+      state.lastFaces = faces;  // the schema's fields
+      state.lastAligned = crops.map((c) => c.aligned);  // whether each face's crop was aligned on its landmarks
       state.msPerFrame = 0.9 * (state.msPerFrame || now - t) + 0.1 * (now - t);
       frameTimes.push(now);
       while (frameTimes.length && frameTimes[0] < now - 2000) frameTimes.shift();
@@ -671,15 +716,18 @@ function setupUpload() {
   fetch("/healthz").then((r) => r.json()).then((h) => { $("key-label").hidden = !h.auth_required; }).catch(() => {});
 }
 
-// For tests and the console: faces in an image at `url`, run in this browser.
+// For tests and the console: the faces in the image at `url`, found and classified in this
+// browser: {faces, crops} (see analyse; crops[i].grey as a plain array).
 state.detectImage = async (url) => {
   const img = new Image();
   img.src = url;
   await img.decode();
-  return exclusive(() => analyse(img, img.naturalWidth, img.naturalHeight));
+  const { faces, crops } = await exclusive(() => analyse(img, img.naturalWidth, img.naturalHeight));
+  return { faces, crops: crops.map((c) => ({ grey: Array.from(c.grey), aligned: c.aligned })) };
 };
 
-// For tests: the page's crops of given faces ({box: {x, y, w, h}, landmarks: [[x, y] x 5] | null})
+// For tests: the page's crops of given faces ({box: {x, y, w, h}, landmarks: the schema's
+// {right_eye: [x, y], ...}, or [[x, y] x 5] in that order, or null})
 // in the image at `url`, with the selected model's size and margin: [{grey: [...], aligned}].
 state.cropImage = async (url, faces) => {
   const img = new Image();
@@ -696,6 +744,10 @@ state.cropImage = async (url, faces) => {
     });
   });
 };
+
+// For tests: the selected model's input tensor for grey crops ([[size * size grey levels], ...]),
+// flat, as classify gives it to the model.
+state.modelInput = (crops) => Array.from(modelInput(current.meta.preprocess, crops));
 
 // ---------------------------------------------------------------- start
 async function main() {
