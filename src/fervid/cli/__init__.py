@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fervid.errors import UserValueError
+from fervid.errors import FervidError, UserValueError
 
 # Verb -> module in this package. Modules are imported only when the CLI runs.
 VERBS: dict[str, str] = {
@@ -116,8 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from fervid.errors import FervidError
-
     try:
         return int(args._run(args) or 0)
     except FervidError as e:

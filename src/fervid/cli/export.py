@@ -21,7 +21,14 @@ import argparse
 
 from fervid.cli.argtypes import closed_unit_interval, positive_int, unit_interval
 from fervid.errors import UserValueError
-from fervid.export.onnx import ACTIVATIONS, CALIBRATION_METHODS, DEFAULT_CALIBRATION, FP32_TAILS, INT8_MIN_AGREEMENT
+from fervid.export.onnx import (
+    ACTIVATIONS,
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION,
+    FP32_TAILS,
+    INT8_MIN_AGREEMENT,
+    export_onnx,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -89,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
         raise ModuleNotFoundError("export needs onnx and onnxruntime", name="onnx")
     if not str(args.out).lower().endswith(".onnx"):
         raise UserValueError(f"--out {args.out}: the file name must end in .onnx")
-    from fervid.export.onnx import export_onnx
-
     report = export_onnx(
         args.model,
         args.out,
