@@ -164,10 +164,10 @@ def bench_pipeline(
     set_threads(threads)
     de = DEFAULT_DETECT_EVERY if detect_every is None else detect_every
     rec = EmotionRecognizer(model, detector=detector, device="cpu", backend=backend).load()
-    if backend in ("onnx", "auto") and hasattr(rec.classifier, "session"):
-        from fervid.inference.backends import OnnxClassifier
+    if backend in ("onnx", "auto"):
+        from fervid.inference.backends import with_threads
 
-        rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
+        rec._classifier = with_threads(rec.classifier, threads)  # each ensemble member's session too
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         path = resize_video(source, Path(tmp) / "sized.mp4", size) if size else Path(source)
         passes: list[dict[str, Any]] = []
