@@ -66,7 +66,7 @@ def test_predict_is_the_mean_of_the_members(media: Path, members: dict[str, list
     for f in res.faces:
         assert f.label == max(f.probabilities, key=f.probabilities.__getitem__)
         assert abs(sum(f.probabilities.values()) - 1) <= gamma(3 * 7, U64)
-    # the same through predict_batch and the torch backend's members (another float32 evaluation)
+    # the same computation through predict_batch
     batch = rec.predict_batch([media / PHOTO])[0]
     assert [f.probabilities for f in batch.faces] == [f.probabilities for f in res.faces]
 
@@ -158,3 +158,18 @@ def test_batch_with_an_ensemble(media: Path, tmp_path: Path, members: dict[str, 
     rows = pq.read_table(out).to_pylist()
     labels = EmotionRecognizer("default").labels
     _check_mean([{lab: r[f"p_{lab}"] for lab in labels} for r in rows], members)
+
+
+def test_video_with_an_ensemble(clip: Path) -> None:
+    # a video face goes through the same pipeline: the ensemble's faces on the stream's frames
+    ens = EmotionRecognizer("default+fast", device="cpu")
+    single = {m: EmotionRecognizer(m, device="cpu") for m in ("default", "fast")}
+    frames = list(ens.stream(clip, every=10))
+    assert sum(len(fr.faces) for fr in frames) > 0
+    alone = {m: list(r.stream(clip, every=10)) for m, r in single.items()}
+    for i, fr in enumerate(frames):
+        for f, a, b in zip(fr.faces, alone["default"][i].faces, alone["fast"][i].faces):
+            assert f.box == a.box == b.box
+            m = (np.array(list(a.probabilities.values())) + np.array(list(b.probabilities.values()))) / 2
+            got = np.array(list(f.probabilities.values()))
+            assert (np.abs(got - m) <= mean_bound(m, len(m))).all()
