@@ -173,3 +173,13 @@ def test_video_with_an_ensemble(clip: Path) -> None:
             m = (np.array(list(a.probabilities.values())) + np.array(list(b.probabilities.values()))) / 2
             got = np.array(list(f.probabilities.values()))
             assert (np.abs(got - m) <= mean_bound(m, len(m))).all()
+
+
+def test_evaluate_takes_a_plus(fer_csv: Path, capsys: pytest.CaptureFixture) -> None:
+    from fervid.cli import main
+
+    args = ["--data", str(fer_csv), "--split", "PublicTest", "--max-images", "50", "--no-progress", "--no-report"]
+    assert main(["evaluate", "default+fast", *args]) == 0
+    plus = capsys.readouterr().out
+    assert main(["evaluate", "default", "fast", *args]) == 0
+    assert "ensemble (mean)" in plus and plus == capsys.readouterr().out
