@@ -17,7 +17,9 @@ also the CPU time of the calling thread (onnxruntime and OpenCV then run in it),
 what the call costs on an idle core while other jobs share the machine. Classifier variants:
 ``onnx`` = the ``auto`` backend (onnxruntime fp32) and ``int8`` = ``fervid export --int8``
 (static QDQ, fp32 tail kept; calibrated on FER2013 Training; its parity with PyTorch is
-checked by ``fervid bench --what int8``), exported once into ``runs/int8/``.
+checked by ``fervid bench --what int8``), exported once into ``runs/int8/``. ``--models``
+takes ensembles too (``default,fast,default+fast``): each member's onnxruntime session gets
+``--threads`` threads (an ``int8`` ensemble is the ensemble of the members' int8 exports).
 
 ``--video``: ``fervid.bench.bench_pipeline`` (stream + overlay drawing, the work of
 ``fervid video --out``) on ``short_hamilton_clip.mp4`` letterboxed to 640x480 and
@@ -64,6 +66,11 @@ def int8_path(model: str, data: Path) -> Path:
     return int8_model(model, REPO / "runs" / "int8", data / "fer2013" / "fer2013.csv.gz")
 
 
+def int8_spec(model: str, data: Path) -> str:
+    """The int8 export of a model, or of each member of an ensemble ``A+B``."""
+    return "+".join(str(int8_path(m, data)) for m in model.split("+"))
+
+
 def passes(rec: object) -> str:
     """What YuNet's coarse-to-fine choice did over the run: input sizes and pass counts."""
     sizes = getattr(getattr(rec, "detector", None), "input_sizes", None)
@@ -73,7 +80,7 @@ def passes(rec: object) -> str:
 def run_photo(args: argparse.Namespace) -> int:
     import cv2
 
-    from fervid.inference.backends import OnnxClassifier
+    from fervid.inference.backends import with_threads
     from fervid.inference.recognizer import EmotionRecognizer
 
     cv2.setNumThreads(args.threads)
@@ -83,7 +90,7 @@ def run_photo(args: argparse.Namespace) -> int:
     for model in args.models.split(","):
         for variant in args.variants.split(","):
             for det in args.detectors.split(","):
-                m = str(int8_path(model, data)) if variant == "int8" else model
+                m = int8_spec(model, data) if variant == "int8" else model
                 rec = EmotionRecognizer(
                     m,
                     detector=det,
@@ -91,7 +98,7 @@ def run_photo(args: argparse.Namespace) -> int:
                     backend="onnx",
                     detector_options={"threads": args.threads} if det == "yunet" else None,
                 ).load()
-                rec._classifier = OnnxClassifier(rec.classifier.path, args.threads)  # type: ignore[attr-defined]
+                rec._classifier = with_threads(rec.classifier, args.threads)  # each ensemble member's too
                 configs[f"{model} {variant} + {det}"] = rec
     faces = {k: [len(r.predict(im).faces) for im in imgs] for k, r in configs.items()}
     for r in configs.values():
@@ -138,7 +145,7 @@ def run_video(args: argparse.Namespace) -> int:
     rows = []
     for model in args.models.split(","):
         for variant in args.variants.split(","):
-            m = str(int8_path(model, data)) if variant == "int8" else model
+            m = int8_spec(model, data) if variant == "int8" else model
             for det, every in (("yunet", 1), ("haar", 1), ("haar", 5)):
                 if det not in args.detectors.split(","):
                     continue
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--photo", action="store_true")
     what.add_argument("--video", action="store_true")
-    ap.add_argument("--models", default="default,fast")
+    ap.add_argument("--models", default="default,fast", help="comma-separated; A+B: the mean ensemble (default+fast)")
     ap.add_argument("--variants", default="onnx,int8", help="classifier variants: onnx (fp32), int8")
     ap.add_argument("--detectors", default="yunet,haar")
     ap.add_argument("--repeats", type=int, default=None, help="photo rounds (default 30) / video passes (default 1)")

@@ -220,14 +220,20 @@ def score(y: np.ndarray, probs: list[dict[str, float] | None], labels: tuple[str
 
 
 def mean_probs(members: list[list[dict[str, float] | None]]) -> list[dict[str, float] | None]:
-    """The mean ensemble: per face, the average of the members' probabilities (none if any
-    member found no face; the members share the detector, so they find the same faces)."""
+    """The mean ensemble: per face, the library's average of the members' probabilities
+    (:func:`fervid.inference.backends.mean_probabilities`, what ``--model A+B`` computes on the
+    same crops; none if any member found no face: the members share the detector, so they find
+    the same faces). Each member runs once here, alone and for every ensemble it is part of."""
+    from fervid.inference.backends import mean_probabilities
+
     out: list[dict[str, float] | None] = []
     for ps in zip(*members):
         if any(p is None for p in ps):
             out.append(None)
         else:
-            out.append({k: float(np.mean([p[k] for p in ps])) for k in ps[0]})
+            keys = list(ps[0])  # type: ignore[union-attr]
+            row = mean_probabilities([np.array([[p[k] for k in keys]]) for p in ps])[0]  # type: ignore[index]
+            out.append({k: float(v) for k, v in zip(keys, row)})
     return out
 
 

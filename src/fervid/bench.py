@@ -30,7 +30,7 @@ import numpy as np
 from fervid.data.datasets import load_dataset
 from fervid.errors import UserFileNotFoundError, UserValueError
 from fervid.export.onnx import export_onnx
-from fervid.inference.backends import OnnxClassifier, load_classifier, source_sha256
+from fervid.inference.backends import load_classifier, source_sha256, with_threads
 from fervid.inference.draw import annotate
 from fervid.inference.recognizer import EmotionRecognizer
 from fervid.inference.video import DEFAULT_DETECT_EVERY, STAGES
@@ -163,8 +163,8 @@ def bench_pipeline(
     set_threads(threads)
     de = DEFAULT_DETECT_EVERY if detect_every is None else detect_every
     rec = EmotionRecognizer(model, detector=detector, device="cpu", backend=backend).load()
-    if backend in ("onnx", "auto") and hasattr(rec.classifier, "session"):
-        rec._classifier = OnnxClassifier(rec.classifier.path, threads)  # type: ignore[attr-defined]
+    if backend in ("onnx", "auto"):
+        rec._classifier = with_threads(rec.classifier, threads)  # each ensemble member's session too
     with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
         path = resize_video(source, Path(tmp) / "sized.mp4", size) if size else Path(source)
         passes: list[dict[str, Any]] = []

@@ -16,7 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Scores MODEL(s) on --split (default PrivateTest, or the whole folder without split names). Ensemble weights (--ensemble weighted) and "
         "temperatures (--calibrate) are fitted on PublicTest, never on the reported split.",
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint (.pt / .safetensors) or bundled model name")
+    p.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="checkpoint (.pt / .safetensors) or bundled model name; A+B is the same as A B (the members of an ensemble)",
+    )
     p.add_argument("--data", required=True, help="fer2013.csv(.gz), an image folder or a fervid pack")
     p.add_argument(
         "--split",
@@ -59,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
         summary_table,
         write_calibrated,
     )
+    from fervid.inference.backends import ensemble_members
 
+    # "default+fast" (as --model takes it) is the ensemble of its members: the same as "default fast"
+    models = [m for spec in args.models for m in (ensemble_members(spec) or [spec])]
     cfg = EvalConfig(
-        models=list(args.models),
+        models=models,
         data=args.data,
         split=args.split,
         tta=args.tta,

@@ -31,7 +31,8 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         "--model",
         default=None,
         metavar="NAME",
-        help=f"bundled model name (default, fast, ...), checkpoint or .onnx file (default: {DEFAULTS.model})",
+        help=f"bundled model name (default, fast, ...), checkpoint or .onnx file, or an ensemble A+B "
+        f"(default+fast: the mean of their probabilities) (default: {DEFAULTS.model})",
     )
     g.add_argument(
         "--detector",

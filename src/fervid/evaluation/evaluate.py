@@ -307,7 +307,12 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         temps, weights, fit_info = _fit(cfg, fd, models, cols, idents, stored_t, device)
 
     member_probs = [softmax(lg, t) for lg, t in zip(logits, temps)]
-    probs = np.sum([w * p for w, p in zip(weights, member_probs)], axis=0)
+    if cfg.ensemble == "mean" and len(models) > 1:
+        from fervid.inference.backends import mean_probabilities
+
+        probs = mean_probabilities(member_probs)  # THE mean ensemble, as ``--model A+B`` predicts
+    else:
+        probs = np.sum([w * p for w, p in zip(weights, member_probs)], axis=0)
     probs_before = None
     if cfg.calibrate:
         probs_before = np.sum([w * softmax(lg, t) for w, lg, t in zip(weights, logits, stored_t)], axis=0)

@@ -14,6 +14,12 @@
     onnxruntime was 1.5-3x faster than PyTorch for both bundled models on a 2-core CPU
     (``fervid bench``; benchmarks/realtime.md).
 
+A model ``A+B[+C]`` (``"default+fast"``; names or paths, two or more) is an ensemble:
+:class:`EnsembleClassifier`, each member loaded as above on the same backend, its
+probabilities the mean of the members' calibrated probabilities (:func:`mean_probabilities`),
+the definition of ``fervid evaluate A B`` (``--ensemble mean``) and benchmarks/travel.py.
+A path that exists is one model even when its name has a ``+``.
+
 Without torch (``pip install fervid``, no ``train`` extra) a bundled model name runs the
 verified ONNX file shipped beside its safetensors (:func:`fervid.models.bundled.bundled_onnx`);
 nothing on this path imports torch.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,6 +59,32 @@ class Classifier(Protocol):
     def logits(self, faces: np.ndarray) -> np.ndarray:
         """uint8 ``N x H x W`` grey faces (any size; resized per ``preprocess``) -> ``N x K`` float32."""
         ...
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        """The same faces -> ``N x K`` float64 calibrated probabilities, each row summing to 1
+        (what the face pipeline reports)."""
+        ...
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``N x K`` float64 probabilities of one model's logits: :func:`fervid.runtime.softmax` of
+    the logits (as float32) over the model's temperature, in float64, each row divided by its
+    sum once more so it sums to 1 to the last digit (the arithmetic of every earlier release)."""
+    from fervid.runtime import softmax
+
+    probs = softmax(np.asarray(logits, np.float32), float(temperature)).astype(np.float64)
+    probs /= probs.sum(1, keepdims=True)
+    return probs
+
+
+def mean_probabilities(members: Sequence[np.ndarray]) -> np.ndarray:
+    """THE mean ensemble: the average, in float64, of the members' ``N x K`` calibrated
+    probabilities, each row divided by its sum once more (as :func:`calibrated_probabilities`).
+    :class:`EnsembleClassifier`, ``fervid evaluate A B`` and benchmarks/travel.py all average
+    probabilities this way (never logits: members calibrated apart stay calibrated)."""
+    probs = np.mean(np.stack([np.asarray(p, np.float64) for p in members]), axis=0)
+    probs /= probs.sum(-1, keepdims=True)
+    return probs
 
 
 class TorchClassifier:
@@ -78,6 +111,9 @@ class TorchClassifier:
         out = tta_logits(self.model, faces, "none", self.device, self.batch_size).numpy()
         meta = getattr(self.model, "checkpoint_meta", None)
         return finite_logits(out, meta.get("source", "the model") if isinstance(meta, dict) else "the model")
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return calibrated_probabilities(self.logits(faces), self.temperature)
 
 
 class OnnxClassifier:
@@ -131,6 +167,128 @@ class OnnxClassifier:
             x = normalize_faces(faces[i : i + self.batch_size], self.preprocess)
             out.append(np.asarray(self.session.run(None, {self._input: x})[0], np.float32))
         return finite_logits(np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32), self.path)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return calibrated_probabilities(self.logits(faces), self.temperature)
+
+
+ENSEMBLE_SEPARATOR = "+"
+
+
+def ensemble_members(model: object) -> list[str] | None:
+    """The member names or paths of an ensemble spec ``A+B[+C]``, or ``None`` for one model (a
+    loaded model, a spec without ``+``, or a path that exists, ``+`` in its name or not). A
+    member's own ``+`` (``runs/a+b.pt+fast``) is kept where the longer path is a file.
+    Raises :class:`~fervid.errors.UserValueError` for an empty member (``"default+"``) or a
+    member given twice."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    spec = os.fspath(model)
+    if ENSEMBLE_SEPARATOR not in spec or Path(spec).exists():
+        return None
+    tokens = [m.strip() for m in spec.split(ENSEMBLE_SEPARATOR)]
+    members = []
+    i = 0
+    while i < len(tokens):  # a member's path may have a "+" of its own: the longest run that is a file
+        j = next(
+            (j for j in range(len(tokens), i + 1, -1) if Path(ENSEMBLE_SEPARATOR.join(tokens[i:j])).is_file()), i + 1
+        )
+        members.append(ENSEMBLE_SEPARATOR.join(tokens[i:j]))
+        i = j
+    if len(members) == 1:
+        return None
+    if any(not m for m in members):
+        raise UserValueError(f"model {spec!r}: an ensemble is A+B[+C] with a bundled name or path on each side of '+'")
+    if len(set(members)) < len(members):
+        raise UserValueError(f"model {spec!r}: a member is given twice")
+    return members
+
+
+def check_ensemble_members(model: object) -> None:
+    """For an ensemble spec, that each member is a bundled model name or an existing file:
+    :class:`~fervid.errors.UserValueError` naming the first that is neither. (Labels and
+    crops are compared when the members load: :class:`EnsembleClassifier`.)"""
+    members = ensemble_members(model)
+    if not members:
+        return
+    from fervid.models.bundled import bundled_models
+
+    bundled = bundled_models()
+    for m in members:
+        if m not in bundled and not Path(m).is_file():
+            raise UserValueError(
+                f"ensemble {model!r}: member {m!r} is neither a bundled model (have: {sorted(bundled_models(False))}) "
+                "nor a file"
+            )
+
+
+class EnsembleClassifier:
+    """Two or more classifiers with the same labels and the same crop, as one: probabilities
+    are :func:`mean_probabilities` of the members' calibrated probabilities.
+
+    The face pipeline crops once, at the shared ``input_size`` and ``face_margin`` (each member
+    still normalises the crop with its own mean and std): members that crop differently are
+    refused, naming the member. (The bundled ``default``, ``fast`` and ``ferplus`` all crop
+    48x48 with margin 0.2.) The ensemble's ``temperature`` is 1: its probabilities are already
+    calibrated, member by member, before the averaging; :meth:`logits` are their logarithms,
+    so ``softmax(logits / 1)`` gives the probabilities back (to float32 rounding) wherever
+    logits are asked for (``fervid bench``).
+
+    Args:
+        members: the loaded classifiers.
+        names: what the user called them (for errors and ``repr``).
+    """
+
+    temperature = 1.0
+
+    def __init__(self, members: Sequence[Classifier], names: Sequence[str]):
+        if len(members) < 2 or len(members) != len(names):
+            raise UserValueError(f"an ensemble needs two or more members with a name each, got {list(names)}")
+        self.members = list(members)
+        self.names = [str(n) for n in names]
+        first, p0 = self.names[0], members[0].preprocess
+        for name, m in zip(self.names[1:], members[1:]):
+            if tuple(m.labels) != tuple(members[0].labels):
+                raise UserValueError(
+                    f"ensemble {self.spec!r}: member {name!r} has labels {list(m.labels)}, "
+                    f"{first!r} has {list(members[0].labels)}; members must share their labels"
+                )
+            crop, crop0 = (m.preprocess.input_size, m.preprocess.face_margin), (p0.input_size, p0.face_margin)
+            if crop != crop0:
+                raise UserValueError(
+                    f"ensemble {self.spec!r}: member {name!r} crops faces at {crop[0]} px with margin {crop[1]}, "
+                    f"{first!r} at {crop0[0]} px with margin {crop0[1]}; members must share their crop"
+                )
+        self.labels: tuple[str, ...] = tuple(members[0].labels)
+        self.preprocess: PreprocessConfig = p0
+        backends = {str(getattr(m, "backend", "?")) for m in members}
+        self.backend = backends.pop() if len(backends) == 1 else "mixed"
+
+    @property
+    def spec(self) -> str:
+        return ENSEMBLE_SEPARATOR.join(self.names)
+
+    def __repr__(self) -> str:
+        return f"EnsembleClassifier({self.spec!r}, backend={self.backend!r})"
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)))
+        return mean_probabilities([m.probabilities(faces) for m in self.members])
+
+    def logits(self, faces: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.maximum(np.log(self.probabilities(faces)), np.log(np.finfo(np.float64).tiny)).astype(np.float32)
+
+
+def with_threads(clf: Classifier, threads: int | None) -> Classifier:
+    """``clf`` with onnxruntime sessions of ``threads`` intra-op threads (each member of an
+    ensemble; a torch classifier as it is): for timing on a fixed number of cores."""
+    if isinstance(clf, EnsembleClassifier):
+        return EnsembleClassifier([with_threads(m, threads) for m in clf.members], clf.names)
+    if isinstance(clf, OnnxClassifier):
+        return OnnxClassifier(clf.path, threads)
+    return clf
 
 
 def finite_logits(logits: np.ndarray, source: object) -> np.ndarray:
@@ -298,8 +456,9 @@ def load_classifier(
     device: str = "cpu",
     threads: int | None = None,
 ) -> Classifier:
-    """A classifier for a bundled model name, a checkpoint path, a loaded torch model or
-    (``onnx``/``auto`` backends) an exported ``.onnx`` file. Without torch installed,
+    """A classifier for a bundled model name, a checkpoint path, a loaded torch model,
+    (``onnx``/``auto`` backends) an exported ``.onnx`` file, or an ensemble ``A+B[+C]`` of
+    names and paths (:class:`EnsembleClassifier`, each member on ``backend``). Without torch installed,
     ``onnx`` and ``auto`` run a bundled name's verified ONNX file or an ``.onnx`` file.
 
     Args:
@@ -309,6 +468,10 @@ def load_classifier(
     """
     if not isinstance(model, (str, os.PathLike)):
         return _module_classifier(model, backend, device, threads)
+    members = ensemble_members(model)
+    if members:
+        check_ensemble_members(model)
+        return EnsembleClassifier([load_classifier(m, backend, device, threads) for m in members], members)
     if backend in ("onnx", "auto") and not torch_available():
         return _torch_free_classifier(model, device, threads)
     is_onnx_file = str(model).lower().endswith(".onnx")

@@ -77,8 +77,10 @@ class RecognizerConfig:
 
     Attributes:
         model: a bundled model name (``"default"``, ``"fast"``), a checkpoint path (``.pt``,
-            ``.safetensors``, ``.onnx``), or a loaded model object (such a config cannot be
-            written to JSON).
+            ``.safetensors``, ``.onnx``), an ensemble of them ``"A+B[+C]"`` (``"default+fast"``:
+            the mean of the members' calibrated probabilities; each member must be a bundled
+            name or an existing file, checked here; their labels and crops are compared when
+            they load), or a loaded model object (such a config cannot be written to JSON).
         detector: a registered detector name (``"yunet"``, with landmarks; ``"haar"``,
             ``"haar-profile"``, ``"dlib"``, ``"skip"`` for images that already are face crops)
             or a detector object (``detect(image) -> list[FaceBox]``; not written to JSON).
@@ -133,6 +135,10 @@ class RecognizerConfig:
             raise UserValueError("model must name a bundled model or a checkpoint path, got an empty string")
         if self.model is None:
             raise UserValueError("model must be a bundled model name, a checkpoint path or a loaded model, not None")
+        if isinstance(self.model, str):
+            from fervid.inference.backends import check_ensemble_members
+
+            check_ensemble_members(self.model)  # "default+fast": each member a bundled name or a file
         if isinstance(self.detector, str):
             if not self.detector.strip():
                 raise UserValueError("detector must name a detector (e.g. 'yunet'), got an empty string")

@@ -11,9 +11,11 @@ re-detection windows); the rest is this module.
 Arithmetic (kept bit-identical to earlier releases): the crop is
 :func:`fervid.inference.crop.crop_face` at the model's ``input_size`` with its ``face_margin``
 (0 for whole-image detectors such as ``skip``, whose input already is the face); the
-probabilities are :func:`fervid.runtime.softmax` of the logits (as float32) over the model's
-temperature, in float64, each row divided by its sum once more so it sums to 1 to the last
-digit.
+probabilities are the classifier's own (``Classifier.probabilities``): for one model
+:func:`fervid.inference.backends.calibrated_probabilities`, the softmax of the logits (as
+float32) over the model's temperature, in float64, each row divided by its sum once more so it
+sums to 1 to the last digit; for an ensemble (``default+fast``) the mean of its members'
+(:class:`fervid.inference.backends.EnsembleClassifier`). The pipeline does not know which.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from fervid.detectors import Detector, FaceBox, capabilities
 from fervid.inference.ambiguity import labels_above, normalized_entropy
 from fervid.inference.crop import crop_face
 from fervid.inference.schema import FaceResult
-from fervid.runtime import softmax
 
 if TYPE_CHECKING:
     from fervid.inference.backends import Classifier
@@ -38,8 +39,8 @@ class FacePipeline:
     """Detect, crop and classify faces with one classifier and one detector.
 
     Args:
-        classifier: supplies the labels, preprocessing (input size, face margin), temperature
-            and logits.
+        classifier: supplies the labels, preprocessing (input size, face margin) and
+            probabilities.
         detector: finds the faces (``whole_image`` detectors get no margin added).
         threshold: probability threshold of :attr:`FaceResult.labels_above`.
     """
@@ -98,9 +99,7 @@ class FacePipeline:
         clf = classifier if classifier is not None else self.classifier
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)))
-        probs = softmax(np.asarray(clf.logits(crops), np.float32), float(clf.temperature)).astype(np.float64)
-        probs /= probs.sum(1, keepdims=True)
-        return probs
+        return np.asarray(clf.probabilities(crops), np.float64)
 
     def results(self, boxes: Sequence[FaceBox], probs: np.ndarray) -> list[FaceResult]:
         """One :class:`FaceResult` per box and probability row."""

@@ -38,7 +38,7 @@ from fervid.data.datasets import FERDataError
 from fervid.data.io import ColorOrder, ImageInput, describe_source, load_image
 from fervid.detectors import Detector, FaceBox, create_detector, for_video, video_options
 from fervid.errors import UserValueError
-from fervid.inference.backends import Classifier, TorchClassifier, load_classifier
+from fervid.inference.backends import Classifier, EnsembleClassifier, TorchClassifier, load_classifier
 from fervid.inference.config import DEFAULTS, RecognizerConfig
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH
 from fervid.inference.pipeline import FacePipeline
@@ -300,6 +300,11 @@ class EmotionRecognizer:
         from fervid.inference.adapt import adabn
 
         clf = self.classifier
+        if isinstance(clf, EnsembleClassifier):
+            raise UserValueError(
+                f"AdaBN re-estimates the BatchNorm statistics of one PyTorch model; the ensemble {self.model!r} "
+                "cannot be adapted: adapt a single model"
+            )
         if not isinstance(clf, TorchClassifier):
             if self.backend != "auto":
                 raise UserValueError(
