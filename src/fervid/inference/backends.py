@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from fervid.data.preprocess import PreprocessConfig
-from fervid.errors import UserFileNotFoundError, UserValueError
+from fervid.errors import CheckpointError, UserFileNotFoundError, UserValueError
 from fervid.inference.options import BACKENDS
-from fervid.models.onnx import OPSET, normalize_faces, save_fp32
-from fervid.runtime import cache_dir, torch_available
+from fervid.models.onnx import OPSET, normalize_faces, onnx_session, read_metadata, save_fp32
+from fervid.runtime import cache_dir, softmax, torch_available
 
 if TYPE_CHECKING:
     import torch
@@ -70,8 +70,6 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarr
     """``N x K`` float64 probabilities of one model's logits: :func:`fervid.runtime.softmax` of
     the logits (as float32) over the model's temperature, in float64, each row divided by its
     sum once more so it sums to 1 to the last digit (the arithmetic of every earlier release)."""
-    from fervid.runtime import softmax
-
     probs = softmax(np.asarray(logits, np.float32), float(temperature)).astype(np.float64)
     probs /= probs.sum(1, keepdims=True)
     return probs
@@ -128,8 +126,6 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, batch_size: int = 256):
-        from fervid.models.onnx import onnx_session, read_metadata
-
         self.path = Path(path)
         if not self.path.is_file():
             raise UserFileNotFoundError(f"no such ONNX model: {self.path}")
@@ -153,8 +149,6 @@ class OnnxClassifier:
         try:
             self.session = session or onnx_session(self.path, threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types (InvalidGraph, Fail, ...)
-            from fervid.errors import CheckpointError
-
             raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({type(e).__name__}: {e})") from e
         self._input = self.session.get_inputs()[0].name
 
@@ -295,8 +289,6 @@ def finite_logits(logits: np.ndarray, source: object) -> np.ndarray:
     """``logits``, or a :class:`~fervid.errors.CheckpointError` naming the model when any is
     NaN or infinite: results never carry NaN (not JSON, and not a probability)."""
     if not np.isfinite(logits).all():
-        from fervid.errors import CheckpointError
-
         raise CheckpointError(f"{source}: the model produced NaN or infinite outputs (damaged weights?)")
     return logits
 
