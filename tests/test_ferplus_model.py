@@ -31,7 +31,7 @@ def test_ferplus_loads_with_eight_labels_and_a_fitted_temperature() -> None:
 
     m = load_model("ferplus")
     assert tuple(m.preprocess.labels) == FERPLUS8 and "contempt" in m.preprocess.labels
-    assert m.model_name == "fast_cnn"
+    assert m.model_name == "resnet18_fer"  # the width-32 ResNet-18 of `default` (since 2026-12-07)
     # Calibrated on PublicTest against the vote distribution, not left at 1.
     assert m.temperature != 1.0 and 0.2 < m.temperature < 5.0
     assert m.checkpoint_meta["calibration"]["target"] == "FER+ vote distribution"

@@ -73,11 +73,11 @@ def test_models_cli_reports_parameter_counts(capsys: pytest.CaptureFixture[str])
     assert all(out["architectures"][n]["parameters"] for n in OWN)
     assert {"default", "fast"} <= set(out["bundled"])
     # the bundled weights beside their architectures, as timm ties pretrained weights to models
-    assert out["architectures"]["fast_cnn"]["weights"] == ["fast", "ferplus"]
-    assert out["architectures"]["resnet18_fer"]["weights"] == ["default"]
-    assert out["bundled"]["fast_cnn.ferplus"]["name"] == "ferplus"
+    assert out["architectures"]["fast_cnn"]["weights"] == ["fast"]
+    assert out["architectures"]["resnet18_fer"]["weights"] == ["default", "ferplus"]
+    assert out["bundled"]["resnet18_fer.ferplus"]["name"] == "ferplus"
     assert out["bundled"]["default"]["architecture"] == "resnet18_fer"
     assert {(d["name"], d["runtime"]) for d in out["detectors"]} == {("yunet", "onnxruntime"), ("yunet", "opencv")}
     assert main(["models"]) == 0
     text = capsys.readouterr().out
-    assert "fast_cnn" in text and "weights: fast, ferplus" in text and "yunet/yunet_s_dynamic.onnx" in text
+    assert "fast_cnn" in text and "weights: default, ferplus" in text and "yunet/yunet_s_dynamic.onnx" in text

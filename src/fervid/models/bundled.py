@@ -8,7 +8,7 @@ fervid`` predicts without torch; tests/test_torch_free.py checks that the two ag
 YuNet face detector ships twice too: a dynamic-shape file for onnxruntime and OpenCV's export.
 
 As timm ties pretrained weights to architectures (``resnet18.a1_in1k``), every bundled model
-names the registered architecture it loads into, and ``ARCH.NAME`` (``fast_cnn.ferplus``) is
+names the registered architecture it loads into, and ``ARCH.NAME`` (``resnet18_fer.ferplus``) is
 accepted wherever a bundled name is::
 
     >>> from fervid.models.bundled import weight_files, verified_weight
