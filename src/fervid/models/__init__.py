@@ -155,7 +155,7 @@ def checkpoint_meta(model: nn.Module) -> dict[str, Any]:
 def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
     """The registered architectures (``create_model`` names), as ``timm.list_models``: with
     ``pretrained`` the bundled weights instead, as ``ARCH.NAME`` (``resnet18_fer.ferplus``: the
-    ``ferplus`` weights of ``fast_cnn``), names that ``load_model`` and
+    ``ferplus`` weights of ``resnet18_fer``), names that ``load_model`` and
     ``EmotionRecognizer`` accept. ``filter``: a shell-style pattern (``"fast*"``)."""
     if pretrained:  # the catalogue only: no torch needed
         names = [m.pretrained_name for m in bundled_models(aliases=False).values()]

@@ -184,7 +184,7 @@ def verified_weight(name: str, runtime: str) -> Path:
 
 def pretrained(architecture: str | None = None) -> dict[str, list[str]]:
     """The bundled models' names by the architecture they load into (only ``architecture``'s
-    when given): ``{"fast_cnn": ["fast", "ferplus"], "resnet18_fer": ["default"]}``."""
+    when given): ``{"fast_cnn": ["fast"], "resnet18_fer": ["default", "ferplus"]}``."""
     out: dict[str, list[str]] = {}
     for m in bundled_models(aliases=False).values():
         if architecture is None or m.architecture == architecture:
