@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from servekit import wait_until_serving
+
 fastapi = pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -508,16 +510,7 @@ def test_cli_serve_end_to_end(media: Path, serve_cache: Path, tmp_path: Path, wo
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json()["model_loaded"]:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.time() < deadline, "fervid serve did not come up"
-            time.sleep(0.2)
+        wait_until_serving(base, proc, timeout=90)
         with httpx.Client(base_url=base, timeout=30) as c:
             r = c.post("/v1/predict", files={"file": ("two_people.jpg", (media / "two_people.jpg").read_bytes())})
             assert r.status_code == 200 and len(r.json()["faces"]) == 2

@@ -10,10 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from servekit import wait_until_serving
 
 pytest.importorskip("fastapi", reason="fervid serve needs the serve extra: pip install 'fervid[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -60,16 +61,7 @@ def test_workers_get_the_whole_config_and_answer_with_haar(media: Path, serve_ca
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json()["model_loaded"]:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.time() < deadline, "fervid serve did not come up"
-            time.sleep(0.3)
+        wait_until_serving(base, proc, timeout=120)
         photo = media / "two_people.jpg"
         expected = EmotionRecognizer.from_config(cfg).predict(photo).to_dict()
         yunet_boxes = [f.box for f in EmotionRecognizer("fast").predict(photo).faces]
