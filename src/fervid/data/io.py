@@ -169,10 +169,13 @@ def _from_array(arr: np.ndarray, color: ColorOrder, name: str | None = None) -> 
     return np.ascontiguousarray(a)
 
 
-def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
-    """``H x W x 3`` RGB uint8 -> ``H x W`` grey uint8 (ITU-R 601 luma, as PIL and OpenCV)."""
+def rgb_to_gray(rgb: np.ndarray, color: ColorOrder = "rgb") -> np.ndarray:
+    """``H x W x 3`` RGB (``color="bgr"``: OpenCV's BGR) uint8 -> ``H x W`` grey uint8 (ITU-R 601
+    luma, as PIL and OpenCV); a grey image is returned as it is. The one grey conversion of
+    photos, video frames and detectors."""
     if rgb.ndim == 2:
         return rgb
     import cv2
 
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
+    return cv2.cvtColor(np.ascontiguousarray(rgb), code)

@@ -57,6 +57,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from fervid.data.io import rgb_to_gray
 from fervid.errors import FervidError, UserValueError
 
 LANDMARK_NAMES: tuple[str, ...] = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
@@ -227,12 +228,7 @@ def detector_input(image: np.ndarray) -> np.ndarray:
 
 def as_gray(image: np.ndarray) -> np.ndarray:
     """A detector input (RGB or grey, checked by :func:`detector_input`) as contiguous grey."""
-    image = detector_input(image)
-    if image.ndim == 2:
-        return np.ascontiguousarray(image)
-    import cv2
-
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(rgb_to_gray(detector_input(image)))
 
 
 def check_option(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fervid.data.io import ColorOrder
+from fervid.data.io import ColorOrder, rgb_to_gray
 from fervid.detectors import Detector, FaceBox, capabilities
 from fervid.inference.ambiguity import labels_above, normalized_entropy
 from fervid.inference.crop import crop_face
@@ -59,12 +59,7 @@ class FacePipeline:
     def gray(image: np.ndarray, color: ColorOrder = "rgb") -> np.ndarray:
         """``H x W`` grey uint8 of an RGB (or, ``color="bgr"``, an OpenCV BGR) ``H x W x 3``
         image, ITU-R 601 luma; a grey image is returned as it is."""
-        if image.ndim == 2:
-            return image
-        import cv2
-
-        code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
-        return cv2.cvtColor(np.ascontiguousarray(image), code)
+        return rgb_to_gray(image, color)
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """The detector's boxes in an RGB image."""

@@ -292,6 +292,8 @@ class VideoStream(Iterator[FrameResult]):
         recognizer.load()  # a bad model or detector fails here, before the source is opened
         self.pipeline = recognizer.video_pipeline
         self.detector = self.pipeline.detector
+        # a whole-image detector ("skip") has no face to follow between key frames
+        self._whole_image = capabilities(self.detector).whole_image
         self._reader = open_source(source, fps)
         self.info: SourceInfo = self._reader.info
         self.frames_read = 0
@@ -329,7 +331,7 @@ class VideoStream(Iterator[FrameResult]):
         import cv2
 
         det = self.detector
-        if key or capabilities(det).whole_image:
+        if key or self._whole_image:
             return det.detect(rgb), True
         H, W = rgb.shape[:2]
         found: list[FaceBox] = []
