@@ -25,8 +25,9 @@ the package, no CDN):
                             ``/models/index.json`` the list (the page builds its model switch from it)
 
 Errors are JSON, ``{"error": {"code": ..., "message": ...}}``, never a traceback: 400
-(empty body, no ``file`` field, malformed multipart), 401 (``api_key`` set and the
-``X-API-Key`` header or ``Authorization: Bearer`` token missing or wrong), 404, 413 (body
+(empty body, no ``file`` field, a ``file`` part without a file name, malformed multipart), 401
+(``api_key`` set and the ``X-API-Key`` header or ``Authorization: Bearer`` token missing or
+wrong), 404, 413 (body
 over ``max_upload_mb``, from ``Content-Length`` and counted while the body streams in,
 before anything is decoded; an image whose header declares more than ``max_pixels``
 pixels, i.e. a decompression bomb, is refused before its pixels are decoded), 415 (not an
