@@ -304,3 +304,27 @@ def test_the_catalogue_copy_is_the_one_loaded(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(bundled, "WEIGHTS_DIR", copy)
     with pytest.raises(CheckpointError, match="sha256"):
         load_checkpoint("fast")
+
+
+# --------------------------------------------------------------------------- outputs over inputs
+
+
+def test_an_output_over_an_image_inside_the_input_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from faultkit import fingerprint
+
+    data = tmp_path / "faces"
+    for label in ("angry", "happy"):
+        (data / label).mkdir(parents=True)
+        for k in range(3):
+            write_image(data / label / f"{k}.png", size=48, seed=k)
+    before = fingerprint(data)
+    target = data / "happy" / "0.png"
+    rc, _, err = cli(["data", "show", str(data), "--out", str(target)], capsys)
+    assert_one_line_error(rc, err, str(target), "inside the input folder")
+    assert fingerprint(data) == before
+    # a new file in the folder is no input: it is written
+    rc, _, err = cli(["data", "show", str(data), "--out", str(data / "grid.png")], capsys)
+    assert rc == 0, err
+    assert (data / "grid.png").is_file()
