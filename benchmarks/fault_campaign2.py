@@ -232,6 +232,8 @@ def video(name: str, frames: int, size: tuple[int, int] = (160, 120), fps: float
 
 
 _SHARED: dict[str, Any] = {}
+_A_FILE = TMP / "a-file"
+_A_FILE.write_text("a file, not a folder")
 
 
 def rec_fast() -> Any:
@@ -2081,7 +2083,7 @@ _MISC: list[tuple[str, list[str], tuple[str, ...]]] = [
         ["evaluate", "fast", "fast", "--data", str(TEST_IMAGES), "--max-images", "20", "--no-progress", "--no-report"],
         ("fast",),
     ),
-    ("H07", ["export", "fast", "--out", str(FACE / "x.onnx"), "--no-check", "--no-progress"], ("obama-480p.jpg",)),
+    ("H07", ["export", "fast", "--out", str(_A_FILE / "x.onnx"), "--no-check", "--no-progress"], ("a-file",)),
     (
         "H08",
         ["export", "fast", "--out", str(Path(tempfile.gettempdir()) / "fervid-h08.txt"), "--no-check", "--no-progress"],
@@ -2290,6 +2292,137 @@ cli_error_case(
 )
 
 
+# ---- I. training-side verbs: calibrate, bench, finetune, study, train, data sample
+
+_T = str(DATA / "fer2013-images" / "test")
+_OUT = TMP / "out"
+
+for _cid, _argv, _names in [
+    ("I01", ["calibrate", "default+fast", "--data", _T, "--out", str(_OUT / "i01.pt")], ("default+fast",)),
+    ("I03", ["calibrate", "fast", "--data", _T, "--split", "Nope", "--out", str(_OUT / "i03.pt")], ("Nope",)),
+    ("I04", ["calibrate", "fast", "--data", _T, "--device", "gpu", "--out", str(_OUT / "i04.pt")], ("gpu",)),
+    ("I05", ["bench", "--repeats", "0", "--no-progress"], ("repeats",)),
+    ("I06", ["bench", "--threads", "0", "--no-progress"], ("threads",)),
+    ("I07", ["bench", "--what", "nope", "--no-progress"], ("nope",)),
+    ("I08", ["bench", "--models", "default+nope", "--what", "classifier", "--no-progress"], ("nope",)),
+    ("I09", ["finetune", "fast", "--data", _T, "--epochs", "0", "--out", str(_OUT / "i09")], ("epochs",)),
+    ("I10", ["finetune", "fast", "--data", _T, "--val-fraction", "1.5", "--out", str(_OUT / "i10")], ("val-fraction",)),
+    ("I11", ["finetune", "fast", "--data", _T, "--lr", "nan", "--out", str(_OUT / "i11")], ("lr",)),
+    ("I12", ["finetune", "fast", "--data", _T, "--device", "gpu", "--out", str(_OUT / "i12")], ("gpu",)),
+    ("I13", ["finetune", "default+fast", "--data", _T, "--out", str(_OUT / "i13")], ("default+fast",)),
+    (
+        "I14",
+        ["study", "--data", _T, "--models", "nope_arch", "--epochs", "1", "--out", str(_OUT / "i14")],
+        ("nope_arch",),
+    ),
+    ("I15", ["study", "--data", _T, "--epochs", "0", "--out", str(_OUT / "i15")], ("epochs",)),
+    ("I16", ["train", "--data", _T, "--set", "device=gpu", "--out", str(_OUT / "i16")], ("device",)),
+    ("I17", ["train", "--data", _T, "--set", "model=default+fast", "--out", str(_OUT / "i17")], ("model",)),
+    ("I18", ["data", "show", _T, "--out", str(_OUT / "i18.png"), "--per-class", "0"], ("per-class",)),
+    ("I19", ["data", "show", _T, "--out", str(_OUT / "i19.png"), "--split", "Nope"], ("Nope",)),
+    ("I21", ["evaluate", "fast", "--data", _T, "--device", "gpu", "--max-images", "20", "--no-progress"], ("gpu",)),
+    (
+        "I22",
+        ["export", "fast", "--out", str(_OUT / "i22.onnx"), "--int8", "--calibration-data", "/nonexistent.csv"],
+        ("/nonexistent.csv",),
+    ),
+]:
+    cli_error_case(
+        _cid,
+        "fervid " + " ".join(a.replace(str(DATA), "$DATA") for a in _argv),
+        f"exit != 0 naming {_names}",
+        _argv,
+        _names,
+    )
+
+
+@case(
+    "I02",
+    "fervid calibrate fast --data test --out i02.txt (not .pt / .safetensors)",
+    "refused naming .txt, or a checkpoint that loads as --model",
+)
+def _i02() -> Outcome:
+    out = _OUT / "i02.txt"
+    rc, o, err, exc = run_cli(["calibrate", "fast", "--data", _T, "--out", str(out)])
+    if (crash := crashed(exc, err)) is not None:
+        return crash
+    if rc != 0:
+        return Outcome("clean" if "i02.txt" in err else "unclear", short(err))
+    return judge_ok(
+        lambda: EmotionRecognizer_(str(out), backend="torch", device="cpu").predict(str(FACE)),
+        lambda r: None if len(r.faces) == 1 else f"{len(r.faces)} faces",
+    )
+
+
+@case("I20", "fervid data show folder --out folder/happy/a.jpg (an input image)", "refused, the image intact")
+def _i20() -> Outcome:
+    d = TMP / "i20"
+    for label in ("angry", "happy"):
+        (d / label).mkdir(parents=True)
+        for k in range(3):
+            blank(f"i20-{label}-{k}.png", (48, 48), 40 * k + 20)
+            shutil.copy(TMP / f"i20-{label}-{k}.png", d / label / f"{k}.png")
+    target = d / "happy" / "0.png"
+    return judge_cli_keeps(target, ["data", "show", str(d), "--out", str(target)], ("0.png",))
+
+
+@case("G32", "fervid video tiny-16x16.mp4 --csv t.csv", "exit 0, 0 people")
+def _g32() -> Outcome:
+    v = video("g32.mp4", 4, size=(16, 16))
+    argv = ["video", str(v), "--model", "fast", "--backend", "onnx", "--csv", str(TMP / "g32.csv"), "--no-progress"]
+    return judge_cli(argv, error=False, check=lambda out, err: None if (TMP / "g32.csv").is_file() else "no CSV")
+
+
+@case("G33", "fervid predict clip.mp4 (a video given to predict)", "exit 1 naming the file (use fervid video)")
+def _g33() -> Outcome:
+    v = video("g33.mp4", 2)
+    return judge_cli(
+        ["predict", str(v), "--model", "fast", "--backend", "onnx", "--no-progress"], error=True, names=("g33.mp4",)
+    )
+
+
+@case(
+    "G34",
+    "fervid video photo.jpg --csv p.csv (a photo given to video)",
+    "exit != 0 naming the file, or a 1-frame result",
+)
+def _g34() -> Outcome:
+    rc, out, err, exc = run_cli(
+        ["video", str(FACE), "--model", "fast", "--backend", "onnx", "--csv", str(TMP / "g34.csv"), "--no-progress"]
+    )
+    if (crash := crashed(exc, err)) is not None:
+        return crash
+    if rc != 0:
+        return Outcome("clean" if FACE.name in err else "unclear", short(err))
+    return Outcome("clean" if (TMP / "g34.csv").is_file() else "silently wrong", short(out))
+
+
+@case("G35", "fervid video clip.mp4 --every 1000 --csv e.csv (more than the frames)", "exit 0: the first frame only")
+def _g35() -> Outcome:
+    v = video("g35.mp4", 5)
+    argv = [
+        "video",
+        str(v),
+        "--model",
+        "fast",
+        "--backend",
+        "onnx",
+        "--every",
+        "1000",
+        "--csv",
+        str(TMP / "g35.csv"),
+        "--no-progress",
+    ]
+    return judge_cli(
+        argv, error=False, check=lambda out, err: None if "1 frames" in out or "1 frame" in out else out[:100]
+    )
+
+
+def _data_fingerprint() -> dict[str, str]:
+    """The real photos' digests: the campaign must never write into the data it reads."""
+    return {p.name: _fp(p) for p in sorted(MEDIA.iterdir()) if p.is_file()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="run the cases whose id starts with this")
@@ -2298,6 +2431,7 @@ def main() -> int:
     if not FACE.is_file():
         print(f"needs the real photos: {MEDIA} is missing", file=sys.stderr)
         return 2
+    data_before = _data_fingerprint()
     counts: Counter[str] = Counter()
     rows = []
     for c in CASES:
@@ -2312,6 +2446,9 @@ def main() -> int:
         counts[o.klass] += 1
         rows.append((c, o))
         print(f"{c.cid:<7} {o.klass:<15} {short(c.command, 70):<70} | {o.observed}", flush=True)
+    if _data_fingerprint() != data_before:
+        print(f"the campaign changed files in {MEDIA}: restore them", file=sys.stderr)
+        counts["campaign error"] += 1
     print()
     print(f"{len(rows)} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     shutil.rmtree(TMP, ignore_errors=True)
