@@ -232,14 +232,13 @@ def test_nan_outputs_never_reach_results(monkeypatch: pytest.MonkeyPatch) -> Non
 def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the bundled weights folder (never the installed one)."""
     import fervid.models.bundled as bundled
-    import fervid.models.checkpoint as ckmod
 
     dst = tmp_path / "weights"
     dst.mkdir()
     for name in ("manifest.json", "fast.safetensors", "default.safetensors", "fast.onnx", "default.onnx"):
         shutil.copy(bundled.WEIGHTS_DIR / name, dst / name)
-    monkeypatch.setattr(ckmod, "WEIGHTS_DIR", dst)  # what load_model reads
-    monkeypatch.setattr(bundled, "WEIGHTS_DIR", dst)  # what the sha256 checks and the ONNX path read
+    # the one place the weights folder is read (load_model, the sha256 checks, the ONNX path)
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", dst)
     return dst
 
 

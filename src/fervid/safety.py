@@ -298,8 +298,10 @@ def same_file(a: PathLike, b: PathLike) -> bool:
 
 
 def check_not_input(out: PathLike | None, inputs: Iterable[Any], what: str = "output") -> None:
-    """Refuse (:class:`OutputError`) when ``out`` resolves to one of ``inputs`` (entries that
-    are not paths, such as bundled model names or arrays, are ignored)."""
+    """Refuse (:class:`OutputError`) when ``out`` resolves to one of ``inputs``, or is an
+    existing file inside an input folder (an image folder's images are inputs too: ``fervid
+    data show faces/ --out faces/happy/1.jpg`` would replace one). Entries that are not paths,
+    such as bundled model names or arrays, are ignored."""
     if out is None:
         return
     for inp in inputs:
@@ -307,6 +309,10 @@ def check_not_input(out: PathLike | None, inputs: Iterable[Any], what: str = "ou
             continue
         if os.path.exists(inp) and same_file(out, inp):
             raise OutputError(f"{what} {out} is the input {inp}: refusing to overwrite an input (choose another path)")
+        if os.path.isdir(inp) and os.path.isfile(out) and Path(out).resolve().is_relative_to(Path(inp).resolve()):
+            raise OutputError(
+                f"{what} {out} is a file inside the input folder {inp}: refusing to overwrite it (choose another path)"
+            )
 
 
 def check_outputs_not_inputs(

@@ -46,6 +46,7 @@ Importing this package loads numpy only; OpenCV, onnxruntime and dlib load on th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -118,8 +119,15 @@ def create_detector(name: str | Detector | None = None, **kwargs: Any) -> Detect
         return name
     if name not in _REGISTRY:
         raise UserValueError(f"unknown detector {name!r}; available: {sorted(_REGISTRY)}")
+    factory = _REGISTRY[name][0]
+    unknown = _unknown_options(factory, kwargs)
+    if unknown:
+        raise UserValueError(
+            f"detector {name!r} has no option {', '.join(map(repr, unknown))} (options given: {sorted(kwargs)}; "
+            f"it takes: {', '.join(_option_names(factory)) or 'none'})"
+        )
     try:
-        return _REGISTRY[name][0](**kwargs)
+        return factory(**kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
@@ -127,8 +135,38 @@ def create_detector(name: str | Detector | None = None, **kwargs: Any) -> Detect
         raise UserValueError(f"detector {name!r} has no option {bad} (options given: {sorted(kwargs)})") from None
 
 
+def _option_names(factory: DetectorFactory) -> list[str]:
+    """The keyword options ``factory`` declares (empty when it takes ``**options`` or has no
+    readable signature: then the call itself says what it refuses)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds]
+
+
+def _unknown_options(factory: DetectorFactory, kwargs: dict[str, Any]) -> list[str]:
+    """The options in ``kwargs`` that ``factory`` does not take, checked against its signature
+    before it is called (so a detector without options, ``skip``, names the option too)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return []
+    known = set(_option_names(factory))
+    return sorted(k for k in kwargs if k not in known)
+
+
 def _haar_profile(**options: Any) -> HaarDetector:
     return HaarDetector(profile=True, **options)
+
+
+# haar-profile takes Haar's options but profile (always on): its signature says so, for the check above
+_haar_profile.__signature__ = inspect.signature(HaarDetector).replace(  # type: ignore[attr-defined]
+    parameters=[p for p in inspect.signature(HaarDetector).parameters.values() if p.name != "profile"]
+)
 
 
 register_detector("yunet", YuNetDetector, "YuNet CNN with 5 landmarks (default; bundled, onnxruntime or OpenCV)")

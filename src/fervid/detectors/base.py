@@ -259,6 +259,13 @@ def check_option(
         raise UserValueError(f"detector option {name} must be {rng}, got {value!r}")
 
 
+def check_flag(name: str, value: Any) -> None:
+    """Refuse (:class:`UserValueError`) a yes/no detector option that is not a bool: from JSON,
+    YAML or ``--detector-option profile=yes`` a string would read as true whatever it says."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise UserValueError(f"detector option {name} must be true or false, got {value!r}")
+
+
 MIN_SIDE = 32
 """Smallest ``max_side`` a detector accepts: below it no face can be found."""
 

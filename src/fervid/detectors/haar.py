@@ -15,6 +15,7 @@ from fervid.detectors.base import (
     DetectorUnavailableError,
     FaceBox,
     as_gray,
+    check_flag,
     check_option,
     clip_box,
     downscale,
@@ -71,6 +72,8 @@ class HaarDetector(BaseDetector):
         check_option("min_size", min_size, low=0, open_low=True)
         check_option("max_side", max_side, low=MIN_SIDE, integer=True, none_ok=True)
         check_option("roi_face", roi_face, low=HAAR_MIN_FACE, integer=True)
+        check_flag("profile", profile)
+        check_flag("equalize", equalize)
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors

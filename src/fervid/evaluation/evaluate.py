@@ -43,6 +43,7 @@ from fervid.evaluation.calibration import (
 )
 from fervid.evaluation.report import write_report
 from fervid.inference.adapt import adabn
+from fervid.inference.backends import check_distinct_models
 from fervid.inference.logits import align_columns, tta_logits
 from fervid.inference.options import TTA_MODES
 from fervid.models import count_parameters, model_preprocess, model_temperature
@@ -79,6 +80,7 @@ class EvalConfig:
     def validate(self) -> None:
         if not self.models:
             raise UserValueError("no model given")
+        check_distinct_models([str(m) for m in self.models], f"models {list(map(str, self.models))}")
         if self.tta not in TTA_MODES:
             raise UserValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
         if self.ensemble not in ENSEMBLE_MODES:

@@ -193,9 +193,32 @@ def ensemble_members(model: object) -> list[str] | None:
         return None
     if any(not m for m in members):
         raise UserValueError(f"model {spec!r}: an ensemble is A+B[+C] with a bundled name or path on each side of '+'")
-    if len(set(members)) < len(members):
-        raise UserValueError(f"model {spec!r}: a member is given twice")
+    check_distinct_models(members, f"model {spec!r}")
     return members
+
+
+def model_identity(model: str) -> str:
+    """What a model name or path stands for: a bundled model's canonical name (an alias such as
+    ``fast-cnn-fer2013`` is ``fast``), else the resolved path (``./a.pt`` and ``$PWD/a.pt`` are
+    one file)."""
+    from fervid.models.bundled import bundled_models
+
+    bundled = bundled_models()
+    if model in bundled and not Path(model).exists():
+        return f"bundled:{bundled[model].name}"
+    return str(Path(model).expanduser().resolve())
+
+
+def check_distinct_models(models: Sequence[str], what: str = "models") -> None:
+    """:class:`~fervid.errors.UserValueError` when two of ``models`` are the same model (by
+    :func:`model_identity`): an ensemble of a model with itself is that model, reported as two."""
+    seen: dict[str, str] = {}
+    for m in models:
+        key = model_identity(m)
+        if key in seen:
+            same = "given twice" if seen[key] == m else f"given twice ({seen[key]!r} and {m!r} are the same model)"
+            raise UserValueError(f"{what}: a member is {same}")
+        seen[key] = m
 
 
 def check_ensemble_members(model: object) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,15 @@ class FrozenOptions(Mapping[str, Any]):
 def _is_number(value: Any) -> bool:
     # bool is an int subclass: True as a threshold or a size is a mistake, not 1
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_DEVICE = re.compile(r"auto|(cpu|cuda|mps|xpu)(:[0-9]+)?")
+"""The devices a recognizer runs on (what torch would take, spelt as the CLI documents it):
+checked when the config is made, so that ``"gpu"`` or ``"cuda:-1"`` is refused before a model
+loads (or before ``fervid serve --workers N`` starts N processes that would each fail)."""
+
+_NOT_A_MODEL = (bool, int, float, complex, bytes, list, tuple, dict, set)
+"""Types that are neither a model name or path nor a loaded model (``model=3``, ``["default"]``)."""
 
 
 def _is_int(value: Any) -> bool:
@@ -133,8 +143,11 @@ class RecognizerConfig:
         Called when the config is made (and by :func:`dataclasses.replace`)."""
         if isinstance(self.model, str) and not self.model.strip():
             raise UserValueError("model must name a bundled model or a checkpoint path, got an empty string")
-        if self.model is None:
-            raise UserValueError("model must be a bundled model name, a checkpoint path or a loaded model, not None")
+        if self.model is None or isinstance(self.model, _NOT_A_MODEL):
+            raise UserValueError(
+                "model must be a bundled model name, a checkpoint path or a loaded model, "
+                f"not {type(self.model).__name__} {self.model!r}"
+            )
         if isinstance(self.model, str):
             from fervid.inference.backends import check_ensemble_members
 
@@ -156,7 +169,7 @@ class RecognizerConfig:
             raise UserValueError(f"score_threshold must be in [0, 1] or None, got {self.score_threshold!r}")
         if self.backend not in BACKENDS:
             raise UserValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
-        if not isinstance(self.device, str) or not self.device.strip():
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             raise UserValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         if not (_is_number(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise UserValueError(f"threshold must be in [0, 1], got {self.threshold!r}")

@@ -319,7 +319,8 @@ class EmotionRecognizer:
         """Emotions of images that already are face crops (no detection, no margin added).
 
         ``crops`` is one image or a sequence of them (paths, bytes, PIL images, arrays;
-        an ``N x H x W`` uint8 array is N grey crops). Each is converted to grey and
+        an ``N x H x W`` uint8 array is N grey crops, unless ``W`` is 1, 3 or 4: such an array
+        is one ``H x W x C`` image; pass a list of crops to say otherwise). Each is converted to grey and
         resized to the model's input size. Boxes are the whole crop; scores are 1.0.
         """
         pipe = self.pipeline

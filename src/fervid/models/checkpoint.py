@@ -30,7 +30,7 @@ from fervid.models import (
     model_preprocess,
     model_temperature,
 )
-from fervid.models.bundled import WEIGHTS_DIR, bundled_models, file_sha256
+from fervid.models.bundled import bundled_models, file_sha256, verified_file
 from fervid.models.onnx_model import OnnxModel
 from fervid.safety import atomic_write, check_input_file, output_error
 from fervid.version import __version__
@@ -296,7 +296,9 @@ def load_checkpoint(name_or_path: str | os.PathLike = "default") -> dict[str, An
     bundled = bundled_models()
     if name in bundled and not Path(name).exists():
         b = bundled[name]
-        ckpt = load_safetensors_checkpoint(WEIGHTS_DIR / b.file, sha256=b.sha256)
+        # verified_file: a missing, damaged or replaced file (a folder in its place) is a
+        # CheckpointError naming it; the weights folder is read where the catalogue reads it
+        ckpt = load_safetensors_checkpoint(verified_file(b.name, b.file, b.sha256))
         ckpt["source"] = f"bundled:{b.name}"
         return ckpt
     path = Path(name)

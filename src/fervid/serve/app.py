@@ -25,8 +25,9 @@ the package, no CDN):
                             ``/models/index.json`` the list (the page builds its model switch from it)
 
 Errors are JSON, ``{"error": {"code": ..., "message": ...}}``, never a traceback: 400
-(empty body, no ``file`` field, malformed multipart), 401 (``api_key`` set and the
-``X-API-Key`` header or ``Authorization: Bearer`` token missing or wrong), 404, 413 (body
+(empty body, no ``file`` field, a ``file`` part without a file name, malformed multipart), 401
+(``api_key`` set and the ``X-API-Key`` header or ``Authorization: Bearer`` token missing or
+wrong), 404, 413 (body
 over ``max_upload_mb``, from ``Content-Length`` and counted while the body streams in,
 before anything is decoded; an image whose header declares more than ``max_pixels``
 pixels, i.e. a decompression bomb, is refused before its pixels are decoded), 415 (not an
@@ -50,6 +51,7 @@ throughput run several processes (``fervid serve --workers N``, see :func:`app_f
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import os
 from collections.abc import AsyncIterator
@@ -105,6 +107,7 @@ __all__ = [
     "SERVICE_KEYS",
     "app_from_env",
     "check_api_key",
+    "check_limits",
     "create_app",
     "serve_config",
 ]
@@ -142,8 +145,9 @@ def create_app(
     if max_pixels is None:
         config = getattr(recognizer, "config", None)  # any recognizer-like object may be served
         max_pixels = config.max_pixels if isinstance(config, RecognizerConfig) else DEFAULT_MAX_PIXELS
-    if max_upload_mb <= 0 or max_pixels <= 0 or max_batch <= 0 or max_concurrency <= 0:
-        raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive")
+    check_limits(
+        max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_batch=max_batch, max_concurrency=max_concurrency
+    )
     mimetypes.add_type("text/javascript", ".mjs")
     mimetypes.add_type("application/wasm", ".wasm")
     check_api_key(api_key)
@@ -184,6 +188,19 @@ def create_app(
     return app
 
 
+def check_limits(**limits: Any) -> None:
+    """Refuse (:class:`~fervid.errors.UserValueError`, naming it) a service limit that is not a
+    positive finite number: ``max_upload_mb`` any number (MiB), the others whole numbers. A
+    limit of NaN, infinity, ``True`` or ``"16"`` (from ``FERVID_SERVE_CONFIG``'s JSON) must not
+    become a traceback at start-up nor a limit that means something else."""
+    for name, value in limits.items():
+        whole = name != "max_upload_mb"
+        ok_type = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+        if not ok_type or not value > 0 or not math.isfinite(value * (1 if whole else 2**20)):
+            what = "a whole number >= 1" if whole else "a positive finite number of MiB"
+            raise UserValueError(f"{name} must be {what}, got {value!r}")
+
+
 # --------------------------------------------------------------------------- several processes
 
 
@@ -211,13 +228,20 @@ def app_from_env() -> FastAPI:
     and ``max_upload_mb``, all optional (an unknown key is an error naming it);
     ``fervid serve --workers N`` sets it to its whole config (:func:`serve_config`). Each
     process loads its own copy of the model."""
-    data = json.loads(os.environ.get(ENV_CONFIG) or "{}")
+    text = os.environ.get(ENV_CONFIG) or "{}"
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UserValueError(f"{ENV_CONFIG} is not valid JSON ({e}): {text[:200]!r}") from None
     if not isinstance(data, dict):
         raise UserValueError(f"{ENV_CONFIG} must be a JSON object, got {type(data).__name__}")
     service = {k: data.pop(k) for k in SERVICE_KEYS if k in data}
-    rec = EmotionRecognizer.from_config(RecognizerConfig.from_dict(data))
-    return create_app(
-        rec,
-        api_key=service.get("api_key"),
-        max_upload_mb=float(service.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
-    )
+    try:
+        rec = EmotionRecognizer.from_config(RecognizerConfig.from_dict(data))
+        return create_app(
+            rec,
+            api_key=service.get("api_key"),
+            max_upload_mb=service.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB),
+        )
+    except UserValueError as e:
+        raise UserValueError(f"{ENV_CONFIG}: {e}") from None

@@ -57,7 +57,14 @@ async def read_uploads(request: Request, state: ServeState, many: bool) -> list[
                 if isinstance(value, UploadFile):
                     items.append((safe_name(value.filename, f"upload-{len(items)}"), await value.read()))
                 else:
-                    items.append((f"upload-{len(items)}", str(value).encode()))
+                    # A part without a file name reaches the app as text, decoded with its bytes
+                    # replaced where they are not UTF-8: an image sent so is lost, so say why.
+                    raise ApiError(
+                        400,
+                        "not_a_file",
+                        f"the multipart field {key!r} holds text, not a file: send the image as a file part "
+                        f"with a file name (curl -F '{key}=@photo.jpg')",
+                    )
         finally:
             await form.close()
         if not items:
