@@ -125,4 +125,5 @@ def test_head_and_missing_files(client: TestClient) -> None:
     assert head.status_code == 200 and int(head.headers["content-length"]) == MANIFEST[WASM]["size"]
     missing = client.get("/static/vendor/onnxruntime-web/nothing.wasm", headers={"Accept-Encoding": "gzip"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert client.get(f"{url}.gz").status_code == 404  # the stored form is not a URL of its own
     assert client.post(url).status_code == 405

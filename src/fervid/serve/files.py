@@ -72,6 +72,8 @@ class PrecompressedStaticFiles(StaticFiles):
     (see the module's docstring)."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if path.endswith(".gz"):  # how a file is stored, not a URL: its type would be guessed as the original's
+            raise HTTPException(status_code=404)
         try:
             return await super().get_response(path, scope)
         except HTTPException as e:
