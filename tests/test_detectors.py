@@ -27,6 +27,7 @@ from fervid.detectors import (
     roi_scale,
 )
 from fervid.errors import UserValueError
+from tolerances import U64, gamma
 
 HAS_DLIB = importlib.util.find_spec("dlib") is not None
 
@@ -106,7 +107,8 @@ def test_a_detector_with_only_detect_works_in_predict_and_stream(two_people: np.
     rec = EmotionRecognizer("fast", detector=obj, device="cpu")
     res = rec.predict(two_people)
     assert [f.box for f in res.faces] == [b.box for b in HaarDetector().detect(two_people)]
-    assert all(abs(sum(f.probabilities.values()) - 1.0) < 1e-4 for f in res.faces)
+    # renormalised in float64 (K additions, K divisions) and summed here: within gamma(3K)
+    assert all(abs(sum(f.probabilities.values()) - 1.0) <= gamma(3 * len(f.probabilities), U64) for f in res.faces)
     assert rec.video_detector is obj
 
     obj.shapes.clear()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fervid.emotions import FERPLUS8
+from tolerances import U64, gamma
 
 
 def test_ferplus_is_bundled_with_a_matching_sha256() -> None:
@@ -63,7 +64,8 @@ def test_ferplus_predicts_eight_probabilities_on_a_real_photo(data_root: Path) -
     f = res.faces[0]
     assert list(f.probabilities) == list(FERPLUS8)
     p = np.array(list(f.probabilities.values()))
-    assert abs(p.sum() - 1) < 1e-5 and (p >= 0).all()
+    # renormalised in float64 (K additions, K divisions) and summed here: within gamma(3K)
+    assert abs(p.sum() - 1) <= gamma(3 * len(p), U64) and (p >= 0).all()
     assert f.label == max(f.probabilities, key=f.probabilities.get)
     assert 0.0 <= f.ambiguity <= 1.0
 

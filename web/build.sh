@@ -8,7 +8,12 @@
 #   onnxruntime-web: ort.wasm.min.mjs (the WASM-only build) and its threaded SIMD runtime
 #                    ort-wasm-simd-threaded.{mjs,wasm}
 #   swagger-ui-dist: the OpenAPI docs page at /docs (served locally instead of from a CDN)
-# with each package's licence.
+# with each package's licence. The large files (over 100 kB: the WebAssembly runtime, the Swagger
+# UI bundle and stylesheet) are stored as NAME.gz only (gzip -9, no name or time in the header:
+# the same bytes on every rebuild), 4 MB in the wheel instead of 16; precompressed.json records
+# each original's sha256 and size (tests/test_serve_files.py checks the .gz against them).
+# fervid serve sends the .gz with Content-Encoding: gzip, or decompressed to a client that does
+# not accept gzip (src/fervid/serve/files.py).
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v npm >/dev/null || { echo "web/build.sh: npm not found (apt-get install npm)" >&2; exit 1; }
@@ -48,6 +53,24 @@ SOFTWARE.
 TXT
 SW=node_modules/swagger-ui-dist
 cp "$SW/swagger-ui-bundle.js" "$SW/swagger-ui.css" "$SW/favicon-32x32.png" "$SW/LICENSE" "$VENDOR/swagger-ui/"
+node - "$VENDOR" <<'JS'
+// Compress the large text and WebAssembly files in place (NAME -> NAME.gz) and record the originals.
+const fs = require("fs"), path = require("path"), zlib = require("zlib"), crypto = require("crypto");
+const vendor = process.argv[2], manifest = {};
+for (const dir of fs.readdirSync(vendor).sort()) {
+  const folder = path.join(vendor, dir);
+  if (!fs.statSync(folder).isDirectory()) continue;
+  for (const name of fs.readdirSync(folder).sort()) {
+    const file = path.join(folder, name);
+    const data = fs.readFileSync(file);
+    if (data.length <= 100 * 1024 || !/\.(wasm|js|mjs|css)$/.test(name)) continue;
+    fs.writeFileSync(file + ".gz", zlib.gzipSync(data, { level: 9 }));
+    fs.unlinkSync(file);
+    manifest[dir + "/" + name] = { sha256: crypto.createHash("sha256").update(data).digest("hex"), size: data.length };
+  }
+}
+fs.writeFileSync(path.join(vendor, "precompressed.json"), JSON.stringify(manifest, null, 2) + "\n");
+JS
 node -e "for (const p of ['onnxruntime-web','swagger-ui-dist']) { const j=require('./node_modules/'+p+'/package.json'); console.log(p, j.version, j.license); }" \
   > "$VENDOR/VERSIONS.txt"
 du -sh "$VENDOR"

@@ -23,6 +23,9 @@ the package, no CDN):
                             else ``$XDG_CACHE_HOME/fervid`` or ``~/.cache/fervid``);
                             ``/models/{name}.json`` their labels, preprocessing and temperature;
                             ``/models/index.json`` the list (the page builds its model switch from it)
+``GET /static/...``         the page's files; the large vendored ones are stored as ``NAME.gz``
+                            and sent gzip-encoded, or decompressed to clients that do not
+                            accept gzip (:mod:`fervid.serve.files`)
 
 Errors are JSON, ``{"error": {"code": ..., "message": ...}}``, never a traceback: 400
 (empty body, no ``file`` field, a ``file`` part without a file name, malformed multipart), 401
@@ -62,13 +65,13 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fervid.errors import UserValueError
 from fervid.inference.config import RecognizerConfig
 from fervid.inference.recognizer import EmotionRecognizer
 from fervid.serve.browser import BrowserModels
+from fervid.serve.files import PrecompressedStaticFiles
 from fervid.serve.guards import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PIXELS,
@@ -183,7 +186,7 @@ def create_app(
     app.exception_handler(RequestValidationError)(validation_error)
     app.include_router(api)
     app.include_router(page)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", PrecompressedStaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(Guard, max_body=state.max_bytes + MULTIPART_OVERHEAD, limit=state.max_bytes)
     return app
 
