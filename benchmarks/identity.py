@@ -25,9 +25,10 @@ right = the id went back to the same annotated person; not known for the run thr
 VideoStream, which shows 0/0), and the tracker's own CPU time per frame in the replay
 (``time.process_time``: cut detection and descriptors included, detection and classification
 not). ``--cuts`` prints the colour histogram distance at the cuts and the largest elsewhere,
-with its cost; ``--sweep`` the re-id threshold and ratio, min_hits and the descriptor kinds.
-``--speed`` only times the whole pipeline (CPU ms per frame, one thread) with the fervid on
-``PYTHONPATH``, to compare two trees.
+with its cost, for the clip as it is and letterboxed to 640x480 and 1280x720; ``--sweep`` the
+re-id threshold and ratio, min_hits and the descriptor kinds. ``--speed`` only times the whole
+pipeline (CPU ms per frame, one thread) with the fervid on ``PYTHONPATH``, to compare two trees
+(``--tracker`` picks the stream's tracker).
 """
 
 from __future__ import annotations
@@ -209,7 +210,17 @@ def make_reordered(clip: Path, tmp: Path) -> tuple[Path, dict[int, list[Any]]]:
     return out, gt
 
 
-def cut_report(clip: Path) -> None:
+def cut_report(clip: Path, sizes: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720))) -> None:
+    """The cut detector's distances on the clip as it is and letterboxed to each of ``sizes``."""
+    from fervid.bench import resize_video
+
+    cut_distances(clip, "as it is")
+    with tempfile.TemporaryDirectory(prefix="fervid-identity-") as tmp:
+        for w, h in sizes:
+            cut_distances(resize_video(clip, Path(tmp) / f"{w}x{h}.mp4", (w, h)), f"letterboxed to {w}x{h}")
+
+
+def cut_distances(clip: Path, what: str) -> None:
     import cv2
 
     from fervid.inference.tracking import CutDetector
@@ -226,7 +237,7 @@ def cut_report(clip: Path) -> None:
     cuts = [a for a, _ in SHOTS[1:]]
     others = max(v for i, v in enumerate(d) if i not in cuts)
     print(
-        f"cut distances {[round(d[c], 3) for c in cuts]} at frames {cuts}; largest elsewhere {others:.3f}; "
+        f"{what}: cut distances {[round(d[c], 3) for c in cuts]} at frames {cuts}; largest elsewhere {others:.3f}; "
         f"{1e3 * float(np.median(ts)):.2f} ms per frame"
     )
 
@@ -242,10 +253,12 @@ def descriptor_cost(frames: list[Recorded]) -> float:
     return 1e3 * (time.perf_counter() - t0) / max(n, 1)
 
 
-def pipeline_cpu(clip: Path, passes: int = 3) -> None:
+def pipeline_cpu(clip: Path, passes: int = 3, tracker: str | None = None) -> None:
     """CPU time per frame of the whole default pipeline (stream + drawing, everything on one
     thread, the clip letterboxed to 640x480) for the fervid on ``PYTHONPATH``: run it with each
-    tree in turn to compare a change (CPU time is steadier than wall time on a shared machine)."""
+    tree in turn to compare a change (CPU time is steadier than wall time on a shared machine).
+    ``tracker`` (``"person"``, ``"iou"``): the stream's tracker; ``None`` passes none, so that a
+    tree from before trackers had names runs the same code."""
     import fervid
     from fervid.bench import resize_video, set_threads
     from fervid.inference.backends import OnnxClassifier
@@ -260,12 +273,14 @@ def pipeline_cpu(clip: Path, passes: int = 3) -> None:
         path = resize_video(clip, Path(tmp) / "sized.mp4", (640, 480))
         for _ in range(passes):
             t0, w0, n = time.process_time(), time.perf_counter(), 0
-            for fr in rec.stream(path):
+            for fr in rec.stream(path, **({"tracker": tracker} if tracker else {})):
                 annotate(fr.frame, fr.faces, bgr=True)
                 n += 1
             cpu.append(1e3 * (time.process_time() - t0) / n)
             fps.append(n / (time.perf_counter() - w0))
-    print(f"{fervid.__file__}: CPU ms/frame {[round(c, 2) for c in cpu]}, wall fps {[round(f, 1) for f in fps]}")
+    print(
+        f"{fervid.__file__} (tracker {tracker or 'default'}): CPU ms/frame {[round(c, 2) for c in cpu]}, wall fps {[round(f, 1) for f in fps]}"
+    )
 
 
 def table(title: str, rows: dict[str, dict[str, Any]]) -> None:
@@ -289,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also sweep the re-id threshold and min_hits")
     ap.add_argument("--cache", help="folder to keep the recorded pipeline outputs in between runs (tuning)")
     ap.add_argument("--speed", action="store_true", help="only the pipeline's CPU time per frame (see pipeline_cpu)")
+    ap.add_argument("--tracker", choices=("person", "iou"), help="--speed: the stream's tracker (default: none given)")
+    ap.add_argument("--passes", type=int, default=3, help="--speed: passes over the clip (default 3)")
     ap.add_argument("--cuts", action="store_true", help="print the cut detector's distances")
     args = ap.parse_args(argv)
     from fervid.bench import set_threads
@@ -300,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no clip at {clip}", file=sys.stderr)
         return 2
     if args.speed:
-        pipeline_cpu(clip)
+        pipeline_cpu(clip, args.passes, args.tracker)
         return 0
     if args.cuts:
         cut_report(clip)

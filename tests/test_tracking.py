@@ -5,8 +5,11 @@ against the hand-annotated ones (tests/data/hamilton_identities.csv)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,14 @@ import pytest
 from fervid.cli import main
 from fervid.detectors import FaceBox, iou
 from fervid.errors import UserValueError
-from fervid.inference.tracking import CutDetector, FaceDescriptor, IoUTracker, PersonTracker, make_tracker
+from fervid.inference.tracking import (
+    CutDetector,
+    FaceDescriptor,
+    IoUTracker,
+    PersonTracker,
+    make_tracker,
+    thumbnail,
+)
 from fervid.inference.video import Timeline, main_person, stream
 
 GT_CSV = Path(__file__).parent / "data" / "hamilton_identities.csv"
@@ -67,6 +77,17 @@ def test_cut_detector_distance_is_bhattacharyya_of_colour_histograms():
     assert cd.distance(_frame(250)) == pytest.approx(1.0, abs=1e-6)  # disjoint histograms
     with pytest.raises(UserValueError, match="cut_threshold"):
         CutDetector(1.5)
+
+
+@pytest.mark.parametrize(("h", "w", "size"), [(360, 640, (36, 64)), (480, 640, (48, 64)), (481, 643, (48, 64))])
+def test_cut_thumbnail_is_block_means_by_a_whole_factor(h, w, size):
+    """The cut detector's thumbnail: shrunk by one whole factor (10 here; a 481x643 frame loses
+    its last row and 3 columns), each pixel its block's mean rounded to uint8 (within 0.5)."""
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
+    small = thumbnail(frame)
+    assert small.shape == (*size, 3)
+    means = frame[: size[0] * 10, : size[1] * 10].reshape(size[0], 10, size[1], 10, 3).mean(axis=(1, 3))
+    assert np.abs(small - means).max() <= 0.5
 
 
 def test_make_tracker_and_bad_settings():
@@ -144,13 +165,24 @@ def test_ground_truth_file_is_well_formed():
     assert after and not after & before
 
 
-def test_cli_video_ids_are_people_on_the_real_clip(clip, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def clip_outputs(clip, tmp_path_factory):
+    """``fervid video`` on the media clip with every per-person output: the CSV rows, the
+    summary, the plot's path and the printed text."""
+    out_dir = tmp_path_factory.mktemp("clip-outputs")
+    csv_p, summ_p, plot_p = out_dir / "t.csv", out_dir / "s.json", out_dir / "t.png"
+    args = ["video", str(clip), "--csv", str(csv_p), "--summary", str(summ_p), "--plot", str(plot_p), "--no-progress"]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(args) == 0
+    rows = list(csv.DictReader(csv_p.open(newline="", encoding="utf-8")))
+    return {"rows": rows, "summary": json.loads(summ_p.read_text()), "plot": plot_p, "text": text.getvalue()}
+
+
+def test_cli_video_ids_are_people_on_the_real_clip(clip_outputs):
     """The issue's check: no id both before and after the cut at frame 211, none under 3 frames,
     and no id on two annotated people (each id's faces match one person of the ground truth)."""
-    csv_p, summ_p = tmp_path / "t.csv", tmp_path / "s.json"
-    assert main(["video", str(clip), "--csv", str(csv_p), "--summary", str(summ_p), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    rows = list(csv.DictReader(csv_p.open()))
+    rows = clip_outputs["rows"]
     frames_of: dict[int, list[int]] = collections.defaultdict(list)
     for r in rows:
         frames_of[int(r["face_id"])].append(int(r["frame"]))
@@ -166,13 +198,98 @@ def test_cli_video_ids_are_people_on_the_real_clip(clip, tmp_path, capsys):
                 people[int(r["face_id"])].add(person)
     assert all(len(p) == 1 for p in people.values()), people
     # the main person: the singer's id in the long shot 82-210 (the most time on screen)
-    summary = json.loads(summ_p.read_text())
+    summary = clip_outputs["summary"]
     main_id = summary["main_person"]
     assert people[main_id] == {"singer"} and min(frames_of[main_id]) <= 90 and max(frames_of[main_id]) >= 200
     s = summary["faces"][str(main_id)]
     assert s["name"] == f"person {main_id}" and s["frames"] == len(frames_of[main_id])
-    assert s["seconds_on_screen"] == pytest.approx(s["frames"] / 29.97, abs=1e-2)
-    assert f"main: person {main_id}" in out
+    assert f"main: person {main_id}" in clip_outputs["text"]
+
+
+def test_summary_is_the_csv_added_up(clip_outputs, clip):
+    """Each person's time on screen, appearances, emotion shares (over the time they are
+    visible), mean probabilities and the main person, recomputed from the CSV rows."""
+    import cv2
+
+    from fervid.inference.video import AWAY_SECONDS
+
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    rows, summary = clip_outputs["rows"], clip_outputs["summary"]
+    labels = summary["labels"]
+    by_id: dict[int, list[dict[str, str]]] = collections.defaultdict(list)
+    for r in rows:
+        by_id[int(r["face_id"])].append(r)
+    assert sorted(map(int, summary["faces"])) == sorted(by_id)
+    # the summary rounds times to 1e-3 s and shares and means to 1e-4; each frame lasts 1/fps
+    for fid, mine in by_id.items():
+        s = summary["faces"][str(fid)]
+        times = sorted(float(r["time"]) for r in mine)
+        assert s["frames"] == len(mine) == len({r["frame"] for r in mine})  # one face per person per frame
+        assert s["seconds_on_screen"] == pytest.approx(len(mine) / fps, abs=5e-4 + len(mine) * 1e-12)
+        assert (s["first_seen"], s["last_seen"]) == (round(times[0], 3), round(times[-1], 3))
+        starts = [times[0]] + [b for a, b in zip(times, times[1:]) if b - a > AWAY_SECONDS]
+        ends = [a for a, b in zip(times, times[1:]) if b - a > AWAY_SECONDS] + [times[-1]]
+        assert s["appearances"] == [[round(a, 3), round(b, 3)] for a, b in zip(starts, ends)]
+        counts = collections.Counter(r["label"] for r in mine)
+        for lab in labels:
+            assert s["emotion_share"][lab] == pytest.approx(counts[lab] / len(mine), abs=5e-5)
+            mean = sum(float(r[f"smoothed_{lab}"]) for r in mine) / len(mine)
+            assert s["mean_probabilities"][lab] == pytest.approx(mean, abs=5e-5 + 1e-9)
+        assert s["dominant_emotion"] == max(labels, key=lambda lab: (counts[lab], -labels.index(lab)))
+    longest = max(by_id, key=lambda i: (len(by_id[i]), -min(int(r["frame"]) for r in by_id[i])))
+    assert summary["main_person"] == longest
+
+
+def test_every_output_names_the_same_people(clip_outputs, clip, tmp_path):
+    """The CSV, the summary, the printed text, the plot and ``fervid batch``'s Parquet rows of
+    the clip give each face the same person id."""
+    import pandas as pd
+    from PIL import Image
+
+    rows, summary, text = clip_outputs["rows"], clip_outputs["summary"], clip_outputs["text"]
+    ids = {int(r["face_id"]) for r in rows}
+    assert {int(k) for k in summary["faces"]} == ids
+    assert all(v["name"] == f"person {v['face_id']}" for v in summary["faces"].values())
+    # the text: every person it names, with their time on screen, main person first
+    named = re.findall(r"; person (\d+): (\w+) \((\d+)% of ([\d.]+) s\)", text)
+    assert named and int(named[0][0]) == summary["main_person"]
+    for fid, label, _pct, secs in named:
+        s = summary["faces"][fid]
+        assert label == s["dominant_emotion"] and float(secs) == pytest.approx(s["seconds_on_screen"], abs=0.05)
+    assert len(named) == min(8, len(ids))
+    if len(ids) > 8:
+        assert f"; {len(ids) - 8} more people" in text
+    # the plot: its panels are people of the CSV, the main person among them
+    title = Image.open(clip_outputs["plot"]).text["Title"]
+    plotted = {int(x) for x in re.findall(r"person (\d+)", title)}
+    assert plotted <= ids and summary["main_person"] in plotted and len(plotted) == min(6, len(ids))
+    # fervid batch: the same face in the same frame has the same id
+    out = tmp_path / "r.parquet"
+    assert main(["batch", str(clip), "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == len(rows)
+    csv_by_frame: dict[int, list[tuple[int, FaceBox]]] = collections.defaultdict(list)
+    for r in rows:
+        csv_by_frame[int(r["frame"])].append(
+            (int(r["face_id"]), FaceBox(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])))
+        )
+    for r in table.itertuples():
+        box = FaceBox(int(r.x), int(r.y), int(r.w), int(r.h))
+        same = max(csv_by_frame[int(r.frame)], key=lambda c: iou(c[1], box))
+        assert iou(same[1], box) >= 0.5 and same[0] == int(r.face_id), (r.frame, r.face_id, same)
+
+
+def test_cli_iou_tracker_still_works(clip, tmp_path):
+    """``--tracker iou``: the old tracker, ids at once (no frame held back, short tracks kept)."""
+    csv_p = tmp_path / "t.csv"
+    args = ["video", str(clip), "--tracker", "iou", "--max-seconds", "1", "--csv", str(csv_p), "--no-progress"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(csv_p.open(newline="", encoding="utf-8")))
+    assert {int(r["frame"]) for r in rows} == set(range(30))  # 1 s at 29.97 fps: frames 0-29, each with faces
+    first = [int(r["face_id"]) for r in rows if r["frame"] == "0"]
+    assert first and sorted(first) == list(range(1, len(first) + 1))  # an id for every box of frame 0
 
 
 def test_reidentifies_the_singer_across_reordered_shots(rec, clip):

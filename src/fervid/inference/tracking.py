@@ -4,7 +4,7 @@
 which can be switched off to measure it (``benchmarks/identity.py``):
 
 1. **Shot cuts** (:class:`CutDetector`): the Bhattacharyya distance between the colour
-   histograms (HSV, 8x4x4 bins, on a 64x36 thumbnail) of consecutive frames. Above
+   histograms (HSV, 8x4x4 bins, on a :func:`thumbnail` of about 64x36) of consecutive frames. Above
    ``cut_threshold`` the shot has changed: every track ends there, so no box of the new
    shot can inherit an identity by position.
 2. **Confirmation and hysteresis**: a new track is *tentative*; it becomes a person after
@@ -78,13 +78,26 @@ def match_boxes(
     return assigned
 
 
+def thumbnail(frame: np.ndarray, width: int = 64, height: int = 36) -> np.ndarray:
+    """``frame`` shrunk by a whole factor to about ``width`` x ``height`` (at least that on both
+    sides; a 640x360 frame gives 64x36, a 640x480 one 64x48), each pixel the mean of a block.
+    A whole factor keeps OpenCV's area resize on its fast path: 0.27 ms for a 640x480 frame
+    on one core, against 0.93 ms for the same frame to exactly 64x36."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    k = max(1, min(w // width, h // height))
+    w2, h2 = w - w % k, h - h % k  # a few border pixels dropped so that k divides both sides
+    return cv2.resize(frame[:h2, :w2], (w2 // k, h2 // k), interpolation=cv2.INTER_AREA)
+
+
 class CutDetector:
     """Shot cuts from the frames themselves: the Bhattacharyya distance between the HSV
     colour histograms of consecutive frames (0: same colours, 1: disjoint).
 
     On ``short_hamilton_clip.mp4`` the three cuts score 0.36-0.48 and every other frame
     0.10 or less (``benchmarks/identity.py --cuts``); the default threshold, 0.25, sits
-    between them. Costs ~0.3 ms per frame (a 64x36 thumbnail)."""
+    between them. Costs ~0.3 ms per 640x360 or 640x480 frame (a :func:`thumbnail`)."""
 
     def __init__(self, threshold: float = 0.25):
         if not 0.0 < threshold < 1.0:
@@ -97,7 +110,7 @@ class CutDetector:
         """The distance of this frame's histogram to the previous frame's (0 for the first)."""
         import cv2
 
-        small = cv2.resize(frame_bgr, (64, 36), interpolation=cv2.INTER_AREA)
+        small = thumbnail(frame_bgr)
         hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256])
         cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)

@@ -679,12 +679,28 @@ def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> None:
     write_json_atomic(path, summary)
 
 
-def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
-    """One panel per person (the ``max_faces`` longest on screen): its smoothed emotion
-    probabilities over time (a matplotlib Figure drawn off screen; no display needed)."""
+PLOT_METADATA_SUFFIXES = (".png", ".pdf", ".svg", ".ps", ".eps")
+"""Plot formats whose files carry a title in their metadata (matplotlib's ``metadata``)."""
 
-    ids = sorted(timeline.series, key=lambda i: -len(timeline.series[i]))[:max_faces]
-    ids.sort()
+
+def plotted_people(timeline: Timeline, max_faces: int = 6) -> list[int]:
+    """The people :func:`plot_timeline` draws, in panel order (by id): the ``max_faces`` longest
+    on screen, ranked as :func:`main_person` ranks them (so the main person is always drawn)."""
+    stats = timeline._faces
+    ranked = sorted(
+        (i for i in timeline.series if i in stats),
+        key=lambda i: (-stats[i]["seconds"], -stats[i]["frames"], stats[i]["first"], i),
+    )
+    return sorted(ranked[:max_faces])
+
+
+def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 6) -> Path:
+    """One panel per person (the ``max_faces`` longest on screen, :func:`plotted_people`): its
+    smoothed emotion probabilities over time (a matplotlib Figure drawn off screen; no display
+    needed). A PNG, PDF, SVG or PostScript file names the people drawn in its metadata title
+    (``"fervid timeline: person 2, person 9"``), as the CSV and the summary name them."""
+
+    ids = plotted_people(timeline, max_faces)
     n = max(1, len(ids))
     fig, axes = subplots(n, 1, figsize=(10, 1.0 + 2.0 * n), sharex=True, squeeze=False)
     for ax, fid in zip(axes[:, 0], ids):
@@ -707,6 +723,8 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     fig.suptitle("Emotion probabilities over time (smoothed)")
     fig.tight_layout()
     path = Path(path)
+    title = "fervid timeline: " + (", ".join(person_name(i) for i in ids) or "no face found")
+    meta = {"Title": title} if path.suffix.lower() in PLOT_METADATA_SUFFIXES else None
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, metadata=meta)
     return path

@@ -60,19 +60,22 @@ class VideoReport:
     stopped_early: bool = False
     written: list[str] = field(default_factory=list)
 
-    def describe(self) -> str:
-        """One line: frames processed, the main person and each person's dominant emotion (the
-        first eight people)."""
+    def describe(self, people: int = 8) -> str:
+        """One line: frames processed, the main person and the dominant emotion of the
+        ``people`` longest on screen (the main person first; ``N more`` for the others)."""
         faces = self.summary["faces"]
         main = self.summary.get("main_person")
+        shown = sorted(faces.values(), key=lambda v: (v["face_id"] != main, -v["seconds_on_screen"], v["face_id"]))
+        more = len(shown) - people
         return (
             f"{self.info.name}: {self.frames} frames processed, {len(faces)} {'people' if len(faces) != 1 else 'person'}"
             + (f" (main: {person_name(main)})" if main is not None else "")
             + "".join(
                 f"; {person_name(v['face_id'])}: {v['dominant_emotion']} "
                 f"({100 * v['emotion_share'][v['dominant_emotion']]:.0f}% of {v['seconds_on_screen']:.1f} s)"
-                for v in list(faces.values())[:8]
+                for v in shown[:people]
             )
+            + (f"; {more} more {'people' if more > 1 else 'person'} (less time on screen)" if more > 0 else "")
         )
 
 
