@@ -49,7 +49,8 @@ def _quiet(err: str) -> str:
 
 
 def test_verify_video_and_image_refuse_what_does_not_decode(tmp_path: Path) -> None:
-    from fervid.inference.draw import verify_image, verify_video
+    from fervid.data.imagefile import verify_image
+    from fervid.inference.draw import verify_video
 
     clip = write_video(tmp_path / "clip.mp4", frames=30)
     verify_video(clip, 30)
@@ -147,6 +148,58 @@ def test_annotated_photo_that_does_not_read_back_is_an_error(
     rc, _, err = cli(["predict", str(photo), "--out", str(out), "--model", "fast", "--backend", "torch"], capsys)
     assert_one_line_error(rc, err, str(out / "p.png"))
     assert "does not decode" in err and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("writer", ["data-show grid", "video plot", "study plot"])
+def test_every_image_writer_reads_back_what_it_wrote(
+    writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plot or sample grid whose writer reported success but left a short file (a quota hit
+    at close, a full network disk) was renamed into place and reported written; like an
+    annotated photo, it is now decoded back first: a named error, no file, no temporary."""
+    from matplotlib.figure import Figure
+
+    from faultkit import synthetic_data
+
+    real = Figure.savefig
+
+    def silently_short(self, fname, *a, **k):
+        real(self, fname, *a, **k)
+        with open(fname, "r+b") as f:
+            f.truncate(300)
+
+    monkeypatch.setattr(Figure, "savefig", silently_short)
+    if writer == "data-show grid":
+        from fervid.data.plots import sample_grid
+
+        dest = tmp_path / "grid.png"
+        write = lambda: sample_grid(synthetic_data(n_train=70, n_val=0), dest, per_class=2)  # noqa: E731
+    elif writer == "video plot":
+        from fervid.emotions import FER2013
+        from fervid.inference.video import Timeline, plot_timeline
+
+        dest = tmp_path / "plot.png"
+        write = lambda: plot_timeline(Timeline(FER2013), dest)  # noqa: E731
+    else:
+        from fervid.training.study import write_outputs
+
+        dest = tmp_path / "study" / "study.png"
+        dest.parent.mkdir()
+        write = lambda: write_outputs([], dest.parent)  # noqa: E731
+    with pytest.raises(OutputError, match=rf"cannot write .*{dest.name}: the written image does not decode"):
+        write()
+    assert not dest.exists() and leftovers(tmp_path) == []
+
+
+def test_a_vector_plot_is_written_without_an_image_check(tmp_path: Path) -> None:
+    """``--plot t.svg``/``t.pdf`` stay what the user asked for (Pillow decodes neither)."""
+    from fervid.emotions import FER2013
+    from fervid.inference.video import Timeline, plot_timeline
+
+    for name in ("t.svg", "t.pdf"):
+        plot_timeline(Timeline(FER2013), tmp_path / name)
+    assert (tmp_path / "t.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
 
 
 # --------------------------------------------------------------------- timestamps
