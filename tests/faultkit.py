@@ -161,6 +161,24 @@ def small_filesystem(base: Path, size: str = "256k") -> Iterator[Path | None]:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def unprivileged_prefix() -> list[str] | None:
+    """The command prefix that runs a child without the power to ignore file permissions (what
+    root has): none for a user that is not root (CI runners, users' machines), ``unshare
+    --user`` for root (a user namespace: no capability over this system's files), ``None``
+    where root cannot drop it (the caller skips, saying why)."""
+    import shutil
+
+    if not hasattr(os, "geteuid"):
+        return None
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare"):
+        r = subprocess.run(["unshare", "--user", "id", "-u"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip() != "0":
+            return ["unshare", "--user"]
+    return None
+
+
 def file_size_limit(limit: int) -> Any:
     """``preexec_fn`` capping the size of files the child writes (EFBIG past it: Python ignores
     SIGXFSZ), the portable way to make writes fail without privileges."""

@@ -26,6 +26,7 @@ from faultkit import (
     leftovers,
     run_fervid,
     small_filesystem,
+    unprivileged_prefix,
     write_image,
     write_video,
 )
@@ -440,26 +441,20 @@ def test_manifest_rule(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------- unprivileged user
 
-UNPRIVILEGED = ["unshare", "--user"]  # uid 65534 in a user namespace: no CAP_DAC_OVERRIDE on this system's files
-
-
-def _unprivileged_ok() -> bool:
-    if not shutil.which("unshare"):
-        return False
-    r = subprocess.run([*UNPRIVILEGED, "id", "-u"], capture_output=True, text=True)
-    return r.returncode == 0 and r.stdout.strip() != "0"
-
 
 @pytest.fixture()
-def unprivileged() -> None:
-    if not (hasattr(os, "geteuid") and _unprivileged_ok()):
-        pytest.skip("needs `unshare --user` (user namespaces) to run as an unprivileged user")
+def unprivileged() -> list[str]:
+    """The prefix that drops root's power over permissions (``[]`` when not root)."""
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root here cannot drop its power over permissions (no `unshare --user`)")
+    return prefix
 
 
-def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _as_unprivileged(prefix: list[str], argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
-        [*UNPRIVILEGED, sys.executable, "-m", "fervid", *argv],
+        [*prefix, sys.executable, "-m", "fervid", *argv],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -472,7 +467,7 @@ def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[
     "verb",
     ["predict-new", "predict-existing", "video-out", "video-csv", "batch", "batch-parts"],
 )
-def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str, unprivileged: None) -> None:
+def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str, unprivileged: list[str]) -> None:
     photo = write_image(tmp_path / "p.png", size=96)
     clip = write_video(tmp_path / "c.mp4", frames=10)
     locked = tmp_path / "locked"
@@ -496,7 +491,7 @@ def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: 
         "batch-parts": (["batch", str(photo), "--out", str(locked / "r.parquet"), *model], locked / "r.parquet"),
     }[verb]
     try:
-        r = _as_unprivileged(argv, tmp_path)
+        r = _as_unprivileged(unprivileged, argv, tmp_path)
     finally:
         locked.chmod(0o755)
         if (locked / "r.parquet.parts").exists():
