@@ -4,7 +4,7 @@ Every case is classified ``clean`` / ``traceback`` / ``silently wrong`` / ``data
 ``unclear`` (or ``not run`` where the machine cannot stage it, e.g. no tmpfs without root)
 with the evidence; a table and the totals are printed at the end.
 
-    PYTHONPATH=src python benchmarks/fault_campaign.py [--only SUBSTRING ...] [--json FILE]
+    PYTHONPATH=src python benchmarks/fault_campaign.py [--only SUBSTRING ...] [--json FILE] [--src DIR]
 
 The issue's "Checked by" items are cases here, verbatim: a 1 MB tmpfs under ``fervid video
 --out`` (``mount -t tmpfs -o size=1m tmpfs DIR``, needs root), ``fervid batch x.parquet.parts
@@ -35,6 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fault suite's input makers, not copies of them
+SRC = [REPO / "src"]  # the fervid the cases run (--src: another checkout's, for a before/after table)
 
 CLEAN, TRACEBACK, WRONG, LOSS, UNCLEAR, NOT_RUN = (
     "clean",
@@ -78,7 +79,7 @@ def case(id: str, group: str, what: str) -> Callable[[Callable[[Path], Verdict]]
 
 def fervid(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
     """``python -m fervid ARGV`` as the user types it."""
-    e = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FERVID_CACHE": str(cwd / ".cache"), **(env or {})}
+    e = {**os.environ, "PYTHONPATH": str(SRC[0]), "FERVID_CACHE": str(cwd / ".cache"), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "fervid", *argv], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout
     )
@@ -106,7 +107,8 @@ def refused(r: Any, *names: str, short: int = 0) -> Verdict:
     missing = [n for n in names if not any(n in ln for ln in lines)]
     if missing or (short and len(err) > short):
         return Verdict(UNCLEAR, f"exit {r.returncode}, {len(err)} chars, lacks {missing}: {last(err)}")
-    return Verdict(CLEAN, f"exit {r.returncode}: {last(err)}")
+    shown = next((ln for ln in lines if names and names[0] in ln), last(err))
+    return Verdict(CLEAN, f"exit {r.returncode}: {shown[:160]}")
 
 
 def photo(tmp: Path, name: str = "obama.jpg") -> Path:
@@ -244,7 +246,7 @@ def batch_killed_then_rerun(tmp: Path) -> Verdict:
     c = corpus(tmp)
     argv = ["batch", str(c), "--out", "r.parquet", *FAST]
     first = fervid(["batch", str(c / "obama-480p.jpg"), "--out", "r.parquet", *FAST], tmp)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FERVID_CACHE": str(tmp / ".cache")}
+    env = {**os.environ, "PYTHONPATH": str(SRC[0]), "FERVID_CACHE": str(tmp / ".cache")}
     killed = subprocess.run([sys.executable, "-c", KILLER, *argv], cwd=tmp, env=env, capture_output=True, text=True)
     again = fervid(argv, tmp)
     keys = [(r["source"], r["face"]) for r in parquet_rows(tmp / "r.parquet")]
@@ -484,7 +486,7 @@ def serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator
     import httpx
 
     port = free_port()
-    e = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FERVID_CACHE": str(tmp / ".cache"), **(env or {})}
+    e = {**os.environ, "PYTHONPATH": str(SRC[0]), "FERVID_CACHE": str(tmp / ".cache"), **(env or {})}
     argv = [sys.executable, "-m", "fervid", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
         [*argv, "--model", "fast", "--detector", "skip", *extra],
@@ -626,9 +628,10 @@ def _bad_then_good(tmp: Path, name: str) -> Verdict:
     done = [json.loads(ln)["path"] for ln in r.stdout.splitlines() if ln.startswith("{")]
     if done != ["obama.jpg"]:
         return Verdict(LOSS, f"exit {r.returncode}, the good photo {'not ' if not done else ''}processed: {done}")
-    named = any(name in ln and "error" in ln for ln in r.stderr.splitlines())
-    ok = r.returncode == 1 and named
-    return Verdict(CLEAN if ok else UNCLEAR, f"exit {r.returncode}, obama.jpg processed; {last(r.stderr)}")
+    named = [ln for ln in r.stderr.splitlines() if name in ln and "error" in ln]
+    ok = r.returncode == 1 and bool(named)
+    shown = named[0][:120] if named else last(r.stderr)
+    return Verdict(CLEAN if ok else UNCLEAR, f"exit {r.returncode}, obama.jpg processed; {shown}")
 
 
 case("T01", "traceback", "an undecodable TIFF (RATIONAL StripOffsets) followed by a good photo, one `fervid predict`")(
@@ -819,7 +822,7 @@ def train_killed_early(tmp: Path) -> Verdict:
     data = pack(tmp, n_train=6000, n_val=600)
     argv = ["train", "--data", str(data), "--out", "run", "--epochs", "1", "--model", "fast_cnn", "--no-progress"]
     argv += ["--device", "cpu"]
-    e = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FERVID_CACHE": str(tmp / ".cache")}
+    e = {**os.environ, "PYTHONPATH": str(SRC[0]), "FERVID_CACHE": str(tmp / ".cache")}
     proc = subprocess.Popen([sys.executable, "-m", "fervid", *argv], cwd=tmp, env=e, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (tmp / "run" / "config.json").is_file() and proc.poll() is None and time.time() < deadline:
@@ -866,7 +869,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", help="run the cases whose id or text holds one of these")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--src", type=Path, default=SRC[0], help="the fervid source folder to run (default: this one)")
     args = ap.parse_args()
+    SRC[0] = args.src.resolve()
+    sys.path.insert(0, str(SRC[0]))  # the API cases too
+    import fervid
+
+    print(f"fervid from {Path(fervid.__file__).parent}", file=sys.stderr)
     chosen = [c for c in CASES if not args.only or any(o in c.id or o in c.what for o in args.only)]
     results = []
     for c in chosen:
