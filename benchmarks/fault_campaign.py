@@ -122,18 +122,11 @@ def photo(tmp: Path, name: str = "obama.jpg") -> Path:
     return dest
 
 
-@contextlib.contextmanager
-def tmpfs(base: Path, size: str) -> Iterator[Path | None]:
-    """``mount -t tmpfs -o size=SIZE tmpfs DIR`` (root only), unmounted after."""
-    mnt = base / "full"
-    mnt.mkdir()
-    ok = os.geteuid() == 0 and shutil.which("mount") is not None
-    ok = ok and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode == 0
-    try:
-        yield mnt if ok else None
-    finally:
-        if ok:
-            subprocess.run(["umount", "-l", str(mnt)])
+def tmpfs(base: Path, size: str) -> Any:
+    """``mount -t tmpfs -o size=SIZE tmpfs BASE/small-fs`` (root only; ``None`` otherwise), unmounted after."""
+    from faultkit import small_filesystem
+
+    return small_filesystem(base, size)
 
 
 def no_tmpfs() -> Verdict:
@@ -179,7 +172,7 @@ def corpus(tmp: Path) -> Path:
 # ------------------------------------------------------------------ data loss / silently wrong
 
 
-@case("D01", "data loss", "`fervid video clip.mp4 --out full/a.mp4` on a 1 MB tmpfs")
+@case("D01", "data loss", "`fervid video clip.mp4 --out DIR/a.mp4` on `mount -t tmpfs -o size=1m tmpfs DIR`")
 def video_out_full(tmp: Path) -> Verdict:
     import cv2
 
@@ -189,7 +182,7 @@ def video_out_full(tmp: Path) -> Verdict:
     with tmpfs(tmp, "1m") as mnt:
         if mnt is None:
             return no_tmpfs()
-        r = fervid(["video", "clip.mp4", "--out", "full/a.mp4", *FAST], tmp)
+        r = fervid(["video", "clip.mp4", "--out", "small-fs/a.mp4", *FAST], tmp)
         left = sorted(p.name for p in mnt.iterdir())
         frames = 0
         if (mnt / "a.mp4").is_file():
@@ -204,7 +197,7 @@ def video_out_full(tmp: Path) -> Verdict:
         return Verdict(LOSS, f"exit {r.returncode}, '{last(r.stdout)}', left {left}, {frames} readable frames")
     if left:
         return Verdict(LOSS, f"exit {r.returncode} but left {left} ({frames} readable frames)")
-    v = refused(r, "full/a.mp4")
+    v = refused(r, "small-fs/a.mp4")
     return v if v.kind != CLEAN else Verdict(CLEAN, f"exit {r.returncode}, nothing left: {last(r.stderr)}")
 
 
@@ -228,26 +221,17 @@ def batch_parts_input(tmp: Path) -> Verdict:
     return Verdict(v.kind, f"input intact; {v.evidence}")
 
 
-KILLER = (  # SIGKILL right after the last output (the sources table) is renamed into place
-    "import os, signal, sys\n"
-    "real = os.replace\n"
-    "def replace(a, b, *args, **kw):\n"
-    "    real(a, b, *args, **kw)\n"
-    "    if str(b).endswith('r.sources.parquet'):\n"
-    "        os.kill(os.getpid(), signal.SIGKILL)\n"
-    "os.replace = replace\n"
-    "from fervid.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
-
 @case("D03", "data loss", "batch killed -9 after writing its outputs, before removing parts/, then rerun")
 def batch_killed_then_rerun(tmp: Path) -> Verdict:
     c = corpus(tmp)
     argv = ["batch", str(c), "--out", "r.parquet", *FAST]
     first = fervid(["batch", str(c / "obama-480p.jpg"), "--out", "r.parquet", *FAST], tmp)
     env = {**os.environ, "PYTHONPATH": str(SRC[0]), "FERVID_CACHE": str(tmp / ".cache")}
-    killed = subprocess.run([sys.executable, "-c", KILLER, *argv], cwd=tmp, env=env, capture_output=True, text=True)
+    from faultkit import BATCH_KILLED_AFTER_SOURCES
+
+    killed = subprocess.run(
+        [sys.executable, "-c", BATCH_KILLED_AFTER_SOURCES, *argv], cwd=tmp, env=env, capture_output=True, text=True
+    )
     again = fervid(argv, tmp)
     keys = [(r["source"], r["face"]) for r in parquet_rows(tmp / "r.parquet")]
     ev = f"first {first.returncode}, killed {killed.returncode}, rerun {again.returncode}: {len(keys)} rows"
@@ -710,8 +694,8 @@ def video_csv_full(tmp: Path) -> Verdict:
     with tmpfs(tmp, "8k") as mnt:
         if mnt is None:
             return no_tmpfs()
-        r = fervid(["video", "clip.mp4", "--csv", "full/t.csv", "--detector", "skip", *FAST], tmp)
-    return refused(r, "full/t.csv")
+        r = fervid(["video", "clip.mp4", "--csv", "small-fs/t.csv", "--detector", "skip", *FAST], tmp)
+    return refused(r, "small-fs/t.csv")
 
 
 @case("U02", "unclear", "a full disk during `fervid batch` (12 KB tmpfs), then the same command with room")
@@ -725,10 +709,10 @@ def batch_full(tmp: Path) -> Verdict:
     with tmpfs(tmp, "12k") as mnt:
         if mnt is None:
             return no_tmpfs()
-        r = fervid(["batch", "in", "--out", "full/r.parquet", *FAST], tmp)
-        v = refused(r, "full/r.parquet")
+        r = fervid(["batch", "in", "--out", "small-fs/r.parquet", *FAST], tmp)
+        v = refused(r, "small-fs/r.parquet")
         subprocess.run(["mount", "-o", "remount,size=10m", str(mnt)])
-        again = fervid(["batch", "in", "--out", "full/r.parquet", *FAST], tmp)
+        again = fervid(["batch", "in", "--out", "small-fs/r.parquet", *FAST], tmp)
         rows = len(parquet_rows(mnt / "r.sources.parquet"))
     ev = f"{v.evidence}; with room: exit {again.returncode}, {rows} sources, {summary(again).get('done_earlier')} kept"
     if v.kind == CLEAN and (again.returncode != 0 or rows != 3):

@@ -179,6 +179,21 @@ def unprivileged_prefix() -> list[str] | None:
     return None
 
 
+BATCH_KILLED_AFTER_SOURCES = (  # `python -c` it with batch's argv: SIGKILL right after r.sources.parquet is in place
+    "import os, signal, sys\n"
+    "real = os.replace\n"
+    "def replace(a, b, *args, **kw):\n"
+    "    real(a, b, *args, **kw)\n"
+    "    if str(b).endswith('r.sources.parquet'):\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "os.replace = replace\n"
+    "from fervid.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+"""``fervid batch ... --out r.parquet`` killed by SIGKILL after its outputs are written and
+before its working folder is removed (the process kills itself there)."""
+
+
 def file_size_limit(limit: int) -> Any:
     """``preexec_fn`` capping the size of files the child writes (EFBIG past it: Python ignores
     SIGXFSZ), the portable way to make writes fail without privileges."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import (
+    BATCH_KILLED_AFTER_SOURCES,
     REPO,
     assert_one_line_error,
     cli,
@@ -658,22 +659,16 @@ def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_
     once (it was every row twice)."""
     out = tmp_path / "r.parquet"
     argv = ["batch", str(photos), "--out", str(out), "--model", "fast", "--no-progress"]
-    killer = (  # SIGKILL right after the last output (the sources table) is renamed into place
-        "import os, signal, sys\n"
-        "real = os.replace\n"
-        "def replace(a, b, *args, **kw):\n"
-        "    real(a, b, *args, **kw)\n"
-        "    if str(b).endswith('r.sources.parquet'):\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "os.replace = replace\n"
-        "from fervid.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     first = run_fervid(argv[:1] + [str(photos / "obama-480p.jpg")] + argv[2:], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     killed = subprocess.run(
-        [sys.executable, "-c", killer, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "-c", BATCH_KILLED_AFTER_SOURCES, *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert killed.returncode == -9, killed.stderr
     from fervid.batch import OutputPaths
