@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from fervid.inference.draw import verify_image, verify_video
+from fervid.data.imagefile import verify_image
+from fervid.inference.draw import verify_video
 
 
 def best(fn, repeat: int = 5) -> float:

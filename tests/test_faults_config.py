@@ -277,6 +277,18 @@ def test_study_and_finetune_refuse_overrides_of_their_own_arguments(
     assert_one_line_error(rc, err, "--set epochs")
 
 
+def test_train_refuses_a_key_given_by_set_and_by_its_flag(
+    pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--epochs 1 --set epochs=5`` trained 1 epoch: the flag silently replaced the value of
+    ``--set`` (a key given twice, like a duplicate YAML key, is refused)."""
+    out = tmp_path / "run"
+    for extra in (["--set", "epochs=5"], ["--set", "progress=true"], ["--seed", "3", "--set", "seed=4"]):
+        rc, _, err = cli([*_train_cli(pack, out), *extra], capsys)
+        assert_one_line_error(rc, err, f"--set {extra[-1].split('=')[0]}", "give it once")
+        assert not out.exists()
+
+
 def test_a_study_on_data_without_privatetest_is_refused_before_any_run(tmp_path: Path) -> None:
     """The table reports PrivateTest: a pack of Training + PublicTest trained every run, then
     crashed on a None score (TypeError) and a NaN summary (ValueError in json)."""

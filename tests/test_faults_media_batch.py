@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import (
+    BATCH_KILLED_AFTER_SOURCES,
     REPO,
     assert_one_line_error,
     cli,
@@ -26,6 +27,7 @@ from faultkit import (
     leftovers,
     run_fervid,
     small_filesystem,
+    unprivileged_prefix,
     write_image,
     write_video,
 )
@@ -49,7 +51,8 @@ def _quiet(err: str) -> str:
 
 
 def test_verify_video_and_image_refuse_what_does_not_decode(tmp_path: Path) -> None:
-    from fervid.inference.draw import verify_image, verify_video
+    from fervid.data.imagefile import verify_image
+    from fervid.inference.draw import verify_video
 
     clip = write_video(tmp_path / "clip.mp4", frames=30)
     verify_video(clip, 30)
@@ -147,6 +150,58 @@ def test_annotated_photo_that_does_not_read_back_is_an_error(
     rc, _, err = cli(["predict", str(photo), "--out", str(out), "--model", "fast", "--backend", "torch"], capsys)
     assert_one_line_error(rc, err, str(out / "p.png"))
     assert "does not decode" in err and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("writer", ["data-show grid", "video plot", "study plot"])
+def test_every_image_writer_reads_back_what_it_wrote(
+    writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plot or sample grid whose writer reported success but left a short file (a quota hit
+    at close, a full network disk) was renamed into place and reported written; like an
+    annotated photo, it is now decoded back first: a named error, no file, no temporary."""
+    from matplotlib.figure import Figure
+
+    from faultkit import synthetic_data
+
+    real = Figure.savefig
+
+    def silently_short(self, fname, *a, **k):
+        real(self, fname, *a, **k)
+        with open(fname, "r+b") as f:
+            f.truncate(300)
+
+    monkeypatch.setattr(Figure, "savefig", silently_short)
+    if writer == "data-show grid":
+        from fervid.data.plots import sample_grid
+
+        dest = tmp_path / "grid.png"
+        write = lambda: sample_grid(synthetic_data(n_train=70, n_val=0), dest, per_class=2)  # noqa: E731
+    elif writer == "video plot":
+        from fervid.emotions import FER2013
+        from fervid.inference.video import Timeline, plot_timeline
+
+        dest = tmp_path / "plot.png"
+        write = lambda: plot_timeline(Timeline(FER2013), dest)  # noqa: E731
+    else:
+        from fervid.training.study import write_outputs
+
+        dest = tmp_path / "study" / "study.png"
+        dest.parent.mkdir()
+        write = lambda: write_outputs([], dest.parent)  # noqa: E731
+    with pytest.raises(OutputError, match=rf"cannot write .*{dest.name}: the written image does not decode"):
+        write()
+    assert not dest.exists() and leftovers(tmp_path) == []
+
+
+def test_a_vector_plot_is_written_without_an_image_check(tmp_path: Path) -> None:
+    """``--plot t.svg``/``t.pdf`` stay what the user asked for (Pillow decodes neither)."""
+    from fervid.emotions import FER2013
+    from fervid.inference.video import Timeline, plot_timeline
+
+    for name in ("t.svg", "t.pdf"):
+        plot_timeline(Timeline(FER2013), tmp_path / name)
+    assert (tmp_path / "t.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
 
 
 # --------------------------------------------------------------------- timestamps
@@ -387,26 +442,20 @@ def test_manifest_rule(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------- unprivileged user
 
-UNPRIVILEGED = ["unshare", "--user"]  # uid 65534 in a user namespace: no CAP_DAC_OVERRIDE on this system's files
-
-
-def _unprivileged_ok() -> bool:
-    if not shutil.which("unshare"):
-        return False
-    r = subprocess.run([*UNPRIVILEGED, "id", "-u"], capture_output=True, text=True)
-    return r.returncode == 0 and r.stdout.strip() != "0"
-
 
 @pytest.fixture()
-def unprivileged() -> None:
-    if not (hasattr(os, "geteuid") and _unprivileged_ok()):
-        pytest.skip("needs `unshare --user` (user namespaces) to run as an unprivileged user")
+def unprivileged() -> list[str]:
+    """The prefix that drops root's power over permissions (``[]`` when not root)."""
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root here cannot drop its power over permissions (no `unshare --user`)")
+    return prefix
 
 
-def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _as_unprivileged(prefix: list[str], argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
-        [*UNPRIVILEGED, sys.executable, "-m", "fervid", *argv],
+        [*prefix, sys.executable, "-m", "fervid", *argv],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -419,7 +468,7 @@ def _as_unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[
     "verb",
     ["predict-new", "predict-existing", "video-out", "video-csv", "batch", "batch-parts"],
 )
-def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str, unprivileged: None) -> None:
+def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: str, unprivileged: list[str]) -> None:
     photo = write_image(tmp_path / "p.png", size=96)
     clip = write_video(tmp_path / "c.mp4", frames=10)
     locked = tmp_path / "locked"
@@ -443,7 +492,7 @@ def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path: Path, verb: 
         "batch-parts": (["batch", str(photo), "--out", str(locked / "r.parquet"), *model], locked / "r.parquet"),
     }[verb]
     try:
-        r = _as_unprivileged(argv, tmp_path)
+        r = _as_unprivileged(unprivileged, argv, tmp_path)
     finally:
         locked.chmod(0o755)
         if (locked / "r.parquet.parts").exists():
@@ -610,22 +659,16 @@ def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_
     once (it was every row twice)."""
     out = tmp_path / "r.parquet"
     argv = ["batch", str(photos), "--out", str(out), "--model", "fast", "--no-progress"]
-    killer = (  # SIGKILL right after the last output (the sources table) is renamed into place
-        "import os, signal, sys\n"
-        "real = os.replace\n"
-        "def replace(a, b, *args, **kw):\n"
-        "    real(a, b, *args, **kw)\n"
-        "    if str(b).endswith('r.sources.parquet'):\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "os.replace = replace\n"
-        "from fervid.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     first = run_fervid(argv[:1] + [str(photos / "obama-480p.jpg")] + argv[2:], cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     killed = subprocess.run(
-        [sys.executable, "-c", killer, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "-c", BATCH_KILLED_AFTER_SOURCES, *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert killed.returncode == -9, killed.stderr
     from fervid.batch import OutputPaths

@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         if out_dir is not None:
             from PIL import Image
 
-            from fervid.inference.draw import annotate, verify_image
+            from fervid.data.imagefile import verify_image
+            from fervid.inference.draw import annotate
 
             dest = dests[path]
             size = (rgb.shape[1], rgb.shape[0])

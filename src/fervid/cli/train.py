@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         "progress",
     )
     flags = {k: getattr(args, k) for k in keys}
+    both = sorted(k for k, v in flags.items() if v is not None and k in extra)
+    if both:  # one value per key, as in a recipe: the flag silently replaced --set's value
+        flag = "--no-progress" if both[0] == "progress" else "--" + both[0].replace("_", "-")
+        raise UserValueError(f"--set {both[0]}: also given as {flag}; give it once")
     given = {**extra, **{k: v for k, v in flags.items() if v is not None}}
     cfg = load_config(args.config, **given)
     if args.resume:

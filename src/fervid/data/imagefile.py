@@ -9,6 +9,7 @@
   past (``predict``, ``batch``, the service's 415, lenient data loading).
 - Pillow's ``DecompressionBombWarning`` (an image over ``PIL.Image.MAX_IMAGE_PIXELS``) is
   re-issued as a warning that names the file.
+- :func:`verify_image` reads back an image fervid wrote, through the same decoder.
 - :func:`image_extensions` is what a folder scan reads: the extensions of the formats the
   installed Pillow can open and decode (so ``.jfif``, ``.avif``, ``.jp2``... whenever the
   files load when named directly), derived from Pillow's registry, never a hand-kept list.
@@ -126,6 +127,19 @@ def decode_image(src: str | os.PathLike | IO[bytes], name: str, convert: Callabl
         raise
     except Exception as e:  # noqa: BLE001 -- the boundary: any decoder failure is this file's error
         raise ImageLoadError(_reason(e), name) from e
+
+
+def verify_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> None:
+    """Decode the image at ``path`` whole through :func:`decode_image` (``ValueError`` when it
+    cannot be, whatever the decoder raised, or when its ``(width, height)`` is not ``size``):
+    what every image fervid writes (annotated photos, plots, sample grids) must pass before
+    it is renamed into place (``atomic_path(..., verify=verify_image)``)."""
+    try:
+        got = decode_image(path, str(path), lambda im: im.size)
+    except ImageLoadError as e:
+        raise ValueError(f"the written image does not decode ({e})") from e
+    if size is not None and tuple(got) != tuple(size):
+        raise ValueError(f"the written image is {got[0]}x{got[1]}, not {size[0]}x{size[1]}")
 
 
 def scan_folder(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fervid.data.ferplus import FERPlusVotes, align, load_ferplus, targets
+from fervid.data.imagefile import verify_image
 from fervid.emotions import FERPLUS8, FERPLUS_EXTRA
 from fervid.errors import UserValueError
 from fervid.safety import atomic_path
@@ -123,7 +124,7 @@ def sample_grid(
     if has_fp:
         _votes_legend(fig, legend_cols, fig_h)
     out = Path(out)
-    with atomic_path(out) as tmp:  # never a half-written PNG
+    with atomic_path(out, verify=verify_image) as tmp:  # never a half-written PNG: read back first
         fig.savefig(tmp, format="png")
     return out
 

@@ -24,10 +24,11 @@ Without torch (``pip install fervid``, no ``train`` extra) a bundled model name 
 verified ONNX file shipped beside its safetensors (:func:`fervid.models.bundled.bundled_onnx`);
 nothing on this path imports torch.
 
-Thread safety: both classifiers may be shared by threads. ``TorchClassifier`` runs the
-model in eval mode without gradients (no state changes between calls);
+Thread safety: every classifier here may be shared by threads. ``TorchClassifier`` runs
+the model in eval mode without gradients (no state changes between calls);
 ``OnnxClassifier`` calls ``InferenceSession.run``, which onnxruntime documents as
-thread-safe. (AdaBN adapts a copy, never the shared model.)
+thread-safe; ``EnsembleClassifier`` keeps no state between calls and only calls its members,
+each one of the above. (AdaBN adapts a copy, never the shared model.)
 """
 
 from __future__ import annotations

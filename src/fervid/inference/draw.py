@@ -188,22 +188,6 @@ def _draw_bars(
 # ------------------------------------------------------------------ written media, read back
 
 
-def verify_image(path: str | Path, size: tuple[int, int] | None = None) -> None:
-    """Decode the image at ``path`` whole (``ValueError`` when it cannot be, or when its
-    ``(width, height)`` is not ``size``): what an annotated copy must pass before it is
-    reported written."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            got = im.size
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's decoders raise all three
-        raise ValueError(f"the written image does not decode ({e})") from e
-    if size is not None and tuple(got) != tuple(size):
-        raise ValueError(f"the written image is {got[0]}x{got[1]}, not {size[0]}x{size[1]}")
-
-
 def verify_video(path: str | Path, frames: int) -> None:
     """Open the video at ``path`` and check that it holds ``frames`` frames and that its
     first and last decode (``ValueError`` otherwise): a container without its index, or

@@ -59,6 +59,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fervid.data.imagefile import image_extensions, verify_image
 from fervid.data.plots import subplots
 from fervid.detectors import FaceBox, capabilities, iou, non_max_suppression, roi_scale, sort_reading_order
 from fervid.errors import FervidError, UserFileNotFoundError, UserValueError
@@ -725,6 +726,8 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike, max_faces: int = 
     path = Path(path)
     title = "fervid timeline: " + (", ".join(person_name(i) for i in ids) or "no face found")
     meta = {"Title": title} if path.suffix.lower() in PLOT_METADATA_SUFFIXES else None
-    with atomic_path(path) as tmp:
+    # a raster plot (PNG, JPEG...) is read back before it is reported written; SVG/PDF are not images Pillow decodes
+    verify = verify_image if path.suffix.lower() in image_extensions() else None
+    with atomic_path(path, verify=verify) as tmp:
         fig.savefig(tmp, dpi=100, metadata=meta)
     return path

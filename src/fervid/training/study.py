@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from fervid.data.datasets import load_dataset
+from fervid.data.imagefile import verify_image
 from fervid.data.plots import subplots
 from fervid.emotions import FER2013
 from fervid.errors import UserValueError
@@ -327,7 +328,7 @@ def write_outputs(
     md += [markdown_table(summary, labels), "![study](study.png)", ""]
     paths = {"markdown": out / "study.md", "plot": out / "study.png", "json": out / "study.json"}
     write_text_atomic(paths["markdown"], "\n".join(md))
-    with atomic_path(paths["plot"]) as tmp:
+    with atomic_path(paths["plot"], verify=verify_image) as tmp:  # read back before it is reported written
         plot_study(summary, tmp, labels)
     write_json_atomic(paths["json"], {"config": asdict(cfg) if cfg else None, "summary": summary, "runs": list(rows)})
     return paths
