@@ -233,16 +233,17 @@ def test_temperature_fit_lowers_nll_and_is_stored(tiny_checkpoint, small_data, t
     assert nll(logits, pub.labels, t1) <= nll(logits, pub.labels, 1.0) + 1e-9
 
     info = calibrate(tiny_checkpoint, small_data, tmp_path / "cal.pt", device="cpu")
-    assert info["temperature"] == pytest.approx(t1, rel=1e-3)
+    # the same fit on the same logits (one model, the same batches and threads): the same number
+    assert info["temperature"] == t1
     assert info["nll_after"] <= info["nll_before"] + 1e-9
     again = load_model(tmp_path / "cal.pt")
-    assert again.temperature == pytest.approx(info["temperature"])
+    assert again.temperature == info["temperature"]  # stored as a Python float: no rounding
     assert again.checkpoint_meta["calibration"]["fit"] == "PublicTest"
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k])
     pytest.importorskip("safetensors")
     calibrate(tiny_checkpoint, small_data, tmp_path / "cal.safetensors", device="cpu")
-    assert load_model(tmp_path / "cal.safetensors").temperature == pytest.approx(info["temperature"], rel=1e-3)
+    assert load_model(tmp_path / "cal.safetensors").temperature == info["temperature"]  # the same fit again
 
 
 def test_calibrate_option_reports_before_after(tiny_checkpoint, small_data, tmp_path):

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from faultkit import (
@@ -35,6 +34,7 @@ from faultkit import (
     write_video,
 )
 from fervid.errors import FervidError, OutputError
+from tolerances import U64, gamma
 
 
 @pytest.fixture(autouse=True)
@@ -662,4 +662,5 @@ def test_predict_json_is_strict(tmp_path: Path, capsys: pytest.CaptureFixture[st
         raise AssertionError(f"non-JSON constant {name} in the output")
 
     face = json.loads(out, parse_constant=no_constants)["faces"][0]
-    assert np.isclose(sum(face["probabilities"].values()), 1.0)
+    k = len(face["probabilities"])  # a float64 softmax and its sum (as test_predict)
+    assert abs(sum(face["probabilities"].values()) - 1) <= gamma(3 * k, U64)

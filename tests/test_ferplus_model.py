@@ -5,6 +5,7 @@ it was calibrated with."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,18 @@ def test_fit_temperature_to_distribution_recovers_the_temperature() -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, size=(2000, 8))
     q = torch.softmax(torch.as_tensor(z) / 2.5, 1).numpy()  # targets are the logits at T = 2.5
-    assert fit_temperature_to_distribution(z, q) == pytest.approx(2.5, rel=1e-3)
+    t = fit_temperature_to_distribution(z, q)
+    # The cross-entropy is smallest at T = 2.5 exactly (Gibbs). LBFGS stops where the gradient
+    # g in log T is small, not zero: |log T - log 2.5| is one Newton step, |g| / h (h the second
+    # derivative; within twice it while h changes by under half over that step), with g's own
+    # float64 rounding (4 roundings per logit, terms of magnitude |z| / T).
+    zt, qt = torch.as_tensor(z), torch.as_tensor(q)
+    log_t = torch.tensor(math.log(t), dtype=torch.float64, requires_grad=True)
+    loss = -(qt * torch.log_softmax(zt / log_t.exp(), 1)).sum(1).mean()
+    (g,) = torch.autograd.grad(loss, log_t, create_graph=True)
+    (h,) = torch.autograd.grad(g, log_t)
+    rounding = gamma(4 * z.size, U64) * float((zt.abs() / t).sum(1).mean())
+    assert abs(math.log(t / 2.5)) <= 2 * (abs(g.item()) + rounding) / h.item()
     # Sharper targets (one-hot at the argmax) need a lower temperature than softer ones.
     onehot = np.eye(8)[z.argmax(1)]
     assert fit_temperature_to_distribution(z, onehot) < 1.0

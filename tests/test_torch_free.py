@@ -174,6 +174,10 @@ def test_training_verbs_say_which_extra_they_need() -> None:
     r = run_without_torch("evaluate", "fast", "--data", "no-such.csv")
     assert r.returncode == 1
     assert "fervid evaluate: error: needs torch, which is not installed: install the 'train' extra" in r.stderr
+    r = run_without_torch("bench", "--what", "classifier,int8")  # the default backends: torch, onnx-int8
+    assert r.returncode == 1
+    assert "fervid bench: error: needs torch, which is not installed: install the 'train' extra" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 2  # no progress line before or after the one line
 
 
 def test_bundled_onnx_files_are_verified_exports_of_the_bundled_weights(private_faces) -> None:

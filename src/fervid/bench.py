@@ -35,18 +35,32 @@ from fervid.inference.draw import annotate
 from fervid.inference.recognizer import EmotionRecognizer
 from fervid.inference.video import DEFAULT_DETECT_EVERY, STAGES
 from fervid.models.onnx import read_metadata
-from fervid.runtime import fer2013_csv, progress_bar
+from fervid.runtime import fer2013_csv, progress_bar, torch_available
 
 BENCH_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads in torch and OpenCV (onnxruntime sessions take it per session)."""
+    """Use ``threads`` CPU threads in OpenCV and, when installed, torch (onnxruntime sessions take
+    it per session)."""
     import cv2
-    import torch
 
-    torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    if torch_available():
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def require_torch(what: list[str], backends: list[str]) -> None:
+    """Fail before anything runs when a part needs torch and it is not installed: the torch and
+    int8 classifier rows (the int8 file is exported from the checkpoint) and the int8 accuracy
+    part. The video part and ONNX rows of the bundled models run on the core install."""
+    needs = ("classifier" in what and bool({"torch", "onnx-int8"} & set(backends))) or "int8" in what
+    if needs and not torch_available():
+        raise ModuleNotFoundError(
+            "fervid bench: these parts need torch (--what video or --backends onnx do not)", name="torch"
+        )
 
 
 def int8_model(model: str, out_dir: str | os.PathLike, data: str | os.PathLike | None, progress: bool = False) -> Path:
@@ -267,6 +281,7 @@ def run_benchmarks(
     bad = set(what) - set(BENCH_PARTS)
     if bad:
         raise UserValueError(f"unknown benchmark part(s) {sorted(bad)}; choose from {', '.join(BENCH_PARTS)}")
+    require_torch(what, backends)
     data = Path(data) if data else fer2013_csv()
     if data is None or not Path(data).exists():
         raise UserFileNotFoundError("FER2013 data not found: pass --data PATH/fer2013.csv.gz or set FERVID_DATA")
@@ -279,43 +294,45 @@ def run_benchmarks(
         + ("int8" in what) * len(models)
     )
     bar = progress_bar(total=steps, desc="fervid bench", unit="row", enabled=progress)
-    if "classifier" in what:
-        d = load_dataset(data)
-        faces = d.images[d.splits == "PrivateTest"][:1024]
-        results["classifier"] = bench_classifiers(
-            models, backends, faces, threads=threads, repeats=repeats, data=data, bar=bar
-        )
-    if "video" in what:
-        clip = Path(video) if video else data.parent.parent / "media" / "short_hamilton_clip.mp4"
-        if not clip.is_file():
-            raise UserFileNotFoundError(f"no such video: {clip}")
-        rows = []
-        for size in (None, (640, 480)):
-            bar.set_postfix_str(f"video {video_model} {'x'.join(map(str, size)) if size else 'own size'}")
-            rows.append(
-                bench_pipeline(
-                    clip,
-                    model=video_model,
-                    detect_every=detect_every,
-                    size=size,
-                    threads=threads,
-                    repeats=max(1, min(repeats, 3)),
-                )
+    try:  # closed before an error propagates: not redrawn after the error line at exit
+        if "classifier" in what:
+            d = load_dataset(data)
+            faces = d.images[d.splits == "PrivateTest"][:1024]
+            results["classifier"] = bench_classifiers(
+                models, backends, faces, threads=threads, repeats=repeats, data=data, bar=bar
             )
-            bar.update(1)
-            if detect_every is None:
+        if "video" in what:
+            clip = Path(video) if video else data.parent.parent / "media" / "short_hamilton_clip.mp4"
+            if not clip.is_file():
+                raise UserFileNotFoundError(f"no such video: {clip}")
+            rows = []
+            for size in (None, (640, 480)):
+                bar.set_postfix_str(f"video {video_model} {'x'.join(map(str, size)) if size else 'own size'}")
                 rows.append(
-                    bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads, repeats=1)
+                    bench_pipeline(
+                        clip,
+                        model=video_model,
+                        detect_every=detect_every,
+                        size=size,
+                        threads=threads,
+                        repeats=max(1, min(repeats, 3)),
+                    )
                 )
                 bar.update(1)
-        results["video"] = rows
-    if "int8" in what:
-        results["int8"] = []
-        for m in models:
-            bar.set_postfix_str(f"int8 accuracy {m}")
-            results["int8"].append(bench_int8_accuracy(m, data, threads=threads, progress=progress))
-            bar.update(1)
-    bar.close()
+                if detect_every is None:
+                    rows.append(
+                        bench_pipeline(clip, model=video_model, detect_every=1, size=size, threads=threads, repeats=1)
+                    )
+                    bar.update(1)
+            results["video"] = rows
+        if "int8" in what:
+            results["int8"] = []
+            for m in models:
+                bar.set_postfix_str(f"int8 accuracy {m}")
+                results["int8"].append(bench_int8_accuracy(m, data, threads=threads, progress=progress))
+                bar.update(1)
+    finally:
+        bar.close()
     return results
 
 
