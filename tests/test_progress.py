@@ -115,3 +115,56 @@ def test_bench_cli_reports_rows(every_update: None, fer_csv: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "fervid bench: 0/2 row (0%)" in err and "fervid bench: 2/2 row (100%)" in err
     assert "classifier fast onnx" in err  # the row being measured is named
+
+
+def test_reading_a_csv_the_first_time_is_not_silent(
+    monkeypatch: pytest.MonkeyPatch, fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FER2013's first read (parsing 35,887 rows, then cached) took 11-21 s with no output; it
+    is a progress step now, which ``--no-progress`` turns off like every other bar."""
+    import gzip
+    import itertools
+    import shutil
+
+    from fervid.cli import main
+
+    small = tmp_path / "small.csv"
+    with gzip.open(fer_csv, "rt") as f:
+        small.write_text("".join(itertools.islice(f, 101)))
+    monkeypatch.setenv("FERVID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0.05")
+    assert main(["data", "info", str(small)]) == 0
+    assert "reading small.csv (cached for the next time): 00:00 elapsed" in capsys.readouterr().err
+    assert main(["data", "info", str(small)]) == 0  # from the cache: nothing to wait for
+    assert "reading" not in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "cache")
+    assert main(["data", "info", str(small), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_no_progress_turns_off_every_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within ``progress_off()`` (what the CLI runs a verb in under ``--no-progress``) a bar or
+    a step asked for by a library call stays quiet too, in any thread; outside it they speak."""
+    import threading
+
+    from fervid.runtime import progress_off, progress_stage
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0")
+
+    def work() -> None:
+        for _ in progress_bar(range(3), desc="scoring", unit="face"):
+            pass
+        with progress_stage("exporting"):
+            pass
+
+    with progress_off():
+        work()
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert log.getvalue() == ""
+    with progress_off(False):
+        work()
+    assert "scoring: 3/3 face (100%)" in log.getvalue() and "exporting: 00:00 elapsed" in log.getvalue()

@@ -147,8 +147,28 @@ class _LineStream:
         self._stream.flush()
 
 
-#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``).
-LOG_PROGRESS_SECONDS = 10.0
+#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``):
+#: under half of the 10 s that a command may stay silent, so that a slow step between two
+#: updates still leaves no gap of 10 s in a log.
+LOG_PROGRESS_SECONDS = 5.0
+
+_progress_off = 0  # > 0 within progress_off(): every bar and stage is disabled (``--no-progress``)
+
+
+@contextlib.contextmanager
+def progress_off(off: bool = True) -> Iterator[None]:
+    """Within the block every :func:`progress_bar` and :func:`progress_stage` is disabled when
+    ``off`` (in every thread): what ``--no-progress`` does for the steps of a command that take
+    no ``progress`` argument of their own (reading a dataset the first time, ...)."""
+    global _progress_off
+    if not off:
+        yield
+        return
+    _progress_off += 1
+    try:
+        yield
+    finally:
+        _progress_off -= 1
 
 
 def progress_bar(
@@ -168,7 +188,7 @@ def progress_bar(
     from tqdm.auto import tqdm
 
     stream = sys.stderr
-    if not enabled or stream is None:
+    if not enabled or _progress_off or stream is None:
         return tqdm(iterable, total=total, disable=True)
     if stream.isatty():
         return tqdm(

@@ -116,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from fervid.runtime import progress_off
+
     try:
-        return int(args._run(args) or 0)
+        with progress_off(getattr(args, "progress", True) is False):  # --no-progress: every bar, every step
+            return int(args._run(args) or 0)
     except FervidError as e:
         # A user error (bad input, argument or output location): one clear line, no traceback.
         print(f"fervid {args.verb}: error: {e}", file=sys.stderr)
