@@ -168,3 +168,20 @@ def test_no_progress_turns_off_every_bar(monkeypatch: pytest.MonkeyPatch) -> Non
     with progress_off(False):
         work()
     assert "scoring: 3/3 face (100%)" in log.getvalue() and "exporting: 00:00 elapsed" in log.getvalue()
+
+
+def test_a_slow_step_between_updates_still_writes_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tqdm draws only when updated: a batch slower than the interval (a loaded machine scored
+    256 faces in 15-19 s) left a log silent that long. The bar is redrawn while it waits."""
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0.1")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress_bar(total=2, desc="scoring", unit="batch")
+    time.sleep(0.8)  # one slow batch: 8 intervals without an update
+    bar.update(2)
+    bar.close()
+    waiting = [line for line in log.getvalue().splitlines() if line.startswith("scoring: 0/2 batch")]
+    assert len(waiting) >= 3, log.getvalue()
+    after = log.getvalue()
+    time.sleep(0.3)  # closed: nothing more
+    assert log.getvalue() == after

@@ -12,6 +12,8 @@ import os
 import re
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +193,7 @@ def progress_bar(
     if not enabled or _progress_off or stream is None:
         return tqdm(iterable, total=total, disable=True)
     if stream.isatty():
-        return tqdm(
+        bar = tqdm(
             iterable,
             total=total,
             desc=desc,
@@ -201,8 +203,9 @@ def progress_bar(
             leave=False,
             bar_format=bar_format,
         )
+        return _keep_alive(bar, 1.0)
     seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
-    return tqdm(
+    bar = tqdm(
         iterable,
         total=total,
         desc=desc,
@@ -217,6 +220,35 @@ def progress_bar(
             else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}"
         ),
     )
+    return _keep_alive(bar, seconds)
+
+
+def _keep_alive(bar: Any, every: float) -> Any:
+    """Redraws ``bar`` whenever it has been quiet for ``every`` seconds, until it is closed: a
+    step slower than that between two updates (a batch on a loaded machine, the work before the
+    first update) still moves the elapsed time on a terminal and writes a line to a log at
+    least every ``1.5 * every`` seconds (tqdm itself draws only when it is updated)."""
+    done = threading.Event()
+    ref = weakref.ref(bar)  # the thread does not keep an abandoned bar alive
+
+    def beat() -> None:
+        while not done.wait(max(every / 2, 0.02)):
+            b = ref()
+            if b is None or b.disable:
+                return
+            if time.time() - b.last_print_t >= every:  # tqdm's clock (time.time)
+                b.refresh()
+            del b
+
+    close = bar.close
+
+    def closing() -> None:
+        done.set()
+        close()
+
+    bar.close = closing  # tqdm closes itself through self.close (end of iteration, with, __del__)
+    threading.Thread(target=beat, name=f"fervid-progress-{bar.desc}", daemon=True).start()
+    return bar
 
 
 @contextlib.contextmanager
@@ -225,22 +257,7 @@ def progress_stage(desc: str, enabled: bool = True) -> Iterator[None]:
     line with the elapsed time, redrawn every second; in a log ``desc: MM:SS elapsed`` every
     :data:`LOG_PROGRESS_SECONDS` and at the end, so that no long step is silent."""
     bar = progress_bar(desc=desc, enabled=enabled, bar_format="{desc}: {elapsed} elapsed")
-    if bar.disable:
-        yield
-        return
-    tty = bool(sys.stderr is not None and sys.stderr.isatty())
-    every = 1.0 if tty else float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(every):
-            bar.refresh()
-
-    thread = threading.Thread(target=beat, name=f"fervid-progress-{desc}", daemon=True)
-    thread.start()
     try:
         yield
     finally:
-        done.set()
-        thread.join()
         bar.close()
