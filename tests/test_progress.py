@@ -185,3 +185,33 @@ def test_a_slow_step_between_updates_still_writes_lines(monkeypatch: pytest.Monk
     after = log.getvalue()
     time.sleep(0.3)  # closed: nothing more
     assert log.getvalue() == after
+
+
+def test_cli_lines_reach_a_pipe_at_once() -> None:
+    """A verb's stdout in a log or a pipe is line-buffered: ``fervid train`` printed its budget
+    line at start-up, and a log got it with the final JSON two minutes later (block buffering)."""
+    import os
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = Path(__file__).resolve().parents[1]
+    # the verb prints one line, then works on for a minute: the line must arrive before it ends
+    code = (
+        "import sys, time, fervid.cli.models as verb\n"
+        "verb.run = lambda args: print('started') or time.sleep(60) or 0\n"
+        "from fervid.cli import main\n"
+        "sys.exit(main(['models']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    env["PYTHONPATH"] = str(repo / "src")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(proc.stdout.readline)
+            try:
+                assert first.result(timeout=45) == "started\n"
+            finally:
+                proc.kill()
+    finally:
+        proc.wait()

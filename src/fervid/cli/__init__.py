@@ -118,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from fervid.runtime import progress_off
 
+    if hasattr(sys.stdout, "reconfigure"):  # a line printed reaches a log or a pipe at once, not at exit
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         with progress_off(getattr(args, "progress", True) is False):  # --no-progress: every bar, every step
             return int(args._run(args) or 0)
