@@ -15,10 +15,41 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def need_docs_tools() -> None:
+    """Skip without the docs extra on a user's machine; in CI (``$CI`` set, as .ci/run and hosted
+    CI set it) a missing tool fails, so that a broken install cannot pass as a skipped build."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            return False
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python") if not found(m)]
+    if missing:
+        reason = f"the docs tools {missing} are not installed (pip install 'fervid[docs]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}")
+        pytest.skip(reason)
+
+
+def test_ci_fails_without_the_docs_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without mkdocs-material the docs build skips on a user's machine and fails in CI."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "material" else real(name, *a))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="material"):
+        need_docs_tools()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI: .*material"):
+        need_docs_tools()
+
+
 def test_docs_build_strict(tmp_path: Path) -> None:
-    pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install 'fervid[docs]')")
-    pytest.importorskip("material", reason="mkdocs-material is not installed (pip install 'fervid[docs]')")
-    pytest.importorskip("mkdocstrings", reason="mkdocstrings is not installed (pip install 'fervid[docs]')")
+    need_docs_tools()
     site = tmp_path / "site"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
