@@ -132,7 +132,7 @@ def test_reading_a_csv_the_first_time_is_not_silent(
     with gzip.open(fer_csv, "rt") as f:
         small.write_text("".join(itertools.islice(f, 101)))
     monkeypatch.setenv("FERVID_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0.05")
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "0")  # a line at once: this CSV is read in no time
     assert main(["data", "info", str(small)]) == 0
     assert "reading small.csv (cached for the next time): 00:00 elapsed" in capsys.readouterr().err
     assert main(["data", "info", str(small)]) == 0  # from the cache: nothing to wait for
@@ -215,3 +215,18 @@ def test_cli_lines_reach_a_pipe_at_once() -> None:
                 proc.kill()
     finally:
         proc.wait()
+
+
+def test_a_quick_job_writes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job done before the first interval leaves a log as it was (a bad CSV's one-line error
+    stays one line): the first line comes after LOG_PROGRESS_SECONDS."""
+    from fervid.runtime import progress_stage
+
+    monkeypatch.delenv("FERVID_PROGRESS_SECONDS", raising=False)
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    for _ in progress_bar(range(3), desc="scoring", unit="face"):
+        pass
+    with progress_stage("reading"):
+        pass
+    assert log.getvalue() == ""

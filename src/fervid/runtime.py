@@ -184,7 +184,7 @@ def progress_bar(
 ) -> Any:
     """A tqdm progress bar on stderr for a long job: redrawn in place on a terminal (shown after
     one second, so quick jobs stay quiet), one plain line every :data:`LOG_PROGRESS_SECONDS`
-    (and at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
+    (the first after that long, and one at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
     (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``;
     ``bar_format`` replaces the layout (tqdm's)."""
     from tqdm.auto import tqdm
@@ -211,6 +211,7 @@ def progress_bar(
         desc=desc,
         unit=unit,
         file=_LineStream(stream),
+        delay=seconds,  # a job done sooner writes no line at all
         mininterval=seconds,
         maxinterval=seconds,
         bar_format=bar_format
@@ -238,6 +239,7 @@ def _keep_alive(bar: Any, every: float) -> Any:
                 return
             if time.time() - b.last_print_t >= every:  # tqdm's clock (time.time)
                 b.refresh()
+                b.last_print_t = time.time()  # refresh() does not note it, update() does
             del b
 
     close = bar.close
