@@ -179,3 +179,33 @@ def test_source_compiles_on_the_declared_pythons() -> None:
         checked.append(minor)
     assert sys.version_info.minor in checked or sys.version_info.minor not in minors
     print(f"compiled and imported on Python 3.{checked}")
+
+
+def test_the_commands_in_the_docs_parse() -> None:
+    """Every ``fervid VERB ...`` line in a code block of the docs and the README is accepted by
+    the CLI's parser (training.md gave ``export --int8 ... --data``, which export refuses)."""
+    import contextlib
+    import io
+    import shlex
+
+    from fervid.cli import build_parser
+
+    parser = build_parser()
+    pages = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+    checked, refused = 0, []
+    for page in pages:
+        for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            for line in block.splitlines():
+                line = line.split(" #")[0].strip()
+                if not line.startswith("fervid ") or any(c in line for c in ("...", "\\", "|", ">", "$(")):
+                    continue  # elided or shell-composed lines
+                checked += 1
+                err = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                        parser.parse_args(shlex.split(line)[1:])
+                except SystemExit as e:
+                    if e.code not in (0, None):
+                        refused.append(f"{page.name}: {line}: {err.getvalue().strip().splitlines()[-1]}")
+    assert checked >= 20, f"only {checked} commands found in the docs"
+    assert not refused, "\n".join(refused)
