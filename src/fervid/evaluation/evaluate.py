@@ -317,6 +317,8 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
     if cfg.calibrate:
         probs_before = np.sum([w * softmax(lg, t) for w, lg, t in zip(weights, logits, stored_t)], axis=0)
 
+    with progress_stage("metrics", enabled=cfg.progress):  # sklearn's first import: 2-13 s
+        scores = classification_metrics(y, probs, labels)
     metrics: dict[str, Any] = {
         "split": cfg.split,
         "images": int(len(ev)),
@@ -329,7 +331,7 @@ def evaluate(cfg: EvalConfig, *, data: Any | None = None, fit_data: Any | None =
         "temperatures": temps,
         "models": idents,
         "excluded": {"images": int(sum(excluded.values())), "by_class": excluded},
-        **classification_metrics(y, probs, labels),
+        **scores,
     }
     if cfg.max_images is not None:
         metrics["max_images"] = cfg.max_images
