@@ -230,3 +230,39 @@ def test_a_quick_job_writes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with progress_stage("reading"):
         pass
     assert log.getvalue() == ""
+
+
+def test_a_terminal_that_reports_no_size_gets_a_bar() -> None:
+    """A pseudo-terminal of 0 x 0 (what `script`, `docker run -t` and many CI runners give) drew
+    no bar at all: tqdm sized it to nothing. It gets an 80-column bar."""
+    import os
+    import subprocess
+
+    pty = pytest.importorskip("pty", reason="no pseudo-terminals here")
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import time\n"
+        "from fervid.runtime import progress_bar\n"
+        "bar = progress_bar(total=3, desc='scoring', unit='face')\n"
+        "for _ in range(3):\n"
+        "    time.sleep(0.6)\n"
+        "    bar.update(1)\n"
+        "bar.close()\n"
+    )
+    master, slave = pty.openpty()  # no size set: 0 rows, 0 columns
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = out.decode("utf-8", errors="replace")
+    assert "scoring:" in text and "\r" in text and "2/3" in text, repr(text)

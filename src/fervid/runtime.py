@@ -193,13 +193,16 @@ def progress_bar(
     if not enabled or _progress_off or stream is None:
         return tqdm(iterable, total=total, disable=True)
     if stream.isatty():
+        sized = _terminal_columns(stream) > 0  # a pseudo-terminal of size 0 (script, docker -t) drew nothing
         bar = tqdm(
             iterable,
             total=total,
             desc=desc,
             unit=unit,
             delay=1.0,
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else 80,
+            nrows=None if sized else 24,  # tqdm draws nothing on a terminal of 0 rows
             leave=False,
             bar_format=bar_format,
         )
@@ -222,6 +225,14 @@ def progress_bar(
         ),
     )
     return _keep_alive(bar, seconds)
+
+
+def _terminal_columns(stream: Any) -> int:
+    """The width of the terminal ``stream`` writes to; 0 when it has none or reports none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def _keep_alive(bar: Any, every: float) -> Any:
