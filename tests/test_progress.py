@@ -219,7 +219,7 @@ def test_cli_lines_reach_a_pipe_at_once() -> None:
 
 def test_a_quick_job_writes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """A job done before the first interval leaves a log as it was (a bad CSV's one-line error
-    stays one line): the first line comes after LOG_PROGRESS_SECONDS."""
+    stays one line): the first line comes after LOG_FIRST_LINE_SECONDS."""
     from fervid.runtime import progress_stage
 
     monkeypatch.delenv("FERVID_PROGRESS_SECONDS", raising=False)

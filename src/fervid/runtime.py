@@ -154,6 +154,10 @@ class _LineStream:
 #: updates still leaves no gap of 10 s in a log.
 LOG_PROGRESS_SECONDS = 5.0
 
+#: A job done within this many seconds writes no progress line to a log (a later one writes its
+#: first line then: the bar's wait adds to whatever silent work came before it).
+LOG_FIRST_LINE_SECONDS = 2.0
+
 _progress_off = 0  # > 0 within progress_off(): every bar and stage is disabled (``--no-progress``)
 
 
@@ -184,7 +188,8 @@ def progress_bar(
 ) -> Any:
     """A tqdm progress bar on stderr for a long job: redrawn in place on a terminal (shown after
     one second, so quick jobs stay quiet), one plain line every :data:`LOG_PROGRESS_SECONDS`
-    (the first after that long, and one at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
+    (the first after :data:`LOG_FIRST_LINE_SECONDS`, and one at the end) when stderr goes to a
+    log or a pipe, nothing when ``enabled`` is false
     (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``;
     ``bar_format`` replaces the layout (tqdm's)."""
     from tqdm.auto import tqdm
@@ -214,7 +219,7 @@ def progress_bar(
         desc=desc,
         unit=unit,
         file=_LineStream(stream),
-        delay=seconds,  # a job done sooner writes no line at all
+        delay=min(seconds, LOG_FIRST_LINE_SECONDS),  # a job done sooner writes no line at all
         mininterval=seconds,
         maxinterval=seconds,
         bar_format=bar_format
