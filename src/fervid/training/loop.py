@@ -35,7 +35,7 @@ from fervid.models.checkpoint import (
     read_resume_checkpoint,
     save_atomic,
 )
-from fervid.runtime import autocast, progress_bar, softmax
+from fervid.runtime import autocast, progress_bar, progress_stage, softmax
 from fervid.safety import RUN_FILES, prepare_run_dir, write_json_atomic, write_text_atomic
 from fervid.training import distributed
 from fervid.training.augment import augment, mix
@@ -497,8 +497,13 @@ def _train(
     budget_cap = cfg.epochs  # a time budget never runs more epochs than asked
     while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
         stats = _train_epoch(run, epoch)
-        rec, vm = _validate(run, epoch, stats)
-        if _end_epoch(run, epoch, rec, vm, budget_cap, log_f, t0=stats.t0):
+        # validation, the checkpoints and the log line: 10-40 s on a loaded CPU
+        with progress_stage(
+            f"epoch {epoch + 1}/{cfg.epochs}: validating, saving", enabled=cfg.progress and ctx.is_main
+        ):
+            rec, vm = _validate(run, epoch, stats)
+            stop = _end_epoch(run, epoch, rec, vm, budget_cap, log_f, t0=stats.t0)
+        if stop:
             break  # early stopping
         epoch += 1
     if log_f is not None:
