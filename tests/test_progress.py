@@ -266,3 +266,20 @@ def test_a_terminal_that_reports_no_size_gets_a_bar() -> None:
     assert proc.wait(timeout=60) == 0
     text = out.decode("utf-8", errors="replace")
     assert "scoring:" in text and "\r" in text and "2/3" in text, repr(text)
+
+
+def test_the_first_line_of_a_slow_first_step_comes_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bar whose first update is slow writes its first log line after LOG_FIRST_LINE_SECONDS,
+    not after the whole interval (fervid finetune's first batch: 5 s more of silence)."""
+    from fervid import runtime
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "1.0")
+    monkeypatch.setattr(runtime, "LOG_FIRST_LINE_SECONDS", 0.2)
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress_bar(total=2, desc="epoch", unit="batch")
+    time.sleep(0.7)  # first line due at 0.2 s, the next one at 1.2 s
+    early = log.getvalue()
+    bar.update(2)
+    bar.close()
+    assert early.startswith("epoch: 0/2 batch (0%)"), repr(early)

@@ -211,7 +211,7 @@ def progress_bar(
             leave=False,
             bar_format=bar_format,
         )
-        return _keep_alive(bar, 1.0)
+        return _keep_alive(bar, 1.0, 1.0)
     seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
     bar = tqdm(
         iterable,
@@ -229,7 +229,7 @@ def progress_bar(
             else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}"
         ),
     )
-    return _keep_alive(bar, seconds)
+    return _keep_alive(bar, seconds, min(seconds, LOG_FIRST_LINE_SECONDS))
 
 
 def _terminal_columns(stream: Any) -> int:
@@ -240,20 +240,22 @@ def _terminal_columns(stream: Any) -> int:
         return 0
 
 
-def _keep_alive(bar: Any, every: float) -> Any:
-    """Redraws ``bar`` whenever it has been quiet for ``every`` seconds, until it is closed: a
-    step slower than that between two updates (a batch on a loaded machine, the work before the
-    first update) still moves the elapsed time on a terminal and writes a line to a log at
-    least every ``1.5 * every`` seconds (tqdm itself draws only when it is updated)."""
+def _keep_alive(bar: Any, every: float, first: float) -> Any:
+    """Redraws ``bar`` ``first`` seconds after it starts and then whenever it has been quiet for
+    ``every`` seconds, until it is closed: a step slower than that between two updates (a batch
+    on a loaded machine, the work before the first update) still moves the elapsed time on a
+    terminal and writes a line to a log at least every ``1.5 * every`` seconds (tqdm itself
+    draws only when it is updated)."""
     done = threading.Event()
     ref = weakref.ref(bar)  # the thread does not keep an abandoned bar alive
 
     def beat() -> None:
-        while not done.wait(max(every / 2, 0.02)):
+        while not done.wait(max(min(every, first) / 2, 0.02)):
             b = ref()
             if b is None or b.disable:
                 return
-            if time.time() - b.last_print_t >= every:  # tqdm's clock (time.time)
+            wait = every if b.last_print_t > b.start_t else first  # shown yet?
+            if time.time() - b.last_print_t >= wait:  # tqdm's clock (time.time)
                 b.refresh()
                 b.last_print_t = time.time()  # refresh() does not note it, update() does
             del b
