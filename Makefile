@@ -24,7 +24,7 @@ dev:
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch'; print('torch', torch.__version__)"
-DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, filelock, pytest_cov, ruff, mypy, build, mkdocs" 2>/dev/null
+DEV_READY = $(BIN)/python -c "import torch, pytest, xdist, filelock, pytest_cov, ruff, mypy, build, mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null
 
 # The suite but the tests marked slow, on every core (pytest-xdist; a test file stays on one
 # worker, so its module fixtures train once, and the session checkpoints are trained once for

@@ -15,10 +15,41 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def need_docs_tools() -> None:
+    """Skip without the docs extra on a user's machine; in CI (``$CI`` set, as .ci/run and hosted
+    CI set it) a missing tool fails, so that a broken install cannot pass as a skipped build."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            return False
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python") if not found(m)]
+    if missing:
+        reason = f"the docs tools {missing} are not installed (pip install 'fervid[docs]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}")
+        pytest.skip(reason)
+
+
+def test_ci_fails_without_the_docs_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without mkdocs-material the docs build skips on a user's machine and fails in CI."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "material" else real(name, *a))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="material"):
+        need_docs_tools()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI: .*material"):
+        need_docs_tools()
+
+
 def test_docs_build_strict(tmp_path: Path) -> None:
-    pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install 'fervid[docs]')")
-    pytest.importorskip("material", reason="mkdocs-material is not installed (pip install 'fervid[docs]')")
-    pytest.importorskip("mkdocstrings", reason="mkdocstrings is not installed (pip install 'fervid[docs]')")
+    need_docs_tools()
     site = tmp_path / "site"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
@@ -148,3 +179,33 @@ def test_source_compiles_on_the_declared_pythons() -> None:
         checked.append(minor)
     assert sys.version_info.minor in checked or sys.version_info.minor not in minors
     print(f"compiled and imported on Python 3.{checked}")
+
+
+def test_the_commands_in_the_docs_parse() -> None:
+    """Every ``fervid VERB ...`` line in a code block of the docs and the README is accepted by
+    the CLI's parser (training.md gave ``export --int8 ... --data``, which export refuses)."""
+    import contextlib
+    import io
+    import shlex
+
+    from fervid.cli import build_parser
+
+    parser = build_parser()
+    pages = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+    checked, refused = 0, []
+    for page in pages:
+        for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
+            for line in block.splitlines():
+                line = line.split(" #")[0].strip()
+                if not line.startswith("fervid ") or any(c in line for c in ("...", "\\", "|", ">", "$(")):
+                    continue  # elided or shell-composed lines
+                checked += 1
+                err = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                        parser.parse_args(shlex.split(line)[1:])
+                except SystemExit as e:
+                    if e.code not in (0, None):
+                        refused.append(f"{page.name}: {line}: {err.getvalue().strip().splitlines()[-1]}")
+    assert checked >= 20, f"only {checked} commands found in the docs"
+    assert not refused, "\n".join(refused)

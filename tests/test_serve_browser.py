@@ -150,11 +150,12 @@ def wait_js(page: Any, expr: str, timeout: float) -> Any:
 
 
 def keep_screenshot(shot: Path, name: str) -> None:
-    """Copy a screenshot to $FERVID_SCREENSHOT_DIR (to look at), when it is set."""
+    """Copy a screenshot where a person looks at it: $FERVID_SCREENSHOT_DIR, else out/screenshots/
+    of the checkout (ignored by git; the page as the last test run drew it)."""
     assert shot.stat().st_size > 10_000
-    keep = os.environ.get("FERVID_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / name)
+    keep = Path(os.environ.get("FERVID_SCREENSHOT_DIR") or Path(__file__).resolve().parents[1] / "out" / "screenshots")
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / name)
 
 
 def start_camera(page: Any) -> None:
@@ -171,17 +172,29 @@ def start_camera(page: Any) -> None:
     assert page.inner_text("#camera-btn") == "Stop camera"
 
 
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+    )
+
+
 def assert_labels_inside(page: Any) -> None:
-    """Every label drawn on the live canvas lies inside it, and the placement rule keeps a label
-    inside at every edge (the clip's faces do not reach every edge)."""
+    """Every label drawn on the live canvas lies inside it and off the other labels, and the
+    placement rule keeps a label inside at every edge and off the labels already placed (the
+    clip's faces do not reach every edge nor always crowd)."""
     rects, size = page.evaluate("[fervid.labelRects, fervid.canvasSize]")
-    for r in rects:
+    for i, r in enumerate(rects):
         assert 0 <= r["x"] and r["x"] + r["w"] <= size["width"] + 1e-6, (r, size)
         assert 0 <= r["y"] and r["y"] + r["h"] <= size["height"] + 1e-6, (r, size)
+        assert not any(overlap(r, q) for q in rects[:i]), f"labels drawn over each other: {rects}"
+    placed: list[dict[str, float]] = []
     for box in ({"x": 600, "y": 40, "w": 40, "h": 50}, {"x": 0, "y": 0, "w": 60, "h": 80},
-                {"x": 590, "y": 300, "w": 50, "h": 60}, {"x": 10, "y": 5, "w": 620, "h": 350}):  # fmt: skip
-        r = page.evaluate("(b) => fervid.placeLabel(b, 120, 20, 640, 360)", box)
+                {"x": 590, "y": 300, "w": 50, "h": 60}, {"x": 10, "y": 5, "w": 620, "h": 350},
+                {"x": 20, "y": 60, "w": 50, "h": 60}, {"x": 40, "y": 70, "w": 50, "h": 60}):  # fmt: skip
+        r = page.evaluate("([b, taken]) => fervid.placeLabel(b, 120, 20, 640, 360, taken)", [box, placed])
         assert 0 <= r["x"] <= 640 - 120 and 0 <= r["y"] <= 360 - 20, (box, r)
+        assert not any(overlap(r, q) for q in placed), (box, r, placed)
+        placed.append(r)
 
 
 def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path) -> None:
@@ -219,6 +232,9 @@ def test_live_camera_draws_labelled_faces(page: Any, server: str, tmp_path: Path
     wait_js(page, "fervid.timeline.points >= 10 && fervid.timeline.mainId !== null", 20)
     smoothed = page.evaluate("fervid.timeline.smoothed")
     assert set(smoothed) == allowed and abs(sum(smoothed.values()) - 1.0) < 1e-9 * len(smoothed)
+    # a few seconds in, the time axis spans those seconds (10 s at least), not the whole minute
+    wait_js(page, "fervid.timeline.spanSeconds !== undefined", 5)
+    assert 10 <= page.evaluate("fervid.timeline.spanSeconds") < 60
     assert_labels_inside(page)
     shot = tmp_path / "live.png"
     page.screenshot(path=str(shot))
@@ -490,6 +506,9 @@ def test_photo_upload_in_the_page(page: Any, server: str, media: Path, tmp_path:
     assert "415" in status and status.count("notes.txt") == 1, status  # the file is named once
     # the error replaces the previous photo's result
     assert not page.is_visible("#upload-canvas") and page.locator("#upload-faces li").count() == 0
+    page.locator("#upload").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "upload_error.png"))
+    keep_screenshot(tmp_path / "upload_error.png", "serve_upload_error.png")
     expected = (
         "console error: Failed to load resource: the server responded with a status of 415 (Unsupported Media Type)"
     )

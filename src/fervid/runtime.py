@@ -12,6 +12,8 @@ import os
 import re
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,8 +149,32 @@ class _LineStream:
         self._stream.flush()
 
 
-#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``).
-LOG_PROGRESS_SECONDS = 10.0
+#: Seconds between two plain progress lines when stderr is not a terminal (``$FERVID_PROGRESS_SECONDS``):
+#: under half of the 10 s that a command may stay silent, so that a slow step between two
+#: updates still leaves no gap of 10 s in a log.
+LOG_PROGRESS_SECONDS = 5.0
+
+#: A job done within this many seconds writes no progress line to a log (a later one writes its
+#: first line then: the bar's wait adds to whatever silent work came before it).
+LOG_FIRST_LINE_SECONDS = 2.0
+
+_progress_off = 0  # > 0 within progress_off(): every bar and stage is disabled (``--no-progress``)
+
+
+@contextlib.contextmanager
+def progress_off(off: bool = True) -> Iterator[None]:
+    """Within the block every :func:`progress_bar` and :func:`progress_stage` is disabled when
+    ``off`` (in every thread): what ``--no-progress`` does for the steps of a command that take
+    no ``progress`` argument of their own (reading a dataset the first time, ...)."""
+    global _progress_off
+    if not off:
+        yield
+        return
+    _progress_off += 1
+    try:
+        yield
+    finally:
+        _progress_off -= 1
 
 
 def progress_bar(
@@ -162,32 +188,38 @@ def progress_bar(
 ) -> Any:
     """A tqdm progress bar on stderr for a long job: redrawn in place on a terminal (shown after
     one second, so quick jobs stay quiet), one plain line every :data:`LOG_PROGRESS_SECONDS`
-    (and at the end) when stderr goes to a log or a pipe, nothing when ``enabled`` is false
+    (the first after :data:`LOG_FIRST_LINE_SECONDS`, and one at the end) when stderr goes to a
+    log or a pipe, nothing when ``enabled`` is false
     (``--no-progress``). Use it as tqdm: iterate, or ``update(n)`` and ``close()``;
     ``bar_format`` replaces the layout (tqdm's)."""
     from tqdm.auto import tqdm
 
     stream = sys.stderr
-    if not enabled or stream is None:
+    if not enabled or _progress_off or stream is None:
         return tqdm(iterable, total=total, disable=True)
     if stream.isatty():
-        return tqdm(
+        sized = _terminal_columns(stream) > 0  # a pseudo-terminal of size 0 (script, docker -t) drew nothing
+        bar = tqdm(
             iterable,
             total=total,
             desc=desc,
             unit=unit,
             delay=1.0,
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else 80,
+            nrows=None if sized else 24,  # tqdm draws nothing on a terminal of 0 rows
             leave=False,
             bar_format=bar_format,
         )
+        return _keep_alive(bar, 1.0, 1.0)
     seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
-    return tqdm(
+    bar = tqdm(
         iterable,
         total=total,
         desc=desc,
         unit=unit,
         file=_LineStream(stream),
+        delay=min(seconds, LOG_FIRST_LINE_SECONDS),  # a job done sooner writes no line at all
         mininterval=seconds,
         maxinterval=seconds,
         bar_format=bar_format
@@ -197,6 +229,46 @@ def progress_bar(
             else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}"
         ),
     )
+    return _keep_alive(bar, seconds, min(seconds, LOG_FIRST_LINE_SECONDS))
+
+
+def _terminal_columns(stream: Any) -> int:
+    """The width of the terminal ``stream`` writes to; 0 when it has none or reports none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def _keep_alive(bar: Any, every: float, first: float) -> Any:
+    """Redraws ``bar`` ``first`` seconds after it starts and then whenever it has been quiet for
+    ``every`` seconds, until it is closed: a step slower than that between two updates (a batch
+    on a loaded machine, the work before the first update) still moves the elapsed time on a
+    terminal and writes a line to a log at least every ``1.5 * every`` seconds (tqdm itself
+    draws only when it is updated)."""
+    done = threading.Event()
+    ref = weakref.ref(bar)  # the thread does not keep an abandoned bar alive
+
+    def beat() -> None:
+        while not done.wait(max(min(every, first) / 2, 0.02)):
+            b = ref()
+            if b is None or b.disable:
+                return
+            wait = every if b.last_print_t > b.start_t else first  # shown yet?
+            if time.time() - b.last_print_t >= wait:  # tqdm's clock (time.time)
+                b.refresh()
+                b.last_print_t = time.time()  # refresh() does not note it, update() does
+            del b
+
+    close = bar.close
+
+    def closing() -> None:
+        done.set()
+        close()
+
+    bar.close = closing  # tqdm closes itself through self.close (end of iteration, with, __del__)
+    threading.Thread(target=beat, name=f"fervid-progress-{bar.desc}", daemon=True).start()
+    return bar
 
 
 @contextlib.contextmanager
@@ -205,22 +277,7 @@ def progress_stage(desc: str, enabled: bool = True) -> Iterator[None]:
     line with the elapsed time, redrawn every second; in a log ``desc: MM:SS elapsed`` every
     :data:`LOG_PROGRESS_SECONDS` and at the end, so that no long step is silent."""
     bar = progress_bar(desc=desc, enabled=enabled, bar_format="{desc}: {elapsed} elapsed")
-    if bar.disable:
-        yield
-        return
-    tty = bool(sys.stderr is not None and sys.stderr.isatty())
-    every = 1.0 if tty else float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(every):
-            bar.refresh()
-
-    thread = threading.Thread(target=beat, name=f"fervid-progress-{desc}", daemon=True)
-    thread.start()
     try:
         yield
     finally:
-        done.set()
-        thread.join()
         bar.close()

@@ -116,8 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from fervid.runtime import progress_off
+
+    if hasattr(sys.stdout, "reconfigure"):  # a line printed reaches a log or a pipe at once, not at exit
+        sys.stdout.reconfigure(line_buffering=True)
     try:
-        return int(args._run(args) or 0)
+        with progress_off(getattr(args, "progress", True) is False):  # --no-progress: every bar, every step
+            return int(args._run(args) or 0)
     except FervidError as e:
         # A user error (bad input, argument or output location): one clear line, no traceback.
         print(f"fervid {args.verb}: error: {e}", file=sys.stderr)

@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="output checkpoint (.pt, or .safetensors)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -35,7 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from fervid.evaluation.calibration import calibrate
 
     info = calibrate(
-        args.model, args.data, args.out, split=args.split, tta=args.tta, device=args.device, ferplus=args.ferplus
+        args.model,
+        args.data,
+        args.out,
+        split=args.split,
+        tta=args.tta,
+        device=args.device,
+        ferplus=args.ferplus,
+        progress=args.progress,
     )
     print(json.dumps(info, indent=2))
     return 0

@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--out", required=True)
     k.add_argument("--splits", nargs="+", default=None)
     k.add_argument("--lenient", action="store_true", help="skip bad rows/files and report them instead of failing")
+    for action in (i, s, k):  # reading a CSV the first time takes ~20 s: a progress line
+        action.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -63,6 +65,7 @@ def _report_skipped(data: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fervid.data.datasets import load_dataset
+    from fervid.runtime import progress_stage
     from fervid.safety import check_not_input, preflight_output
 
     if args.data_verb in ("show", "pack"):  # a bad --out fails before the data is read
@@ -72,15 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if args.data_verb == "info":
         from fervid.data.stats import dataset_info, format_info
 
-        info = dataset_info(data, args.ferplus)
+        with progress_stage("statistics" + (" and FER+ votes" if args.ferplus else "")):
+            info = dataset_info(data, args.ferplus)
         print(json.dumps(_json_safe(info), allow_nan=False) if args.json else format_info(info))
     elif args.data_verb == "show":
         from fervid.data.plots import sample_grid
 
         _report_skipped(data)
-        out = sample_grid(
-            data, args.out, split=args.split, per_class=args.per_class, ferplus=args.ferplus, seed=args.seed
-        )
+        with progress_stage(f"drawing {args.out}"):
+            out = sample_grid(
+                data, args.out, split=args.split, per_class=args.per_class, ferplus=args.ferplus, seed=args.seed
+            )
         print(f"wrote {out}")
     elif args.data_verb == "pack":
         from fervid.data.datasets import save_pack

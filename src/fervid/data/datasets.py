@@ -33,7 +33,7 @@ from fervid.data.errors import FERDataError
 from fervid.data.imagefile import decode_image, image_extensions
 from fervid.emotions import FER2013, FERPLUS8, SPLITS, try_canonical
 from fervid.errors import UnknownNameError, UserValueError
-from fervid.runtime import cache_dir
+from fervid.runtime import cache_dir, progress_stage
 from fervid.safety import atomic_write, check_input_path, special_file_kind
 
 if TYPE_CHECKING:
@@ -420,13 +420,15 @@ def load_fer2013(path: str | os.PathLike, *, strict: bool = True, cache: bool = 
     if not path.is_file():
         raise FERDataError("no such file", path)
     if not cache:
-        return _parse_fer_csv(path, strict)
+        with progress_stage(f"reading {path.name}"):
+            return _parse_fer_csv(path, strict)
     cfile = _cache_file(_sha256(path), strict)
     if cfile.is_file():
         data = _read_cache(cfile, path)
         if data is not None:
             return data
-    data = _parse_fer_csv(path, strict)
+    with progress_stage(f"reading {path.name} (cached for the next time)"):  # ~20 s for FER2013
+        data = _parse_fer_csv(path, strict)
     _write_cache(cfile, data)
     return data
 

@@ -175,10 +175,12 @@ def calibrate(
     device: str = "auto",
     batch_size: int = 256,
     ferplus: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Fit the temperature of ``model`` on ``split`` (PublicTest) of ``data`` (a path or a
     loaded ``FERData``) and write the calibrated checkpoint to ``out``. Returns the fitted
-    temperature with the NLL and ECE on the fit split before and after.
+    temperature with the NLL and ECE on the fit split before and after. ``progress``: a bar
+    over the scored faces (:func:`fervid.runtime.progress_bar`).
 
     ``ferplus`` (``fer2013new.csv``; ``data`` must be the FER2013 CSV): fit to the FER+
     vote distribution instead of the FER2013 labels (:func:`fit_temperature_to_distribution`),
@@ -203,7 +205,7 @@ def calibrate(
     if ferplus is None:
         s = s.select(s.labels >= 0)
         cols = align_columns(model_preprocess(m).labels, d.label_names)
-        logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy()[:, cols]
+        logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size, progress=progress).numpy()[:, cols]
         y = s.labels.astype(np.int64)
         t = fit_temperature(logits, y)
     else:
@@ -212,7 +214,11 @@ def calibrate(
         y, keep = ferplus_targets(v, "majority")
         s, v, y = s.select(keep), v[keep], y[keep]
         q = distribution(v).astype(np.float64)
-        logits = tta_logits(m, s.images, tta, device=dev, batch_size=batch_size).numpy().astype(np.float64)
+        logits = (
+            tta_logits(m, s.images, tta, device=dev, batch_size=batch_size, progress=progress)
+            .numpy()
+            .astype(np.float64)
+        )
         t = fit_temperature_to_distribution(logits, q)
 
         def kl(temp: float) -> float:

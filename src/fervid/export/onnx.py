@@ -447,7 +447,8 @@ def export_onnx(
     diff, agree, n = float("nan"), float("nan"), 0
     if check:
         faces = held_out if held_out is not None and len(held_out) else _check_faces(m, calib)
-        diff, agree = compare_with_torch(out, m, faces)
+        with progress_stage(f"parity check on {len(faces)} faces", enabled=progress):
+            diff, agree = compare_with_torch(out, m, faces)
         n = len(faces)
     return ExportReport(
         out, int8, n, diff, agree, out.stat().st_size, q.tail, q.n_sel, q.sel_agree, q.fp32_size, q.tried, q.acts

@@ -35,7 +35,7 @@ from fervid.models.checkpoint import (
     read_resume_checkpoint,
     save_atomic,
 )
-from fervid.runtime import autocast, progress_bar, softmax
+from fervid.runtime import autocast, progress_bar, progress_stage, softmax
 from fervid.safety import RUN_FILES, prepare_run_dir, write_json_atomic, write_text_atomic
 from fervid.training import distributed
 from fervid.training.augment import augment, mix
@@ -312,12 +312,17 @@ def _rank_loss_scale(
 
 
 def _predict(
-    model: torch.nn.Module, images: np.ndarray, device: torch.device, ctx: distributed.DistContext
+    model: torch.nn.Module,
+    images: np.ndarray,
+    device: torch.device,
+    ctx: distributed.DistContext,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Top labels of ``images``; under DDP each rank predicts rows ``rank::N`` and every rank gets all."""
+    """Top labels of ``images``; under DDP each rank predicts rows ``rank::N`` and every rank gets
+    all. ``progress``: a bar over the faces on the main rank (a CPU validation takes 10-40 s)."""
     part = images[ctx.rank :: ctx.world_size]
     pred = (
-        tta_logits(model, part, "none", device, batch_size=512).argmax(1)
+        tta_logits(model, part, "none", device, batch_size=512, progress=progress and ctx.is_main).argmax(1)
         if len(part)
         else torch.zeros(0, dtype=torch.int64)
     )
@@ -492,8 +497,13 @@ def _train(
     budget_cap = cfg.epochs  # a time budget never runs more epochs than asked
     while epoch < cfg.epochs:  # a while loop: the time budget may shorten cfg.epochs after epoch 1
         stats = _train_epoch(run, epoch)
-        rec, vm = _validate(run, epoch, stats)
-        if _end_epoch(run, epoch, rec, vm, budget_cap, log_f, t0=stats.t0):
+        # validation, the checkpoints and the log line: 10-40 s on a loaded CPU
+        with progress_stage(
+            f"epoch {epoch + 1}/{cfg.epochs}: validating, saving", enabled=cfg.progress and ctx.is_main
+        ):
+            rec, vm = _validate(run, epoch, stats)
+            stop = _end_epoch(run, epoch, rec, vm, budget_cap, log_f, t0=stats.t0)
+        if stop:
             break  # early stopping
         epoch += 1
     if log_f is not None:
@@ -761,7 +771,7 @@ def _step(
 def _validate(run: _Run, epoch: int, stats: _EpochStats) -> tuple[dict[str, Any], dict[str, Any]]:
     """The epoch's log record and its PublicTest metrics (model selection: PublicTest only)."""
     val = run.splits["PublicTest"]
-    vm = basic_metrics(val.labels, _predict(run.model, val.images, run.device, run.ctx), run.k)
+    vm = basic_metrics(val.labels, _predict(run.model, val.images, run.device, run.ctx, run.cfg.progress), run.k)
     rec = {
         "epoch": epoch + 1,
         "train_loss": stats.loss / stats.seen,
@@ -891,7 +901,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         if split not in run.splits or (split == "PrivateTest" and not cfg.eval_private):
             continue
         s = run.splits[split]
-        pred = tta_logits(run.model, s.images, "none", run.device, batch_size=512).argmax(1).numpy()
+        logits = tta_logits(run.model, s.images, "none", run.device, batch_size=512, progress=cfg.progress)
+        pred = logits.argmax(1).numpy()
         final[split] = basic_metrics(s.labels, pred, run.k)
     ck["metrics"] = {s: final[s] for s in ("PublicTest", "PrivateTest") if s in final}
     save_atomic(ck, run.best_path)

@@ -17,7 +17,8 @@ const AMBIGUOUS = 0.65;      // fervid.inference.ambiguity.AMBIGUITY_THRESHOLD (
 const LABEL_THRESHOLD = 0.3; // labels_above threshold of the Python API
 // fervid.detectors.LANDMARK_NAMES: YuNet's five points in its own order (the person's right eye first).
 const LANDMARK_NAMES = ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"];
-const TIMELINE_SECONDS = 60;
+const TIMELINE_SECONDS = 60;      // the timeline keeps the last minute
+const TIMELINE_MIN_SECONDS = 10;  // and shows at least 10 s
 const COLORS = { angry: "#ff5a5a", disgust: "#8bc34a", fear: "#b07cff", happy: "#ffd23f", sad: "#4f8dff",
                  surprise: "#ff9f40", neutral: "#b8bec8", contempt: "#26c6da" };
 const color = (label) => COLORS[label] || "#4fb3ff";
@@ -402,13 +403,19 @@ async function analyse(source, W, H) {
 }
 
 // ---------------------------------------------------------------- drawing
-// A label of tw x th pixels for a face box, kept inside the W x H canvas: above the box when
-// there is room, else below it (or inside it at the bottom edge), moved left at the right edge.
-function placeLabel(box, tw, th, W, H) {
+// A label of tw x th pixels for a face box, kept inside the W x H canvas and off the labels
+// already placed (`taken`): above the box when there is room, else below it, else inside its top
+// edge, moved left at the right edge; when every place is taken, the free one nearest above.
+function placeLabel(box, tw, th, W, H, taken = []) {
   const x = Math.min(Math.max(0, box.x), Math.max(0, W - tw));
+  const fit = (y) => Math.min(Math.max(0, y), Math.max(0, H - th));
+  const free = (y) => !taken.some((r) => x < r.x + r.w && r.x < x + tw && y < r.y + r.h && r.y < y + th);
   const above = box.y - th, below = box.y + box.h;
-  const y = Math.min(Math.max(0, above >= 0 ? above : below), Math.max(0, H - th));
-  return { x, y, w: tw, h: th };
+  const tries = (above >= 0 ? [above, below] : [below, above]).map(fit).concat([fit(box.y)]);
+  for (let y = fit(above); y > 0 && tries.length < 64; y = fit(y - th)) tries.push(y);  // stacked upwards
+  for (let y = fit(below); y < H - th && tries.length < 128; y = fit(y + th)) tries.push(y);  // then downwards
+  const y = tries.find(free);
+  return { x, y: y === undefined ? tries[0] : y, w: tw, h: th };
 }
 state.placeLabel = placeLabel;
 
@@ -428,7 +435,7 @@ function drawFaces(ctx, faces, labels, scale = 1) {
     ctx.fillStyle = col;
     for (const p of points) if (Array.isArray(p)) ctx.fillRect(p[0] - 2 * scale, p[1] - 2 * scale, 4 * scale, 4 * scale);
     const text = `${f.label} ${Math.round(100 * f.confidence)}%${f.ambiguous ? " ?" : ""}`;
-    const r = placeLabel(f.box, ctx.measureText(text).width + 8, font + 6, W, H);
+    const r = placeLabel(f.box, ctx.measureText(text).width + 8, font + 6, W, H, rects);
     ctx.fillStyle = col;
     ctx.fillRect(r.x, r.y, r.w, r.h);
     ctx.fillStyle = "#000";
@@ -533,13 +540,18 @@ function drawTimeline(now) {
     ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(W - 4, y); ctx.stroke();
     ctx.fillText(v.toFixed(1), 0, y + 4);
   }
-  ctx.fillText(`-${TIMELINE_SECONDS}s`, pad, H - 6);
+  const oldest = now - TIMELINE_SECONDS * 1000;
+  while (history.length && history[0].t < oldest) history.shift();
+  while (switches.length && switches[0].t < oldest) switches.shift();
+  // The time axis grows with the history up to TIMELINE_SECONDS (at least TIMELINE_MIN_SECONDS),
+  // so the first seconds fill the width instead of a sliver at its right edge.
+  const span = Math.min(TIMELINE_SECONDS, Math.max(TIMELINE_MIN_SECONDS, history.length ? (now - history[0].t) / 1000 : 0));
+  state.timeline.spanSeconds = span;
+  ctx.fillText(`-${Math.round(span)}s`, pad, H - 6);
   ctx.fillText("now", W - 26, H - 6);
   if (!current) return;
-  const t0 = now - TIMELINE_SECONDS * 1000;
-  while (history.length && history[0].t < t0) history.shift();
-  while (switches.length && switches[0].t < t0) switches.shift();
-  const xOf = (t) => pad + ((t - t0) / (TIMELINE_SECONDS * 1000)) * (W - pad - 4);
+  const t0 = now - span * 1000;
+  const xOf = (t) => pad + ((t - t0) / (span * 1000)) * (W - pad - 4);
   const yOf = (p) => H - pad - p * (H - 2 * pad);
   ctx.setLineDash([3, 3]);
   for (const s of switches) {
@@ -570,7 +582,8 @@ function record(main, now) {
   history.push(main ? { t: now, id: main.id, p: { ...main.smoothed } } : { t: now, id: null, p: null });
   const drawn = history.filter((h) => h.p);
   state.timeline = { points: drawn.length, first: drawn.length ? drawn[0].t : null, mainId: main ? main.id : null,
-                     switches: switches.map((s) => s.model), smoothed: main ? { ...main.smoothed } : null };
+                     switches: switches.map((s) => s.model), smoothed: main ? { ...main.smoothed } : null,
+                     spanSeconds: state.timeline.spanSeconds };
 }
 
 // ---------------------------------------------------------------- live loop
