@@ -26,7 +26,8 @@ VideoStream, which shows 0/0), and the tracker's own CPU time per frame in the r
 (``time.process_time``: cut detection and descriptors included, detection and classification
 not). ``--cuts`` prints the colour histogram distance at the cuts and the largest elsewhere,
 with its cost, for the clip as it is and letterboxed to 640x480 and 1280x720; ``--sweep`` the
-re-id threshold and ratio, min_hits and the descriptor kinds. ``--speed`` only times the whole
+re-id threshold and ratio, min_hits, the confirmation score (each alone: the other rows
+without one) and the descriptor kinds. ``--speed`` only times the whole
 pipeline (CPU ms per frame, one thread) with the fervid on ``PYTHONPATH``, to compare two trees
 (``--tracker`` picks the stream's tracker).
 """
@@ -177,13 +178,16 @@ def timed(gt: dict[int, list[Any]], tracker: Any, frames: list[Recorded]) -> dic
 
 
 def configs() -> dict[str, Any]:
+    from fervid.detectors import YuNetDetector
     from fervid.inference.tracking import IoUTracker, PersonTracker
 
+    score = YuNetDetector.confirm_score  # what the stream's tracker gets from the default detector
     return {
         "today: IoU tracker (before this work)": IoUTracker,
         "1. + shot cuts": lambda: PersonTracker(min_hits=1, max_age=15, reid_threshold=None),
         "2. + confirmation (min_hits 4) and hysteresis": lambda: PersonTracker(reid_threshold=None),
-        "3. + re-identification (default)": PersonTracker,
+        "3. + re-identification": PersonTracker,
+        f"4. + confirmation score {score} (default)": lambda: PersonTracker(confirm_score=score),
     }
 
 
@@ -344,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                         sweep[f"reid_threshold {thr}, reid_ratio {ratio}"] = score(gt, replay(tr, frames), len(frames))
                 for mh in (2, 3, 5, 6):
                     sweep[f"min_hits {mh}"] = score(gt, replay(PersonTracker(min_hits=mh), frames), len(frames))
+                for cs in (0.62, 0.64, 0.65, 0.66, 0.68, 0.7, 0.75):
+                    tr = PersonTracker(confirm_score=cs)
+                    sweep[f"confirm_score {cs}"] = score(gt, replay(tr, frames), len(frames))
                 for kind in FaceDescriptor.KINDS[1:]:
                     tr = PersonTracker(descriptor=FaceDescriptor(kind))
                     sweep[f"descriptor {kind}"] = score(gt, replay(tr, frames), len(frames))

@@ -45,10 +45,11 @@ def test_every_registered_detector_keeps_its_declared_contract(name: str, two_pe
     if name == "dlib" and not HAS_DLIB:
         pytest.skip("dlib is not installed (pip install 'fervid[dlib]')")
     det = create_detector(name)
-    for member in ("landmarks", "whole_image", "for_video", "roi_scale"):
+    for member in ("landmarks", "whole_image", "confirm_score", "for_video", "roi_scale"):
         assert hasattr(det, member), f"{name} does not declare {member}"
     caps = capabilities(det)
-    assert caps == DetectorCapabilities(landmarks=det.landmarks, whole_image=det.whole_image)  # type: ignore[attr-defined]
+    declared = {k: getattr(det, k) for k in ("landmarks", "whole_image", "confirm_score")}
+    assert caps == DetectorCapabilities(**declared)
 
     H, W = two_people.shape[:2]
     boxes = det.detect(two_people)

@@ -146,6 +146,11 @@ class BaseDetector(ABC):
     added around it, and video detects every frame whole)."""
     video_options: Mapping[str, Any] | None = None
     """The factory options of its video version (``None``: frames are detected as photos)."""
+    confirm_score: float | None = None
+    """In a video, a new track becomes a person only once one of its boxes scores at least
+    this (in this detector's own score units; ``None``: no such test). A blurred background
+    patch found a few frames in a row scores just above the detection threshold, a face
+    clearly above it (:class:`fervid.inference.tracking.PersonTracker`)."""
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceBox]:
@@ -169,14 +174,18 @@ class DetectorCapabilities:
 
     landmarks: bool
     whole_image: bool
+    confirm_score: float | None = None
 
 
 def capabilities(detector: Detector) -> DetectorCapabilities:
-    """``detector``'s declared :attr:`~BaseDetector.landmarks` and
-    :attr:`~BaseDetector.whole_image` (``False`` where it declares nothing)."""
+    """``detector``'s declared :attr:`~BaseDetector.landmarks`,
+    :attr:`~BaseDetector.whole_image` (``False`` where it declares nothing) and
+    :attr:`~BaseDetector.confirm_score` (``None`` where it declares none)."""
+    score = getattr(detector, "confirm_score", None)
     return DetectorCapabilities(
         landmarks=bool(getattr(detector, "landmarks", False)),
         whole_image=bool(getattr(detector, "whole_image", False)),
+        confirm_score=None if score is None else float(score),
     )
 
 

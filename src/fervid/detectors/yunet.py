@@ -229,6 +229,11 @@ class YuNetDetector(BaseDetector):
     name = "yunet"
     landmarks = True
     video_options = YUNET_VIDEO
+    confirm_score = 0.65
+    """A video track is a person once one of its boxes scores 0.65 or more: on the media clip
+    a dark blur found 4 frames in a row scored 0.60-0.63, every annotated person reached 0.66
+    within their first 4 frames (``benchmarks/identity.py --sweep``, BENCHMARKS.md "Identity
+    through a video")."""
 
     def __init__(
         self,

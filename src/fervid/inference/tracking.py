@@ -9,7 +9,10 @@ which can be switched off to measure it (``benchmarks/identity.py``):
    shot can inherit an identity by position.
 2. **Confirmation and hysteresis**: a new track is *tentative*; it becomes a person after
    ``min_hits`` detections in consecutive frames and is dropped at its first miss before
-   that (a fist, a blurred background face found once). A confirmed person survives
+   that (a fist, a blurred background face found once). With ``confirm_score``, one of
+   those detections must also score at least that (a blurred patch found a few frames in a
+   row scores just above the detector's threshold; until one box clears it the track stays
+   tentative). A confirmed person survives
    ``max_age`` missed frames and keeps its id when found again. Because a person's first
    frames are only known to be a person ``min_hits - 1`` frames later, the stream holds
    back that many frames (:attr:`PersonTracker.delay`): every id in the outputs has at
@@ -196,6 +199,7 @@ class Track:
     hits: int = 1
     descriptor: np.ndarray | None = None
     descriptors: int = 0
+    best_score: float = -math.inf
 
     def add_descriptor(self, d: np.ndarray | None) -> None:
         if d is None:
@@ -230,6 +234,12 @@ class PersonTracker:
         iou_threshold, max_distance: position matching (:func:`match_boxes`).
         max_age: processed frames a confirmed person's track survives without a detection.
         min_hits: consecutive detections that make a track a person (1: every box at once).
+        confirm_score: ... and one of them must score at least this, in the detector's
+            score units (``None``: no such test). A tentative track whose boxes all score
+            under it stays tentative while it is detected and never becomes a person.
+            :class:`~fervid.inference.video.VideoStream` sets it from its detector's
+            :attr:`~fervid.detectors.BaseDetector.confirm_score` (YuNet: 0.65) for the
+            trackers it makes by name.
         cut_threshold: histogram distance of a shot cut (``None``: no cut detection).
         reid_threshold: cosine distance under which a new track is a person seen before
             (``None``: no re-identification).
@@ -247,6 +257,7 @@ class PersonTracker:
         max_distance: float = 0.6,
         max_age: int = 15,
         min_hits: int = 4,
+        confirm_score: float | None = None,
         cut_threshold: float | None = 0.25,
         reid_threshold: float | None = 0.15,
         reid_ratio: float = 0.5,
@@ -259,6 +270,7 @@ class PersonTracker:
             raise UserValueError(f"max_age must be >= 0, got {max_age}")
         self.iou_threshold, self.max_distance = iou_threshold, max_distance
         self.max_age, self.min_hits = max_age, min_hits
+        self.confirm_score = confirm_score
         self.cuts = None if cut_threshold is None else CutDetector(cut_threshold)
         self.reid_threshold, self.reid_ratio = reid_threshold, reid_ratio
         self.descriptor = descriptor or (FaceDescriptor() if reid_threshold is not None else None)
@@ -295,6 +307,10 @@ class PersonTracker:
         else:
             t.face_id = self._next_id
             self._next_id += 1
+
+    def _clear(self, t: Track) -> bool:
+        """Whether one of the track's boxes scored at least ``confirm_score``."""
+        return self.confirm_score is None or t.best_score >= self.confirm_score
 
     def _wants_descriptor(self, t: Track) -> bool:
         """Describe a track's first ``min_hits`` boxes (the re-id decision), then a sample."""
@@ -343,12 +359,13 @@ class PersonTracker:
             if match is None:
                 kept.append(t)
             t.box = b
+            t.best_score = max(t.best_score, b.score)
             if self._wants_descriptor(t) and frame is not None and crops is not None:
                 t.add_descriptor(self.descriptor.compute(frame, b, crops[bi]))  # type: ignore[union-attr]
             out.append(t)
         self.tracks = kept
         for t in out:
-            if t.face_id is None and t.hits >= self.min_hits:
+            if t.face_id is None and t.hits >= self.min_hits and self._clear(t):
                 self._confirm(t)
         return out
 
@@ -407,11 +424,12 @@ Tracker = PersonTracker | IoUTracker
 """What :func:`fervid.inference.video.stream` tracks faces with."""
 
 
-def make_tracker(tracker: str | Tracker | None = None) -> Tracker:
-    """A fresh tracker from a name in :data:`TRACKERS` (``None``: ``"person"``), or ``tracker``
-    itself (a tracker holds one video's state: give each stream its own)."""
+def make_tracker(tracker: str | Tracker | None = None, confirm_score: float | None = None) -> Tracker:
+    """A fresh tracker from a name in :data:`TRACKERS` (``None``: ``"person"``, with
+    ``confirm_score``: the detector's), or ``tracker`` itself (a tracker holds one video's
+    state: give each stream its own)."""
     if tracker is None or tracker == "person":
-        return PersonTracker()
+        return PersonTracker(confirm_score=confirm_score)
     if tracker == "iou":
         return IoUTracker()
     if isinstance(tracker, (PersonTracker, IoUTracker)):

@@ -289,12 +289,14 @@ class VideoStream(Iterator[FrameResult]):
         self.recognizer = recognizer
         self.every, self.smooth, self.max_seconds = every, smooth, max_seconds
         self.detect_every, self.search_margin = detect_every, search_margin
-        self.tracker: Tracker = make_tracker(tracker)
+        make_tracker(tracker)  # a bad tracker name fails before the model loads
         recognizer.load()  # a bad model or detector fails here, before the source is opened
         self.pipeline = recognizer.video_pipeline
         self.detector = self.pipeline.detector
+        caps = capabilities(self.detector)
+        self.tracker: Tracker = make_tracker(tracker, caps.confirm_score)
         # a whole-image detector ("skip") has no face to follow between key frames
-        self._whole_image = capabilities(self.detector).whole_image
+        self._whole_image = caps.whole_image
         self._reader = open_source(source, fps)
         self.info: SourceInfo = self._reader.info
         self.frames_read = 0
