@@ -326,7 +326,7 @@ def test_bench_int8_exports_are_keyed_by_the_weights(tmp_path, monkeypatch):
 
     import fervid.bench as bench
     from fervid.bench import int8_model
-    from fervid.models.checkpoint import WEIGHTS_DIR
+    from fervid.models.bundled import WEIGHTS_DIR
 
     made = []
 

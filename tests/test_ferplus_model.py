@@ -17,7 +17,7 @@ from tolerances import U64, gamma
 
 
 def test_ferplus_is_bundled_with_a_matching_sha256() -> None:
-    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, file_sha256
+    from fervid.models.bundled import WEIGHTS_DIR, bundled_models, file_sha256
 
     b = bundled_models()["ferplus"]
     path = WEIGHTS_DIR / b.file
@@ -43,7 +43,8 @@ def test_ferplus_loads_with_eight_labels_and_a_fitted_temperature() -> None:
 
 
 def test_ferplus_sha256_mismatch_is_refused(tmp_path: Path) -> None:
-    from fervid.models.checkpoint import WEIGHTS_DIR, bundled_models, load_safetensors_checkpoint
+    from fervid.models.bundled import WEIGHTS_DIR, bundled_models
+    from fervid.models.checkpoint import load_safetensors_checkpoint
 
     b = bundled_models()["ferplus"]
     with pytest.raises(ValueError, match="sha256"):
