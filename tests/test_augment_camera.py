@@ -212,6 +212,7 @@ def test_config_round_trip_and_checks(tmp_path: Path) -> None:
         changed.validate()
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_a_short_training_run_with_camera_shifts(fer_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """train() on real FER2013 faces with camera shifts on: the shifts reach the batches the
     model sees, the run finishes and records the settings."""

@@ -198,6 +198,7 @@ def test_two_processes_equal_one(runs: dict[str, Path]) -> None:
     assert type(model.features[0][1]) is torch.nn.BatchNorm2d
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_resume_across_a_change_of_world_size(runs: dict[str, Path], synthetic_pack: Path, tmp_path: Path) -> None:
     """Epoch 2 of the 2-process run resumed by 1 process, and of the 1-process run by 2
     processes: the same weights, the same log."""

@@ -88,7 +88,11 @@ def _bundled() -> list[str]:
     return sorted({b.name for b in bundled_models().values()})  # each model once, not its aliases
 
 
-@pytest.mark.parametrize("name", _bundled())
+@pytest.mark.parametrize(
+    "name",
+    # fast in make test; the two ResNets (20-30 s each on 2 loaded cores) in make test-slow (CI)
+    [n if n == "fast" else pytest.param(n, marks=pytest.mark.slow) for n in _bundled()],
+)
 def test_every_bundled_model_exports_with_parity(name, tmp_path):
     """fp32 export of each bundled model (not only ``fast``): metadata equal to the checkpoint's,
     dynamic batch, and the same probabilities as PyTorch on face-like images (no data needed)."""
@@ -104,6 +108,7 @@ def test_every_bundled_model_exports_with_parity(name, tmp_path):
     assert_parity(model, faces, clf, (1, 16))
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_int8_export_keeps_top_labels_on_private_test(fast_fp32, fast_int8, private_faces):
     path, report = fast_int8
     assert read_metadata(path)["quantization"].startswith("int8-static-qdq")
@@ -134,6 +139,7 @@ def _agreement_floor(p: float, n: int) -> float:
     return p - 2.326 * float(np.sqrt(p * (1 - p) / n))
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_int8_default_is_small_with_every_conv_but_the_first_int8(tmp_path, fer_csv, private_faces):
     """Issue 26: the default model as its int8 export chooses it on PublicTest (every convolution
     int8 per channel but the first, 16-bit activations: BENCHMARKS.md) is at most 0.4x the fp32

@@ -290,7 +290,9 @@ def test_cli_detector_size_below_the_minimum_is_one_line(tmp_path: Path, capsys:
 
 @pytest.mark.parametrize(
     ("detector", "backend", "model"),
-    [(d, "torch", "fast") for d in ("yunet", "haar", "haar-profile", "skip", "dlib")]
+    [(d, "torch", "fast") for d in ("yunet", "haar", "skip", "dlib")]
+    # the profile cascade runs twice per image (30 s on 2 loaded cores): make test-slow (CI)
+    + [pytest.param("haar-profile", "torch", "fast", marks=pytest.mark.slow)]
     + [("skip", "onnx", "fast")]  # the onnxruntime backend (the detector's cost left out)
     + [("skip", "onnx", "default+fast")],  # an EnsembleClassifier of two onnxruntime sessions
 )

@@ -653,6 +653,7 @@ def test_batch_crash_safety_property(monkeypatch: pytest.MonkeyPatch) -> None:
     check()
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_batch_sigkilled_before_removing_its_parts_then_rerun(photos: Path, tmp_path: Path) -> None:
     """A real ``kill -9`` of ``fervid batch`` after its outputs are written and before
     ``parts/`` is removed (the process kills itself there), then the same command: each row

@@ -226,6 +226,7 @@ def test_train_into_an_existing_run_needs_resume_or_overwrite(
     assert rc == 2 and "not allowed with" in err
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_overwrite_replaces_the_run_and_keeps_other_files(tmp_path: Path) -> None:
     from fervid.training.config import TrainConfig
     from fervid.training.loop import train
@@ -488,6 +489,7 @@ def test_sigterm_during_video_finalises_the_mp4_and_writes_the_summary(tmp_path:
     assert fingerprint(clip) == before and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_sigterm_during_train_keeps_a_resumable_run(tmp_path: Path) -> None:
     import torch
 

@@ -180,6 +180,7 @@ def test_training_verbs_say_which_extra_they_need() -> None:
     assert len(r.stderr.strip().splitlines()) == 2  # no progress line before or after the one line
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_bundled_onnx_files_are_verified_exports_of_the_bundled_weights(private_faces) -> None:
     """Each bundled ONNX file matches its sha256 and computes its safetensors' probabilities."""
     from fervid.inference.backends import OnnxClassifier, TorchClassifier

@@ -281,6 +281,7 @@ def test_summary_is_the_csv_added_up(clip_outputs, clip):
     assert summary["main_person"] == longest
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_every_output_names_the_same_people(clip_outputs, clip, tmp_path):
     """The CSV, the summary, the printed text, the plot and ``fervid batch``'s Parquet rows of
     the clip give each face the same person id."""

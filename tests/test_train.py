@@ -83,6 +83,7 @@ def _run(cfg: TrainConfig, data, **kw):
     return train(cfg, data=data, **kw)
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_resume_is_exact(synthetic_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupt after epoch 1, resume, and end with the same weights as an uninterrupted run."""
     import fervid.training.loop as tr
@@ -204,6 +205,7 @@ def test_optimizers_and_strategies_train(synthetic_data, tmp_path: Path, opt: st
     assert np.isfinite(final["PublicTest"]["accuracy"]) and "PrivateTest" not in final
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_cli_train_on_synthetic_data(synthetic_pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The quick CLI run without the real data: a complete, loadable run that learns the synthetic classes."""
     from fervid.cli import main
