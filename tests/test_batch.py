@@ -122,6 +122,7 @@ def test_rows_are_the_recognizers_results(corpus: Path, local_run: Path, monkeyp
     assert not paths.parts.exists()  # merged and cleaned up
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_ray_engine_gives_the_local_rows(ray_cluster, corpus: Path, local_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray.parquet"
     summary = run_batch(corpus, out, options=OPTIONS, engine="ray", workers=2, chunk_size=1, progress=False)

@@ -44,6 +44,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 20-40 s on 2 loaded cores: make test-slow (CI) runs it
 def test_workers_get_the_whole_config_and_answer_with_haar(
     media: Path, serve_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
