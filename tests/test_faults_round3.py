@@ -33,7 +33,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faultkit import assert_one_line_error, cli, write_image
+from faultkit import assert_one_line_error, cli, run_fervid, write_image
 from fervid import EmotionRecognizer, RecognizerConfig
 from fervid.detectors import available_detectors, create_detector
 from fervid.errors import CheckpointError, FervidError, UserValueError
@@ -328,3 +328,38 @@ def test_an_output_over_an_image_inside_the_input_folder_is_refused(
     rc, _, err = cli(["data", "show", str(data), "--out", str(data / "grid.png")], capsys)
     assert rc == 0, err
     assert (data / "grid.png").is_file()
+
+
+# ---- found by the lead's spot check after the round: batch outputs and CLI warnings
+
+
+def test_batch_refuses_to_continue_an_output_whose_faces_table_was_deleted(data_root: Path, tmp_path: Path) -> None:
+    """Deleting the faces table to run again made every source "done": batch wrote nothing and
+    reported the missing file as its output. Now it refuses, names both files, and keeps them."""
+    pytest.importorskip("pyarrow")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(data_root / "media" / "two_people.jpg", folder / "a.jpg")
+    out = tmp_path / "out.parquet"
+    assert run_fervid(["batch", str(folder), "--out", str(out), "--no-progress"], cwd=tmp_path).returncode == 0
+    sources = tmp_path / "out.sources.parquet"
+    before = sources.read_bytes()
+    out.unlink()
+    proc = run_fervid(["batch", str(folder), "--out", str(out), "--no-progress"], cwd=tmp_path)
+    assert_one_line_error(proc.returncode, proc.stderr, str(out), str(sources))
+    assert not out.exists() and sources.read_bytes() == before  # nothing written, nothing lost
+
+
+def test_cli_warnings_are_one_line_named_after_the_verb(data_root: Path, tmp_path: Path) -> None:
+    """A skipped file in a batch folder was shown as Python's ``batch.py:742: UserWarning`` and
+    a line of fervid's source code."""
+    pytest.importorskip("pyarrow")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(data_root / "media" / "two_people.jpg", folder / "a.jpg")
+    (folder / "notes.txt").write_text("mine")
+    proc = run_fervid(["batch", str(folder), "--out", str(tmp_path / "o.parquet"), "--no-progress"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert any(ln.startswith("fervid batch: warning: ") and "notes.txt" in ln for ln in lines), proc.stderr
+    assert "UserWarning" not in proc.stderr and "list_sources" not in proc.stderr, proc.stderr

@@ -490,6 +490,16 @@ def _check_settings(paths: OutputPaths, settings: dict[str, Any]) -> None:
         )
 
 
+def _check_finished_output(paths: OutputPaths) -> None:
+    """A finished output is its three tables; its sources table without its faces table (a user
+    deleted the faces to run again) would make every source "done" and write nothing."""
+    if paths.sources.is_file() and not paths.faces.is_file():
+        raise UserValueError(
+            f"{paths.faces} is missing, but {paths.sources} records its sources as done: restore "
+            f"{paths.faces.name}, or delete {paths.sources.name} and {paths.errors.name} to process every source again"
+        )
+
+
 def _done_sources(paths: OutputPaths) -> set[str]:
     done: set[str] = set()
     if paths.sources.is_file():
@@ -757,6 +767,7 @@ def run_batch(
     # the schema's version too: a run continued on rows of another schema would mix column names
     settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
     _check_settings(paths, settings)
+    _check_finished_output(paths)
     done = _done_sources(paths)
     todo = [s for s in all_sources if s.path not in done]
     t0 = time.perf_counter()

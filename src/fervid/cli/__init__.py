@@ -7,9 +7,12 @@ Each verb lives in its own module here (``fervid.cli.<verb>``) with two function
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from fervid.errors import FervidError, UserValueError
@@ -108,6 +111,27 @@ def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _plain_warnings(verb: str) -> Iterator[None]:
+    """fervid's own warnings (a skipped file, a clipped image) as one line named after the verb,
+    like its errors, instead of Python's ``file:line: UserWarning`` and a line of fervid's source;
+    warnings from other packages keep Python's form. Only the text changes (``formatwarning``):
+    where and whether a warning is shown, or recorded by a caller, stays Python's."""
+    formatted = warnings.formatwarning
+    package = str(Path(__file__).resolve().parents[1])
+
+    def fmt(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+    ) -> str:
+        if issubclass(category, UserWarning) and str(Path(filename).resolve()).startswith(package):
+            return f"fervid {verb}: warning: {message}\n"
+        return formatted(message, category, filename, lineno, line)
+
+    with warnings.catch_warnings():
+        warnings.formatwarning = fmt
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = argv[0] if argv else None
@@ -121,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # a line printed reaches a log or a pipe at once, not at exit
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        with progress_off(getattr(args, "progress", True) is False):  # --no-progress: every bar, every step
-            return int(args._run(args) or 0)
+        with progress_off(getattr(args, "progress", True) is False), _plain_warnings(args.verb):
+            return int(args._run(args) or 0)  # progress_off: --no-progress silences every bar and step
     except FervidError as e:
         # A user error (bad input, argument or output location): one clear line, no traceback.
         print(f"fervid {args.verb}: error: {e}", file=sys.stderr)
