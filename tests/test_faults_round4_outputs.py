@@ -115,3 +115,31 @@ def test_a_photo_changed_since_it_was_processed_is_processed_again(
         ("a.jpg", (folder / "a.jpg").stat().st_size),
         ("b.jpg", (folder / "b.jpg").stat().st_size),
     ]
+
+
+def test_a_second_batch_run_on_the_same_output_at_once_is_refused(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two ``fervid batch`` runs on one --out at once both did all the work; the one that merged
+    second failed with "cannot write .../part-...: the folder does not exist; 12 finished
+    source(s) are kept in out.parquet.parts" (there were none: the other run had removed it).
+    Now a run holds the output's lock from its first check to its merge; another is refused at
+    once, naming the output, and writes nothing. The lock is held here as a running batch holds it."""
+    from filelock import FileLock
+
+    folder = _corpus(data_root, tmp_path)
+    out = tmp_path / "out.parquet"
+    lock = FileLock(tmp_path / ".out.parquet.lock", timeout=0)
+    with lock:
+        rc, _, err = _batch(folder, out, capsys)
+        assert_one_line_error(rc, err, str(out), "another fervid batch run")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.parquet.lock", "photos"]
+    rc, _, err = _batch(folder, out, capsys)
+    assert rc == 0, err
+    assert _faces_per_source(out) == {"a.jpg": 2, "b.jpg": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.errors.parquet",
+        "out.parquet",
+        "out.sources.parquet",
+        "photos",
+    ]  # the lock file is removed at the end

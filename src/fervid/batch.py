@@ -35,7 +35,9 @@ output skips the sources already committed (or already in a finished output) and
 everything into ``out`` at the end, sorted by source, frame and face. A source replaced or
 edited since it was processed (another size or modification time, :func:`file_version`) is
 processed again, and a finished output changed since batch wrote it (a table unreadable, or
-the faces table not holding the rows its sources table records) is refused. The merge takes each
+the faces table not holding the rows its sources table records) is refused. One run at a time
+writes an output: a run holds ``.<out name>.lock`` beside it from its first check to its merge,
+and a second run on the same output is refused at once. The merge takes each
 source's rows from one place (the last part holding it, else the earlier output), so a run
 killed at any point -- during the merge included -- and started again gives each row once, and
 the engines give the same file. The settings that change rows (the recognizer's config but its
@@ -778,6 +780,33 @@ def _check_parts_not_input(paths: OutputPaths, identities: Iterable[str]) -> Non
             )
 
 
+@contextlib.contextmanager
+def _output_lock(paths: OutputPaths) -> Iterator[None]:
+    """Hold ``out``'s lock (a hidden ``.<out name>.lock`` beside it, removed at the end) for
+    the whole run: a second run on the same output at once is refused (it did all the work
+    again, then failed with "the folder does not exist" while the first removed its parts)."""
+    from filelock import FileLock, Timeout
+
+    make_dir(paths.faces.parent)
+    path = paths.faces.with_name(f".{paths.faces.name}.lock")
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as e:
+        raise OutputError(
+            f"{paths.faces} is being written by another fervid batch run (it holds {path}): wait for it to "
+            "finish, or choose another --out"
+        ) from e
+    except OSError as e:
+        raise output_error(e, path) from e
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before the release: no other run can hold this file's lock now
+        lock.release()
+
+
 def _commit(
     writer: PartWriter,
     paths: OutputPaths,
@@ -841,51 +870,52 @@ def run_batch(
     )
     preflight_output(paths.faces)
     _check_parts_not_input(paths, [*map(source_identity, named), *(s.path for s in all_sources)])
-    _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
-    # the schema's version too: a run continued on rows of another schema would mix column names
-    settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
-    _check_finished_output(paths)
-    _check_settings(paths, settings)
-    done = _done_sources(paths)
-    todo = [s for s in all_sources if not _is_current(s, done)]  # new, or changed since
-    t0 = time.perf_counter()
-    faces = frames = errors = 0
-    n_workers = 1
-    if todo:
-        _claim_parts(paths, create=True)
-        write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
-        tasks = chunks(todo, chunk_size)
-        if engine == "local":
-            results: Iterator[tuple[list[dict], list[dict]]] = _run_local(tasks, options)
-        else:
-            results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
-        writer = PartWriter(paths.parts, flush_every)
-        bar = progress_bar(total=len(todo), desc=f"fervid batch ({engine})", unit="src", enabled=progress)
-        for rows, status in results:
-            _commit(writer, paths, rows, status)
-            faces += len(rows)
-            frames += sum(int(s["frames"]) for s in status)
-            errors += sum(s["status"] != "ok" for s in status)
-            bar.update(len(status))
-            el = time.perf_counter() - t0
-            bar.set_postfix(faces=faces, errors=errors, fps=f"{frames / el:.1f}", faces_s=f"{faces / el:.1f}")
-        bar.close()
-        _commit(writer, paths)
-    seconds = time.perf_counter() - t0
-    if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
-        merge(paths, settings)
-    return BatchSummary(
-        len(all_sources),
-        len(all_sources) - len(todo),
-        len(todo),
-        faces,
-        frames,
-        errors,
-        seconds,
-        engine,
-        n_workers,
-        {"faces": str(paths.faces), "sources": str(paths.sources), "errors": str(paths.errors)},
-    )
+    with _output_lock(paths):  # one run at a time writes an output
+        _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
+        # the schema's version too: a run continued on rows of another schema would mix column names
+        settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
+        _check_finished_output(paths)
+        _check_settings(paths, settings)
+        done = _done_sources(paths)
+        todo = [s for s in all_sources if not _is_current(s, done)]  # new, or changed since
+        t0 = time.perf_counter()
+        faces = frames = errors = 0
+        n_workers = 1
+        if todo:
+            _claim_parts(paths, create=True)
+            write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
+            tasks = chunks(todo, chunk_size)
+            if engine == "local":
+                results: Iterator[tuple[list[dict], list[dict]]] = _run_local(tasks, options)
+            else:
+                results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
+            writer = PartWriter(paths.parts, flush_every)
+            bar = progress_bar(total=len(todo), desc=f"fervid batch ({engine})", unit="src", enabled=progress)
+            for rows, status in results:
+                _commit(writer, paths, rows, status)
+                faces += len(rows)
+                frames += sum(int(s["frames"]) for s in status)
+                errors += sum(s["status"] != "ok" for s in status)
+                bar.update(len(status))
+                el = time.perf_counter() - t0
+                bar.set_postfix(faces=faces, errors=errors, fps=f"{frames / el:.1f}", faces_s=f"{faces / el:.1f}")
+            bar.close()
+            _commit(writer, paths)
+        seconds = time.perf_counter() - t0
+        if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
+            merge(paths, settings)
+        return BatchSummary(
+            len(all_sources),
+            len(all_sources) - len(todo),
+            len(todo),
+            faces,
+            frames,
+            errors,
+            seconds,
+            engine,
+            n_workers,
+            {"faces": str(paths.faces), "sources": str(paths.sources), "errors": str(paths.errors)},
+        )
 
 
 __all__ = [
