@@ -143,3 +143,23 @@ def test_a_second_batch_run_on_the_same_output_at_once_is_refused(
         "out.sources.parquet",
         "photos",
     ]  # the lock file is removed at the end
+
+
+def test_a_deleted_errors_table_is_written_again(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: with ``out.errors.parquet`` deleted, the same command answered "processed 0",
+    exit 0, and named the missing file among its outputs. Now the errors table is written again
+    from the sources table (a bad file's row included), and nothing is processed again."""
+    folder = _corpus(data_root, tmp_path)
+    (folder / "c.jpg").write_bytes(b"not a photo")
+    out = tmp_path / "out.parquet"
+    assert _batch(folder, out, capsys)[0] == 1  # a source failed: exit 1, and it is in the errors table
+    errors = tmp_path / "out.errors.parquet"
+    first = pq.read_table(errors)
+    assert [Path(s).name for s in first.column("source").to_pylist()] == ["c.jpg"]
+    errors.unlink()
+    rc, stdout, err = _batch(folder, out, capsys)
+    assert rc == 0, err
+    assert '"processed": 0' in stdout
+    assert pq.read_table(errors).equals(first)

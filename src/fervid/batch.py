@@ -902,7 +902,10 @@ def run_batch(
             bar.close()
             _commit(writer, paths)
         seconds = time.perf_counter() - t0
-        if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
+        pending = paths.parts.is_dir() and _committed_parts(paths.parts)
+        if (
+            todo or pending or not paths.sources.is_file() or not paths.errors.is_file()
+        ):  # a lost errors table is rewritten
             merge(paths, settings)
         return BatchSummary(
             len(all_sources),
