@@ -32,7 +32,12 @@ there whole or not at all). That folder is batch's own: created with a marker fi
 (:data:`PARTS_MARKER`); a folder of that name without it (or one holding an input) is refused,
 and at the end only the files batch wrote there are removed. A run started again with the same
 output skips the sources already committed (or already in a finished output) and merges
-everything into ``out`` at the end, sorted by source, frame and face; the merge takes each
+everything into ``out`` at the end, sorted by source, frame and face. A source replaced or
+edited since it was processed (another size or modification time, :func:`file_version`) is
+processed again, and a finished output changed since batch wrote it (a table unreadable, or
+the faces table not holding the rows its sources table records) is refused. One run at a time
+writes an output: a run holds ``.<out name>.lock`` beside it from its first check to its merge,
+and a second run on the same output is refused at once. The merge takes each
 source's rows from one place (the last part holding it, else the earlier output), so a run
 killed at any point -- during the merge included -- and started again gives each row once, and
 the engines give the same file. The settings that change rows (the recognizer's config but its
@@ -56,10 +61,10 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fervid.errors import OutputError, UserFileNotFoundError, UserValueError
 from fervid.inference.config import RecognizerConfig
@@ -265,6 +270,19 @@ class BatchOptions:
         return EmotionRecognizer.from_config(self.config).load()
 
 
+def file_version(path: str) -> dict[str, int | None]:
+    """What tells a source's content changed since it was processed: its size and modification
+    time (``bytes``, ``mtime_ns``; None for URLs and files that cannot be read), recorded in
+    the sources table. A continued run processes again a source whose version differs."""
+    if "://" in path:
+        return {"bytes": None, "mtime_ns": None}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"bytes": None, "mtime_ns": None}
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def process_sources(
     rec: EmotionRecognizer, sources: Iterable[Source], options: BatchOptions
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -283,6 +301,7 @@ def process_sources(
             "seconds": 0.0,
             "error_type": None,
             "error": None,
+            **file_version(s.path),
         }
         mine: list[dict[str, Any]] = []
         try:
@@ -329,6 +348,7 @@ class OutputPaths:
 
 
 META_KEY = b"fervid_batch"
+T = TypeVar("T")
 
 
 PARTS_MARKER = "fervid-batch-parts.json"
@@ -429,6 +449,21 @@ class PartWriter:
         self.last = time.monotonic()
 
 
+def _guarded(read: Callable[[Path], T], path: Path) -> T:
+    """``read(path)`` for one of batch's own tables; one that is not readable Parquet (replaced,
+    truncated or damaged since batch wrote it) is a :class:`UserValueError` naming it."""
+    import pyarrow as pa
+
+    try:
+        return read(path)
+    except (pa.ArrowException, OSError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserValueError(
+            f"{path}: not a readable Parquet table ({reason}); it was changed or damaged after fervid batch "
+            "wrote it: restore it, or delete the output's tables (and its .parts folder) to process every source again"
+        ) from e
+
+
 def _read(path: Path) -> pa.Table:
     """A part or output table, its ``source`` column as :func:`source_identity` gives it:
     tables written before sources were identified by their resolved path hold them as the
@@ -437,7 +472,7 @@ def _read(path: Path) -> pa.Table:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = _guarded(pq.read_table, path)
     if "source" not in table.column_names or not table.num_rows:
         return table
     col = table.column("source")
@@ -467,7 +502,7 @@ def _committed_parts(parts: Path) -> list[str]:
 def _settings_of(path: Path) -> dict[str, Any] | None:
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    meta = _guarded(pq.read_schema, path).metadata or {}
     return json.loads(meta[META_KEY]) if META_KEY in meta else None
 
 
@@ -491,22 +526,67 @@ def _check_settings(paths: OutputPaths, settings: dict[str, Any]) -> None:
 
 
 def _check_finished_output(paths: OutputPaths) -> None:
-    """A finished output is its three tables; its sources table without its faces table (a user
-    deleted the faces to run again) would make every source "done" and write nothing."""
-    if paths.sources.is_file() and not paths.faces.is_file():
+    """A finished output is its three tables, its faces table holding, for each source, the
+    number of rows its sources table records. Anything else -- the faces table deleted (every
+    source would count as "done" and nothing be written), truncated, replaced or edited -- is
+    refused before any work, naming the files; the sources of committed parts are left out of
+    the count (a merge killed between writing the faces table and the sources table)."""
+    import pyarrow.compute as pc
+
+    if not paths.sources.is_file():
+        return
+    if not paths.faces.is_file():
         raise UserValueError(
             f"{paths.faces} is missing, but {paths.sources} records its sources as done: restore "
             f"{paths.faces.name}, or delete {paths.sources.name} and {paths.errors.name} to process every source again"
         )
-
-
-def _done_sources(paths: OutputPaths) -> set[str]:
-    done: set[str] = set()
-    if paths.sources.is_file():
-        done |= set(_read(paths.sources).column("source").to_pylist())
+    src, faces = _read(paths.sources), _read(paths.faces)
+    if "source" not in src.column_names or (faces.num_rows and "source" not in faces.column_names):
+        raise UserValueError(f"{paths.sources} or {paths.faces} is not a fervid batch table (no source column)")
+    if "faces" not in src.column_names:  # no counts recorded: nothing to compare
+        return
+    pending: set[str] = set()
     for name in _committed_parts(paths.parts):
-        done |= set(_read(paths.parts / f"{name}.sources.parquet").column("source").to_pylist())
+        pending |= set(_read(paths.parts / f"{name}.sources.parquet").column("source").to_pylist())
+    recorded = {s: int(n or 0) for s, n in zip(src.column("source").to_pylist(), src.column("faces").to_pylist())}
+    found: dict[str, int] = {}
+    if faces.num_rows:
+        counts = pc.value_counts(faces.column("source")).to_pylist()
+        found = {c["values"]: int(c["counts"]) for c in counts}
+    wrong = sorted(s for s in set(recorded) | set(found) if s not in pending and recorded.get(s, 0) != found.get(s, 0))
+    if wrong:
+        raise UserValueError(
+            f"{paths.faces} does not hold the rows {paths.sources} records for {len(wrong)} source(s) (e.g. {wrong[0]}: "
+            f"{recorded.get(wrong[0], 0)} recorded, {found.get(wrong[0], 0)} found): it was changed after fervid batch "
+            f"wrote it; restore it, or delete {paths.faces.name}, {paths.sources.name} and {paths.errors.name} to "
+            "process every source again"
+        )
+
+
+def _done_sources(paths: OutputPaths) -> dict[str, tuple[int | None, int | None]]:
+    """The sources already done (in the finished output or a committed part), each with the
+    version (:func:`file_version`) it was processed at; the latest part's wins."""
+    tables = [paths.sources] if paths.sources.is_file() else []
+    tables += [paths.parts / f"{n}.sources.parquet" for n in _committed_parts(paths.parts)]
+    done: dict[str, tuple[int | None, int | None]] = {}
+    for path in tables:
+        t = _read(path)
+        n = t.num_rows
+        size = t.column("bytes").to_pylist() if "bytes" in t.column_names else [None] * n
+        mtime = t.column("mtime_ns").to_pylist() if "mtime_ns" in t.column_names else [None] * n
+        done.update(zip(t.column("source").to_pylist(), zip(size, mtime)))
     return done
+
+
+def _is_current(source: Source, done: dict[str, tuple[int | None, int | None]]) -> bool:
+    """Whether ``source`` is done at its present version: a file replaced or edited since (another
+    size or modification time) is not. Tables written before versions were recorded (None) and
+    files that cannot be read now count as done."""
+    if source.path not in done:
+        return False
+    then = done[source.path]
+    now = file_version(source.path)
+    return None in then or None in now.values() or then == (now["bytes"], now["mtime_ns"])
 
 
 def _ordered(table: pa.Table) -> pa.Table:
@@ -700,6 +780,33 @@ def _check_parts_not_input(paths: OutputPaths, identities: Iterable[str]) -> Non
             )
 
 
+@contextlib.contextmanager
+def _output_lock(paths: OutputPaths) -> Iterator[None]:
+    """Hold ``out``'s lock (a hidden ``.<out name>.lock`` beside it, removed at the end) for
+    the whole run: a second run on the same output at once is refused (it did all the work
+    again, then failed with "the folder does not exist" while the first removed its parts)."""
+    from filelock import FileLock, Timeout
+
+    make_dir(paths.faces.parent)
+    path = paths.faces.with_name(f".{paths.faces.name}.lock")
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as e:
+        raise OutputError(
+            f"{paths.faces} is being written by another fervid batch run (it holds {path}): wait for it to "
+            "finish, or choose another --out"
+        ) from e
+    except OSError as e:
+        raise output_error(e, path) from e
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before the release: no other run can hold this file's lock now
+        lock.release()
+
+
 def _commit(
     writer: PartWriter,
     paths: OutputPaths,
@@ -763,51 +870,55 @@ def run_batch(
     )
     preflight_output(paths.faces)
     _check_parts_not_input(paths, [*map(source_identity, named), *(s.path for s in all_sources)])
-    _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
-    # the schema's version too: a run continued on rows of another schema would mix column names
-    settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
-    _check_settings(paths, settings)
-    _check_finished_output(paths)
-    done = _done_sources(paths)
-    todo = [s for s in all_sources if s.path not in done]
-    t0 = time.perf_counter()
-    faces = frames = errors = 0
-    n_workers = 1
-    if todo:
-        _claim_parts(paths, create=True)
-        write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
-        tasks = chunks(todo, chunk_size)
-        if engine == "local":
-            results: Iterator[tuple[list[dict], list[dict]]] = _run_local(tasks, options)
-        else:
-            results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
-        writer = PartWriter(paths.parts, flush_every)
-        bar = progress_bar(total=len(todo), desc=f"fervid batch ({engine})", unit="src", enabled=progress)
-        for rows, status in results:
-            _commit(writer, paths, rows, status)
-            faces += len(rows)
-            frames += sum(int(s["frames"]) for s in status)
-            errors += sum(s["status"] != "ok" for s in status)
-            bar.update(len(status))
-            el = time.perf_counter() - t0
-            bar.set_postfix(faces=faces, errors=errors, fps=f"{frames / el:.1f}", faces_s=f"{faces / el:.1f}")
-        bar.close()
-        _commit(writer, paths)
-    seconds = time.perf_counter() - t0
-    if todo or (paths.parts.is_dir() and _committed_parts(paths.parts)) or not paths.sources.is_file():
-        merge(paths, settings)
-    return BatchSummary(
-        len(all_sources),
-        len(all_sources) - len(todo),
-        len(todo),
-        faces,
-        frames,
-        errors,
-        seconds,
-        engine,
-        n_workers,
-        {"faces": str(paths.faces), "sources": str(paths.sources), "errors": str(paths.errors)},
-    )
+    with _output_lock(paths):  # one run at a time writes an output
+        _claim_parts(paths, create=False)  # a folder of that name that batch did not make is refused now
+        # the schema's version too: a run continued on rows of another schema would mix column names
+        settings = {**options.settings(), "schema_version": SCHEMA_VERSION}
+        _check_finished_output(paths)
+        _check_settings(paths, settings)
+        done = _done_sources(paths)
+        todo = [s for s in all_sources if not _is_current(s, done)]  # new, or changed since
+        t0 = time.perf_counter()
+        faces = frames = errors = 0
+        n_workers = 1
+        if todo:
+            _claim_parts(paths, create=True)
+            write_text_atomic(paths.parts / "settings.json", json.dumps(settings))
+            tasks = chunks(todo, chunk_size)
+            if engine == "local":
+                results: Iterator[tuple[list[dict], list[dict]]] = _run_local(tasks, options)
+            else:
+                results, n_workers = _run_ray(tasks, options, address, workers, threads_per_worker)
+            writer = PartWriter(paths.parts, flush_every)
+            bar = progress_bar(total=len(todo), desc=f"fervid batch ({engine})", unit="src", enabled=progress)
+            for rows, status in results:
+                _commit(writer, paths, rows, status)
+                faces += len(rows)
+                frames += sum(int(s["frames"]) for s in status)
+                errors += sum(s["status"] != "ok" for s in status)
+                bar.update(len(status))
+                el = time.perf_counter() - t0
+                bar.set_postfix(faces=faces, errors=errors, fps=f"{frames / el:.1f}", faces_s=f"{faces / el:.1f}")
+            bar.close()
+            _commit(writer, paths)
+        seconds = time.perf_counter() - t0
+        pending = paths.parts.is_dir() and _committed_parts(paths.parts)
+        if (
+            todo or pending or not paths.sources.is_file() or not paths.errors.is_file()
+        ):  # a lost errors table is rewritten
+            merge(paths, settings)
+        return BatchSummary(
+            len(all_sources),
+            len(all_sources) - len(todo),
+            len(todo),
+            faces,
+            frames,
+            errors,
+            seconds,
+            engine,
+            n_workers,
+            {"faces": str(paths.faces), "sources": str(paths.sources), "errors": str(paths.errors)},
+        )
 
 
 __all__ = [
