@@ -1,0 +1,120 @@
+"""Fault injection, round 4 (issue 25, a short extra hunt): the service and the CLI's arguments,
+as a realistic user meets them, each fixed as a class:
+
+- every route that answers ``GET`` answers ``HEAD`` (same status and headers, no body):
+  ``curl -I /healthz`` and an uptime monitor's HEAD check got 405 from a healthy server, and
+  ``/`` answered 405 while ``/static/index.html`` answered 200;
+- a multipart body Starlette's parser refuses gets the app's answer: one ``bad_multipart`` code
+  for a malformed body, and the batch limit for too many files (``max_batch + 2`` files named
+  Starlette's internal limit, 33 for a limit of 32, under another code).
+
+Hermetic: synthetic images and the bundled weights (the fast ONNX model, for GET /v1/models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fervid import EmotionRecognizer
+
+# --------------------------------------------------------------------------- HEAD on every GET route
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from fervid.serve.app import create_app
+
+    rec = EmotionRecognizer("fast", detector="skip", backend="onnx")  # nothing loads until used
+    cache = tmp_path_factory.mktemp("cache")
+    with TestClient(create_app(rec, load=False, cache_dir=cache)) as c:
+        yield c
+
+
+def _get_paths(client) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every GET route of the app without a path parameter, plus one file of each parametrised
+    or mounted route: the list comes from the app, so a route added later is covered."""
+    paths = []
+    routes = list(client.app.routes)
+    while routes:
+        route = routes.pop()
+        if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.120)
+            routes += route.original_router.routes
+        methods = getattr(route, "methods", None) or set()
+        path = getattr(route, "path", "")
+        if "GET" in methods and "{" not in path:
+            paths.append(path)
+    return [*paths, "/models/index.json", "/static/index.html", "/static/app.js"]
+
+
+def test_every_get_route_answers_head_with_the_same_status_and_headers_and_no_body(client) -> None:  # type: ignore[no-untyped-def]
+    paths = _get_paths(client)
+    assert {"/", "/healthz", "/docs", "/openapi.json"} <= set(paths)
+    for path in paths:
+        get = client.get(path)
+        head = client.head(path)
+        assert get.status_code == 200, (path, get.text[:200])
+        assert head.status_code == get.status_code, (path, head.status_code)
+        assert head.content == b"", path
+        for name in ("content-type", "content-security-policy", "x-frame-options", "x-content-type-options"):
+            assert head.headers.get(name) == get.headers.get(name), (path, name)
+        if "content-length" in get.headers:
+            assert head.headers["content-length"] == get.headers["content-length"], path
+
+
+def test_head_on_a_post_route_is_still_405_and_on_an_unknown_path_404(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.head("/v1/predict").status_code == 405
+    assert client.head("/no/such/page").status_code == 404
+    assert client.head("/static/../../etc/passwd").status_code == 404
+
+
+def test_head_reaches_the_api_key_check(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from fervid.serve.app import create_app
+
+    rec = EmotionRecognizer("fast", detector="skip", backend="onnx")
+    with TestClient(create_app(rec, load=False, cache_dir=tmp_path, api_key="k3y")) as c:
+        assert c.head("/v1/models").status_code == 401
+        assert c.head("/healthz").status_code == 200  # liveness stays open, as for GET
+
+
+# --------------------------------------------------------------------------- malformed multipart
+
+
+def test_one_file_over_the_batch_limit_and_many_over_it_get_the_same_answer(client) -> None:  # type: ignore[no-untyped-def]
+    """Before: max_batch + 1 files answered ``too_many_files`` "at most 32", max_batch + 2 and
+    more answered ``bad_request`` "Maximum number of files is 33" (Starlette's own limit)."""
+    limit = client.app.state.fervid.max_batch
+    img = b"not decoded: refused before"
+    answers = set()
+    for n in (limit + 1, limit + 2, 3 * limit):
+        r = client.post("/v1/predict/batch", files=[("file", (f"{i}.png", img, "image/png")) for i in range(n)])
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        answers.add((err["code"], err["message"]))
+    assert answers == {("too_many_files", f"at most {limit} images per batch")}
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    ["multipart/form-data", "multipart/form-data; boundary=xyz", "multipart/form-data; boundary="],
+)
+@pytest.mark.parametrize("path", ["/v1/predict", "/v1/predict/batch"])
+def test_a_malformed_multipart_body_is_one_code(client, path: str, ctype: str) -> None:  # type: ignore[no-untyped-def]
+    """Before: a missing boundary or a body that is not multipart answered ``bad_request``
+    (Starlette's), other malformed bodies ``bad_multipart`` (the app's)."""
+    r = client.post(path, content=b"\xff\xd8 not multipart at all", headers={"content-type": ctype})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "bad_multipart" and err["message"].startswith("malformed multipart body: "), err
+
+
+def test_too_many_text_fields_is_a_malformed_body(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(
+        "/v1/predict/batch", data={f"f{i}": "x" for i in range(40)}, files=[("file", ("a.png", b"x", "image/png"))]
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "bad_multipart"
