@@ -4,9 +4,14 @@ as a realistic user meets them, each fixed as a class:
 - every route that answers ``GET`` answers ``HEAD`` (same status and headers, no body):
   ``curl -I /healthz`` and an uptime monitor's HEAD check got 405 from a healthy server, and
   ``/`` answered 405 while ``/static/index.html`` answered 200;
+- fervid's environment variables are checked where they are read, with an error naming them:
+  ``FERVID_PROGRESS_SECONDS=abc`` was a ValueError traceback from the first progress bar,
+  in the middle of a run (after its outputs were opened);
 - a multipart body Starlette's parser refuses gets the app's answer: one ``bad_multipart`` code
   for a malformed body, and the batch limit for too many files (``max_batch + 2`` files named
-  Starlette's internal limit, 33 for a limit of 32, under another code).
+  Starlette's internal limit, 33 for a limit of 32, under another code);
+- one seed type (0..2**32-1) on every verb: ``data show --seed -1`` read the whole CSV and then
+  died in numpy with a traceback.
 
 Hermetic: synthetic images and the bundled weights (the fast ONNX model, for GET /v1/models)."""
 
@@ -16,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from faultkit import assert_one_line_error, cli, run_fervid, write_image
 from fervid import EmotionRecognizer
+from fervid.errors import UserValueError
 
 # --------------------------------------------------------------------------- HEAD on every GET route
 
@@ -118,3 +125,107 @@ def test_too_many_text_fields_is_a_malformed_body(client) -> None:  # type: igno
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "bad_multipart"
+
+
+# --------------------------------------------------------------------------- FERVID_* variables
+
+
+BAD_SECONDS = ["abc", "nan", "inf", "-1", "1e999", "5s", "0x10"]
+
+
+@pytest.mark.parametrize("value", BAD_SECONDS)
+def test_a_bad_progress_seconds_variable_is_one_error_naming_it(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fervid.runtime import progress_seconds
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", value)
+    with pytest.raises(UserValueError, match="FERVID_PROGRESS_SECONDS") as info:
+        progress_seconds()
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 5.0), (" 2.5 ", 2.5), ("0", 0.0), ("1e1", 10.0)])
+def test_a_good_progress_seconds_variable_is_read(value: str, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fervid.runtime import LOG_PROGRESS_SECONDS, progress_seconds
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", value)
+    assert progress_seconds() == (seconds if value.strip() else LOG_PROGRESS_SECONDS)
+
+
+def test_a_bad_progress_seconds_stops_predict_before_it_starts(tmp_path: Path) -> None:
+    """The user's command: a folder of photos to a log (the bar is drawn), with the variable
+    mistyped. Before: a ValueError traceback from tqdm's set-up, after the run had started."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        write_image(folder / f"{i}.png", seed=i)
+    out = tmp_path / "annotated"
+    r = run_fervid(
+        ["predict", str(folder), "--detector", "skip", "--json", "--out", str(out)],
+        cwd=tmp_path,
+        env={"FERVID_PROGRESS_SECONDS": "abc"},
+        timeout=60,
+    )
+    assert_one_line_error(r.returncode, r.stderr, "FERVID_PROGRESS_SECONDS", "'abc'")
+    assert not out.exists()
+
+
+def test_the_cli_checks_the_variable_for_every_verb(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "nan")
+    rc, _, err = cli(["models"], capsys)
+    assert_one_line_error(rc, err, "FERVID_PROGRESS_SECONDS")
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+SEED_VERBS = [
+    ["data", "show", "DATA", "--out", "grid.png", "--seed"],
+    ["train", "--data", "DATA", "--seed"],
+    ["finetune", "--data", "DATA", "--seed"],
+    ["study", "--data", "DATA", "--seeds", "0"],
+]
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**32), "1.5", "0x10", "nan"])
+@pytest.mark.parametrize("argv", SEED_VERBS, ids=lambda a: a[0] if a[0] != "data" else "data-show")
+def test_every_seed_argument_is_refused_by_argparse_outside_0_to_2_32(
+    argv: list[str], value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One seed type on every verb, refused before the data is read. Before: ``data show
+    --seed -1`` read the whole CSV and then died in numpy (``ValueError: expected non-negative
+    integer``); ``finetune`` and ``study`` found out after parsing, ``train`` took 2**32."""
+    data = tmp_path / "missing.csv"  # never opened: argparse refuses first
+    rc, _, err = cli([a if a != "DATA" else str(data) for a in argv] + [value], capsys)
+    assert rc == 2, err
+    assert "--seed" in err and value in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", str(2**32 - 1)])
+def test_the_seed_type_takes_the_whole_range(value: str) -> None:
+    from fervid.cli.argtypes import seed
+
+    assert seed(value) == int(value)
+
+
+def test_sample_grid_names_a_negative_seed(tmp_path: Path) -> None:
+    from faultkit import synthetic_data
+    from fervid.data.plots import sample_grid
+
+    with pytest.raises(UserValueError, match="seed"):
+        sample_grid(synthetic_data(n_train=14, n_val=7), tmp_path / "g.png", seed=-1)
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_data_show_with_a_negative_seed_is_a_usage_error_not_a_traceback(data_root: Path, tmp_path: Path) -> None:
+    """The user's command, as a subprocess on the real CSV."""
+    out = tmp_path / "grid.png"
+    r = run_fervid(
+        ["data", "show", str(data_root / "fer2013" / "fer2013.csv.gz"), "--out", str(out), "--seed", "-1"],
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert_one_line_error(r.returncode, r.stderr, "--seed", "-1", status=2)
+    assert not out.exists()
