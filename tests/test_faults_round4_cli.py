@@ -17,13 +17,14 @@ Hermetic: synthetic images and the bundled weights (the fast ONNX model, for GET
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from faultkit import assert_one_line_error, cli, run_fervid, write_image
 from fervid import EmotionRecognizer
-from fervid.errors import UserValueError
+from fervid.errors import FervidError, UserValueError
 
 # --------------------------------------------------------------------------- HEAD on every GET route
 
@@ -229,3 +230,71 @@ def test_data_show_with_a_negative_seed_is_a_usage_error_not_a_traceback(data_ro
     )
     assert_one_line_error(r.returncode, r.stderr, "--seed", "-1", status=2)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- empty paths
+
+
+def _output_options() -> list[tuple[str, argparse.Action]]:
+    """Every ``--out`` and ``--csv`` option of every verb (and of ``data``'s actions), from the
+    parser itself: a verb added later is covered."""
+    from fervid.cli import build_parser
+
+    found = []
+    todo = [("fervid", build_parser(None))]
+    while todo:
+        name, parser = todo.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{name} {verb}", sub) for verb, sub in action.choices.items()]
+            elif {"--out", "--csv"} & set(action.option_strings):
+                found.append((f"{name} {action.option_strings[0]}", action))
+    return found
+
+
+def test_every_output_option_refuses_an_empty_path() -> None:
+    """``--out "$DIR"`` with DIR unset: before, ``predict``, ``evaluate`` and ``video --csv``
+    read "" as "no output" (exit 0, the annotated copies, report or timeline never written),
+    ``batch`` died in ``Path.with_name`` and ``data`` wrote to "."."""
+    options = _output_options()
+    assert len(options) >= 12, [n for n, _ in options]
+    for name, action in options:
+        assert action.type is not None, name
+        for empty in ("", "  "):
+            with pytest.raises(argparse.ArgumentTypeError, match="empty path"):
+                action.type(empty)
+        assert action.type("out dir/a b.parquet") == "out dir/a b.parquet", name
+
+
+def test_predict_with_an_empty_out_is_a_usage_error_not_a_silent_skip(tmp_path: Path) -> None:
+    photo = write_image(tmp_path / "a.png")
+    r = run_fervid(["predict", str(photo), "--detector", "skip", "--out", ""], cwd=tmp_path, timeout=60)
+    assert_one_line_error(r.returncode, r.stderr, "--out", "empty path", status=2)
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(("out", "words"), [("", "empty"), (" ", "empty"), (".", "is a folder"), ("/", "is a folder")])
+def test_run_batch_names_an_output_that_is_no_file(out: str, words: str, tmp_path: Path) -> None:
+    from fervid.batch import run_batch
+
+    write_image(tmp_path / "a.png")
+    with pytest.raises(FervidError, match=words):
+        run_batch(tmp_path / "a.png", out)
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [("", "empty path"), ("  ", "empty path"), ("http://example.com/a.jpg", "a URL"), ("file:///tmp/a.jpg", "a URL")],
+)
+def test_run_batch_refuses_a_source_that_names_no_file(
+    source: str, words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``batch ""`` processed the working folder (Path("") is ".") and reported success;
+    a URL became ``http:/example.com/a.jpg: no such file or folder``."""
+    from fervid.batch import run_batch
+
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "a.png")  # what "" would have picked up
+    with pytest.raises(FervidError, match=words):
+        run_batch([tmp_path / "a.png", source], tmp_path / "out.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

@@ -54,6 +54,15 @@ def seed(text: str) -> int:
     return value
 
 
+def output_path(text: str) -> str:
+    """An output path (``--out``, ``--csv``): refused when empty or blank. ``--out "$DIR"`` with
+    ``DIR`` unset was read as "no output" (``predict``, ``evaluate``, ``video --csv``: the
+    annotated copies, the report or the timeline silently not written) or as ``.``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('an empty path ("") is not a file name')
+    return text
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates, seconds)."""
     value = _number(text, float)
