@@ -274,12 +274,18 @@ def test_predict_with_an_empty_out_is_a_usage_error_not_a_silent_skip(tmp_path: 
 
 
 @pytest.mark.parametrize(("out", "words"), [("", "empty"), (" ", "empty"), (".", "is a folder"), ("/", "is a folder")])
-def test_run_batch_names_an_output_that_is_no_file(out: str, words: str, tmp_path: Path) -> None:
+def test_run_batch_names_an_output_that_is_no_file(
+    out: str, words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "" and "." were a ValueError traceback, " " wrote `` .sources.parquet`` beside a
+    faces table named " " in the working folder."""
     from fervid.batch import run_batch
 
+    monkeypatch.chdir(tmp_path)  # a regression writes here, not into the checkout
     write_image(tmp_path / "a.png")
     with pytest.raises(FervidError, match=words):
         run_batch(tmp_path / "a.png", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
 @pytest.mark.parametrize(
