@@ -18,6 +18,7 @@ Hermetic: synthetic images and the bundled weights (the fast ONNX model, for GET
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,54 @@ def test_run_batch_refuses_a_source_that_names_no_file(
     with pytest.raises(FervidError, match=words):
         run_batch([tmp_path / "a.png", source], tmp_path / "out.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+# --------------------------------------------------------------------------- serve beyond this machine
+
+
+@pytest.mark.parametrize(
+    ("host", "address", "api_key", "warned"),
+    [
+        ("0", "0.0.0.0", None, True),
+        ("0.0.0.0", "0.0.0.0", None, True),
+        ("::", "::", None, True),
+        ("192.168.1.20", "192.168.1.20", None, True),
+        ("fe80::1%eth0", "fe80::1%eth0", None, True),
+        ("0.0.0.0", "0.0.0.0", "k3y", False),
+        ("127.0.0.1", "127.0.0.1", None, False),
+        ("localhost", "::1", None, False),
+        ("127.0.0.2", "127.0.0.2", None, False),
+    ],
+)
+def test_a_server_open_to_the_network_without_a_key_is_warned_about(
+    host: str, address: str, api_key: str | None, warned: bool
+) -> None:
+    from fervid.cli.serve import exposure_warning
+
+    message = exposure_warning(host, address, api_key)
+    assert (message is not None) == warned, message
+    if warned:
+        assert message is not None and host in message and "--api-key" in message
+
+
+def test_serve_on_all_interfaces_without_a_key_says_so_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fervid serve --host 0`` (0.0.0.0) without a key: before, the API and the page were open
+    to the network with no word of it. The server itself is not started here."""
+    import uvicorn
+
+    from fervid.cli.serve import check_listen
+
+    started: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, **kw: started.append(host))
+    monkeypatch.setattr(EmotionRecognizer, "load", lambda self: self)
+    monkeypatch.delenv("FERVID_API_KEY", raising=False)
+    assert check_listen("0", 0) == "0.0.0.0"
+    with pytest.warns(UserWarning, match="listens beyond this machine and no --api-key"):
+        rc, _, err = cli(["serve", "--host", "0", "--port", "0", "--model", "fast", "--detector", "skip"], capsys)
+    assert rc == 0 and started == ["0"], err
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*listens beyond")
+        rc, _, err = cli(["serve", "--port", "0", "--model", "fast", "--detector", "skip"], capsys)
+    assert rc == 0 and started == ["0", "127.0.0.1"], err
