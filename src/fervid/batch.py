@@ -71,7 +71,14 @@ from fervid.inference.config import RecognizerConfig
 from fervid.inference.schema import LEAD_COLUMNS, PARQUET_METADATA_KEY, SCHEMA_VERSION, order_columns
 from fervid.inference.schema import frame_rows as frame_rows  # re-exported: the rows are the schema's
 from fervid.inference.schema import image_rows as image_rows
-from fervid.safety import check_outputs_not_inputs, make_dir, output_error, preflight_output, write_text_atomic
+from fervid.safety import (
+    check_input_path,
+    check_outputs_not_inputs,
+    make_dir,
+    output_error,
+    preflight_output,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -197,6 +204,7 @@ def list_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     media = _image_extensions() | VIDEO_EXTENSIONS
     found: list[str] = []
     for item in items:
+        check_input_path(item)  # "" is not "." (the working folder), a URL is not a missing file
         p = Path(item)
         if p.is_dir():
             from fervid.data.imagefile import describe_skipped, scan_folder
@@ -337,7 +345,15 @@ class OutputPaths:
 
     @classmethod
     def of(cls, out: str | os.PathLike) -> OutputPaths:
+        """The four paths of output ``out``. An empty ``out`` or one that names no file (``.``,
+        ``/``: ``Path`` has no name to derive the side tables' from) is refused, naming it
+        (``--out ''`` was a ValueError traceback from ``Path.with_name``)."""
+        text = os.fsdecode(os.fspath(out))
+        if not text.strip():
+            raise UserValueError('the output path is empty (""): name a Parquet file, e.g. --out faces.parquet')
         p = Path(out)
+        if not p.name:
+            raise OutputError(f"cannot write {text}: is a folder, not a file (name a Parquet file in it)")
         suffix = p.suffix or ".parquet"
         return cls(
             p,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -154,6 +155,27 @@ class _LineStream:
 #: updates still leaves no gap of 10 s in a log.
 LOG_PROGRESS_SECONDS = 5.0
 
+
+def progress_seconds() -> float:
+    """``$FERVID_PROGRESS_SECONDS`` (unset or empty: :data:`LOG_PROGRESS_SECONDS`), a finite
+    number of seconds >= 0; anything else is a :class:`~fervid.errors.UserValueError` naming
+    the variable (``abc`` was a ValueError traceback from the first progress bar, in the middle
+    of a run; ``nan`` and ``-1`` reached tqdm). The CLI checks it before a verb runs."""
+    text = os.environ.get("FERVID_PROGRESS_SECONDS", "").strip()
+    if not text:
+        return LOG_PROGRESS_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserValueError(
+            f"FERVID_PROGRESS_SECONDS must be a finite number of seconds, 0 or more, got {text!r} "
+            f"(unset it for the default, {LOG_PROGRESS_SECONDS:g})"
+        )
+    return seconds
+
+
 #: A job done within this many seconds writes no progress line to a log (a later one writes its
 #: first line then: the bar's wait adds to whatever silent work came before it).
 LOG_FIRST_LINE_SECONDS = 2.0
@@ -212,7 +234,7 @@ def progress_bar(
             bar_format=bar_format,
         )
         return _keep_alive(bar, 1.0, 1.0)
-    seconds = float(os.environ.get("FERVID_PROGRESS_SECONDS", LOG_PROGRESS_SECONDS))
+    seconds = progress_seconds()
     bar = tqdm(
         iterable,
         total=total,

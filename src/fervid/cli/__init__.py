@@ -140,11 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from fervid.runtime import progress_off
+    from fervid.runtime import progress_off, progress_seconds
 
     if hasattr(sys.stdout, "reconfigure"):  # a line printed reaches a log or a pipe at once, not at exit
         sys.stdout.reconfigure(line_buffering=True)
     try:
+        progress_seconds()  # a bad $FERVID_PROGRESS_SECONDS is refused before anything runs
         with progress_off(getattr(args, "progress", True) is False), _plain_warnings(args.verb):
             return int(args._run(args) or 0)  # progress_off: --no-progress silences every bar and step
     except FervidError as e:

@@ -40,6 +40,29 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+#: The largest seed: what numpy's legacy seeding and the training config accept (``seed`` in
+#: :mod:`fervid.training.config`), so one seed means the same thing on every verb.
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """A random seed, an integer in 0..2**32-1 (``data show --seed -1`` was numpy's ValueError
+    traceback; ``finetune`` and ``study`` took any integer)."""
+    value = int(_number(text, int))
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
+def output_path(text: str) -> str:
+    """An output path (``--out``, ``--csv``): refused when empty or blank. ``--out "$DIR"`` with
+    ``DIR`` unset was read as "no output" (``predict``, ``evaluate``, ``video --csv``: the
+    annotated copies, the report or the timeline silently not written) or as ``.``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('an empty path ("") is not a file name')
+    return text
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates, seconds)."""
     value = _number(text, float)

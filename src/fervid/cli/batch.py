@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from fervid.cli.argtypes import positive_int
+from fervid.cli.argtypes import output_path, positive_int
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 
 
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", nargs="+", metavar="SOURCE", help="folders, CSV/Parquet manifests or files")
-    p.add_argument("--out", required=True, help="the results table (Parquet), e.g. results.parquet")
+    p.add_argument("--out", type=output_path, required=True, help="the results table (Parquet), e.g. results.parquet")
     p.add_argument(
         "--engine",
         default="local",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fervid.cli.argtypes import output_path
 from fervid.inference.options import TTA_MODES
 
 
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="fer2013new.csv: fit to the FER+ vote distribution (8-class FER+ models; --data must be the FER2013 CSV)",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", required=True, help="output checkpoint (.pt, or .safetensors)")
+    p.add_argument("--out", type=output_path, required=True, help="output checkpoint (.pt, or .safetensors)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 

@@ -7,12 +7,7 @@ import json
 import math
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from fervid.cli.argtypes import output_path, positive_int, seed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,15 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     i.add_argument("--lenient", action="store_true", help="skip bad rows/files and report them instead of failing")
     s = dsub.add_parser("show", help="a labelled grid of sample faces per class")
     s.add_argument("path", help=src_help)
-    s.add_argument("--out", required=True, help="output PNG")
+    s.add_argument("--out", type=output_path, required=True, help="output PNG")
     s.add_argument("--split", default=None, help="Training, PublicTest, PrivateTest (default: all splits)")
-    s.add_argument("--per-class", dest="per_class", type=_positive_int, default=8, help="faces per class (default 8)")
+    s.add_argument("--per-class", dest="per_class", type=positive_int, default=8, help="faces per class (default 8)")
     s.add_argument("--ferplus", help="fer2013new.csv: draw FER+ vote bars under each face")
-    s.add_argument("--seed", type=int, default=0, help="random seed for the sample (default 0)")
+    s.add_argument("--seed", type=seed, default=0, help="random seed for the sample (default 0)")
     s.add_argument("--lenient", action="store_true", help="skip bad rows/files and report them instead of failing")
     k = dsub.add_parser("pack", help="write a compact uint8 cache (.npz) of chosen splits, e.g. to ship to a GPU box")
     k.add_argument("path", help=src_help)
-    k.add_argument("--out", required=True)
+    k.add_argument("--out", type=output_path, required=True)
     k.add_argument("--splits", nargs="+", default=None)
     k.add_argument("--lenient", action="store_true", help="skip bad rows/files and report them instead of failing")
     for action in (i, s, k):  # reading a CSV the first time takes ~20 s: a progress line

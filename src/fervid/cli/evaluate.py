@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fervid.cli.argtypes import positive_int
+from fervid.cli.argtypes import output_path, positive_int
 from fervid.inference.options import TTA_MODES
 
 
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=256)
     p.add_argument("--amp", action="store_true", help="bf16 autocast where supported")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html")
-    p.add_argument("--out", help="output folder (default: print only)")
+    p.add_argument("--out", type=output_path, help="output folder (default: print only)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 

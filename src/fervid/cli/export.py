@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from fervid.cli.argtypes import closed_unit_interval, positive_int, unit_interval
+from fervid.cli.argtypes import closed_unit_interval, output_path, positive_int, unit_interval
 from fervid.errors import UserValueError
 from fervid.export.onnx import (
     ACTIVATIONS,
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("model", metavar="MODEL", help="bundled model name or checkpoint path")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (onnx)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--out", type=output_path, required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--int8", action="store_true", help="static int8 (QDQ) quantization calibrated on training images")
     p.add_argument(
         "--calibration-data",

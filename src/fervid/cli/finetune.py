@@ -6,7 +6,7 @@ import argparse
 import json
 
 from fervid.cli import add_set_option, parse_set
-from fervid.cli.argtypes import nonnegative_int, open_unit_interval, positive_float, positive_int
+from fervid.cli.argtypes import nonnegative_int, open_unit_interval, output_path, positive_float, positive_int, seed
 from fervid.errors import UserValueError
 
 
@@ -82,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep temperature 1")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/finetune", help="run directory (default runs/finetune)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", type=output_path, default="runs/finetune", help="run directory (default runs/finetune)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.pt")
     again.add_argument("--overwrite", action="store_true", help="OUT holds an earlier run: replace it")

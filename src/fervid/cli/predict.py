@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from fervid.cli.argtypes import output_path
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 from fervid.errors import FervidError, OutputError
 from fervid.safety import atomic_path, check_outputs_not_inputs, input_path_problem, make_dir, preflight_output
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
-    p.add_argument("--out", metavar="DIR", help="write annotated copies of the images here")
+    p.add_argument("--out", type=output_path, metavar="DIR", help="write annotated copies of the images here")
     p.add_argument(
         "--adabn",
         action="store_true",

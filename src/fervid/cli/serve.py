@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import json
 import os
 import socket
+import warnings
 
 from fervid.cli.argtypes import port, positive_float, positive_int
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
@@ -71,10 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int) -> str:
     """Refuse, before the model loads, an address the server could not listen on, naming
     it: a host that does not resolve (``999.1.1.1``), an address of another machine
-    (``8.8.8.8``), a port in use or reserved."""
+    (``8.8.8.8``), a port in use or reserved. Returns the IP address ``host`` resolves to."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:
@@ -88,6 +90,19 @@ def check_listen(host: str, port: int) -> None:
         except OSError as e:
             reason = "not an address of this machine" if e.errno == errno.EADDRNOTAVAIL else describe_os_error(e)
             raise UserValueError(f"cannot listen on {host}:{port}: {reason}") from None
+    return str(addr[0])
+
+
+def exposure_warning(host: str, address: str, api_key: str | None) -> str | None:
+    """The warning for a server that other machines can reach with no API key (``--host
+    0.0.0.0``, ``--host 0``, a LAN address), else ``None``: the API and the page were open to the
+    network without a word, though ``--help`` calls the default "this machine only"."""
+    if api_key is not None or ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
+        return None
+    return (
+        f"--host {host} ({address}) listens beyond this machine and no --api-key is set: anyone who "
+        "can reach this port can use the API (set --api-key or $FERVID_API_KEY, or keep the default 127.0.0.1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UserValueError(f"serve needs FastAPI and uvicorn: pip install 'fervid[serve]' ({e})") from None
     check_api_key(args.api_key)  # an empty key would turn authentication off: refuse it before anything
-    check_listen(args.host, args.port)
+    address = check_listen(args.host, args.port)
+    exposed = exposure_warning(args.host, address, args.api_key)
+    if exposed:
+        warnings.warn(exposed, stacklevel=1)
     from fervid.inference.recognizer import EmotionRecognizer
 
     config = config_from_args(args)

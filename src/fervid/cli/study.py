@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fervid.cli import add_set_option, parse_set
-from fervid.cli.argtypes import count_or_all, positive_int
+from fervid.cli.argtypes import count_or_all, output_path, positive_int, seed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="imbalance strategies (default: all of fervid.training.imbalance.STRATEGIES)",
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--seeds", nargs="+", type=seed, default=[0, 1])
     p.add_argument("--epochs", type=positive_int, default=4)
     p.add_argument(
         "--max-train-samples",
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--threads", dest="workers_threads", type=positive_int, default=None, help="torch CPU threads per run"
     )
     add_set_option(p)
-    p.add_argument("--out", default="runs/study")
+    p.add_argument("--out", type=output_path, default="runs/study")
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",

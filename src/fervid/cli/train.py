@@ -5,7 +5,7 @@ import json
 from typing import TYPE_CHECKING
 
 from fervid.cli import add_set_option, parse_set
-from fervid.cli.argtypes import nonnegative_int, positive_float, positive_int
+from fervid.cli.argtypes import output_path, positive_float, positive_int, seed
 from fervid.errors import UserValueError
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="FER+ head: 8 emotions with contempt (default) or the 7 FER2013 classes (contempt votes dropped)",
     )
     p.add_argument("--device", help="auto | cpu | cuda | mps")
-    p.add_argument("--seed", type=nonnegative_int)
-    p.add_argument("--out", help="run directory")
+    p.add_argument("--seed", type=seed)
+    p.add_argument("--out", type=output_path, help="run directory")
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",

@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from fervid.cli.argtypes import positive_float, positive_int, unit_interval
+from fervid.cli.argtypes import output_path, positive_float, positive_int, unit_interval
 from fervid.cli.recognizer_args import add_recognizer_args, config_from_args
 from fervid.inference.options import DEFAULT_DETECT_EVERY, DEFAULT_SMOOTH, TRACKERS
 from fervid.safety import sigterm_as_interrupt
@@ -43,8 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", metavar="SOURCE", help="video file, or a camera index (0, 1, ...)")
-    p.add_argument("--out", help="annotated video to write (.mp4 or .avi)")
-    p.add_argument("--csv", help="timeline CSV: one row per face per processed frame")
+    p.add_argument("--out", type=output_path, help="annotated video to write (.mp4 or .avi)")
+    p.add_argument("--csv", type=output_path, help="timeline CSV: one row per face per processed frame")
     p.add_argument("--plot", help="PNG plot of each person's emotion probabilities over time")
     p.add_argument("--summary", help="JSON summary per person")
     p.add_argument("--every", type=positive_int, default=1, help="process every N-th frame (default 1)")

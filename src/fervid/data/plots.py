@@ -80,6 +80,8 @@ def sample_grid(
     """
     if per_class < 1:
         raise UserValueError(f"per_class must be at least 1, got {per_class}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserValueError(f"seed must be an integer 0 or more, got {seed!r}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

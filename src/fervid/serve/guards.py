@@ -116,7 +116,11 @@ class Guard:
     (the page at ``/``, the same file at ``/static/index.html``, any other page a route
     or the static mount serves) also gets the page's Content-Security-Policy, decided by
     what is sent (``Content-Type: text/html``), not by a list of routes that can miss one.
-    ``/docs`` gets its own policy (Swagger UI needs its inline script)."""
+    ``/docs`` gets its own policy (Swagger UI needs its inline script).
+
+    ``HEAD``: every route that answers ``GET`` answers ``HEAD`` with the same status and
+    headers and no body (RFC 9110; FastAPI's routes take only the methods they name, so
+    ``curl -I /healthz`` or an uptime monitor's HEAD check got 405 from a healthy server)."""
 
     def __init__(self, app: ASGIApp, max_body: int, limit: int):
         self.app = app
@@ -132,6 +136,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        head = scope.get("method") == "HEAD"
+        if head:  # served as GET; send_wrapper drops the body and keeps Content-Length
+            scope = {**scope, "method": "GET"}
         started = False
         csp = DOCS_CSP if scope.get("path") in DOCS_PATHS else PAGE_CSP
 
@@ -144,6 +151,10 @@ class Guard:
                     headers.setdefault(k, v)
                 if headers.get("content-type", "").lower().startswith("text/html"):
                     headers.setdefault("Content-Security-Policy", csp)
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            elif head and message["type"] == "http.response.pathsend":  # a file sent by the server itself
+                message = {"type": "http.response.body", "body": b""}
             await send(message)
 
         length = dict(scope.get("headers") or []).get(b"content-length")

@@ -37,6 +37,16 @@ page = APIRouter()
 # --------------------------------------------------------------------------- uploads and prediction
 
 
+def multipart_error(detail: str, max_batch: int) -> ApiError:
+    """The answer for a multipart body that Starlette's parser refused: one code for a
+    malformed body (Starlette answered ``bad_request`` for some and the app ``bad_multipart``
+    for others), and the batch limit for too many files (Starlette named its own limit,
+    ``max_batch + 1``: "Maximum number of files is 33" for a limit of 32)."""
+    if detail.startswith("Too many files"):
+        return ApiError(400, "too_many_files", f"at most {max_batch} images per batch")
+    return ApiError(400, "bad_multipart", f"malformed multipart body: {detail}")
+
+
 async def read_uploads(request: Request, state: ServeState, many: bool) -> list[tuple[str, bytes]]:
     """The ``(name, bytes)`` of the request's images (multipart ``file``/``files`` fields, or a
     raw image body when not ``many``), each checked by :func:`~fervid.serve.guards.check_image`."""
@@ -46,10 +56,14 @@ async def read_uploads(request: Request, state: ServeState, many: bool) -> list[
     if media == "multipart/form-data":
         try:
             form = await request.form(max_files=state.max_batch + 1, max_fields=16, max_part_size=1024 * 1024)
-        except StarletteHTTPException:
+        except ApiError:  # the body limit (413), raised while the form streams in
             raise
-        except Exception as e:  # noqa: BLE001 -- MultiPartException and any other malformed body
-            raise ApiError(400, "bad_multipart", f"malformed multipart body: {e}") from None
+        except StarletteHTTPException as e:  # Starlette's 400 for a MultiPartException
+            if e.status_code != 400:
+                raise
+            raise multipart_error(str(e.detail), state.max_batch) from None
+        except Exception as e:  # noqa: BLE001 -- any other malformed body
+            raise multipart_error(str(e), state.max_batch) from None
         try:
             for key, value in form.multi_items():
                 if key not in ("file", "files"):
