@@ -480,15 +480,19 @@ def _guarded(read: Callable[[Path], T], path: Path) -> T:
         ) from e
 
 
-def _read(path: Path) -> pa.Table:
-    """A part or output table, its ``source`` column as :func:`source_identity` gives it:
-    tables written before sources were identified by their resolved path hold them as the
-    user spelled them (relative to the folder that run started in, taken to be this one)."""
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A part or output table (only ``columns`` of it, those it has, when given), its ``source``
+    column as :func:`source_identity` gives it: tables written before sources were identified by
+    their resolved path hold them as the user spelled them (relative to the folder that run
+    started in, taken to be this one)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = _guarded(pq.read_table, path)
+    if columns is not None:
+        present = set(_guarded(pq.read_schema, path).names)
+        columns = [c for c in columns if c in present]
+    table = _guarded(lambda p: pq.read_table(p, columns=columns), path)
     if "source" not in table.column_names or not table.num_rows:
         return table
     col = table.column("source")
@@ -556,7 +560,8 @@ def _check_finished_output(paths: OutputPaths) -> None:
             f"{paths.faces} is missing, but {paths.sources} records its sources as done: restore "
             f"{paths.faces.name}, or delete {paths.sources.name} and {paths.errors.name} to process every source again"
         )
-    src, faces = _read(paths.sources), _read(paths.faces)
+    # the faces table's source column only: the check counts rows, and that table is the big one
+    src, faces = _read(paths.sources), _read(paths.faces, columns=["source"])
     if "source" not in src.column_names or (faces.num_rows and "source" not in faces.column_names):
         raise UserValueError(f"{paths.sources} or {paths.faces} is not a fervid batch table (no source column)")
     if "faces" not in src.column_names:  # no counts recorded: nothing to compare
