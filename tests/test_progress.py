@@ -34,6 +34,8 @@ def test_log_gets_plain_lines(every_update: None, monkeypatch: pytest.MonkeyPatc
     assert lines[0].startswith("scoring: 0/4 face (0%)")
     assert any(line.startswith("scoring: 4/4 face (100%)") for line in lines)
     assert all(line.startswith("scoring: ") for line in lines)
+    assert all(a != b for a, b in zip(lines, lines[1:])), "a line repeated says nothing new"
+    assert sum(line.startswith("scoring: 4/4") for line in lines) == 1, "the end is written once"
 
 
 def test_terminal_gets_a_bar_and_no_progress_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,17 +134,26 @@ def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
 
 class _LineStream:
     """A text stream for tqdm that turns its carriage-return redraws into whole lines: what a
-    log file or a pipe should get instead of a bar redrawn in place (cursor moves dropped)."""
+    log file or a pipe should get instead of a bar redrawn in place (cursor moves dropped).
+    Once the bar closes (:meth:`closing`), a line equal to the one before is dropped: tqdm draws
+    the final state on the last update and again when it closes. (Before that, a repeat is a
+    keep-alive line, which a log should get.)"""
 
     _CURSOR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
     def __init__(self, stream: Any):
         self._stream = stream
+        self._last = ""
+        self._closing = False
+
+    def closing(self) -> None:
+        self._closing = True
 
     def write(self, text: str) -> None:
         line = self._CURSOR.sub("", text).replace("\r", "").strip()
-        if line:
+        if line and not (self._closing and line == self._last):
             self._stream.write(line + "\n")
+            self._last = line
 
     def flush(self) -> None:
         self._stream.flush()
@@ -235,12 +244,13 @@ def progress_bar(
         )
         return _keep_alive(bar, 1.0, 1.0)
     seconds = progress_seconds()
+    lines = _LineStream(stream)
     bar = tqdm(
         iterable,
         total=total,
         desc=desc,
         unit=unit,
-        file=_LineStream(stream),
+        file=lines,
         delay=min(seconds, LOG_FIRST_LINE_SECONDS),  # a job done sooner writes no line at all
         mininterval=seconds,
         maxinterval=seconds,
@@ -251,7 +261,7 @@ def progress_bar(
             else "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}"
         ),
     )
-    return _keep_alive(bar, seconds, min(seconds, LOG_FIRST_LINE_SECONDS))
+    return _keep_alive(bar, seconds, min(seconds, LOG_FIRST_LINE_SECONDS), lines.closing)
 
 
 def _terminal_columns(stream: Any) -> int:
@@ -262,7 +272,7 @@ def _terminal_columns(stream: Any) -> int:
         return 0
 
 
-def _keep_alive(bar: Any, every: float, first: float) -> Any:
+def _keep_alive(bar: Any, every: float, first: float, on_close: Callable[[], None] | None = None) -> Any:
     """Redraws ``bar`` ``first`` seconds after it starts and then whenever it has been quiet for
     ``every`` seconds, until it is closed: a step slower than that between two updates (a batch
     on a loaded machine, the work before the first update) still moves the elapsed time on a
@@ -286,6 +296,8 @@ def _keep_alive(bar: Any, every: float, first: float) -> Any:
 
     def closing() -> None:
         done.set()
+        if on_close is not None:
+            on_close()
         close()
 
     bar.close = closing  # tqdm closes itself through self.close (end of iteration, with, __del__)
