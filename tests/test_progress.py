@@ -34,8 +34,32 @@ def test_log_gets_plain_lines(every_update: None, monkeypatch: pytest.MonkeyPatc
     assert lines[0].startswith("scoring: 0/4 face (0%)")
     assert any(line.startswith("scoring: 4/4 face (100%)") for line in lines)
     assert all(line.startswith("scoring: ") for line in lines)
-    assert all(a != b for a, b in zip(lines, lines[1:])), "a line repeated says nothing new"
-    assert sum(line.startswith("scoring: 4/4") for line in lines) == 1, "the end is written once"
+
+
+def test_a_log_gets_the_final_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tqdm draws the final state on the last update and again when it closes; the log gets it
+    once. A repeat while the bar runs is a keep-alive line and is kept. (Lines every 1000 s,
+    the bar's clock moved back so that the last update draws, and no elapsed time in the
+    layout: nothing here depends on the machine's speed.)"""
+    from fervid.runtime import _LineStream
+
+    monkeypatch.setenv("FERVID_PROGRESS_SECONDS", "1000")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress_bar(total=1, desc="scoring", bar_format="{desc}: {n_fmt}/{total_fmt}")
+    bar.start_t -= 2000  # as if the job had run past the first line's delay and the interval
+    bar.last_print_t -= 2000
+    bar.update(1)  # draws "1/1"; the close draws it again
+    bar.close()
+    assert log.getvalue().splitlines().count("scoring: 1/1") == 1, log.getvalue()
+
+    out = io.StringIO()
+    lines = _LineStream(out)
+    lines.write("\rscoring: 0/2")
+    lines.write("\rscoring: 0/2")  # keep-alive: kept
+    lines.closing()
+    lines.write("\rscoring: 0/2")  # the close's redraw of the same state: dropped
+    assert out.getvalue().splitlines() == ["scoring: 0/2", "scoring: 0/2"]
 
 
 def test_terminal_gets_a_bar_and_no_progress_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
